@@ -1,0 +1,1 @@
+//! Storage events -> object references (being written).

@@ -1,0 +1,355 @@
+//! Upload policies per purpose: which content types, how large, whether media processing
+//! applies. Loaded from a TOML file; a purpose's missing fields come from `[defaults]`.
+//!
+//! ```toml
+//! [defaults]
+//! max_size = "25 MiB"
+//! intent_ttl_seconds = 900
+//!
+//! [purposes.avatar]
+//! allowed_types = ["image/jpeg", "image/png", "image/gif", "image/webp"]
+//! max_size = "10 MiB"
+//! media = true
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::keys::Purpose;
+
+/// The rules for one purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadPolicy {
+    /// Allowed declared content types: exact (`image/png`) or a family (`image/*`).
+    pub allowed_types: Vec<String>,
+    /// Largest object accepted, in bytes.
+    pub max_size: u64,
+    /// Whether the media stage (images) applies.
+    pub media: bool,
+    /// How long an intent accepts its upload.
+    pub intent_ttl_seconds: u64,
+}
+
+impl UploadPolicy {
+    /// Whether the policy allows this declared content type.
+    #[must_use]
+    pub fn allows(&self, content_type: &str) -> bool {
+        let content_type = normalize_type(content_type);
+        self.allowed_types.iter().any(|allowed| {
+            allowed.strip_suffix("/*").map_or_else(
+                || *allowed == content_type,
+                |family| {
+                    content_type
+                        .split_once('/')
+                        .is_some_and(|(ct_family, _)| ct_family == family)
+                },
+            )
+        })
+    }
+}
+
+/// A content type without parameters, lower-case, with common aliases folded.
+#[must_use]
+pub fn normalize_type(content_type: &str) -> String {
+    let bare = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match bare.as_str() {
+        "image/jpg" | "image/pjpeg" => "image/jpeg".to_owned(),
+        "image/x-png" => "image/png".to_owned(),
+        _ => bare,
+    }
+}
+
+/// The policies of every known purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policies {
+    purposes: BTreeMap<String, UploadPolicy>,
+}
+
+/// A policy file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid policy file{}: {message}", path.as_ref().map(|p| format!(" {p}")).unwrap_or_default())]
+    Invalid {
+        path: Option<String>,
+        message: String,
+    },
+}
+
+const DEFAULT_MAX_SIZE: u64 = 25 * 1024 * 1024;
+const DEFAULT_INTENT_TTL_SECONDS: u64 = 15 * 60;
+
+/// The policies used when no file is given.
+pub const BUILTIN_POLICIES: &str = r#"
+[defaults]
+max_size = "25 MiB"
+intent_ttl_seconds = 900
+
+[purposes.avatar]
+allowed_types = ["image/jpeg", "image/png", "image/gif", "image/webp"]
+max_size = "10 MiB"
+media = true
+
+[purposes.photo]
+allowed_types = ["image/jpeg", "image/png", "image/gif", "image/webp"]
+max_size = "50 MiB"
+media = true
+
+[purposes.document]
+allowed_types = ["application/pdf", "text/plain", "text/csv", "application/json"]
+max_size = "100 MiB"
+
+[purposes.attachment]
+allowed_types = ["image/*", "application/pdf", "text/plain", "text/csv", "application/json", "application/zip"]
+max_size = "1 GiB"
+"#;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    defaults: RawPolicy,
+    #[serde(default)]
+    purposes: BTreeMap<String, RawPolicy>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    allowed_types: Option<Vec<String>>,
+    max_size: Option<RawSize>,
+    media: Option<bool>,
+    intent_ttl_seconds: Option<u64>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(u64),
+    Text(String),
+}
+
+/// Parses `1048576`, `"512 KiB"`, `"10 MiB"`, `"1 GiB"`, `"2MB"` (decimal units are powers of
+/// ten, binary units powers of two).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("size {text:?} does not start with a whole number"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "size {text:?} has unknown unit {other:?} (use B, KB, MB, GB, KiB, MiB or GiB)"
+            ));
+        }
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+impl RawSize {
+    fn bytes(&self) -> Result<u64, String> {
+        match self {
+            Self::Bytes(n) => Ok(*n),
+            Self::Text(text) => parse_size(text),
+        }
+    }
+}
+
+impl Policies {
+    /// The built-in policies (`avatar`, `photo`, `document`, `attachment`).
+    #[must_use]
+    pub fn builtin() -> Self {
+        Self::from_toml(BUILTIN_POLICIES).expect("built-in policies are valid")
+    }
+
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|err| match err {
+            PolicyError::Invalid { message, .. } => PolicyError::Invalid {
+                path: Some(path.display().to_string()),
+                message,
+            },
+            other @ PolicyError::Read { .. } => other,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
+        let invalid = |message: String| PolicyError::Invalid {
+            path: None,
+            message,
+        };
+        let raw: RawFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let default_max = match &raw.defaults.max_size {
+            Some(size) => size
+                .bytes()
+                .map_err(|m| invalid(format!("defaults.max_size: {m}")))?,
+            None => DEFAULT_MAX_SIZE,
+        };
+        if raw.purposes.is_empty() {
+            return Err(invalid("no [purposes.<name>] section".to_owned()));
+        }
+        let mut purposes = BTreeMap::new();
+        for (name, policy) in raw.purposes {
+            Purpose::new(name.clone()).map_err(|e| invalid(format!("purposes.{name}: {e}")))?;
+            let field = |f: &str| format!("purposes.{name}.{f}");
+            let allowed_types = policy
+                .allowed_types
+                .or_else(|| raw.defaults.allowed_types.clone())
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "{} is missing (and [defaults] has none)",
+                        field("allowed_types")
+                    ))
+                })?;
+            if allowed_types.is_empty() {
+                return Err(invalid(format!("{} is empty", field("allowed_types"))));
+            }
+            for content_type in &allowed_types {
+                let valid = content_type
+                    .split_once('/')
+                    .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && a != "*")
+                    && *content_type == normalize_type(content_type);
+                if !valid {
+                    return Err(invalid(format!(
+                        "{}: {content_type:?} is not a lower-case type/subtype (or type/*)",
+                        field("allowed_types")
+                    )));
+                }
+            }
+            let max_size = match &policy.max_size {
+                Some(size) => size
+                    .bytes()
+                    .map_err(|m| invalid(format!("{}: {m}", field("max_size"))))?,
+                None => default_max,
+            };
+            if max_size == 0 {
+                return Err(invalid(format!("{} must be above zero", field("max_size"))));
+            }
+            let intent_ttl_seconds = policy
+                .intent_ttl_seconds
+                .or(raw.defaults.intent_ttl_seconds)
+                .unwrap_or(DEFAULT_INTENT_TTL_SECONDS);
+            if intent_ttl_seconds == 0 {
+                return Err(invalid(format!(
+                    "{} must be above zero",
+                    field("intent_ttl_seconds")
+                )));
+            }
+            purposes.insert(
+                name,
+                UploadPolicy {
+                    allowed_types,
+                    max_size,
+                    media: policy.media.or(raw.defaults.media).unwrap_or(false),
+                    intent_ttl_seconds,
+                },
+            );
+        }
+        Ok(Self { purposes })
+    }
+
+    #[must_use]
+    pub fn get(&self, purpose: &Purpose) -> Option<&UploadPolicy> {
+        self.purposes.get(purpose.as_str())
+    }
+
+    pub fn purposes(&self) -> impl Iterator<Item = (&str, &UploadPolicy)> {
+        self.purposes.iter().map(|(k, v)| (k.as_str(), v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_policies_load() {
+        let policies = Policies::builtin();
+        let avatar = policies.get(&Purpose::new("avatar").unwrap()).unwrap();
+        assert_eq!(avatar.max_size, 10 * 1024 * 1024);
+        assert!(avatar.media);
+        assert!(avatar.allows("image/JPG"));
+        assert!(!avatar.allows("application/pdf"));
+        let attachment = policies.get(&Purpose::new("attachment").unwrap()).unwrap();
+        assert!(attachment.allows("image/tiff"));
+        assert!(!attachment.allows("imagex/tiff"));
+        assert!(!attachment.media);
+        assert_eq!(attachment.intent_ttl_seconds, 900);
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("10 MiB").unwrap(), 10 << 20);
+        assert_eq!(parse_size("2MB").unwrap(), 2_000_000);
+        assert_eq!(parse_size("17").unwrap(), 17);
+        assert!(parse_size("ten MiB").unwrap_err().contains("whole number"));
+        assert!(parse_size("10 mb").unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn invalid_files_name_the_field() {
+        for (text, expected) in [
+            ("[purposes.a]\nallowed_types=[]\n", "purposes.a.allowed_types is empty"),
+            ("[purposes.a]\n", "purposes.a.allowed_types is missing"),
+            (
+                "[purposes.a]\nallowed_types=['image/png']\nmax_size='3 lb'\n",
+                "purposes.a.max_size",
+            ),
+            (
+                "[purposes.a]\nallowed_types=['Image/PNG']\n",
+                "not a lower-case type/subtype",
+            ),
+            (
+                "[purposes.A]\nallowed_types=['image/png']\n",
+                "purposes.A: purpose",
+            ),
+            (
+                "[purposes.a]\nallowed_types=['image/png']\nmaxsize=3\n",
+                "unknown field `maxsize`",
+            ),
+            ("[defaults]\n", "no [purposes.<name>] section"),
+        ] {
+            let err = Policies::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn defaults_fill_missing_fields() {
+        let policies = Policies::from_toml(
+            "[defaults]\nallowed_types=['text/plain']\nmax_size=100\nmedia=true\n[purposes.notes]\n",
+        )
+        .unwrap();
+        let notes = policies.get(&Purpose::new("notes").unwrap()).unwrap();
+        assert_eq!(notes.allowed_types, vec!["text/plain"]);
+        assert_eq!(notes.max_size, 100);
+        assert!(notes.media);
+    }
+}

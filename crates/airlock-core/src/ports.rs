@@ -1,0 +1,242 @@
+//! Ports: the traits adapters implement (object store, intent store, scanner, clock, event
+//! sink, task answers). Each trait is narrow, so a function takes only what it needs.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncRead;
+
+use crate::intent::{IntentOutcome, IntentState, UploadIntent};
+use crate::keys::{Purpose, TenantId, UploadId};
+use crate::object::ObjectMeta;
+use crate::verdict::ReasonCode;
+
+/// A boxed byte stream, read in chunks so memory does not grow with the object.
+pub type ByteStream = Box<dyn AsyncRead + Send + Unpin>;
+
+/// Whether an infrastructure failure may go away if the operation is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Retry {
+    /// Worth retrying: a timeout, a refused connection, throttling.
+    Transient,
+    /// Retrying will not help: a bad configuration, a refused permission, corrupt data.
+    Permanent,
+}
+
+/// A failure of the object store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object {key:?} not found")]
+    NotFound { key: String },
+    #[error("key {key:?} is not allowed: {reason}")]
+    InvalidKey { key: String, reason: String },
+    #[error("object store failed on {key:?}: {message}")]
+    Backend {
+        key: String,
+        message: String,
+        retry: Retry,
+    },
+}
+
+impl StoreError {
+    #[must_use]
+    pub fn retry(&self) -> Retry {
+        match self {
+            Self::Backend { retry, .. } => *retry,
+            Self::NotFound { .. } | Self::InvalidKey { .. } => Retry::Permanent,
+        }
+    }
+}
+
+/// Reading objects.
+#[async_trait]
+pub trait ObjectReader: Send + Sync {
+    /// HEAD: `None` when the object does not exist.
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError>;
+    /// At most `len` bytes from `offset` (fewer at the end of the object).
+    async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError>;
+    /// The whole object as a stream.
+    async fn open(&self, key: &str) -> Result<ByteStream, StoreError>;
+}
+
+/// Writing objects.
+#[async_trait]
+pub trait ObjectWriter: Send + Sync {
+    /// Server-side copy; overwrites the destination.
+    async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError>;
+    /// Writes a small object (records, metadata); overwrites.
+    async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), StoreError>;
+    /// Deletes; deleting a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// Both halves, for the stages that move objects.
+pub trait ObjectStore: ObjectReader + ObjectWriter {}
+impl<T: ObjectReader + ObjectWriter + ?Sized> ObjectStore for T {}
+
+/// A failure of the intent store.
+#[derive(Debug, thiserror::Error)]
+#[error("intent store failed: {message}")]
+pub struct IntentStoreError {
+    pub message: String,
+    pub retry: Retry,
+}
+
+/// A conditional state change of an intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// Applied only if the intent is in one of these states.
+    pub from: Vec<IntentState>,
+    pub to: IntentState,
+    pub at: DateTime<Utc>,
+    /// Recorded with the change (where the object went and why), if given.
+    pub outcome: Option<IntentOutcome>,
+}
+
+/// What a conditional state change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransitionResult {
+    Applied(Box<UploadIntent>),
+    /// The intent was in another state; nothing was changed.
+    Refused {
+        current: IntentState,
+    },
+    NotFound,
+}
+
+/// Upload intents, keyed by upload id.
+#[async_trait]
+pub trait IntentStore: Send + Sync {
+    /// Inserts the intent unless one with its id exists; returns whether it was inserted.
+    async fn create(&self, intent: &UploadIntent) -> Result<bool, IntentStoreError>;
+    async fn get(&self, id: UploadId) -> Result<Option<UploadIntent>, IntentStoreError>;
+    /// Changes the state only if the current state is in `transition.from`.
+    async fn transition(
+        &self,
+        id: UploadId,
+        transition: Transition,
+    ) -> Result<TransitionResult, IntentStoreError>;
+}
+
+/// What the scanner concluded about a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "kebab-case")]
+pub enum ScanVerdict {
+    Clean,
+    Infected { signature: String },
+    /// The stream exceeds a scanner limit and was not fully scanned.
+    LimitExceeded { detail: String },
+}
+
+/// A scanner's answer, with the engine that gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanReport {
+    #[serde(flatten)]
+    pub verdict: ScanVerdict,
+    /// Engine and definitions version, e.g. `ClamAV 1.4.3/27500`.
+    pub engine: String,
+}
+
+/// A failure to scan (not a verdict).
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("scanner unavailable: {0}")]
+    Unavailable(String),
+    #[error("scanner timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("scanner protocol error: {0}")]
+    Protocol(String),
+    #[error("reading the object failed: {0}")]
+    Source(std::io::Error),
+}
+
+impl ScanError {
+    #[must_use]
+    pub fn retry(&self) -> Retry {
+        match self {
+            Self::Unavailable(_) | Self::Timeout(_) | Self::Source(_) => Retry::Transient,
+            Self::Protocol(_) => Retry::Permanent,
+        }
+    }
+}
+
+/// A virus scanner.
+#[async_trait]
+pub trait Scanner: Send + Sync {
+    /// Scans the stream to its end (or until the scanner stops it).
+    async fn scan(&self, stream: ByteStream) -> Result<ScanReport, ScanError>;
+}
+
+/// The current time (a port so tests and replays can fix it).
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// What products are told when an upload is settled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineEvent {
+    /// `upload.ready` or `upload.quarantined`.
+    #[serde(rename = "type")]
+    pub kind: PipelineEventKind,
+    pub upload_id: UploadId,
+    pub tenant: TenantId,
+    pub purpose: Purpose,
+    /// Where the object now is.
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ReasonCode>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PipelineEventKind {
+    #[serde(rename = "upload.ready")]
+    Ready,
+    #[serde(rename = "upload.quarantined")]
+    Quarantined,
+}
+
+/// A failure to publish an event.
+#[derive(Debug, thiserror::Error)]
+#[error("event sink failed: {message}")]
+pub struct EventSinkError {
+    pub message: String,
+    pub retry: Retry,
+}
+
+/// Where pipeline events go (EventBridge on AWS, a file locally).
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    async fn publish(&self, event: &PipelineEvent) -> Result<(), EventSinkError>;
+}
+
+/// A failure to answer the orchestrator.
+#[derive(Debug, thiserror::Error)]
+#[error("answering task failed: {message}")]
+pub struct TaskAnswerError {
+    pub message: String,
+    pub retry: Retry,
+}
+
+/// Where a worker sends the result of a task it was given with a token (Step Functions on
+/// AWS, the local executor on one machine).
+#[async_trait]
+pub trait TaskAnswers: Send + Sync {
+    async fn succeed(&self, token: &str, output: serde_json::Value)
+    -> Result<(), TaskAnswerError>;
+    async fn fail(&self, token: &str, error: &str, cause: &str) -> Result<(), TaskAnswerError>;
+}

@@ -1,0 +1,129 @@
+//! Verdicts: why a file was rejected, with stable reason codes.
+//!
+//! A rejected file is a normal outcome, not an error. Its reason code is kebab-case and
+//! stable: products and security teams match on it, so codes are never renamed.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a file was quarantined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReasonCode {
+    /// No upload intent exists for the key (or the key is not one the server made).
+    NoIntent,
+    /// The intent expired before the object arrived.
+    IntentExpired,
+    /// The intent was already used by an earlier object.
+    IntentAlreadyUsed,
+    /// The purpose has no upload policy.
+    PurposeUnknown,
+    /// The object has no bytes.
+    EmptyFile,
+    /// The object's size differs from the size declared in the intent.
+    SizeMismatch,
+    /// The object is larger than its purpose allows.
+    TooLarge,
+    /// The declared content type is not allowed for the purpose.
+    TypeNotAllowed,
+    /// The bytes are not of the declared content type.
+    TypeMismatch,
+    /// The object's SHA-256 differs from the one declared in the intent.
+    ChecksumMismatch,
+    /// The virus scanner found a signature.
+    Infected,
+    /// The object exceeds a limit of the scanner, so it could not be fully scanned.
+    TooLargeToScan,
+    /// The scanner could not be reached or failed, after retries.
+    ScanUnavailable,
+    /// The object could not be inspected, after retries.
+    InspectUnavailable,
+}
+
+impl ReasonCode {
+    /// Every code, in a stable order (for docs and tests).
+    pub const ALL: [ReasonCode; 14] = [
+        Self::NoIntent,
+        Self::IntentExpired,
+        Self::IntentAlreadyUsed,
+        Self::PurposeUnknown,
+        Self::EmptyFile,
+        Self::SizeMismatch,
+        Self::TooLarge,
+        Self::TypeNotAllowed,
+        Self::TypeMismatch,
+        Self::ChecksumMismatch,
+        Self::Infected,
+        Self::TooLargeToScan,
+        Self::ScanUnavailable,
+        Self::InspectUnavailable,
+    ];
+
+    #[must_use]
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::NoIntent => "no-intent",
+            Self::IntentExpired => "intent-expired",
+            Self::IntentAlreadyUsed => "intent-already-used",
+            Self::PurposeUnknown => "purpose-unknown",
+            Self::EmptyFile => "empty-file",
+            Self::SizeMismatch => "size-mismatch",
+            Self::TooLarge => "too-large",
+            Self::TypeNotAllowed => "type-not-allowed",
+            Self::TypeMismatch => "type-mismatch",
+            Self::ChecksumMismatch => "checksum-mismatch",
+            Self::Infected => "infected",
+            Self::TooLargeToScan => "too-large-to-scan",
+            Self::ScanUnavailable => "scan-unavailable",
+            Self::InspectUnavailable => "inspect-unavailable",
+        }
+    }
+}
+
+impl fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A decision to quarantine, with what a reviewer needs to understand it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub reason: ReasonCode,
+    /// Human-readable detail, e.g. "declared image/png, content is image/jpeg".
+    pub detail: String,
+    /// The scanner's signature name, for `infected`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+impl Rejection {
+    #[must_use]
+    pub fn new(reason: ReasonCode, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+            signature: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_kebab_case_and_match_serde() {
+        for code in ReasonCode::ALL {
+            let text = code.code();
+            assert!(
+                text.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{text}"
+            );
+            assert_eq!(serde_json::to_value(code).unwrap(), text);
+            let back: ReasonCode = serde_json::from_value(text.into()).unwrap();
+            assert_eq!(back, code);
+        }
+    }
+}
