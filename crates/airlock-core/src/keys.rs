@@ -156,6 +156,17 @@ impl fmt::Display for UploadId {
     }
 }
 
+/// The key an object under `incoming/` gets under another prefix (`trusted/`,
+/// `quarantine/`): the same suffix, so a key that does not fit the scheme still has one
+/// well-defined place to go.
+#[must_use]
+pub fn counterpart(incoming_key: &str, prefix: &str) -> Option<String> {
+    incoming_key
+        .strip_prefix(INCOMING_PREFIX)
+        .filter(|rest| !rest.is_empty())
+        .map(|rest| format!("{prefix}{rest}"))
+}
+
 /// The server-made identity of an upload's objects: tenant, purpose and id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct UploadKey {
@@ -264,6 +275,16 @@ mod tests {
             let err = UploadKey::parse_incoming(&key).unwrap_err().to_string();
             assert!(err.contains(expected), "{key}: {err}");
         }
+    }
+
+    #[test]
+    fn counterparts_keep_the_suffix() {
+        assert_eq!(
+            counterpart("incoming/a b.txt", QUARANTINE_PREFIX).as_deref(),
+            Some("quarantine/a b.txt")
+        );
+        assert_eq!(counterpart("incoming/", TRUSTED_PREFIX), None);
+        assert_eq!(counterpart("other/x", TRUSTED_PREFIX), None);
     }
 
     #[test]

@@ -14,3 +14,4 @@ pub mod policy;
 pub mod ports;
 pub mod stages;
 pub mod verdict;
+pub mod worker;

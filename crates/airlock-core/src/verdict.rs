@@ -96,6 +96,9 @@ pub struct Rejection {
     /// The scanner's signature name, for `infected`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// The scanner engine and definitions that gave the verdict, for scan rejects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 impl Rejection {
@@ -105,6 +108,7 @@ impl Rejection {
             reason,
             detail: detail.into(),
             signature: None,
+            engine: None,
         }
     }
 }

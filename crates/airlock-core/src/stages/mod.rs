@@ -1,1 +1,104 @@
-//! Pipeline stages.
+//! The pipeline stages, as plain async functions over ports.
+//!
+//! Each stage returns `Ok` with an outcome (a file that passes, a file rejected with a reason,
+//! or nothing left to do) or `Err(StageError)` for an infrastructure failure, which the state
+//! machine may retry. A rejected file is never an `Err`.
+
+mod inspect;
+mod promote;
+mod quarantine;
+mod scan;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use inspect::{InspectOutcome, InspectReport, SNIFF_LEN, inspect, sniff_type};
+pub use promote::{PromoteReport, promote};
+pub use quarantine::{QuarantineRecord, QuarantineReport, QuarantineRequest, quarantine};
+pub use scan::{ScanOutcome, ScanPass, scan};
+
+use crate::ports::{EventSinkError, IntentStoreError, Retry, ScanError, StoreError};
+
+/// The stages, as named in worker messages and in the state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    Inspect,
+    Scan,
+    Promote,
+    Quarantine,
+}
+
+impl Stage {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inspect => "inspect",
+            Self::Scan => "scan",
+            Self::Promote => "promote",
+            Self::Quarantine => "quarantine",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error names the state machine's Retry and Catch match on.
+pub mod error_names {
+    /// Worth retrying (the state machine retries with backoff).
+    pub const TRANSIENT: &str = "Airlock.Transient";
+    /// Retrying will not help.
+    pub const PERMANENT: &str = "Airlock.Permanent";
+    /// The worker could not understand its message.
+    pub const BAD_MESSAGE: &str = "Airlock.BadMessage";
+}
+
+/// An infrastructure failure in a stage.
+#[derive(Debug, thiserror::Error)]
+#[error("{stage}: {message}")]
+pub struct StageError {
+    pub stage: Stage,
+    pub message: String,
+    pub retry: Retry,
+}
+
+impl StageError {
+    #[must_use]
+    pub fn new(stage: Stage, retry: Retry, message: impl Into<String>) -> Self {
+        Self {
+            stage,
+            message: message.into(),
+            retry,
+        }
+    }
+
+    pub(crate) fn store(stage: Stage, err: &StoreError) -> Self {
+        Self::new(stage, err.retry(), err.to_string())
+    }
+
+    pub(crate) fn intents(stage: Stage, err: &IntentStoreError) -> Self {
+        Self::new(stage, err.retry, err.to_string())
+    }
+
+    pub(crate) fn events(stage: Stage, err: &EventSinkError) -> Self {
+        Self::new(stage, err.retry, err.to_string())
+    }
+
+    pub(crate) fn scan(stage: Stage, err: &ScanError) -> Self {
+        Self::new(stage, err.retry(), err.to_string())
+    }
+
+    /// The error name reported to the orchestrator.
+    #[must_use]
+    pub fn error_name(&self) -> &'static str {
+        match self.retry {
+            Retry::Transient => error_names::TRANSIENT,
+            Retry::Permanent => error_names::PERMANENT,
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! The worker side of the state machine: a task message in, a stage run, an answer out.
+//!
+//! The state machine sends `{taskToken, stage, object, findings}` (through SQS on AWS, through
+//! the in-process queue locally); the worker runs the stage and answers with the token. The
+//! same code answers Step Functions, the local executor, or the emulator's executor.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::keys::UploadKey;
+use crate::object::ObjectRef;
+use crate::policy::Policies;
+use crate::ports::{Clock, EventSink, IntentStore, ObjectStore, Retry, Scanner, TaskAnswers};
+use crate::stages::{
+    self, InspectOutcome, QuarantineRequest, ScanOutcome, Stage, StageError, error_names,
+};
+use crate::verdict::{ReasonCode, Rejection};
+
+/// A task for a worker, as the state machine sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskMessage {
+    pub task_token: String,
+    pub stage: Stage,
+    pub object: ObjectRef,
+    /// The state so far: the outputs of earlier stages (`inspect`, `scan`) and any caught
+    /// failures (`inspectFailure`, `scanFailure`).
+    #[serde(default)]
+    pub findings: Value,
+}
+
+/// Findings of earlier stages, as the state machine accumulates them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Findings {
+    inspect: Option<InspectOutcome>,
+    scan: Option<ScanOutcome>,
+    inspect_failure: Option<CaughtError>,
+    scan_failure: Option<CaughtError>,
+}
+
+/// An error caught by a Catch clause (`{"Error": ..., "Cause": ...}`).
+#[derive(Debug, Deserialize)]
+struct CaughtError {
+    #[serde(rename = "Error", default)]
+    error: String,
+    #[serde(rename = "Cause", default)]
+    cause: String,
+}
+
+fn bad_message(stage: Stage, message: impl Into<String>) -> StageError {
+    StageError::new(stage, Retry::Permanent, message)
+}
+
+/// Why the object is being quarantined, from the findings; the first reject or failure wins.
+pub fn quarantine_request(
+    object: &ObjectRef,
+    findings: &Value,
+) -> Result<QuarantineRequest, StageError> {
+    let findings: Findings = serde_json::from_value(findings.clone()).map_err(|e| {
+        bad_message(Stage::Quarantine, format!("findings are malformed: {e}"))
+    })?;
+    let sha256 = match &findings.scan {
+        Some(ScanOutcome::Pass(pass)) => Some(pass.sha256.clone()),
+        _ => None,
+    };
+    let (stage, rejection) = if let Some(InspectOutcome::Reject(r)) = findings.inspect {
+        (Stage::Inspect, r)
+    } else if let Some(ScanOutcome::Reject(r)) = findings.scan {
+        (Stage::Scan, r)
+    } else if let Some(failure) = findings.scan_failure {
+        (
+            Stage::Scan,
+            Rejection::new(
+                ReasonCode::ScanUnavailable,
+                format!("{}: {}", failure.error, failure.cause),
+            ),
+        )
+    } else if let Some(failure) = findings.inspect_failure {
+        (
+            Stage::Inspect,
+            Rejection::new(
+                ReasonCode::InspectUnavailable,
+                format!("{}: {}", failure.error, failure.cause),
+            ),
+        )
+    } else {
+        return Err(bad_message(
+            Stage::Quarantine,
+            "findings hold no reject and no failure: nothing says why to quarantine",
+        ));
+    };
+    Ok(QuarantineRequest {
+        object: object.clone(),
+        rejection,
+        stage,
+        sha256,
+    })
+}
+
+/// Everything the stages need, built once.
+#[derive(Clone)]
+pub struct Worker {
+    pub store: Arc<dyn ObjectStore>,
+    pub intents: Arc<dyn IntentStore>,
+    pub scanner: Arc<dyn Scanner>,
+    pub events: Arc<dyn EventSink>,
+    pub clock: Arc<dyn Clock>,
+    pub policies: Arc<Policies>,
+    /// The bucket this worker's store serves; tasks for another bucket are refused.
+    pub bucket: String,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("bucket", &self.bucket)
+            .finish_non_exhaustive()
+    }
+}
+
+fn to_value<T: Serialize>(stage: Stage, value: &T) -> Result<Value, StageError> {
+    serde_json::to_value(value)
+        .map_err(|e| StageError::new(stage, Retry::Permanent, e.to_string()))
+}
+
+impl Worker {
+    /// Runs one stage; the output is what the state machine stores for it.
+    pub async fn run(&self, task: &TaskMessage) -> Result<Value, StageError> {
+        if task.object.bucket != self.bucket {
+            return Err(bad_message(
+                task.stage,
+                format!(
+                    "object is in bucket {:?}, this worker serves {:?}",
+                    task.object.bucket, self.bucket
+                ),
+            ));
+        }
+        match task.stage {
+            Stage::Inspect => {
+                let outcome = stages::inspect(
+                    self.store.as_ref(),
+                    self.intents.as_ref(),
+                    &self.policies,
+                    self.clock.as_ref(),
+                    &task.object,
+                )
+                .await?;
+                to_value(Stage::Inspect, &outcome)
+            }
+            Stage::Scan => {
+                let expected = task
+                    .findings
+                    .pointer("/inspect/expectedSha256")
+                    .and_then(Value::as_str);
+                let outcome = stages::scan(
+                    self.store.as_ref(),
+                    self.scanner.as_ref(),
+                    &task.object.key,
+                    expected,
+                )
+                .await?;
+                to_value(Stage::Scan, &outcome)
+            }
+            Stage::Promote => {
+                let upload = UploadKey::parse_incoming(&task.object.key)
+                    .map_err(|e| bad_message(Stage::Promote, e.to_string()))?;
+                let Some(ScanOutcome::Pass(scan)) = task
+                    .findings
+                    .get("scan")
+                    .and_then(|v| serde_json::from_value::<ScanOutcome>(v.clone()).ok())
+                else {
+                    return Err(bad_message(
+                        Stage::Promote,
+                        "findings hold no passing scan: refusing to promote",
+                    ));
+                };
+                let report = stages::promote(
+                    self.store.as_ref(),
+                    self.intents.as_ref(),
+                    self.events.as_ref(),
+                    self.clock.as_ref(),
+                    &upload,
+                    &scan.sha256,
+                    scan.size,
+                )
+                .await?;
+                to_value(Stage::Promote, &report)
+            }
+            Stage::Quarantine => {
+                let request = quarantine_request(&task.object, &task.findings)?;
+                let report = stages::quarantine(
+                    self.store.as_ref(),
+                    self.intents.as_ref(),
+                    self.events.as_ref(),
+                    self.clock.as_ref(),
+                    &request,
+                )
+                .await?;
+                to_value(Stage::Quarantine, &report)
+            }
+        }
+    }
+
+    /// Handles one queue message body: parse, run, answer. An `Err` means the answer could
+    /// not be given (or the body has no token to answer with): the message should stay on
+    /// the queue for redelivery and, in the end, the dead-letter queue.
+    pub async fn handle(&self, body: &str, answers: &dyn TaskAnswers) -> Result<(), HandleError> {
+        let task: TaskMessage = match serde_json::from_str(body) {
+            Ok(task) => task,
+            Err(parse_error) => {
+                // Answer with the token if there is one, so the execution need not time out.
+                let token = serde_json::from_str::<Value>(body)
+                    .ok()
+                    .and_then(|v| v.get("taskToken")?.as_str().map(str::to_owned));
+                let Some(token) = token else {
+                    return Err(HandleError::Unanswerable(format!(
+                        "message is not a task: {parse_error}"
+                    )));
+                };
+                return answers
+                    .fail(
+                        &token,
+                        error_names::BAD_MESSAGE,
+                        &format!("message is not a task: {parse_error}"),
+                    )
+                    .await
+                    .map_err(|e| HandleError::Answer(e.to_string()));
+            }
+        };
+        let answered = match self.run(&task).await {
+            Ok(output) => answers.succeed(&task.task_token, output).await,
+            Err(err) => {
+                tracing::warn!(stage = %task.stage, key = %task.object.key, error = %err, "stage failed");
+                answers
+                    .fail(&task.task_token, err.error_name(), &err.to_string())
+                    .await
+            }
+        };
+        answered.map_err(|e| HandleError::Answer(e.to_string()))
+    }
+}
+
+/// A message the worker could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    #[error("cannot answer: {0}")]
+    Unanswerable(String),
+    #[error("answering failed: {0}")]
+    Answer(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object() -> ObjectRef {
+        ObjectRef::new("b", "incoming/t/p/01936f6e-8c2a-7b3e-9a4b-2c1d0e9f8a7b")
+    }
+
+    #[test]
+    fn the_first_reject_or_failure_is_the_reason() {
+        let cases = [
+            (
+                json!({"inspect": {"outcome": "reject", "reason": "type-mismatch", "detail": "d"}}),
+                ReasonCode::TypeMismatch,
+                Stage::Inspect,
+            ),
+            (
+                json!({"inspect": {"outcome": "pass", "uploadId": "01936f6e-8c2a-7b3e-9a4b-2c1d0e9f8a7b", "tenant": "t", "purpose": "p", "size": 1, "declaredType": "text/plain", "detectedType": "text/plain", "media": false, "bytesRead": 1},
+                       "scan": {"outcome": "reject", "reason": "infected", "detail": "d", "signature": "Eicar"}}),
+                ReasonCode::Infected,
+                Stage::Scan,
+            ),
+            (
+                json!({"inspect": {"outcome": "pass", "uploadId": "01936f6e-8c2a-7b3e-9a4b-2c1d0e9f8a7b", "tenant": "t", "purpose": "p", "size": 1, "declaredType": "text/plain", "detectedType": "text/plain", "media": false, "bytesRead": 1},
+                       "scanFailure": {"Error": "Airlock.Transient", "Cause": "scanner unavailable"}}),
+                ReasonCode::ScanUnavailable,
+                Stage::Scan,
+            ),
+            (
+                json!({"inspectFailure": {"Error": "States.Timeout", "Cause": ""}}),
+                ReasonCode::InspectUnavailable,
+                Stage::Inspect,
+            ),
+        ];
+        for (findings, reason, stage) in cases {
+            let request = quarantine_request(&object(), &findings).unwrap();
+            assert_eq!(request.rejection.reason, reason, "{findings}");
+            assert_eq!(request.stage, stage);
+        }
+    }
+
+    #[test]
+    fn no_reason_no_quarantine() {
+        let err = quarantine_request(&object(), &json!({})).unwrap_err();
+        assert!(err.to_string().contains("nothing says why"), "{err}");
+        let err = quarantine_request(&object(), &json!({"inspect": 3})).unwrap_err();
+        assert!(err.to_string().contains("malformed"), "{err}");
+    }
+}
