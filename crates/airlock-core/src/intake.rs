@@ -1,1 +1,0 @@
-//! Storage events -> object references (being written).
