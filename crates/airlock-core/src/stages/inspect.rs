@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use super::{Stage, StageError};
 use crate::intent::{IntentState, UploadIntent};
 use crate::keys::{Purpose, TenantId, UploadId, UploadKey};
+use crate::object::ObjectMeta;
 use crate::object::ObjectRef;
-use crate::policy::{Policies, normalize_type};
+use crate::policy::{Policies, UploadPolicy, normalize_type};
 use crate::ports::{Clock, IntentStore, ObjectReader, Retry, StoreError, Transition};
 use crate::verdict::{ReasonCode, Rejection};
 
@@ -120,10 +121,7 @@ pub async fn inspect(
     let Some(meta) = head else {
         let state = intent.as_ref().map(|i| i.state);
         let detail = match state {
-            Some(state) => format!(
-                "object {} no longer exists; upload is {state}",
-                object.key
-            ),
+            Some(state) => format!("object {} no longer exists; upload is {state}", object.key),
             None => format!("object {} no longer exists; no intent", object.key),
         };
         if !state.is_some_and(IntentState::is_final) {
@@ -132,86 +130,11 @@ pub async fn inspect(
         return Ok(skip(detail, state));
     };
 
-    let Some(intent) = intent else {
-        return Ok(reject(
-            ReasonCode::NoIntent,
-            format!("no upload intent with id {}", upload.upload_id),
-        ));
+    let (intent, policy) = match check_intent(&upload, intent, &meta, policies, clock) {
+        Ok(checked) => checked,
+        Err(rejection) => return Ok(InspectOutcome::Reject(rejection)),
     };
-    if intent.tenant != upload.tenant || intent.purpose != upload.purpose {
-        return Ok(reject(
-            ReasonCode::NoIntent,
-            format!(
-                "intent {} is for {}/{}, not {}/{}",
-                intent.id, intent.tenant, intent.purpose, upload.tenant, upload.purpose
-            ),
-        ));
-    }
-    match intent.state {
-        IntentState::Expired => {
-            return Ok(reject(
-                ReasonCode::IntentExpired,
-                format!("intent expired at {}", intent.expires_at.to_rfc3339()),
-            ));
-        }
-        IntentState::Ready | IntentState::Quarantined => {
-            return Ok(reject(
-                ReasonCode::IntentAlreadyUsed,
-                format!("intent was already settled as {}", intent.state),
-            ));
-        }
-        _ => {}
-    }
-    let arrived = meta.last_modified.unwrap_or_else(|| clock.now());
-    if arrived > intent.expires_at {
-        return Ok(reject(
-            ReasonCode::IntentExpired,
-            format!(
-                "object arrived at {}, intent expired at {}",
-                arrived.to_rfc3339(),
-                intent.expires_at.to_rfc3339()
-            ),
-        ));
-    }
-    let Some(policy) = policies.get(&intent.purpose) else {
-        return Ok(reject(
-            ReasonCode::PurposeUnknown,
-            format!("no upload policy for purpose {:?}", intent.purpose.as_str()),
-        ));
-    };
-
-    if meta.size == 0 {
-        return Ok(reject(ReasonCode::EmptyFile, "object has no bytes"));
-    }
-    if meta.size > policy.max_size {
-        return Ok(reject(
-            ReasonCode::TooLarge,
-            format!(
-                "object has {} bytes, purpose {} allows at most {}",
-                meta.size, intent.purpose, policy.max_size
-            ),
-        ));
-    }
-    if meta.size != intent.declared_size {
-        return Ok(reject(
-            ReasonCode::SizeMismatch,
-            format!(
-                "declared {} bytes, object has {}",
-                intent.declared_size, meta.size
-            ),
-        ));
-    }
     let declared = normalize_type(&intent.declared_type);
-    if !policy.allows(&declared) {
-        return Ok(reject(
-            ReasonCode::TypeNotAllowed,
-            format!(
-                "{declared} is not allowed for purpose {} (allowed: {})",
-                intent.purpose,
-                policy.allowed_types.join(", ")
-            ),
-        ));
-    }
 
     let want = meta.size.min(SNIFF_LEN);
     let bytes = store
@@ -219,7 +142,9 @@ pub async fn inspect(
         .await
         .map_err(|e| match e {
             // It was there a moment ago: let a retry see whether it was settled meanwhile.
-            StoreError::NotFound { .. } => StageError::new(Stage::Inspect, Retry::Transient, e.to_string()),
+            StoreError::NotFound { .. } => {
+                StageError::new(Stage::Inspect, Retry::Transient, e.to_string())
+            }
             other => store_err(&other),
         })?;
     let complete = bytes.len() as u64 >= meta.size;
@@ -241,6 +166,99 @@ pub async fn inspect(
         expected_sha256: intent.sha256,
         bytes_read: bytes.len() as u64,
     }))
+}
+
+/// Checks the intent, the object's size and the declared type against the purpose's policy:
+/// a pure function over what the HEAD and the intent store said.
+fn check_intent<'p>(
+    upload: &UploadKey,
+    intent: Option<UploadIntent>,
+    meta: &ObjectMeta,
+    policies: &'p Policies,
+    clock: &dyn Clock,
+) -> Result<(UploadIntent, &'p UploadPolicy), Rejection> {
+    let Some(intent) = intent else {
+        return Err(Rejection::new(
+            ReasonCode::NoIntent,
+            format!("no upload intent with id {}", upload.upload_id),
+        ));
+    };
+    if intent.tenant != upload.tenant || intent.purpose != upload.purpose {
+        return Err(Rejection::new(
+            ReasonCode::NoIntent,
+            format!(
+                "intent {} is for {}/{}, not {}/{}",
+                intent.id, intent.tenant, intent.purpose, upload.tenant, upload.purpose
+            ),
+        ));
+    }
+    match intent.state {
+        IntentState::Expired => {
+            return Err(Rejection::new(
+                ReasonCode::IntentExpired,
+                format!("intent expired at {}", intent.expires_at.to_rfc3339()),
+            ));
+        }
+        IntentState::Ready | IntentState::Quarantined => {
+            return Err(Rejection::new(
+                ReasonCode::IntentAlreadyUsed,
+                format!("intent was already settled as {}", intent.state),
+            ));
+        }
+        _ => {}
+    }
+    let arrived = meta.last_modified.unwrap_or_else(|| clock.now());
+    if arrived > intent.expires_at {
+        return Err(Rejection::new(
+            ReasonCode::IntentExpired,
+            format!(
+                "object arrived at {}, intent expired at {}",
+                arrived.to_rfc3339(),
+                intent.expires_at.to_rfc3339()
+            ),
+        ));
+    }
+    let Some(policy) = policies.get(&intent.purpose) else {
+        return Err(Rejection::new(
+            ReasonCode::PurposeUnknown,
+            format!("no upload policy for purpose {:?}", intent.purpose.as_str()),
+        ));
+    };
+
+    if meta.size == 0 {
+        return Err(Rejection::new(ReasonCode::EmptyFile, "object has no bytes"));
+    }
+    if meta.size > policy.max_size {
+        return Err(Rejection::new(
+            ReasonCode::TooLarge,
+            format!(
+                "object has {} bytes, purpose {} allows at most {}",
+                meta.size, intent.purpose, policy.max_size
+            ),
+        ));
+    }
+    if meta.size != intent.declared_size {
+        return Err(Rejection::new(
+            ReasonCode::SizeMismatch,
+            format!(
+                "declared {} bytes, object has {}",
+                intent.declared_size, meta.size
+            ),
+        ));
+    }
+    let declared = normalize_type(&intent.declared_type);
+    if !policy.allows(&declared) {
+        return Err(Rejection::new(
+            ReasonCode::TypeNotAllowed,
+            format!(
+                "{declared} is not allowed for purpose {} (allowed: {})",
+                intent.purpose,
+                policy.allowed_types.join(", ")
+            ),
+        ));
+    }
+
+    Ok((intent, policy))
 }
 
 /// Checks sniffed content against a declared type; returns the detected type.
@@ -281,15 +299,18 @@ async fn mark_processing(
         .await
         .map_err(|e| StageError::intents(Stage::Inspect, &e))?;
     match result {
-        crate::ports::TransitionResult::Applied(_) => Ok(()),
-        crate::ports::TransitionResult::Refused {
+        crate::ports::TransitionResult::Applied(_)
+        | crate::ports::TransitionResult::Refused {
             current: IntentState::Processing,
         } => Ok(()),
         crate::ports::TransitionResult::Refused { current } => Err(StageError::new(
             Stage::Inspect,
             // Another run settled it meanwhile; a retry will see that and skip.
             Retry::Transient,
-            format!("intent {} changed to {current} during inspection", intent.id),
+            format!(
+                "intent {} changed to {current} during inspection",
+                intent.id
+            ),
         )),
         crate::ports::TransitionResult::NotFound => Err(StageError::new(
             Stage::Inspect,

@@ -7,9 +7,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use super::{Stage, StageError};
-use crate::intent::{IntentOutcome, IntentState};
+use crate::intent::{IntentOutcome, IntentState, UploadIntent};
 use crate::keys::{QUARANTINE_PREFIX, UploadKey, counterpart};
-use crate::object::ObjectRef;
+use crate::object::{ObjectMeta, ObjectRef};
 use crate::ports::{
     Clock, EventSink, IntentStore, ObjectReader, ObjectStore, PipelineEvent, PipelineEventKind,
     Retry, StoreError, Transition, TransitionResult,
@@ -101,6 +101,15 @@ async fn sha256_of(store: &dyn ObjectReader, key: &str) -> Result<(String, u64),
     Ok((hex::encode(hasher.finalize()), size))
 }
 
+/// Where a rejected object goes, and what is known about it.
+struct Placement {
+    upload: Option<UploadKey>,
+    intent: Option<UploadIntent>,
+    destination: String,
+    record_key: String,
+    now: DateTime<Utc>,
+}
+
 /// Quarantines `request.object`.
 pub async fn quarantine(
     store: &dyn ObjectStore,
@@ -118,7 +127,6 @@ pub async fn quarantine(
             format!("{incoming} is not an incoming key"),
         )
     })?;
-    let record_key = format!("{destination}.json");
     let upload = UploadKey::parse_incoming(incoming).ok();
     let intent = match &upload {
         Some(upload) => intents
@@ -129,124 +137,161 @@ pub async fn quarantine(
             .filter(|i| i.tenant == upload.tenant && i.purpose == upload.purpose),
         None => None,
     };
-    let now = clock.now();
+    let placement = Placement {
+        upload,
+        intent,
+        record_key: format!("{destination}.json"),
+        destination,
+        now: clock.now(),
+    };
 
     let incoming_meta = store.head(incoming).await.map_err(|e| store_err(&e))?;
     let quarantined_now = incoming_meta.is_some();
-    if let Some(meta) = &incoming_meta {
-        let (sha256, size) = match &request.sha256 {
-            Some(sha) => (sha.clone(), meta.size),
-            None => sha256_of(store, incoming).await?,
-        };
-        store
-            .copy(incoming, &destination)
+    let facts = if let Some(meta) = &incoming_meta {
+        Some(copy_with_record(store, request, &placement, meta).await?)
+    } else {
+        let already_there = store
+            .head(&placement.destination)
             .await
-            .map_err(|e| store_err(&e))?;
-        match store.head(&destination).await.map_err(|e| store_err(&e))? {
-            Some(copy) if copy.size == meta.size => {}
-            other => {
-                return Err(StageError::new(
-                    Stage::Quarantine,
-                    Retry::Transient,
-                    format!(
-                        "copy to {destination} not confirmed: expected {} bytes, found {:?}",
-                        meta.size,
-                        other.map(|m| m.size)
-                    ),
-                ));
-            }
+            .map_err(|e| store_err(&e))?
+            .is_some();
+        if !already_there {
+            return Err(StageError::new(
+                Stage::Quarantine,
+                Retry::Permanent,
+                format!("neither {incoming} nor {} exists", placement.destination),
+            ));
         }
-        let record = QuarantineRecord {
-            reason: request.rejection.reason,
-            detail: request.rejection.detail.clone(),
-            signature: request.rejection.signature.clone(),
-            stage: request.stage,
-            sha256,
-            size,
-            bucket: request.object.bucket.clone(),
-            original_key: incoming.to_owned(),
-            quarantine_key: destination.clone(),
-            tenant: upload.as_ref().map(|u| u.tenant.to_string()),
-            purpose: upload.as_ref().map(|u| u.purpose.to_string()),
-            intent_id: intent.as_ref().map(|i| i.id.to_string()),
-            uploader: intent.as_ref().and_then(|i| i.uploader.clone()),
-            filename: intent.as_ref().and_then(|i| i.filename.clone()),
-            declared_type: intent.as_ref().map(|i| i.declared_type.clone()),
-            declared_size: intent.as_ref().map(|i| i.declared_size),
-            engine: request.rejection.engine.clone(),
-            uploaded_at: meta.last_modified,
-            quarantined_at: now,
-        };
-        let json = serde_json::to_vec_pretty(&record).map_err(|e| {
-            StageError::new(Stage::Quarantine, Retry::Permanent, e.to_string())
-        })?;
-        store
-            .put(&record_key, json, "application/json")
-            .await
-            .map_err(|e| store_err(&e))?;
-    } else if store
-        .head(&destination)
-        .await
-        .map_err(|e| store_err(&e))?
-        .is_none()
-    {
-        return Err(StageError::new(
-            Stage::Quarantine,
-            Retry::Permanent,
-            format!("neither {incoming} nor {destination} exists"),
-        ));
-    }
+        None
+    };
 
-    // The intent follows the object; an already-settled intent (a used key) is left alone.
-    let mut newly_quarantined = false;
-    if let Some(intent) = &intent {
-        let result = intents
-            .transition(
-                intent.id,
-                Transition {
-                    from: IntentState::sources_of(IntentState::Quarantined),
-                    to: IntentState::Quarantined,
-                    at: now,
-                    outcome: Some(IntentOutcome {
-                        key: destination.clone(),
-                        reason: Some(request.rejection.reason),
-                        detail: Some(request.rejection.detail.clone()),
-                        sha256: request.sha256.clone(),
-                        size: incoming_meta.as_ref().map(|m| m.size),
-                    }),
-                },
-            )
-            .await
-            .map_err(|e| StageError::intents(Stage::Quarantine, &e))?;
-        match result {
-            TransitionResult::Applied(_) => newly_quarantined = true,
-            TransitionResult::Refused { current } => {
-                tracing::info!(intent = %intent.id, %current, "intent already settled; left as is");
-            }
-            TransitionResult::NotFound => {}
-        }
-    }
+    let newly_quarantined = mark_quarantined(intents, request, &placement, facts).await?;
 
     store.delete(incoming).await.map_err(|e| store_err(&e))?;
 
-    if let (Some(upload), true) = (&upload, quarantined_now || newly_quarantined) {
+    if let (Some(upload), true) = (&placement.upload, quarantined_now || newly_quarantined) {
         events
             .publish(&PipelineEvent {
                 kind: PipelineEventKind::Quarantined,
                 upload_id: upload.upload_id,
                 tenant: upload.tenant.clone(),
                 purpose: upload.purpose.clone(),
-                key: destination.clone(),
+                key: placement.destination.clone(),
                 reason: Some(request.rejection.reason),
-                at: now,
+                at: placement.now,
             })
             .await
             .map_err(|e| StageError::events(Stage::Quarantine, &e))?;
     }
     Ok(QuarantineReport {
-        quarantine_key: destination,
-        record_key,
+        quarantine_key: placement.destination,
+        record_key: placement.record_key,
         reason: request.rejection.reason,
         quarantined_now,
+    })
+}
+
+/// Copies the object to quarantine, confirms the copy, and writes the record beside it.
+/// Returns the object's SHA-256 and size.
+async fn copy_with_record(
+    store: &dyn ObjectStore,
+    request: &QuarantineRequest,
+    placement: &Placement,
+    meta: &ObjectMeta,
+) -> Result<(String, u64), StageError> {
+    let store_err = |e: &StoreError| StageError::store(Stage::Quarantine, e);
+    let incoming = request.object.key.as_str();
+    let destination = placement.destination.as_str();
+    let (sha256, size) = match &request.sha256 {
+        Some(sha) => (sha.clone(), meta.size),
+        None => sha256_of(store, incoming).await?,
+    };
+    store
+        .copy(incoming, destination)
+        .await
+        .map_err(|e| store_err(&e))?;
+    match store.head(destination).await.map_err(|e| store_err(&e))? {
+        Some(copy) if copy.size == meta.size => {}
+        other => {
+            return Err(StageError::new(
+                Stage::Quarantine,
+                Retry::Transient,
+                format!(
+                    "copy to {destination} not confirmed: expected {} bytes, found {:?}",
+                    meta.size,
+                    other.map(|m| m.size)
+                ),
+            ));
+        }
+    }
+    let upload = placement.upload.as_ref();
+    let intent = placement.intent.as_ref();
+    let record = QuarantineRecord {
+        reason: request.rejection.reason,
+        detail: request.rejection.detail.clone(),
+        signature: request.rejection.signature.clone(),
+        stage: request.stage,
+        sha256: sha256.clone(),
+        size,
+        bucket: request.object.bucket.clone(),
+        original_key: incoming.to_owned(),
+        quarantine_key: destination.to_owned(),
+        tenant: upload.map(|u| u.tenant.to_string()),
+        purpose: upload.map(|u| u.purpose.to_string()),
+        intent_id: intent.map(|i| i.id.to_string()),
+        uploader: intent.and_then(|i| i.uploader.clone()),
+        filename: intent.and_then(|i| i.filename.clone()),
+        declared_type: intent.map(|i| i.declared_type.clone()),
+        declared_size: intent.map(|i| i.declared_size),
+        engine: request.rejection.engine.clone(),
+        uploaded_at: meta.last_modified,
+        quarantined_at: placement.now,
+    };
+    let json = serde_json::to_vec_pretty(&record)
+        .map_err(|e| StageError::new(Stage::Quarantine, Retry::Permanent, e.to_string()))?;
+    store
+        .put(&placement.record_key, json, "application/json")
+        .await
+        .map_err(|e| store_err(&e))?;
+    Ok((sha256, size))
+}
+
+/// Moves the intent (if there is one) to QUARANTINED; an intent already settled (a used key)
+/// is left alone. Returns whether this call changed it.
+async fn mark_quarantined(
+    intents: &dyn IntentStore,
+    request: &QuarantineRequest,
+    placement: &Placement,
+    facts: Option<(String, u64)>,
+) -> Result<bool, StageError> {
+    let Some(intent) = &placement.intent else {
+        return Ok(false);
+    };
+    let (sha256, size) = facts.unzip();
+    let result = intents
+        .transition(
+            intent.id,
+            Transition {
+                from: IntentState::sources_of(IntentState::Quarantined),
+                to: IntentState::Quarantined,
+                at: placement.now,
+                outcome: Some(IntentOutcome {
+                    key: placement.destination.clone(),
+                    reason: Some(request.rejection.reason),
+                    detail: Some(request.rejection.detail.clone()),
+                    sha256,
+                    size,
+                }),
+            },
+        )
+        .await
+        .map_err(|e| StageError::intents(Stage::Quarantine, &e))?;
+    Ok(match result {
+        TransitionResult::Applied(_) => true,
+        TransitionResult::Refused { current } => {
+            tracing::info!(intent = %intent.id, %current, "intent already settled; left as is");
+            false
+        }
+        TransitionResult::NotFound => false,
     })
 }
