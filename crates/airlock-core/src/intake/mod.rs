@@ -149,7 +149,9 @@ impl fmt::Display for SkipReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::TestEvent => f.write_str("s3:TestEvent"),
-            Self::OutsideIncoming { key } => write!(f, "key {key:?} is not under {INCOMING_PREFIX}"),
+            Self::OutsideIncoming { key } => {
+                write!(f, "key {key:?} is not under {INCOMING_PREFIX}")
+            }
             Self::NotObjectCreated { event_name } => {
                 write!(f, "{event_name} is not an object creation")
             }
@@ -236,7 +238,8 @@ pub fn parse_event_str(origin: &str, text: &str) -> Vec<IntakeItem> {
 }
 
 const UNRECOGNIZED_EVENT: &str = "expected S3 notification Records, an s3:TestEvent, an EventBridge event, an SNS notification or an array of those";
-const UNRECOGNIZED_RECORD: &str = "expected an S3 notification record, an SQS message or an SNS record";
+const UNRECOGNIZED_RECORD: &str =
+    "expected an S3 notification record, an SQS message or an SNS record";
 
 fn parse_value(doc: &Doc, value: &Value, path: &str, items: &mut Vec<IntakeItem>) {
     match value {
@@ -356,7 +359,11 @@ fn parse_embedded(
 }
 
 /// Builds the reference for a decoded key, or skips it if it is not an upload.
-fn admit(bucket: &str, key: String, fill: impl FnOnce(&mut ObjectRef) -> Parsed<()>) -> Parsed<Intake> {
+fn admit(
+    bucket: &str,
+    key: String,
+    fill: impl FnOnce(&mut ObjectRef) -> Parsed<()>,
+) -> Parsed<Intake> {
     if !key.starts_with(INCOMING_PREFIX) {
         return Ok(Intake::Skipped(SkipReason::OutsideIncoming { key }));
     }
