@@ -17,8 +17,10 @@
 //! or an error naming the field at fault, such as `put.json: Records[0].s3.object.key: missing`.
 //!
 //! Keys in S3 notifications are form-URL-encoded and are decoded here ([`decode_key`]). Keys
-//! in EventBridge events are not encoded (AWS documents the encoding only for notifications,
-//! and real events carry `+` and `%` verbatim), so they are taken as they are.
+//! in EventBridge events are taken as they are: AWS documents the encoding for notifications
+//! only, users of EventBridge report keys with `+`, spaces and `%` arriving verbatim, and the
+//! emulator sends them unencoded too. (Upload keys made by airlock contain none of the
+//! characters concerned, so either reading gives the same key for them.)
 //!
 //! The parser does no I/O and trusts nothing it reads: the stages check the store itself.
 
@@ -193,7 +195,7 @@ pub enum IntakeProblem {
     },
     /// JSON of a shape this module does not know; the text says what was expected.
     Unrecognized(&'static str),
-    /// Documents embedded in documents more than [`MAX_NESTING`] levels deep.
+    /// JSON texts embedded in one another (SQS body, SNS message...) more than four levels deep.
     TooDeep,
 }
 
