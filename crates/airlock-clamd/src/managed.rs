@@ -6,7 +6,8 @@
 //!
 //! clamd is started under a small `sh` watchdog that holds a pipe from this process: when
 //! this process goes away for any reason (even `SIGKILL`, or a `static` that is never
-//! dropped), the pipe closes and the watchdog stops clamd, so no daemon is left behind.
+//! dropped), the pipe closes and the watchdog stops clamd and removes its temporary
+//! directory, so no daemon and no files are left behind.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -29,18 +30,31 @@ pub const FIXTURE_DATABASE_DIR: &str =
 
 const MIB: u64 = 1024 * 1024;
 
-/// Runs clamd, then tells the parent's pipe to stop it: `$0` is clamd, `$1` its config.
-/// fd 3 keeps the pipe (a background job's stdin is /dev/null in a non-interactive shell);
-/// when it reaches end-of-file the watchdog sends TERM, then KILL if clamd lingers.
+/// Runs clamd under a watchdog: `$0` is clamd, `$1` its config, `$2` the temporary directory.
+/// fd 3 keeps the pipe from the parent (a background job's stdin is /dev/null in a
+/// non-interactive shell). When the pipe yields a line or ends, the watchdog sends TERM, then
+/// KILL if clamd lingers. `stop` writes `keep` first; a bare end-of-file means the parent
+/// died without stopping clamd, so the shell also removes the temporary directory, which
+/// nobody else will.
 const WATCHDOG_SCRIPT: &str = r#"exec 3<&0
 "$0" -c "$1" </dev/null 3<&- &
 clamd=$!
-( read -r _ <&3; kill -TERM "$clamd" 2>/dev/null; sleep 5 3<&-; kill -KILL "$clamd" 2>/dev/null ) &
+(
+  line=
+  read -r line <&3
+  [ "$line" = keep ] || : >"$2/orphaned"
+  kill -TERM "$clamd" 2>/dev/null
+  sleep 5 3<&-
+  kill -KILL "$clamd" 2>/dev/null
+) &
 watchdog=$!
 exec 3<&-
 wait "$clamd"
 status=$?
 kill "$watchdog" 2>/dev/null
+if [ -e "$2/orphaned" ]; then
+  case "$2" in */airlock-clamd-*) rm -rf "$2" ;; esac
+fi
 exit "$status"
 "#;
 
@@ -215,6 +229,7 @@ impl ManagedClamdBuilder {
             .arg(WATCHDOG_SCRIPT)
             .arg(&self.clamd_path)
             .arg(&config_path)
+            .arg(dir.path())
             .stdin(Stdio::piped())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -366,7 +381,8 @@ impl ManagedClamd {
         )
     }
 
-    /// clamd's process id (of its watchdog shell, which is clamd's parent), while running.
+    /// The process id of the watchdog shell that runs clamd (clamd is its child), while
+    /// running.
     #[must_use]
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -388,7 +404,10 @@ impl ManagedClamd {
     /// Stops clamd (TERM, then KILL after a few seconds) and waits for it to exit.
     /// Stopping a stopped clamd does nothing.
     pub fn stop(&mut self) -> Result<(), ManagedClamdError> {
-        drop(self.stdin.take());
+        if let Some(mut stdin) = self.stdin.take() {
+            // Fails only if the watchdog is gone already; closing the pipe is what counts.
+            let _ = stdin.write_all(b"keep\n");
+        }
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
