@@ -186,14 +186,10 @@ impl ClamdScanner {
         {
             return Ok(engine);
         }
-        match self.fetch_engine().await {
-            Ok(engine) => {
-                *self.engine.lock().expect("engine cache poisoned") =
-                    Some((engine.clone(), Instant::now()));
-                Ok(engine)
-            }
-            Err(error) => Err(error),
-        }
+        let engine = self.fetch_engine().await?;
+        *self.engine.lock().expect("engine cache poisoned") =
+            Some((engine.clone(), Instant::now()));
+        Ok(engine)
     }
 
     fn cached_engine(&self) -> Option<(String, Instant)> {
