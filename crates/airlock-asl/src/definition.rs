@@ -1,0 +1,1025 @@
+//! Parsing and validating a state machine definition into something the executor can run.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset};
+use serde_json::{Map, Value};
+
+use crate::choice::{self, Rule};
+use crate::error::{DefinitionError, names};
+use crate::intrinsic::{self, Call};
+use crate::path::JsonPath;
+use crate::template::Template;
+
+/// Step Functions' upper bound for every seconds/attempts field.
+const MAX_SECONDS: u64 = 99_999_999;
+/// Default `TimeoutSeconds` of a Task state, per the ASL specification.
+const DEFAULT_TASK_TIMEOUT_SECONDS: u64 = 60;
+const WAIT_FOR_TASK_TOKEN: &str = ".waitForTaskToken";
+const TASK_TOKEN_PATH: &str = "$$.Task.Token";
+
+/// A parsed, validated state machine definition (JSONPath query language).
+#[derive(Debug, Clone)]
+pub struct Definition {
+    comment: Option<String>,
+    timeout_seconds: Option<u64>,
+    pub(crate) machine: Arc<StateMachine>,
+}
+
+/// A Task state's resource, as found in the definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskResource {
+    /// The Task state (`>`-separated path when nested in a Parallel or Map).
+    pub state: String,
+    /// The `Resource` field as written.
+    pub resource: String,
+    /// The key a handler is registered under: the resource without `.waitForTaskToken`.
+    pub handler_key: String,
+    /// Whether the task waits for `send_task_success`/`send_task_failure`.
+    pub wait_for_task_token: bool,
+}
+
+/// A `StartAt` + `States` block: the whole machine, a Parallel branch or a Map processor.
+#[derive(Debug)]
+pub(crate) struct StateMachine {
+    pub(crate) start_at: String,
+    pub(crate) states: BTreeMap<String, State>,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) name: String,
+    /// `>`-separated location for messages, e.g. `Fan > Branches[0] > Step`.
+    pub(crate) display: String,
+    /// `None` when the field is `null` (the state then sees `{}`).
+    pub(crate) input_path: Option<JsonPath>,
+    /// `None` when the field is `null` (the state then outputs `{}`).
+    pub(crate) output_path: Option<JsonPath>,
+    /// `None` for End states and for states that never transition by `Next`.
+    pub(crate) next: Option<String>,
+    pub(crate) kind: StateKind,
+}
+
+#[derive(Debug)]
+pub(crate) enum StateKind {
+    Pass(PassState),
+    Task(Box<TaskState>),
+    Choice(ChoiceState),
+    Wait(WaitState),
+    Succeed,
+    Fail(FailState),
+    Parallel(ParallelState),
+    Map(Box<MapState>),
+}
+
+impl StateKind {
+    /// The `Type` name, used for history event names.
+    pub(crate) fn type_name(&self) -> &'static str {
+        match self {
+            Self::Pass(_) => "Pass",
+            Self::Task(_) => "Task",
+            Self::Choice(_) => "Choice",
+            Self::Wait(_) => "Wait",
+            Self::Succeed => "Succeed",
+            Self::Fail(_) => "Fail",
+            Self::Parallel(_) => "Parallel",
+            Self::Map(_) => "Map",
+        }
+    }
+}
+
+/// `ResultPath`: `None` discards the result (field set to `null`).
+pub(crate) type ResultPath = Option<JsonPath>;
+
+#[derive(Debug)]
+pub(crate) struct PassState {
+    pub(crate) result: Option<Value>,
+    pub(crate) parameters: Option<Template>,
+    pub(crate) result_path: ResultPath,
+}
+
+/// A number of seconds (or a count) given literally or by a reference path.
+#[derive(Debug, Clone)]
+pub(crate) enum Amount {
+    Fixed(u64),
+    Path(JsonPath),
+}
+
+#[derive(Debug)]
+pub(crate) struct TaskState {
+    pub(crate) resource: String,
+    pub(crate) handler_key: String,
+    pub(crate) wait_for_task_token: bool,
+    pub(crate) parameters: Option<Template>,
+    pub(crate) result_selector: Option<Template>,
+    pub(crate) result_path: ResultPath,
+    pub(crate) timeout: Amount,
+    pub(crate) heartbeat: Option<Amount>,
+    pub(crate) retry: Vec<Retrier>,
+    pub(crate) catch: Vec<Catcher>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ChoiceState {
+    pub(crate) choices: Vec<(Rule, String)>,
+    pub(crate) default: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) enum WaitState {
+    Seconds(Amount),
+    Timestamp(DateTime<FixedOffset>),
+    TimestampPath(JsonPath),
+}
+
+/// `Error`/`Cause` of a Fail state: literal, or computed from the state input.
+#[derive(Debug)]
+pub(crate) enum FailText {
+    Literal(String),
+    Path(JsonPath),
+    Intrinsic(Call),
+}
+
+#[derive(Debug)]
+pub(crate) struct FailState {
+    pub(crate) error: Option<FailText>,
+    pub(crate) cause: Option<FailText>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ParallelState {
+    pub(crate) branches: Vec<Arc<StateMachine>>,
+    pub(crate) parameters: Option<Template>,
+    pub(crate) result_selector: Option<Template>,
+    pub(crate) result_path: ResultPath,
+    pub(crate) retry: Vec<Retrier>,
+    pub(crate) catch: Vec<Catcher>,
+}
+
+#[derive(Debug)]
+pub(crate) struct MapState {
+    pub(crate) items_path: JsonPath,
+    pub(crate) item_selector: Option<Template>,
+    pub(crate) processor: Arc<StateMachine>,
+    /// `0` means no limit.
+    pub(crate) max_concurrency: Amount,
+    pub(crate) result_selector: Option<Template>,
+    pub(crate) result_path: ResultPath,
+    pub(crate) retry: Vec<Retrier>,
+    pub(crate) catch: Vec<Catcher>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Retrier {
+    pub(crate) error_equals: Vec<String>,
+    pub(crate) interval_seconds: u64,
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff_rate: f64,
+    pub(crate) max_delay_seconds: Option<u64>,
+    pub(crate) full_jitter: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Catcher {
+    pub(crate) error_equals: Vec<String>,
+    pub(crate) next: String,
+    pub(crate) result_path: ResultPath,
+}
+
+impl Definition {
+    /// Parses and validates a definition.
+    pub fn parse(json: &str) -> Result<Self, DefinitionError> {
+        let value: Value = serde_json::from_str(json)
+            .map_err(|e| DefinitionError::new(None, None, format!("definition is not valid JSON: {e}")))?;
+        Self::from_value(&value)
+    }
+
+    /// Replaces `${Name}` inside string values with `subs[Name]` (like SAM's
+    /// `DefinitionSubstitutions`), then parses. A `${Name}` without a substitution is
+    /// an error naming it.
+    pub fn parse_with_substitutions(json: &str, subs: &BTreeMap<String, String>) -> Result<Self, DefinitionError> {
+        let mut value: Value = serde_json::from_str(json)
+            .map_err(|e| DefinitionError::new(None, None, format!("definition is not valid JSON: {e}")))?;
+        substitute(&mut value, subs, "$")?;
+        Self::from_value(&value)
+    }
+
+    /// Parses and validates an already-decoded definition.
+    pub fn from_value(value: &Value) -> Result<Self, DefinitionError> {
+        let Value::Object(top) = value else {
+            return Err(DefinitionError::new(None, None, "definition must be a JSON object"));
+        };
+        for key in top.keys() {
+            match key.as_str() {
+                "Comment" | "StartAt" | "States" | "TimeoutSeconds" | "Version" | "QueryLanguage" => {}
+                other => {
+                    return Err(DefinitionError::new(
+                        None,
+                        Some(other),
+                        "unknown or unsupported top-level field",
+                    ));
+                }
+            }
+        }
+        check_query_language(top, None)?;
+        let comment = match top.get("Comment") {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(DefinitionError::new(None, Some("Comment"), "must be a string")),
+        };
+        if let Some(version) = top.get("Version")
+            && !version.is_string()
+        {
+            return Err(DefinitionError::new(None, Some("Version"), "must be a string"));
+        }
+        let timeout_seconds = positive_seconds(top, "TimeoutSeconds").map_err(|m| DefinitionError::new(None, Some("TimeoutSeconds"), m))?;
+        let machine = parse_machine(top, "", None, "")?;
+        Ok(Self {
+            comment,
+            timeout_seconds,
+            machine: Arc::new(machine),
+        })
+    }
+
+    /// Names of the top-level states, in name order.
+    pub fn states(&self) -> impl Iterator<Item = &str> {
+        self.machine.states.keys().map(String::as_str)
+    }
+
+    /// The first state to run.
+    #[must_use]
+    pub fn start_at(&self) -> &str {
+        &self.machine.start_at
+    }
+
+    /// The definition's `Comment`, if any.
+    #[must_use]
+    pub fn comment(&self) -> Option<&str> {
+        self.comment.as_deref()
+    }
+
+    /// The definition-level `TimeoutSeconds`, if any.
+    #[must_use]
+    pub fn timeout_seconds(&self) -> Option<u64> {
+        self.timeout_seconds
+    }
+
+    /// Every Task state's resource, including those nested in Parallel and Map states.
+    #[must_use]
+    pub fn task_resources(&self) -> Vec<TaskResource> {
+        let mut out = Vec::new();
+        collect_tasks(&self.machine, &mut out);
+        out
+    }
+}
+
+fn collect_tasks(machine: &StateMachine, out: &mut Vec<TaskResource>) {
+    for state in machine.states.values() {
+        match &state.kind {
+            StateKind::Task(task) => out.push(TaskResource {
+                state: state.display.clone(),
+                resource: task.resource.clone(),
+                handler_key: task.handler_key.clone(),
+                wait_for_task_token: task.wait_for_task_token,
+            }),
+            StateKind::Parallel(p) => p.branches.iter().for_each(|b| collect_tasks(b, out)),
+            StateKind::Map(m) => collect_tasks(&m.processor, out),
+            _ => {}
+        }
+    }
+}
+
+fn substitute(value: &mut Value, subs: &BTreeMap<String, String>, at: &str) -> Result<(), DefinitionError> {
+    match value {
+        Value::String(text) => {
+            if text.contains("${") {
+                *text = substitute_text(text, subs)
+                    .map_err(|name| DefinitionError::new(None, Some(at), format!("no substitution given for '${{{name}}}'")))?;
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                substitute(item, subs, &format!("{at}[{i}]"))?;
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                substitute(item, subs, &format!("{at}.{key}"))?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Replaces `${Name}` (Name: letters, digits, `_`); other `${…}` text is left alone.
+fn substitute_text(text: &str, subs: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let name_len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        if name_len > 0 && after[name_len..].starts_with('}') {
+            let name = &after[..name_len];
+            out.push_str(subs.get(name).ok_or_else(|| name.to_owned())?);
+            rest = &after[name_len + 1..];
+        } else {
+            out.push_str("${");
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn check_query_language(map: &Map<String, Value>, state: Option<&str>) -> Result<(), DefinitionError> {
+    match map.get("QueryLanguage") {
+        None => Ok(()),
+        Some(Value::String(s)) if s == "JSONPath" => Ok(()),
+        Some(Value::String(s)) if s == "JSONata" => Err(DefinitionError::new(
+            state,
+            Some("QueryLanguage"),
+            "JSONata is not supported; only the JSONPath query language is",
+        )),
+        Some(other) => Err(DefinitionError::new(
+            state,
+            Some("QueryLanguage"),
+            format!("must be \"JSONPath\" or \"JSONata\", not {other}"),
+        )),
+    }
+}
+
+fn positive_seconds(map: &Map<String, Value>, key: &str) -> Result<Option<u64>, String> {
+    match map.get(key) {
+        None => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=MAX_SECONDS).contains(&n) => Ok(Some(n)),
+            _ => Err(format!("must be a positive integer up to {MAX_SECONDS}, not {v}")),
+        },
+    }
+}
+
+fn non_negative_int(map: &Map<String, Value>, key: &str) -> Result<Option<u64>, String> {
+    match map.get(key) {
+        None => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if n <= MAX_SECONDS => Ok(Some(n)),
+            _ => Err(format!("must be a non-negative integer up to {MAX_SECONDS}, not {v}")),
+        },
+    }
+}
+
+/// Parses a `StartAt` + `States` object. `prefix` is prepended to state names for
+/// messages; `owner`/`owner_field` locate machine-level errors of nested machines.
+fn parse_machine(
+    map: &Map<String, Value>,
+    prefix: &str,
+    owner: Option<&str>,
+    owner_field: &str,
+) -> Result<StateMachine, DefinitionError> {
+    let field = |name: &str| format!("{owner_field}{name}");
+    let start_at = match map.get("StartAt") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(DefinitionError::new(owner, Some(&field("StartAt")), "must be a string")),
+        None => return Err(DefinitionError::new(owner, Some(&field("StartAt")), "is required")),
+    };
+    let raw_states = match map.get("States") {
+        Some(Value::Object(states)) if !states.is_empty() => states,
+        Some(Value::Object(_)) => {
+            return Err(DefinitionError::new(owner, Some(&field("States")), "must contain at least one state"));
+        }
+        Some(_) => return Err(DefinitionError::new(owner, Some(&field("States")), "must be an object")),
+        None => return Err(DefinitionError::new(owner, Some(&field("States")), "is required")),
+    };
+    let mut states = BTreeMap::new();
+    for (name, raw) in raw_states {
+        let display = format!("{prefix}{name}");
+        if name.is_empty() || name.chars().count() > 80 {
+            return Err(DefinitionError::new(
+                Some(&display),
+                None,
+                "state names must be 1 to 80 characters long",
+            ));
+        }
+        states.insert(name.clone(), parse_state(name, &display, raw)?);
+    }
+    if !states.contains_key(&start_at) {
+        return Err(DefinitionError::new(
+            owner,
+            Some(&field("StartAt")),
+            format!("names a missing state '{start_at}'"),
+        ));
+    }
+    let machine = StateMachine { start_at, states };
+    check_transitions(&machine)?;
+    Ok(machine)
+}
+
+/// Every state another one can move to, with the field that names it.
+fn transitions(state: &State) -> Vec<(String, &str)> {
+    let mut out = Vec::new();
+    if let Some(next) = &state.next {
+        out.push(("Next".to_owned(), next.as_str()));
+    }
+    let catch = match &state.kind {
+        StateKind::Choice(choice) => {
+            for (i, (_, next)) in choice.choices.iter().enumerate() {
+                out.push((format!("Choices[{i}].Next"), next.as_str()));
+            }
+            if let Some(default) = &choice.default {
+                out.push(("Default".to_owned(), default.as_str()));
+            }
+            &[][..]
+        }
+        StateKind::Task(t) => &t.catch[..],
+        StateKind::Parallel(p) => &p.catch[..],
+        StateKind::Map(m) => &m.catch[..],
+        _ => &[][..],
+    };
+    for (i, catcher) in catch.iter().enumerate() {
+        out.push((format!("Catch[{i}].Next"), catcher.next.as_str()));
+    }
+    out
+}
+
+fn check_transitions(machine: &StateMachine) -> Result<(), DefinitionError> {
+    for state in machine.states.values() {
+        for (field, target) in transitions(state) {
+            if !machine.states.contains_key(target) {
+                return Err(DefinitionError::new(
+                    Some(&state.display),
+                    Some(&field),
+                    format!("names a missing state '{target}'"),
+                ));
+            }
+        }
+    }
+    let mut reached = BTreeSet::new();
+    let mut queue = VecDeque::from([machine.start_at.as_str()]);
+    while let Some(name) = queue.pop_front() {
+        if reached.insert(name) {
+            for (_, target) in transitions(&machine.states[name]) {
+                queue.push_back(target);
+            }
+        }
+    }
+    if let Some(state) = machine.states.values().find(|s| !reached.contains(s.name.as_str())) {
+        return Err(DefinitionError::new(
+            Some(&state.display),
+            None,
+            "is not reachable from StartAt",
+        ));
+    }
+    Ok(())
+}
+
+/// Fields each state type accepts besides `Type`, `Comment` and `QueryLanguage`.
+fn allowed_fields(type_name: &str) -> &'static [&'static str] {
+    match type_name {
+        "Pass" => &["Next", "End", "InputPath", "OutputPath", "Parameters", "Result", "ResultPath"],
+        "Task" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "Parameters",
+            "ResultSelector",
+            "ResultPath",
+            "Resource",
+            "TimeoutSeconds",
+            "TimeoutSecondsPath",
+            "HeartbeatSeconds",
+            "HeartbeatSecondsPath",
+            "Retry",
+            "Catch",
+            // Role assumption has no meaning locally; accepted and ignored.
+            "Credentials",
+        ],
+        "Choice" => &["InputPath", "OutputPath", "Choices", "Default"],
+        "Wait" => &["Next", "End", "InputPath", "OutputPath", "Seconds", "SecondsPath", "Timestamp", "TimestampPath"],
+        "Succeed" => &["InputPath", "OutputPath"],
+        "Fail" => &["Error", "ErrorPath", "Cause", "CausePath"],
+        "Parallel" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "Parameters",
+            "ResultSelector",
+            "ResultPath",
+            "Retry",
+            "Catch",
+            "Branches",
+        ],
+        "Map" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "ItemsPath",
+            "ItemSelector",
+            "Parameters",
+            "ItemProcessor",
+            "Iterator",
+            "MaxConcurrency",
+            "MaxConcurrencyPath",
+            "ResultSelector",
+            "ResultPath",
+            "Retry",
+            "Catch",
+        ],
+        _ => &[],
+    }
+}
+
+/// Fields that exist in Step Functions but that this executor cannot run.
+fn unsupported_reason(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "Assign" => "workflow variables ('Assign') are not supported",
+        "Arguments" | "Output" | "Items" => "is a JSONata field; only JSONPath states are supported",
+        "ItemReader" | "ResultWriter" | "ItemBatcher" | "ToleratedFailurePercentage"
+        | "ToleratedFailurePercentagePath" | "ToleratedFailureCount" | "ToleratedFailureCountPath" | "Label" => {
+            "is a Distributed Map field; only inline Map states are supported"
+        }
+        _ => return None,
+    })
+}
+
+struct StateParser<'a> {
+    display: &'a str,
+    map: &'a Map<String, Value>,
+}
+
+impl<'a> StateParser<'a> {
+    fn err(&self, field: &str, message: impl Into<String>) -> DefinitionError {
+        DefinitionError::new(Some(self.display), Some(field), message)
+    }
+
+    fn string(&self, key: &str) -> Result<Option<&'a str>, DefinitionError> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(self.err(key, "must be a string")),
+        }
+    }
+
+    /// `InputPath`/`OutputPath`: default `$`; `null` yields `None`.
+    fn selection_path(&self, key: &str) -> Result<Option<JsonPath>, DefinitionError> {
+        match self.map.get(key) {
+            None => Ok(Some(JsonPath::parse("$").expect("'$' is a valid path"))),
+            Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => {
+                let path = JsonPath::parse(s).map_err(|e| self.err(key, e.0))?;
+                if path.root() == crate::path::Root::Context {
+                    return Err(self.err(key, "cannot refer to the context object"));
+                }
+                Ok(Some(path))
+            }
+            Some(_) => Err(self.err(key, "must be a path string or null")),
+        }
+    }
+
+    fn reference_path(&self, key: &str) -> Result<Option<JsonPath>, DefinitionError> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => JsonPath::parse_reference(s).map(Some).map_err(|e| self.err(key, e.0)),
+            Some(_) => Err(self.err(key, "must be a reference path string")),
+        }
+    }
+
+    fn result_path(&self) -> Result<ResultPath, DefinitionError> {
+        result_path_of(self.map, "ResultPath").map_err(|m| self.err("ResultPath", m))
+    }
+
+    fn template(&self, key: &str) -> Result<Option<Template>, DefinitionError> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(value @ Value::Object(_)) => Template::compile(value)
+                .map(Some)
+                .map_err(|(at, message)| self.err(&format!("{key}.{at}"), message)),
+            Some(_) => Err(self.err(key, "must be an object")),
+        }
+    }
+
+    fn amount(&self, key: &str, path_key: &str, allow_zero: bool) -> Result<Option<Amount>, DefinitionError> {
+        let fixed = if allow_zero {
+            non_negative_int(self.map, key)
+        } else {
+            positive_seconds(self.map, key)
+        }
+        .map_err(|m| self.err(key, m))?;
+        let path = self.reference_path(path_key)?;
+        match (fixed, path) {
+            (Some(_), Some(_)) => Err(self.err(path_key, format!("cannot be combined with '{key}'"))),
+            (Some(n), None) => Ok(Some(Amount::Fixed(n))),
+            (None, Some(p)) => Ok(Some(Amount::Path(p))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn retriers(&self) -> Result<Vec<Retrier>, DefinitionError> {
+        let Some(raw) = self.map.get("Retry") else {
+            return Ok(Vec::new());
+        };
+        let Value::Array(items) = raw else {
+            return Err(self.err("Retry", "must be an array of retriers"));
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let at = |field: &str| format!("Retry[{i}].{field}");
+            let Value::Object(map) = item else {
+                return Err(self.err(&format!("Retry[{i}]"), "must be an object"));
+            };
+            for key in map.keys() {
+                if !matches!(
+                    key.as_str(),
+                    "ErrorEquals" | "IntervalSeconds" | "MaxAttempts" | "BackoffRate" | "MaxDelaySeconds" | "JitterStrategy" | "Comment"
+                ) {
+                    return Err(self.err(&at(key), "unknown retrier field"));
+                }
+            }
+            let error_equals = self.error_equals(map, &at("ErrorEquals"), i + 1 == items.len())?;
+            let interval_seconds = positive_seconds(map, "IntervalSeconds")
+                .map_err(|m| self.err(&at("IntervalSeconds"), m))?
+                .unwrap_or(1);
+            let max_attempts = non_negative_int(map, "MaxAttempts")
+                .map_err(|m| self.err(&at("MaxAttempts"), m))?
+                .map_or(3, |n| u32::try_from(n).unwrap_or(u32::MAX));
+            let backoff_rate = match map.get("BackoffRate") {
+                None => 2.0,
+                Some(v) => match v.as_f64() {
+                    Some(rate) if rate >= 1.0 => rate,
+                    _ => return Err(self.err(&at("BackoffRate"), format!("must be a number >= 1.0, not {v}"))),
+                },
+            };
+            let max_delay_seconds =
+                positive_seconds(map, "MaxDelaySeconds").map_err(|m| self.err(&at("MaxDelaySeconds"), m))?;
+            let full_jitter = match map.get("JitterStrategy") {
+                None => false,
+                Some(Value::String(s)) if s == "NONE" => false,
+                Some(Value::String(s)) if s == "FULL" => true,
+                Some(v) => return Err(self.err(&at("JitterStrategy"), format!("must be \"FULL\" or \"NONE\", not {v}"))),
+            };
+            out.push(Retrier {
+                error_equals,
+                interval_seconds,
+                max_attempts,
+                backoff_rate,
+                max_delay_seconds,
+                full_jitter,
+            });
+        }
+        Ok(out)
+    }
+
+    fn catchers(&self) -> Result<Vec<Catcher>, DefinitionError> {
+        let Some(raw) = self.map.get("Catch") else {
+            return Ok(Vec::new());
+        };
+        let Value::Array(items) = raw else {
+            return Err(self.err("Catch", "must be an array of catchers"));
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let at = |field: &str| format!("Catch[{i}].{field}");
+            let Value::Object(map) = item else {
+                return Err(self.err(&format!("Catch[{i}]"), "must be an object"));
+            };
+            for key in map.keys() {
+                if !matches!(key.as_str(), "ErrorEquals" | "Next" | "ResultPath" | "Comment") {
+                    let why = unsupported_reason(key).unwrap_or("unknown catcher field");
+                    return Err(self.err(&at(key), why));
+                }
+            }
+            let error_equals = self.error_equals(map, &at("ErrorEquals"), i + 1 == items.len())?;
+            let next = match map.get("Next") {
+                Some(Value::String(s)) => s.clone(),
+                Some(_) => return Err(self.err(&at("Next"), "must be a string")),
+                None => return Err(self.err(&at("Next"), "is required")),
+            };
+            let result_path = result_path_of(map, "ResultPath").map_err(|m| self.err(&at("ResultPath"), m))?;
+            out.push(Catcher {
+                error_equals,
+                next,
+                result_path,
+            });
+        }
+        Ok(out)
+    }
+
+    fn error_equals(&self, map: &Map<String, Value>, field: &str, is_last: bool) -> Result<Vec<String>, DefinitionError> {
+        let Some(Value::Array(items)) = map.get("ErrorEquals") else {
+            return Err(self.err(field, "is required and must be a non-empty array of error names"));
+        };
+        let mut names_out = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Value::String(s) if !s.is_empty() => names_out.push(s.clone()),
+                _ => return Err(self.err(field, "must contain only non-empty strings")),
+            }
+        }
+        if names_out.is_empty() {
+            return Err(self.err(field, "must not be empty"));
+        }
+        if names_out.iter().any(|n| n == names::ALL) {
+            if names_out.len() > 1 {
+                return Err(self.err(field, "'States.ALL' must appear alone"));
+            }
+            if !is_last {
+                return Err(self.err(field, "'States.ALL' must be in the last entry"));
+            }
+        }
+        Ok(names_out)
+    }
+}
+
+fn result_path_of(map: &Map<String, Value>, key: &str) -> Result<ResultPath, String> {
+    match map.get(key) {
+        None => Ok(Some(JsonPath::parse("$").expect("'$' is a valid path"))),
+        Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => JsonPath::parse_reference(s).map(Some).map_err(|e| e.0),
+        Some(_) => Err("must be a reference path string or null".into()),
+    }
+}
+
+fn parse_state(name: &str, display: &str, raw: &Value) -> Result<State, DefinitionError> {
+    let Value::Object(map) = raw else {
+        return Err(DefinitionError::new(Some(display), None, "a state must be an object"));
+    };
+    let p = StateParser { display, map };
+    let type_name = match map.get("Type") {
+        Some(Value::String(t)) => t.as_str(),
+        Some(_) => return Err(p.err("Type", "must be a string")),
+        None => return Err(p.err("Type", "is required")),
+    };
+    let allowed = allowed_fields(type_name);
+    if allowed.is_empty() {
+        return Err(p.err("Type", format!("unknown state type '{type_name}'")));
+    }
+    check_query_language(map, Some(display))?;
+    for key in map.keys() {
+        if matches!(key.as_str(), "Type" | "Comment" | "QueryLanguage") || allowed.contains(&key.as_str()) {
+            continue;
+        }
+        if let Some(why) = unsupported_reason(key) {
+            return Err(p.err(key, why));
+        }
+        if matches!(key.as_str(), "Next" | "End") {
+            return Err(p.err(key, format!("a {type_name} state cannot have '{key}'")));
+        }
+        return Err(p.err(key, format!("unknown field for a {type_name} state")));
+    }
+
+    let transitions_by_next = !matches!(type_name, "Choice" | "Succeed" | "Fail");
+    let next = if transitions_by_next {
+        let next = p.string("Next")?;
+        let end = match map.get("End") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(p.err("End", "must be a boolean")),
+        };
+        match (next, end) {
+            (Some(_), true) => return Err(p.err("End", "cannot be combined with 'Next'")),
+            (None, false) => return Err(p.err("Next", "one of 'Next' or '\"End\": true' is required")),
+            (next, _) => next.map(str::to_owned),
+        }
+    } else {
+        None
+    };
+
+    let input_path = p.selection_path("InputPath")?;
+    let output_path = p.selection_path("OutputPath")?;
+    let kind = match type_name {
+        "Pass" => StateKind::Pass(PassState {
+            result: map.get("Result").cloned(),
+            parameters: p.template("Parameters")?,
+            result_path: p.result_path()?,
+        }),
+        "Task" => StateKind::Task(Box::new(parse_task(&p)?)),
+        "Choice" => StateKind::Choice(parse_choice(&p)?),
+        "Wait" => StateKind::Wait(parse_wait(&p)?),
+        "Succeed" => StateKind::Succeed,
+        "Fail" => StateKind::Fail(FailState {
+            error: fail_text(&p, "Error", "ErrorPath")?,
+            cause: fail_text(&p, "Cause", "CausePath")?,
+        }),
+        "Parallel" => StateKind::Parallel(parse_parallel(&p)?),
+        "Map" => StateKind::Map(Box::new(parse_map(&p)?)),
+        _ => unreachable!("type names were checked against allowed_fields"),
+    };
+    Ok(State {
+        name: name.to_owned(),
+        display: display.to_owned(),
+        input_path,
+        output_path,
+        next,
+        kind,
+    })
+}
+
+fn parse_task(p: &StateParser<'_>) -> Result<TaskState, DefinitionError> {
+    let resource = p
+        .string("Resource")?
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| p.err("Resource", "is required"))?;
+    if resource.ends_with(".sync") || resource.contains(".sync:") {
+        return Err(p.err(
+            "Resource",
+            format!("'{resource}': the '.sync' integration pattern is not supported"),
+        ));
+    }
+    let (handler_key, wait_for_task_token) = match resource.strip_suffix(WAIT_FOR_TASK_TOKEN) {
+        Some(base) => (base.to_owned(), true),
+        None => (resource.to_owned(), false),
+    };
+    let parameters = p.template("Parameters")?;
+    if wait_for_task_token && !parameters.as_ref().is_some_and(|t| t.mentions_path(TASK_TOKEN_PATH)) {
+        return Err(p.err(
+            "Parameters",
+            format!("a '{WAIT_FOR_TASK_TOKEN}' task must pass '{TASK_TOKEN_PATH}' in its Parameters (e.g. \"taskToken.$\": \"{TASK_TOKEN_PATH}\")"),
+        ));
+    }
+    let timeout = p
+        .amount("TimeoutSeconds", "TimeoutSecondsPath", false)?
+        .unwrap_or(Amount::Fixed(DEFAULT_TASK_TIMEOUT_SECONDS));
+    let heartbeat = p.amount("HeartbeatSeconds", "HeartbeatSecondsPath", false)?;
+    if let (Amount::Fixed(t), Some(Amount::Fixed(h))) = (&timeout, &heartbeat)
+        && h >= t
+    {
+        return Err(p.err(
+            "HeartbeatSeconds",
+            format!("must be smaller than TimeoutSeconds ({h} >= {t})"),
+        ));
+    }
+    Ok(TaskState {
+        resource: resource.to_owned(),
+        handler_key,
+        wait_for_task_token,
+        parameters,
+        result_selector: p.template("ResultSelector")?,
+        result_path: p.result_path()?,
+        timeout,
+        heartbeat,
+        retry: p.retriers()?,
+        catch: p.catchers()?,
+    })
+}
+
+fn parse_choice(p: &StateParser<'_>) -> Result<ChoiceState, DefinitionError> {
+    let Some(Value::Array(items)) = p.map.get("Choices") else {
+        return Err(p.err("Choices", "is required and must be a non-empty array"));
+    };
+    if items.is_empty() {
+        return Err(p.err("Choices", "must not be empty"));
+    }
+    let mut choices = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let rule = Rule::parse(item, true).map_err(|(field, message)| {
+            let field = if field == "Choices" {
+                format!("Choices[{i}]")
+            } else {
+                format!("Choices[{i}].{field}")
+            };
+            p.err(&field, message)
+        })?;
+        let next = match item.get("Next") {
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err(p.err(&format!("Choices[{i}].Next"), "must be a string")),
+            None => return Err(p.err(&format!("Choices[{i}].Next"), "is required on top-level choice rules")),
+        };
+        choices.push((rule, next));
+    }
+    Ok(ChoiceState {
+        choices,
+        default: p.string("Default")?.map(str::to_owned),
+    })
+}
+
+fn parse_wait(p: &StateParser<'_>) -> Result<WaitState, DefinitionError> {
+    let given: Vec<&str> = ["Seconds", "SecondsPath", "Timestamp", "TimestampPath"]
+        .into_iter()
+        .filter(|k| p.map.contains_key(*k))
+        .collect();
+    if given.len() != 1 {
+        let field = given.get(1).copied().unwrap_or("Seconds");
+        return Err(p.err(
+            field,
+            "exactly one of Seconds, SecondsPath, Timestamp or TimestampPath is required",
+        ));
+    }
+    Ok(match given[0] {
+        "Seconds" | "SecondsPath" => WaitState::Seconds(
+            p.amount("Seconds", "SecondsPath", true)?
+                .expect("one of the two fields is present"),
+        ),
+        "Timestamp" => {
+            let text = p.string("Timestamp")?.unwrap_or_default();
+            WaitState::Timestamp(
+                choice::parse_timestamp(text)
+                    .ok_or_else(|| p.err("Timestamp", format!("'{text}' is not an RFC 3339 timestamp")))?,
+            )
+        }
+        _ => WaitState::TimestampPath(
+            p.reference_path("TimestampPath")?
+                .expect("the field is present"),
+        ),
+    })
+}
+
+fn fail_text(p: &StateParser<'_>, key: &str, path_key: &str) -> Result<Option<FailText>, DefinitionError> {
+    let literal = p.string(key)?;
+    let computed = p.string(path_key)?;
+    match (literal, computed) {
+        (Some(_), Some(_)) => Err(p.err(path_key, format!("cannot be combined with '{key}'"))),
+        (Some(text), None) => Ok(Some(FailText::Literal(text.to_owned()))),
+        (None, Some(text)) if intrinsic::looks_like_call(text) => Call::parse(text)
+            .map(|c| Some(FailText::Intrinsic(c)))
+            .map_err(|e| p.err(path_key, e)),
+        (None, Some(text)) => JsonPath::parse_reference(text)
+            .map(|path| Some(FailText::Path(path)))
+            .map_err(|e| p.err(path_key, e.0)),
+        (None, None) => Ok(None),
+    }
+}
+
+fn parse_parallel(p: &StateParser<'_>) -> Result<ParallelState, DefinitionError> {
+    let Some(Value::Array(items)) = p.map.get("Branches") else {
+        return Err(p.err("Branches", "is required and must be a non-empty array"));
+    };
+    if items.is_empty() {
+        return Err(p.err("Branches", "must not be empty"));
+    }
+    let mut branches = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Value::Object(map) = item else {
+            return Err(p.err(&format!("Branches[{i}]"), "must be an object"));
+        };
+        nested_machine_fields(p, map, &format!("Branches[{i}]"), &["StartAt", "States", "Comment"])?;
+        let prefix = format!("{} > Branches[{i}] > ", p.display);
+        branches.push(Arc::new(parse_machine(map, &prefix, Some(p.display), &format!("Branches[{i}]."))?));
+    }
+    Ok(ParallelState {
+        branches,
+        parameters: p.template("Parameters")?,
+        result_selector: p.template("ResultSelector")?,
+        result_path: p.result_path()?,
+        retry: p.retriers()?,
+        catch: p.catchers()?,
+    })
+}
+
+fn nested_machine_fields(
+    p: &StateParser<'_>,
+    map: &Map<String, Value>,
+    at: &str,
+    allowed: &[&str],
+) -> Result<(), DefinitionError> {
+    for key in map.keys() {
+        if !allowed.contains(&key.as_str()) {
+            return Err(p.err(&format!("{at}.{key}"), "unknown or unsupported field"));
+        }
+    }
+    check_query_language(map, Some(p.display))
+}
+
+fn parse_map(p: &StateParser<'_>) -> Result<MapState, DefinitionError> {
+    let (field, processor) = match (p.map.get("ItemProcessor"), p.map.get("Iterator")) {
+        (Some(_), Some(_)) => return Err(p.err("Iterator", "cannot be combined with 'ItemProcessor'")),
+        (Some(v), None) => ("ItemProcessor", v),
+        (None, Some(v)) => ("Iterator", v),
+        (None, None) => return Err(p.err("ItemProcessor", "is required")),
+    };
+    let Value::Object(processor) = processor else {
+        return Err(p.err(field, "must be an object"));
+    };
+    nested_machine_fields(p, processor, field, &["StartAt", "States", "Comment", "ProcessorConfig"])?;
+    if let Some(config) = processor.get("ProcessorConfig") {
+        let mode = config.get("Mode").and_then(Value::as_str).unwrap_or("INLINE");
+        if mode != "INLINE" {
+            return Err(p.err(
+                &format!("{field}.ProcessorConfig.Mode"),
+                format!("'{mode}' is not supported; only INLINE Map states are"),
+            ));
+        }
+    }
+    let prefix = format!("{} > {field} > ", p.display);
+    let processor = parse_machine(processor, &prefix, Some(p.display), &format!("{field}."))?;
+    let item_selector = match (p.template("ItemSelector")?, p.template("Parameters")?) {
+        (Some(_), Some(_)) => return Err(p.err("Parameters", "cannot be combined with 'ItemSelector'")),
+        (a, b) => a.or(b),
+    };
+    Ok(MapState {
+        items_path: p.reference_path("ItemsPath")?.unwrap_or_else(|| JsonPath::parse("$").expect("'$' is a valid path")),
+        item_selector,
+        processor: Arc::new(processor),
+        max_concurrency: p.amount("MaxConcurrency", "MaxConcurrencyPath", true)?.unwrap_or(Amount::Fixed(0)),
+        result_selector: p.template("ResultSelector")?,
+        result_path: p.result_path()?,
+        retry: p.retriers()?,
+        catch: p.catchers()?,
+    })
+}

@@ -1,0 +1,767 @@
+//! The interpreter: runs states, applies input/output processing, retries and catches.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::definition::{
+    Amount, Catcher, Definition, FailText, MapState, ParallelState, ResultPath, Retrier, State, StateKind,
+    StateMachine, TaskState, WaitState,
+};
+use crate::error::{StateError, names};
+use crate::executor::{ExecutionShared, ExecutorOptions, Registry, TaskHandler, TaskRequest, TokenGuard, TokenSignal, lock};
+use crate::history::{EventDetails, ExecutionStatus, HistoryEventType, split_resource};
+use crate::retry::RetryBudget;
+use crate::template::Template;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Everything one execution needs while it runs.
+pub(crate) struct Run {
+    pub(crate) definition: Arc<Definition>,
+    pub(crate) handlers: Arc<HashMap<String, Arc<dyn TaskHandler>>>,
+    pub(crate) options: Arc<ExecutorOptions>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) execution: Arc<ExecutionShared>,
+}
+
+/// Where a state sends the execution next.
+enum Transition {
+    Next(String, Value),
+    End(Value),
+}
+
+/// Identifies the state being run, for the context object and messages.
+struct Visit<'a> {
+    state: &'a State,
+    entered_at: DateTime<Utc>,
+    retry_count: u32,
+}
+
+/// Runs a whole execution and records how it ended.
+pub(crate) async fn run_execution(run: Arc<Run>) {
+    let execution = Arc::clone(&run.execution);
+    let started = execution.emit(
+        0,
+        HistoryEventType::ExecutionStarted,
+        EventDetails::ExecutionStarted {
+            input: execution.input.clone(),
+        },
+    );
+    let machine = Arc::clone(&run.definition.machine);
+    let body = run_machine(Arc::clone(&run), machine, execution.input.clone(), started);
+    let limit = run.definition.timeout_seconds().map(Duration::from_secs);
+    let mut stop = execution.stop.subscribe();
+    tokio::select! {
+        outcome = async {
+            match limit {
+                Some(limit) => tokio::time::timeout(limit, body).await.ok(),
+                None => Some(body.await),
+            }
+        } => match outcome {
+            Some((Ok(output), _)) => execution.finish(ExecutionStatus::Succeeded, Some(output), None, None),
+            Some((Err(e), _)) => {
+                let error = (!e.error.is_empty()).then_some(e.error);
+                let cause = (!e.cause.is_empty()).then_some(e.cause);
+                execution.finish(ExecutionStatus::Failed, None, error, cause);
+            }
+            None => execution.finish(
+                ExecutionStatus::TimedOut,
+                None,
+                Some(names::TIMEOUT.to_owned()),
+                Some(format!(
+                    "The execution exceeded the state machine's TimeoutSeconds ({}s)",
+                    limit.map_or(0, |l| l.as_secs())
+                )),
+            ),
+        },
+        reason = stop.wait_for(Option::is_some) => {
+            let (error, cause) = reason.ok().and_then(|r| r.clone()).unwrap_or_default();
+            execution.finish(ExecutionStatus::Aborted, None, error, cause);
+        }
+    }
+}
+
+/// Runs a `StartAt`/`States` block from its start state to an end. Returns the
+/// output (or error) and the id of the last event it emitted.
+fn run_machine(
+    run: Arc<Run>,
+    machine: Arc<StateMachine>,
+    input: Value,
+    previous_event: u64,
+) -> BoxFuture<(Result<Value, StateError>, u64)> {
+    Box::pin(async move {
+        let mut cursor = previous_event;
+        let mut current = machine.start_at.clone();
+        let mut input = input;
+        loop {
+            let state = &machine.states[&current];
+            match run_state(&run, state, input, &mut cursor).await {
+                Ok(Transition::Next(next, output)) => {
+                    current = next;
+                    input = output;
+                }
+                Ok(Transition::End(output)) => return (Ok(output), cursor),
+                Err(e) => return (Err(e), cursor),
+            }
+        }
+    })
+}
+
+impl Run {
+    fn emit(&self, cursor: &mut u64, event_type: HistoryEventType, details: EventDetails) {
+        *cursor = self.execution.emit(*cursor, event_type, details);
+    }
+
+    fn context(&self, visit: &Visit<'_>, task_token: Option<&str>, item: Option<(usize, &Value)>) -> Value {
+        let machine_name = &self.options.state_machine_name;
+        let mut context = json!({
+            "Execution": {
+                "Id": format!("arn:aws:states:local:000000000000:execution:{machine_name}:{}", self.execution.name),
+                "Input": self.execution.input,
+                "Name": self.execution.name,
+                "RoleArn": "arn:aws:iam::000000000000:role/local",
+                "StartTime": timestamp(self.execution.started_at),
+                "RedriveCount": 0,
+            },
+            "StateMachine": {
+                "Id": format!("arn:aws:states:local:000000000000:stateMachine:{machine_name}"),
+                "Name": machine_name,
+            },
+            "State": {
+                "Name": visit.state.name,
+                "EnteredTime": timestamp(visit.entered_at),
+                "RetryCount": visit.retry_count,
+            },
+        });
+        if let Some(token) = task_token {
+            context["Task"] = json!({ "Token": token });
+        }
+        if let Some((index, value)) = item {
+            context["Map"] = json!({ "Item": { "Index": index, "Value": value } });
+        }
+        context
+    }
+
+    fn random_jitter_source(&self) -> fastrand::Rng {
+        // Forking keeps the shared generator's lock out of any await point.
+        lock(&self.registry.rng).fork()
+    }
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn runtime_error(state: &State, message: impl std::fmt::Display) -> StateError {
+    StateError::new(
+        names::RUNTIME,
+        format!("An error occurred while executing the state '{}'. {message}", state.name),
+    )
+}
+
+fn apply_input_path(state: &State, raw: &Value) -> Result<Value, StateError> {
+    match &state.input_path {
+        None => Ok(json!({})),
+        Some(path) => path.select(raw).ok_or_else(|| {
+            runtime_error(
+                state,
+                format!("Invalid path '{path}' : The field 'InputPath' could not be found in the input '{raw}'"),
+            )
+        }),
+    }
+}
+
+fn apply_output_path(state: &State, value: Value) -> Result<Value, StateError> {
+    match &state.output_path {
+        None => Ok(json!({})),
+        Some(path) => path.select(&value).ok_or_else(|| {
+            runtime_error(
+                state,
+                format!("Invalid path '{path}' : The field 'OutputPath' could not be found in the output '{value}'"),
+            )
+        }),
+    }
+}
+
+fn apply_result_path(state: &State, result_path: &ResultPath, raw: Value, result: Value) -> Result<Value, StateError> {
+    let Some(path) = result_path else {
+        return Ok(raw);
+    };
+    let mut output = raw;
+    path.assign(&mut output, result).map_err(|()| {
+        StateError::new(
+            names::RESULT_PATH_MATCH_FAILURE,
+            format!(
+                "State '{}': unable to apply ResultPath '{path}' to input '{output}'",
+                state.name
+            ),
+        )
+    })?;
+    Ok(output)
+}
+
+fn render(template: Option<&Template>, input: Value, context: &Value) -> Result<Value, StateError> {
+    match template {
+        Some(template) => template.render(&input, context),
+        None => Ok(input),
+    }
+}
+
+/// Resolves a literal-or-path amount of seconds against the effective input.
+fn resolve_amount(state: &State, amount: &Amount, field: &str, input: &Value) -> Result<u64, StateError> {
+    match amount {
+        Amount::Fixed(n) => Ok(*n),
+        Amount::Path(path) => match path.select(input) {
+            Some(value) => value.as_u64().ok_or_else(|| {
+                runtime_error(state, format!("The value of '{field}' ({path}) must be a non-negative integer, not {value}"))
+            }),
+            None => Err(runtime_error(
+                state,
+                format!("Invalid path '{path}' : The field '{field}' could not be found in the input '{input}'"),
+            )),
+        },
+    }
+}
+
+fn exit(run: &Run, state: &State, cursor: &mut u64, output: Value) -> Transition {
+    if let Some(exited) = HistoryEventType::exited(state.kind.type_name()) {
+        run.emit(
+            cursor,
+            exited,
+            EventDetails::StateExited {
+                name: state.name.clone(),
+                output: output.clone(),
+            },
+        );
+    }
+    match &state.next {
+        Some(next) => Transition::Next(next.clone(), output),
+        None => Transition::End(output),
+    }
+}
+
+async fn run_state(run: &Arc<Run>, state: &State, raw: Value, cursor: &mut u64) -> Result<Transition, StateError> {
+    let type_name = state.kind.type_name();
+    let visit = Visit {
+        state,
+        entered_at: Utc::now(),
+        retry_count: 0,
+    };
+    run.emit(
+        cursor,
+        HistoryEventType::entered(type_name),
+        EventDetails::StateEntered {
+            name: state.name.clone(),
+            input: raw.clone(),
+        },
+    );
+    if let StateKind::Fail(fail) = &state.kind {
+        let context = run.context(&visit, None, None);
+        return Err(StateError::new(
+            fail_text(state, fail.error.as_ref(), "ErrorPath", &raw, &context)?,
+            fail_text(state, fail.cause.as_ref(), "CausePath", &raw, &context)?,
+        ));
+    }
+    let effective = apply_input_path(state, &raw)?;
+    match &state.kind {
+        StateKind::Pass(pass) => {
+            let context = run.context(&visit, None, None);
+            let effective = render(pass.parameters.as_ref(), effective, &context)?;
+            let result = pass.result.clone().unwrap_or(effective);
+            let output = apply_result_path(state, &pass.result_path, raw, result)?;
+            let output = apply_output_path(state, output)?;
+            Ok(exit(run, state, cursor, output))
+        }
+        StateKind::Succeed => {
+            let output = apply_output_path(state, effective)?;
+            Ok(exit(run, state, cursor, output))
+        }
+        StateKind::Choice(choice) => {
+            let context = run.context(&visit, None, None);
+            let mut target = None;
+            for (rule, next) in &choice.choices {
+                if rule.evaluate(&effective, &context)? {
+                    target = Some(next);
+                    break;
+                }
+            }
+            let target = target.or(choice.default.as_ref()).ok_or_else(|| {
+                StateError::new(
+                    names::NO_CHOICE_MATCHED,
+                    format!("No Matches! No choice rule of state '{}' matched and it has no Default", state.name),
+                )
+            })?;
+            let output = apply_output_path(state, effective)?;
+            exit(run, state, cursor, output.clone());
+            Ok(Transition::Next(target.clone(), output))
+        }
+        StateKind::Wait(wait) => {
+            let delay = wait_duration(state, wait, &effective)?;
+            tokio::time::sleep(run.options.scale(delay)).await;
+            let output = apply_output_path(state, effective)?;
+            Ok(exit(run, state, cursor, output))
+        }
+        StateKind::Task(_) | StateKind::Parallel(_) | StateKind::Map(_) => {
+            run_fallible(run, visit, raw, effective, cursor).await
+        }
+        StateKind::Fail(_) => unreachable!("Fail states return above"),
+    }
+}
+
+fn fail_text(
+    state: &State,
+    text: Option<&FailText>,
+    field: &str,
+    raw: &Value,
+    context: &Value,
+) -> Result<String, StateError> {
+    let value = match text {
+        None => return Ok(String::new()),
+        Some(FailText::Literal(s)) => return Ok(s.clone()),
+        Some(FailText::Path(path)) => path.select(raw).ok_or_else(|| {
+            runtime_error(state, format!("Invalid path '{path}' : The field '{field}' could not be found in the input '{raw}'"))
+        })?,
+        Some(FailText::Intrinsic(call)) => call.evaluate(raw, context)?,
+    };
+    match value {
+        Value::String(s) => Ok(s),
+        other => Err(runtime_error(state, format!("The value of '{field}' must be a string, not {other}"))),
+    }
+}
+
+fn wait_duration(state: &State, wait: &WaitState, input: &Value) -> Result<Duration, StateError> {
+    let until = match wait {
+        WaitState::Seconds(amount) => {
+            return resolve_amount(state, amount, "SecondsPath", input).map(Duration::from_secs);
+        }
+        WaitState::Timestamp(at) => at.with_timezone(&Utc),
+        WaitState::TimestampPath(path) => {
+            let value = path.select(input).ok_or_else(|| {
+                runtime_error(state, format!("Invalid path '{path}' : The field 'TimestampPath' could not be found in the input '{input}'"))
+            })?;
+            value
+                .as_str()
+                .and_then(crate::choice::parse_timestamp)
+                .ok_or_else(|| runtime_error(state, format!("The value of 'TimestampPath' ({path}) is not a timestamp: {value}")))?
+                .with_timezone(&Utc)
+        }
+    };
+    Ok((until - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// Task, Parallel and Map: attempts with Retry, then ResultSelector/ResultPath/
+/// OutputPath, or Catch.
+async fn run_fallible(
+    run: &Arc<Run>,
+    mut visit: Visit<'_>,
+    raw: Value,
+    effective: Value,
+    cursor: &mut u64,
+) -> Result<Transition, StateError> {
+    let state = visit.state;
+    let (retriers, catchers, result_selector, result_path): (&[Retrier], &[Catcher], _, _) = match &state.kind {
+        StateKind::Task(t) => (&t.retry, &t.catch, t.result_selector.as_ref(), &t.result_path),
+        StateKind::Parallel(p) => (&p.retry, &p.catch, p.result_selector.as_ref(), &p.result_path),
+        StateKind::Map(m) => (&m.retry, &m.catch, m.result_selector.as_ref(), &m.result_path),
+        _ => unreachable!("only Task, Parallel and Map states are fallible"),
+    };
+    let mut budget = RetryBudget::new(retriers);
+    let mut jitter = run.random_jitter_source();
+    let attempt = loop {
+        let outcome = match &state.kind {
+            StateKind::Task(task) => run_task_attempt(run, &visit, task, &effective, cursor).await,
+            StateKind::Parallel(parallel) => run_parallel_attempt(run, &visit, parallel, &effective, cursor).await,
+            StateKind::Map(map) => run_map_attempt(run, &visit, map, &effective, cursor).await,
+            _ => unreachable!("only Task, Parallel and Map states are fallible"),
+        };
+        match outcome {
+            Ok(result) => break Ok(result),
+            Err(error) => match budget.next_delay(&error, &mut jitter) {
+                Some(delay) => {
+                    tracing::debug!(state = %state.display, error = %error, ?delay, "retrying");
+                    tokio::time::sleep(run.options.scale(delay)).await;
+                    visit.retry_count += 1;
+                }
+                None => break Err(error),
+            },
+        }
+    };
+    let processed = attempt.and_then(|result| {
+        let context = run.context(&visit, None, None);
+        let result = render(result_selector, result, &context)?;
+        let output = apply_result_path(state, result_path, raw.clone(), result)?;
+        apply_output_path(state, output)
+    });
+    match processed {
+        Ok(output) => Ok(exit(run, state, cursor, output)),
+        Err(error) => {
+            let Some(catcher) = catchers
+                .iter()
+                .find(|c| c.error_equals.iter().any(|pattern| error.matches(pattern)))
+            else {
+                return Err(error);
+            };
+            tracing::debug!(state = %state.display, error = %error, next = %catcher.next, "caught");
+            let output = apply_result_path(state, &catcher.result_path, raw, error.to_output())?;
+            exit(run, state, cursor, output.clone());
+            Ok(Transition::Next(catcher.next.clone(), output))
+        }
+    }
+}
+
+/// Aborts a spawned task when dropped, so timeouts and cancellations stop handlers.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Calls the handler in its own task so a panic becomes a `States.TaskFailed` error.
+async fn invoke(handler: Arc<dyn TaskHandler>, request: TaskRequest) -> Result<Value, StateError> {
+    let task = tokio::spawn(async move { handler.invoke(request).await });
+    let _abort = AbortOnDrop(task.abort_handle());
+    match task.await {
+        Ok(Ok(output)) => Ok(output),
+        Ok(Err(failure)) => {
+            let error = if failure.error.is_empty() {
+                names::TASK_FAILED.to_owned()
+            } else {
+                failure.error
+            };
+            Err(StateError::new(error, failure.cause))
+        }
+        Err(join_error) => {
+            let cause = if join_error.is_panic() {
+                let payload = join_error.into_panic();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a non-string panic payload".to_owned());
+                format!("The task handler panicked: {message}")
+            } else {
+                "The task handler was cancelled".to_owned()
+            };
+            Err(StateError::new(names::TASK_FAILED, cause))
+        }
+    }
+}
+
+fn timeout_error(state: &State, what: &str, seconds: u64, heartbeat: bool) -> StateError {
+    StateError {
+        heartbeat,
+        ..StateError::new(
+            names::TIMEOUT,
+            format!("State '{}' exceeded its {what} of {seconds}s", state.name),
+        )
+    }
+}
+
+async fn run_task_attempt(
+    run: &Arc<Run>,
+    visit: &Visit<'_>,
+    task: &TaskState,
+    effective: &Value,
+    cursor: &mut u64,
+) -> Result<Value, StateError> {
+    let state = visit.state;
+    let token = task
+        .wait_for_task_token
+        .then(|| format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()));
+    let context = run.context(visit, token.as_deref(), None);
+    let parameters = render(task.parameters.as_ref(), effective.clone(), &context)?;
+    let timeout = resolve_amount(state, &task.timeout, "TimeoutSecondsPath", effective)?;
+    let heartbeat = match &task.heartbeat {
+        Some(amount) => Some(resolve_amount(state, amount, "HeartbeatSecondsPath", effective)?),
+        None => None,
+    };
+    let (resource_type, resource) = split_resource(&task.resource);
+    run.emit(
+        cursor,
+        HistoryEventType::TaskScheduled,
+        EventDetails::TaskScheduled {
+            resource_type: resource_type.clone(),
+            resource: resource.clone(),
+            parameters: parameters.clone(),
+            timeout_seconds: Some(timeout),
+            heartbeat_seconds: heartbeat,
+        },
+    );
+    let handler = run.handlers.get(&task.handler_key).cloned().ok_or_else(|| {
+        runtime_error(state, format!("no handler is registered for resource '{}'", task.handler_key))
+    })?;
+    run.emit(
+        cursor,
+        HistoryEventType::TaskStarted,
+        EventDetails::TaskStarted {
+            resource_type: resource_type.clone(),
+            resource: resource.clone(),
+        },
+    );
+    let request = TaskRequest {
+        resource: task.resource.clone(),
+        state_name: state.name.clone(),
+        execution_name: run.execution.name.clone(),
+        parameters,
+        task_token: token.clone(),
+        attempt: visit.retry_count + 1,
+    };
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    let outcome = match token {
+        None => match tokio::time::timeout_at(deadline, invoke(handler, request)).await {
+            Ok(result) => result,
+            Err(_) => Err(timeout_error(state, "TimeoutSeconds", timeout, false)),
+        },
+        Some(token) => {
+            let mut signals = run.registry.open_token(&token);
+            let _guard = TokenGuard {
+                registry: Arc::clone(&run.registry),
+                token: token.clone(),
+            };
+            let submitted = tokio::time::timeout_at(deadline, invoke(handler, request)).await;
+            match submitted {
+                Ok(Err(error)) => Err(error),
+                Ok(Ok(submit_output)) => {
+                    run.emit(
+                        cursor,
+                        HistoryEventType::TaskSubmitted,
+                        EventDetails::TaskOutput {
+                            resource_type: resource_type.clone(),
+                            resource: resource.clone(),
+                            output: submit_output,
+                        },
+                    );
+                    await_token(run, state, &token, &mut signals, deadline, timeout, heartbeat).await
+                }
+                // Out of time while submitting: a worker may still have answered first.
+                Err(_) => await_token(run, state, &token, &mut signals, deadline, timeout, heartbeat).await,
+            }
+        }
+    };
+    match &outcome {
+        Ok(output) => run.emit(
+            cursor,
+            HistoryEventType::TaskSucceeded,
+            EventDetails::TaskOutput {
+                resource_type,
+                resource,
+                output: output.clone(),
+            },
+        ),
+        Err(error) => run.emit(
+            cursor,
+            if error.error == names::TIMEOUT {
+                HistoryEventType::TaskTimedOut
+            } else {
+                HistoryEventType::TaskFailed
+            },
+            EventDetails::TaskError {
+                resource_type,
+                resource,
+                error: error.error.clone(),
+                cause: error.cause.clone(),
+            },
+        ),
+    }
+    outcome
+}
+
+/// Waits for `send_task_success`/`failure` on `token`, enforcing the task and
+/// heartbeat deadlines. A deadline only wins if it closes the token before a
+/// worker's answer does; otherwise the answer is taken.
+async fn await_token(
+    run: &Run,
+    state: &State,
+    token: &str,
+    signals: &mut tokio::sync::mpsc::UnboundedReceiver<TokenSignal>,
+    deadline: Instant,
+    timeout: u64,
+    heartbeat: Option<u64>,
+) -> Result<Value, StateError> {
+    let mut heartbeat_deadline = heartbeat.map(|h| Instant::now() + Duration::from_secs(h));
+    loop {
+        let (wake, by_heartbeat) = match heartbeat_deadline {
+            Some(h) if h < deadline => (h, true),
+            _ => (deadline, false),
+        };
+        tokio::select! {
+            biased;
+            signal = signals.recv() => match signal {
+                Some(TokenSignal::Success(output)) => return Ok(output),
+                Some(TokenSignal::Failure { error, cause }) => {
+                    let error = if error.is_empty() { names::TASK_FAILED.to_owned() } else { error };
+                    return Err(StateError::new(error, cause));
+                }
+                Some(TokenSignal::Heartbeat(at)) => {
+                    if let Some(h) = heartbeat {
+                        heartbeat_deadline = Some(at + Duration::from_secs(h));
+                    }
+                }
+                None => return Err(runtime_error(state, "the task token channel closed unexpectedly")),
+            },
+            () = tokio::time::sleep_until(wake) => {
+                if run.registry.close_token(token) {
+                    return Err(if by_heartbeat {
+                        timeout_error(state, "HeartbeatSeconds", heartbeat.unwrap_or_default(), true)
+                    } else {
+                        timeout_error(state, "TimeoutSeconds", timeout, false)
+                    });
+                }
+                // Closed already: the answer is in `signals`; the biased select reads it next.
+            }
+        }
+    }
+}
+
+async fn run_parallel_attempt(
+    run: &Arc<Run>,
+    visit: &Visit<'_>,
+    parallel: &ParallelState,
+    effective: &Value,
+    cursor: &mut u64,
+) -> Result<Value, StateError> {
+    let context = run.context(visit, None, None);
+    let input = render(parallel.parameters.as_ref(), effective.clone(), &context)?;
+    run.emit(cursor, HistoryEventType::ParallelStateStarted, EventDetails::None);
+    let started = *cursor;
+    let mut branches = JoinSet::new();
+    for (index, branch) in parallel.branches.iter().enumerate() {
+        let body = run_machine(Arc::clone(run), Arc::clone(branch), input.clone(), started);
+        branches.spawn(async move { (index, body.await.0) });
+    }
+    let outcome = collect_ordered(&mut branches, parallel.branches.len()).await;
+    // Dropping the set cancels branches still running after a failure.
+    drop(branches);
+    let mut after = started;
+    match outcome {
+        Ok(results) => {
+            run.emit(&mut after, HistoryEventType::ParallelStateSucceeded, EventDetails::None);
+            *cursor = after;
+            Ok(Value::Array(results))
+        }
+        Err(error) => {
+            run.emit(&mut after, HistoryEventType::ParallelStateFailed, EventDetails::None);
+            *cursor = after;
+            Err(error)
+        }
+    }
+}
+
+/// Gathers `count` indexed results, stopping at the first error.
+async fn collect_ordered(
+    set: &mut JoinSet<(usize, Result<Value, StateError>)>,
+    count: usize,
+) -> Result<Vec<Value>, StateError> {
+    let mut results = vec![Value::Null; count];
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((index, Ok(value))) => results[index] = value,
+            Ok((_, Err(error))) => return Err(error),
+            Err(join_error) => {
+                return Err(StateError::new(
+                    names::RUNTIME,
+                    format!("a branch stopped unexpectedly: {join_error}"),
+                ));
+            }
+        }
+    }
+    Ok(results)
+}
+
+async fn run_map_attempt(
+    run: &Arc<Run>,
+    visit: &Visit<'_>,
+    map: &MapState,
+    effective: &Value,
+    cursor: &mut u64,
+) -> Result<Value, StateError> {
+    let state = visit.state;
+    let items = match map.items_path.select(effective) {
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            return Err(runtime_error(
+                state,
+                format!("The field 'ItemsPath' ({}) must point to an array, not {other}", map.items_path),
+            ));
+        }
+        None => {
+            return Err(runtime_error(
+                state,
+                format!(
+                    "Invalid path '{}' : The field 'ItemsPath' could not be found in the input '{effective}'",
+                    map.items_path
+                ),
+            ));
+        }
+    };
+    let max_concurrency = resolve_amount(state, &map.max_concurrency, "MaxConcurrencyPath", effective)?;
+    let mut inputs = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let context = run.context(visit, None, Some((index, item)));
+        inputs.push(match &map.item_selector {
+            Some(selector) => selector.render(effective, &context)?,
+            None => item.clone(),
+        });
+    }
+    run.emit(
+        cursor,
+        HistoryEventType::MapStateStarted,
+        EventDetails::MapStarted { length: inputs.len() },
+    );
+    let started = *cursor;
+    let limit = match usize::try_from(max_concurrency) {
+        Ok(0) | Err(_) => inputs.len().max(1),
+        Ok(n) => n.min(Semaphore::MAX_PERMITS),
+    };
+    let permits = Arc::new(Semaphore::new(limit));
+    let mut iterations = JoinSet::new();
+    let count = inputs.len();
+    for (index, input) in inputs.into_iter().enumerate() {
+        let run = Arc::clone(run);
+        let processor = Arc::clone(&map.processor);
+        let permits = Arc::clone(&permits);
+        let name = state.name.clone();
+        iterations.spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return (index, Err(StateError::new(names::RUNTIME, "Map concurrency limiter closed")));
+            };
+            let mut at = started;
+            let details = || EventDetails::MapIteration {
+                name: name.clone(),
+                index,
+            };
+            run.emit(&mut at, HistoryEventType::MapIterationStarted, details());
+            let (result, last) = run_machine(Arc::clone(&run), processor, input, at).await;
+            let mut at = last;
+            let event_type = if result.is_ok() {
+                HistoryEventType::MapIterationSucceeded
+            } else {
+                HistoryEventType::MapIterationFailed
+            };
+            run.emit(&mut at, event_type, details());
+            (index, result)
+        });
+    }
+    let outcome = collect_ordered(&mut iterations, count).await;
+    drop(iterations);
+    let mut after = started;
+    let event_type = if outcome.is_ok() {
+        HistoryEventType::MapStateSucceeded
+    } else {
+        HistoryEventType::MapStateFailed
+    };
+    run.emit(&mut after, event_type, EventDetails::None);
+    *cursor = after;
+    outcome.map(Value::Array)
+}

@@ -1,0 +1,533 @@
+//! The executor: starts executions, routes task tokens, and keeps execution records.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use crate::definition::Definition;
+use crate::engine;
+use crate::error::{MissingHandler, StartError, TaskTokenError};
+use crate::history::{EventDetails, Execution, ExecutionStatus, HistoryEvent, HistoryEventType};
+
+/// What a Task state asks its handler to do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRequest {
+    /// The state's `Resource`, as written (including any `.waitForTaskToken`).
+    pub resource: String,
+    pub state_name: String,
+    pub execution_name: String,
+    /// The effective input: the state input after `InputPath` and `Parameters`.
+    pub parameters: Value,
+    /// For `.waitForTaskToken` tasks, the token the worker must send back.
+    pub task_token: Option<String>,
+    /// 1 for the first attempt, 2 for the first retry, and so on.
+    pub attempt: u32,
+}
+
+/// A task's failure: the error name Retry and Catch match on, and a cause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskFailure {
+    pub error: String,
+    pub cause: String,
+}
+
+impl TaskFailure {
+    pub fn new(error: impl Into<String>, cause: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+            cause: cause.into(),
+        }
+    }
+}
+
+/// Runs the work of Task states for one resource.
+#[async_trait::async_trait]
+pub trait TaskHandler: Send + Sync {
+    /// Called for each attempt of a Task state. For `<base>.waitForTaskToken`
+    /// resources the handler registered for `<base>` is called with `task_token` set;
+    /// its return value only goes into the history (`TaskSubmitted`) and the task
+    /// then waits for `send_task_success`/`send_task_failure` with that token.
+    /// A returned error (or a panic, reported as `States.TaskFailed`) fails the attempt.
+    async fn invoke(&self, request: TaskRequest) -> Result<Value, TaskFailure>;
+}
+
+/// Tuning for an [`Executor`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutorOptions {
+    /// Multiplies Wait-state and Retry delays (1.0 = real time, 0.0 = no delay).
+    /// Timeouts (`TimeoutSeconds`, `HeartbeatSeconds`, the definition's
+    /// `TimeoutSeconds`) always run in real time.
+    pub delay_scale: f64,
+    /// Seeds the generator behind `JitterStrategy: FULL`, for reproducible runs.
+    pub jitter_seed: Option<u64>,
+    /// Used in `$$.StateMachine.Name` and in the ARNs of `$$.Execution.Id`/`$$.StateMachine.Id`.
+    pub state_machine_name: String,
+}
+
+impl Default for ExecutorOptions {
+    fn default() -> Self {
+        Self {
+            delay_scale: 1.0,
+            jitter_seed: None,
+            state_machine_name: "local".to_owned(),
+        }
+    }
+}
+
+impl ExecutorOptions {
+    pub(crate) fn scale(&self, delay: Duration) -> Duration {
+        if self.delay_scale.is_nan() || self.delay_scale <= 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::try_from_secs_f64(delay.as_secs_f64() * self.delay_scale).unwrap_or(Duration::MAX)
+    }
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves consistent data behind (each
+    // critical section is a single insert or update), so poisoning is ignored.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a worker sent for a task token.
+#[derive(Debug)]
+pub(crate) enum TokenSignal {
+    Success(Value),
+    Failure { error: String, cause: String },
+    Heartbeat(tokio::time::Instant),
+}
+
+#[derive(Debug)]
+enum TokenSlot {
+    Open(mpsc::UnboundedSender<TokenSignal>),
+    Closed,
+}
+
+/// State shared by all executions of one executor.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    executions: Mutex<HashMap<String, ExecutionHandle>>,
+    tokens: Mutex<HashMap<String, TokenSlot>>,
+    pub(crate) rng: Mutex<fastrand::Rng>,
+}
+
+impl Registry {
+    /// Makes `token` valid; signals for it arrive on the returned receiver.
+    pub(crate) fn open_token(&self, token: &str) -> mpsc::UnboundedReceiver<TokenSignal> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        lock(&self.tokens).insert(token.to_owned(), TokenSlot::Open(sender));
+        receiver
+    }
+
+    /// Closes `token`. Returns `false` if it was already closed, i.e. a
+    /// success or failure was sent first and is waiting in the receiver.
+    pub(crate) fn close_token(&self, token: &str) -> bool {
+        let mut tokens = lock(&self.tokens);
+        match tokens.get_mut(token) {
+            Some(slot @ TokenSlot::Open(_)) => {
+                *slot = TokenSlot::Closed;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn signal(&self, token: &str, signal: TokenSignal) -> Result<(), TaskTokenError> {
+        let mut tokens = lock(&self.tokens);
+        let slot = tokens.get_mut(token).ok_or(TaskTokenError::TaskDoesNotExist)?;
+        let TokenSlot::Open(sender) = slot else {
+            return Err(TaskTokenError::TaskTimedOut);
+        };
+        let closes = !matches!(signal, TokenSignal::Heartbeat(_));
+        if sender.send(signal).is_err() {
+            // The waiting task is gone (its execution ended).
+            *slot = TokenSlot::Closed;
+            return Err(TaskTokenError::TaskTimedOut);
+        }
+        if closes {
+            *slot = TokenSlot::Closed;
+        }
+        Ok(())
+    }
+}
+
+/// Closes a task token when the task stops waiting for it, however that happens.
+pub(crate) struct TokenGuard {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) token: String,
+}
+
+impl Drop for TokenGuard {
+    fn drop(&mut self) {
+        self.registry.close_token(&self.token);
+    }
+}
+
+/// Mutable part of an execution record.
+#[derive(Debug)]
+struct ExecutionRecord {
+    status: ExecutionStatus,
+    output: Option<Value>,
+    error: Option<String>,
+    cause: Option<String>,
+    stopped_at: Option<DateTime<Utc>>,
+    history: Vec<HistoryEvent>,
+}
+
+/// An execution's record, shared between its task and every handle.
+#[derive(Debug)]
+pub(crate) struct ExecutionShared {
+    pub(crate) name: String,
+    pub(crate) input: Value,
+    pub(crate) started_at: DateTime<Utc>,
+    record: Mutex<ExecutionRecord>,
+    done: watch::Sender<bool>,
+    pub(crate) stop: watch::Sender<Option<(Option<String>, Option<String>)>>,
+}
+
+impl ExecutionShared {
+    /// Appends an event following `previous` and returns its id.
+    pub(crate) fn emit(&self, previous: u64, event_type: HistoryEventType, details: EventDetails) -> u64 {
+        let mut record = lock(&self.record);
+        let id = record.history.len() as u64 + 1;
+        tracing::debug!(execution = %self.name, id, event = event_type.as_str(), "history event");
+        record.history.push(HistoryEvent {
+            id,
+            previous_event_id: previous,
+            timestamp: Utc::now(),
+            event_type,
+            details,
+        });
+        id
+    }
+
+    pub(crate) fn last_event_id(&self) -> u64 {
+        lock(&self.record).history.len() as u64
+    }
+
+    /// Records the final status (with its closing event) and wakes every waiter.
+    pub(crate) fn finish(
+        &self,
+        status: ExecutionStatus,
+        output: Option<Value>,
+        error: Option<String>,
+        cause: Option<String>,
+    ) {
+        let event_type = match status {
+            ExecutionStatus::Succeeded => HistoryEventType::ExecutionSucceeded,
+            ExecutionStatus::Failed => HistoryEventType::ExecutionFailed,
+            ExecutionStatus::TimedOut => HistoryEventType::ExecutionTimedOut,
+            ExecutionStatus::Aborted | ExecutionStatus::Running => HistoryEventType::ExecutionAborted,
+        };
+        let details = match &output {
+            Some(output) => EventDetails::ExecutionSucceeded { output: output.clone() },
+            None => EventDetails::ExecutionError {
+                error: error.clone(),
+                cause: cause.clone(),
+            },
+        };
+        let previous = self.last_event_id();
+        self.emit(previous, event_type, details);
+        {
+            let mut record = lock(&self.record);
+            record.status = status;
+            record.output = output;
+            record.error = error;
+            record.cause = cause;
+            record.stopped_at = Some(Utc::now());
+        }
+        tracing::info!(execution = %self.name, status = ?status, "execution finished");
+        self.done.send_replace(true);
+    }
+
+    fn snapshot(&self) -> Execution {
+        let record = lock(&self.record);
+        Execution {
+            name: self.name.clone(),
+            status: record.status,
+            input: self.input.clone(),
+            output: record.output.clone(),
+            error: record.error.clone(),
+            cause: record.cause.clone(),
+            started_at: self.started_at,
+            stopped_at: record.stopped_at,
+            history: record.history.clone(),
+        }
+    }
+}
+
+/// A handle on a started execution; clones refer to the same execution.
+#[derive(Debug, Clone)]
+pub struct ExecutionHandle {
+    shared: Arc<ExecutionShared>,
+}
+
+impl ExecutionHandle {
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The execution as it is now (status `Running` until it ends).
+    #[must_use]
+    pub fn describe(&self) -> Execution {
+        self.shared.snapshot()
+    }
+
+    /// Waits for the execution to end and returns its final record.
+    pub async fn wait(&self) -> Execution {
+        let mut done = self.shared.done.subscribe();
+        // The sender lives in `self.shared`, so the channel cannot close while we wait.
+        let _ = done.wait_for(|finished| *finished).await;
+        self.shared.snapshot()
+    }
+
+    /// Asks a running execution to stop; it ends `Aborted` with the given error and
+    /// cause. Returns `false` if it had already ended.
+    pub fn stop(&self, error: Option<&str>, cause: Option<&str>) -> bool {
+        if *self.shared.done.borrow() {
+            return false;
+        }
+        self.shared
+            .stop
+            .send_replace(Some((error.map(str::to_owned), cause.map(str::to_owned))));
+        true
+    }
+}
+
+/// Runs executions of one definition with a set of task handlers.
+///
+/// Methods take `&self` once handlers are registered, so share it as `Arc<Executor>`.
+pub struct Executor {
+    definition: Arc<Definition>,
+    handlers: Arc<HashMap<String, Arc<dyn TaskHandler>>>,
+    options: Arc<ExecutorOptions>,
+    registry: Arc<Registry>,
+}
+
+impl fmt::Debug for Executor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut handlers: Vec<&String> = self.handlers.keys().collect();
+        handlers.sort();
+        f.debug_struct("Executor")
+            .field("start_at", &self.definition.start_at())
+            .field("handlers", &handlers)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Executor {
+    #[must_use]
+    pub fn new(definition: Definition, options: ExecutorOptions) -> Self {
+        let rng = options
+            .jitter_seed
+            .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
+        Self {
+            definition: Arc::new(definition),
+            handlers: Arc::new(HashMap::new()),
+            options: Arc::new(options),
+            registry: Arc::new(Registry {
+                executions: Mutex::new(HashMap::new()),
+                tokens: Mutex::new(HashMap::new()),
+                rng: Mutex::new(rng),
+            }),
+        }
+    }
+
+    /// Registers the handler for Task states whose resource is `resource_base`
+    /// (or `resource_base.waitForTaskToken`). Executions already running keep the
+    /// handlers they started with.
+    pub fn register(&mut self, resource_base: &str, handler: Arc<dyn TaskHandler>) -> &mut Self {
+        Arc::make_mut(&mut self.handlers).insert(resource_base.to_owned(), handler);
+        self
+    }
+
+    /// Builder-style [`register`](Self::register).
+    #[must_use]
+    pub fn with_handler(mut self, resource_base: &str, handler: Arc<dyn TaskHandler>) -> Self {
+        self.register(resource_base, handler);
+        self
+    }
+
+    /// Checks that every Task resource has a handler; `start_execution` also does.
+    pub fn validate(&self) -> Result<(), MissingHandler> {
+        for task in self.definition.task_resources() {
+            if !self.handlers.contains_key(&task.handler_key) {
+                return Err(MissingHandler {
+                    state: task.state,
+                    resource: task.handler_key,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    #[must_use]
+    pub fn definition(&self) -> &Definition {
+        &self.definition
+    }
+
+    #[must_use]
+    pub fn options(&self) -> &ExecutorOptions {
+        &self.options
+    }
+
+    /// Starts an execution on the current tokio runtime. Like Step Functions,
+    /// starting the same name again with an identical input returns the existing
+    /// execution instead of a new one (whether or not it is still running); a
+    /// different input is refused with [`StartError::ExecutionAlreadyExists`].
+    pub fn start_execution(&self, name: &str, input: Value) -> Result<ExecutionHandle, StartError> {
+        validate_execution_name(name)?;
+        self.validate()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
+        let mut executions = lock(&self.registry.executions);
+        if let Some(existing) = executions.get(name) {
+            return if existing.shared.input == input {
+                Ok(existing.clone())
+            } else {
+                Err(StartError::ExecutionAlreadyExists(name.to_owned()))
+            };
+        }
+        let shared = Arc::new(ExecutionShared {
+            name: name.to_owned(),
+            input,
+            started_at: Utc::now(),
+            record: Mutex::new(ExecutionRecord {
+                status: ExecutionStatus::Running,
+                output: None,
+                error: None,
+                cause: None,
+                stopped_at: None,
+                history: Vec::new(),
+            }),
+            done: watch::channel(false).0,
+            stop: watch::channel(None).0,
+        });
+        let handle = ExecutionHandle {
+            shared: Arc::clone(&shared),
+        };
+        executions.insert(name.to_owned(), handle.clone());
+        drop(executions);
+        tracing::info!(execution = name, "execution started");
+        let run = Arc::new(engine::Run {
+            definition: Arc::clone(&self.definition),
+            handlers: Arc::clone(&self.handlers),
+            options: Arc::clone(&self.options),
+            registry: Arc::clone(&self.registry),
+            execution: shared,
+        });
+        runtime.spawn(engine::run_execution(run));
+        Ok(handle)
+    }
+
+    /// The execution with this name, if one was started.
+    #[must_use]
+    pub fn execution(&self, name: &str) -> Option<ExecutionHandle> {
+        lock(&self.registry.executions).get(name).cloned()
+    }
+
+    /// Every execution started so far, oldest first.
+    #[must_use]
+    pub fn executions(&self) -> Vec<ExecutionHandle> {
+        let mut all: Vec<ExecutionHandle> = lock(&self.registry.executions).values().cloned().collect();
+        all.sort_by_key(|h| h.shared.started_at);
+        all
+    }
+
+    /// Completes a `.waitForTaskToken` task with `output` as its result.
+    pub fn send_task_success(&self, token: &str, output: Value) -> Result<(), TaskTokenError> {
+        self.registry.signal(token, TokenSignal::Success(output))
+    }
+
+    /// Fails a `.waitForTaskToken` task with the given error name and cause.
+    pub fn send_task_failure(&self, token: &str, error: &str, cause: &str) -> Result<(), TaskTokenError> {
+        self.registry.signal(
+            token,
+            TokenSignal::Failure {
+                error: error.to_owned(),
+                cause: cause.to_owned(),
+            },
+        )
+    }
+
+    /// Restarts the `HeartbeatSeconds` clock of a `.waitForTaskToken` task.
+    pub fn send_task_heartbeat(&self, token: &str) -> Result<(), TaskTokenError> {
+        self.registry
+            .signal(token, TokenSignal::Heartbeat(tokio::time::Instant::now()))
+    }
+}
+
+fn validate_execution_name(name: &str) -> Result<(), StartError> {
+    let invalid = |why| Err(StartError::InvalidName(name.to_owned(), why));
+    if name.is_empty() || name.chars().count() > 80 {
+        return invalid("must be 1 to 80 characters long");
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return invalid("must not contain whitespace or control characters");
+    }
+    if name.chars().any(|c| "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c)) {
+        return invalid("must not contain brackets, wildcards or any of \" # % \\ ^ | ~ ` $ & , ; : /");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_names_follow_aws_rules() {
+        assert!(validate_execution_name("upload-123_abc.def").is_ok());
+        for bad in ["", "has space", "a/b", "star*", "x:y", &"n".repeat(81)] {
+            assert!(
+                matches!(validate_execution_name(bad), Err(StartError::InvalidName(..))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn delay_scale_multiplies_and_never_panics() {
+        let options = |scale| ExecutorOptions {
+            delay_scale: scale,
+            ..ExecutorOptions::default()
+        };
+        assert_eq!(options(0.5).scale(Duration::from_secs(4)), Duration::from_secs(2));
+        assert_eq!(options(0.0).scale(Duration::from_secs(4)), Duration::ZERO);
+        assert_eq!(options(-1.0).scale(Duration::from_secs(4)), Duration::ZERO);
+        assert_eq!(options(f64::NAN).scale(Duration::from_secs(4)), Duration::ZERO);
+        assert_eq!(options(1e300).scale(Duration::from_secs(4)), Duration::MAX);
+    }
+
+    #[test]
+    fn tokens_report_unknown_and_closed() {
+        let registry = Registry {
+            executions: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
+            rng: Mutex::new(fastrand::Rng::with_seed(0)),
+        };
+        assert_eq!(
+            registry.signal("nope", TokenSignal::Success(Value::Null)),
+            Err(TaskTokenError::TaskDoesNotExist)
+        );
+        let mut receiver = registry.open_token("t");
+        registry
+            .signal("t", TokenSignal::Heartbeat(tokio::time::Instant::now()))
+            .unwrap();
+        registry.signal("t", TokenSignal::Success(Value::Bool(true))).unwrap();
+        assert_eq!(
+            registry.signal("t", TokenSignal::Success(Value::Null)),
+            Err(TaskTokenError::TaskTimedOut)
+        );
+        assert!(matches!(receiver.try_recv(), Ok(TokenSignal::Heartbeat(_))));
+        assert!(matches!(receiver.try_recv(), Ok(TokenSignal::Success(Value::Bool(true)))));
+        // Already closed by the success, so a timeout must read the signal instead.
+        assert!(!registry.close_token("t"));
+    }
+}

@@ -1,0 +1,540 @@
+//! Execution results and their event history, shaped like Step Functions'
+//! `DescribeExecution` and `GetExecutionHistory`.
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// Lifecycle of an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExecutionStatus {
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Aborted,
+}
+
+/// A snapshot of one execution.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Execution {
+    pub name: String,
+    pub status: ExecutionStatus,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    #[serde(rename = "startDate")]
+    pub started_at: DateTime<Utc>,
+    #[serde(rename = "stopDate")]
+    pub stopped_at: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub history: Vec<HistoryEvent>,
+}
+
+/// How long one visit of a state took (a state visited twice, e.g. in a loop or in
+/// several Map iterations, appears once per visit).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateDuration {
+    pub name: String,
+    /// The state's `Type` (Task, Choice…).
+    pub state_type: String,
+    pub entered_at: DateTime<Utc>,
+    /// `None` while the state runs, or when it failed without being caught.
+    pub exited_at: Option<DateTime<Utc>>,
+}
+
+impl StateDuration {
+    /// Time between entering and leaving the state, if it left.
+    #[must_use]
+    pub fn duration(&self) -> Option<TimeDelta> {
+        self.exited_at.map(|exit| exit - self.entered_at)
+    }
+}
+
+impl Execution {
+    /// Per-visit state timings, in the order states were entered. Pairs each
+    /// `…StateExited` event with its `…StateEntered` by following `previous_event_id`
+    /// links, which stay within one state visit.
+    #[must_use]
+    pub fn state_durations(&self) -> Vec<StateDuration> {
+        let by_id = |id: u64| {
+            usize::try_from(id)
+                .ok()
+                .and_then(|i| i.checked_sub(1))
+                .and_then(|i| self.history.get(i))
+        };
+        let mut exits = std::collections::HashMap::new();
+        for event in &self.history {
+            if !event.event_type.is_state_exited() {
+                continue;
+            }
+            let mut cursor = by_id(event.previous_event_id);
+            while let Some(candidate) = cursor {
+                if candidate.event_type.is_state_entered() {
+                    exits.insert(candidate.id, event.timestamp);
+                    break;
+                }
+                cursor = by_id(candidate.previous_event_id);
+            }
+        }
+        self.history
+            .iter()
+            .filter(|e| e.event_type.is_state_entered())
+            .map(|e| StateDuration {
+                name: e.details.state_name().unwrap_or_default().to_owned(),
+                state_type: e.event_type.state_type().unwrap_or_default().to_owned(),
+                entered_at: e.timestamp,
+                exited_at: exits.get(&e.id).copied(),
+            })
+            .collect()
+    }
+
+    /// The history as `GetExecutionHistory` returns it: `{"events": [...]}`.
+    #[must_use]
+    pub fn history_json(&self) -> Value {
+        json!({ "events": self.history })
+    }
+}
+
+macro_rules! event_types {
+    ($($name:ident),* $(,)?) => {
+        /// The `type` of a history event, named as in Step Functions.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum HistoryEventType { $($name),* }
+
+        impl HistoryEventType {
+            /// The name Step Functions uses, e.g. `TaskStateEntered`.
+            #[must_use]
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$name => stringify!($name)),* }
+            }
+        }
+    };
+}
+
+event_types!(
+    ExecutionStarted,
+    ExecutionSucceeded,
+    ExecutionFailed,
+    ExecutionTimedOut,
+    ExecutionAborted,
+    TaskStateEntered,
+    TaskStateExited,
+    TaskScheduled,
+    TaskStarted,
+    TaskSubmitted,
+    TaskSucceeded,
+    TaskFailed,
+    TaskTimedOut,
+    ChoiceStateEntered,
+    ChoiceStateExited,
+    PassStateEntered,
+    PassStateExited,
+    WaitStateEntered,
+    WaitStateExited,
+    SucceedStateEntered,
+    SucceedStateExited,
+    FailStateEntered,
+    ParallelStateEntered,
+    ParallelStateStarted,
+    ParallelStateSucceeded,
+    ParallelStateFailed,
+    ParallelStateExited,
+    MapStateEntered,
+    MapStateStarted,
+    MapStateSucceeded,
+    MapStateFailed,
+    MapStateExited,
+    MapIterationStarted,
+    MapIterationSucceeded,
+    MapIterationFailed,
+);
+
+impl HistoryEventType {
+    pub(crate) fn entered(state_type: &str) -> Self {
+        match state_type {
+            "Task" => Self::TaskStateEntered,
+            "Choice" => Self::ChoiceStateEntered,
+            "Pass" => Self::PassStateEntered,
+            "Wait" => Self::WaitStateEntered,
+            "Succeed" => Self::SucceedStateEntered,
+            "Fail" => Self::FailStateEntered,
+            "Parallel" => Self::ParallelStateEntered,
+            _ => Self::MapStateEntered,
+        }
+    }
+
+    /// `None` for Fail states, which never exit.
+    pub(crate) fn exited(state_type: &str) -> Option<Self> {
+        Some(match state_type {
+            "Task" => Self::TaskStateExited,
+            "Choice" => Self::ChoiceStateExited,
+            "Pass" => Self::PassStateExited,
+            "Wait" => Self::WaitStateExited,
+            "Succeed" => Self::SucceedStateExited,
+            "Parallel" => Self::ParallelStateExited,
+            "Map" => Self::MapStateExited,
+            _ => return None,
+        })
+    }
+
+    /// Whether this is a `<Type>StateEntered` event.
+    #[must_use]
+    pub fn is_state_entered(self) -> bool {
+        self.as_str().ends_with("StateEntered")
+    }
+
+    /// Whether this is a `<Type>StateExited` event.
+    #[must_use]
+    pub fn is_state_exited(self) -> bool {
+        self.as_str().ends_with("StateExited")
+    }
+
+    /// For state entered/exited events, the state type (`Task`, `Map`…).
+    #[must_use]
+    pub fn state_type(self) -> Option<&'static str> {
+        let name = self.as_str();
+        name.strip_suffix("StateEntered")
+            .or_else(|| name.strip_suffix("StateExited"))
+    }
+
+    /// The key AWS puts the details under, e.g. `stateEnteredEventDetails`.
+    fn details_key(self) -> String {
+        if self.is_state_entered() {
+            return "stateEnteredEventDetails".into();
+        }
+        if self.is_state_exited() {
+            return "stateExitedEventDetails".into();
+        }
+        let name = self.as_str();
+        let mut key = String::with_capacity(name.len() + 12);
+        let mut chars = name.chars();
+        if let Some(first) = chars.next() {
+            key.push(first.to_ascii_lowercase());
+        }
+        key.extend(chars);
+        key.push_str("EventDetails");
+        key
+    }
+}
+
+impl Serialize for HistoryEventType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// What an event is about. JSON payloads are kept as values here and serialized as
+/// JSON strings, as AWS does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventDetails {
+    None,
+    ExecutionStarted {
+        input: Value,
+    },
+    ExecutionSucceeded {
+        output: Value,
+    },
+    /// Failed, timed out or aborted executions.
+    ExecutionError {
+        error: Option<String>,
+        cause: Option<String>,
+    },
+    StateEntered {
+        name: String,
+        input: Value,
+    },
+    StateExited {
+        name: String,
+        output: Value,
+    },
+    TaskScheduled {
+        resource_type: String,
+        resource: String,
+        parameters: Value,
+        timeout_seconds: Option<u64>,
+        heartbeat_seconds: Option<u64>,
+    },
+    TaskStarted {
+        resource_type: String,
+        resource: String,
+    },
+    /// `TaskSubmitted` and `TaskSucceeded`.
+    TaskOutput {
+        resource_type: String,
+        resource: String,
+        output: Value,
+    },
+    /// `TaskFailed` and `TaskTimedOut`.
+    TaskError {
+        resource_type: String,
+        resource: String,
+        error: String,
+        cause: String,
+    },
+    MapStarted {
+        length: usize,
+    },
+    MapIteration {
+        name: String,
+        index: usize,
+    },
+}
+
+impl EventDetails {
+    /// The state a state entered/exited event is about.
+    #[must_use]
+    pub fn state_name(&self) -> Option<&str> {
+        match self {
+            Self::StateEntered { name, .. } | Self::StateExited { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of an execution's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEvent {
+    /// 1-based position in the history.
+    pub id: u64,
+    /// The event this one follows from (0 for the first); links stay within a
+    /// branch, so the events of one Parallel branch or Map iteration form a chain.
+    pub previous_event_id: u64,
+    pub timestamp: DateTime<Utc>,
+    pub event_type: HistoryEventType,
+    pub details: EventDetails,
+}
+
+fn json_text(value: &Value) -> String {
+    value.to_string()
+}
+
+impl Serialize for HistoryEvent {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry(
+            "timestamp",
+            &self.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true),
+        )?;
+        map.serialize_entry("type", &self.event_type)?;
+        map.serialize_entry("id", &self.id)?;
+        map.serialize_entry("previousEventId", &self.previous_event_id)?;
+        let not_truncated = json!({"truncated": false});
+        let details = match &self.details {
+            EventDetails::None => None,
+            EventDetails::ExecutionStarted { input } => Some(json!({
+                "input": json_text(input), "inputDetails": not_truncated,
+            })),
+            EventDetails::ExecutionSucceeded { output } => Some(json!({
+                "output": json_text(output), "outputDetails": not_truncated,
+            })),
+            EventDetails::ExecutionError { error, cause } => {
+                let mut d = serde_json::Map::new();
+                if let Some(error) = error {
+                    d.insert("error".into(), json!(error));
+                }
+                if let Some(cause) = cause {
+                    d.insert("cause".into(), json!(cause));
+                }
+                Some(Value::Object(d))
+            }
+            EventDetails::StateEntered { name, input } => Some(json!({
+                "name": name, "input": json_text(input), "inputDetails": not_truncated,
+            })),
+            EventDetails::StateExited { name, output } => Some(json!({
+                "name": name, "output": json_text(output), "outputDetails": not_truncated,
+            })),
+            EventDetails::TaskScheduled {
+                resource_type,
+                resource,
+                parameters,
+                timeout_seconds,
+                heartbeat_seconds,
+            } => {
+                let mut d = json!({
+                    "resourceType": resource_type, "resource": resource,
+                    "region": "local", "parameters": json_text(parameters),
+                });
+                if let Some(t) = timeout_seconds {
+                    d["timeoutInSeconds"] = json!(t);
+                }
+                if let Some(h) = heartbeat_seconds {
+                    d["heartbeatInSeconds"] = json!(h);
+                }
+                Some(d)
+            }
+            EventDetails::TaskStarted { resource_type, resource } => Some(json!({
+                "resourceType": resource_type, "resource": resource,
+            })),
+            EventDetails::TaskOutput {
+                resource_type,
+                resource,
+                output,
+            } => Some(json!({
+                "resourceType": resource_type, "resource": resource,
+                "output": json_text(output), "outputDetails": not_truncated,
+            })),
+            EventDetails::TaskError {
+                resource_type,
+                resource,
+                error,
+                cause,
+            } => Some(json!({
+                "resourceType": resource_type, "resource": resource, "error": error, "cause": cause,
+            })),
+            EventDetails::MapStarted { length } => Some(json!({ "length": length })),
+            EventDetails::MapIteration { name, index } => Some(json!({ "name": name, "index": index })),
+        };
+        if let Some(details) = details {
+            map.serialize_entry(&self.event_type.details_key(), &details)?;
+        }
+        map.end()
+    }
+}
+
+/// Splits a resource into AWS's `resourceType`/`resource` pair for task events:
+/// `arn:aws:states:::sqs:sendMessage.waitForTaskToken` → (`sqs`, `sendMessage.waitForTaskToken`).
+pub(crate) fn split_resource(resource: &str) -> (String, String) {
+    if let Some(rest) = resource.strip_prefix("arn:aws:states:::")
+        && let Some((service, action)) = rest.split_once(':')
+    {
+        return (service.to_owned(), action.to_owned());
+    }
+    let mut parts = resource.split(':');
+    if parts.next() == Some("arn")
+        && let (Some(_partition), Some(service)) = (parts.next(), parts.next())
+    {
+        return (service.to_owned(), resource.to_owned());
+    }
+    (String::new(), resource.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: u64, prev: u64, event_type: HistoryEventType, details: EventDetails) -> HistoryEvent {
+        HistoryEvent {
+            id,
+            previous_event_id: prev,
+            timestamp: DateTime::from_timestamp(1_700_000_000 + i64::try_from(id).unwrap(), 0).unwrap(),
+            event_type,
+            details,
+        }
+    }
+
+    #[test]
+    fn events_serialize_in_the_aws_shape() {
+        let e = event(
+            2,
+            1,
+            HistoryEventType::TaskStateEntered,
+            EventDetails::StateEntered {
+                name: "Inspect".into(),
+                input: json!({"a": 1}),
+            },
+        );
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({
+                "timestamp": "2023-11-14T22:13:22.000Z",
+                "type": "TaskStateEntered",
+                "id": 2,
+                "previousEventId": 1,
+                "stateEnteredEventDetails": {"name": "Inspect", "input": "{\"a\":1}", "inputDetails": {"truncated": false}}
+            })
+        );
+        let e = event(
+            5,
+            4,
+            HistoryEventType::TaskTimedOut,
+            EventDetails::TaskError {
+                resource_type: "sqs".into(),
+                resource: "sendMessage.waitForTaskToken".into(),
+                error: "States.Timeout".into(),
+                cause: "late".into(),
+            },
+        );
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["taskTimedOutEventDetails"]["error"], json!("States.Timeout"));
+        assert_eq!(v["taskTimedOutEventDetails"]["resourceType"], json!("sqs"));
+        let e = event(3, 2, HistoryEventType::ParallelStateStarted, EventDetails::None);
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v.as_object().unwrap().len(), 4);
+        let e = event(3, 2, HistoryEventType::MapIterationStarted, EventDetails::MapIteration { name: "M".into(), index: 1 });
+        assert_eq!(
+            serde_json::to_value(&e).unwrap()["mapIterationStartedEventDetails"],
+            json!({"name": "M", "index": 1})
+        );
+    }
+
+    #[test]
+    fn resources_split_like_aws() {
+        assert_eq!(
+            split_resource("arn:aws:states:::sqs:sendMessage.waitForTaskToken"),
+            ("sqs".into(), "sendMessage.waitForTaskToken".into())
+        );
+        assert_eq!(
+            split_resource("arn:aws:lambda:us-east-1:1:function:f"),
+            ("lambda".into(), "arn:aws:lambda:us-east-1:1:function:f".into())
+        );
+        assert_eq!(split_resource("local-thing"), (String::new(), "local-thing".into()));
+    }
+
+    #[test]
+    fn durations_pair_entered_and_exited_per_visit() {
+        use HistoryEventType as T;
+        let entered = |name: &str| EventDetails::StateEntered {
+            name: name.into(),
+            input: json!({}),
+        };
+        let exited = |name: &str| EventDetails::StateExited {
+            name: name.into(),
+            output: json!({}),
+        };
+        // A Parallel whose two branches interleave, then a failing Task.
+        let history = vec![
+            event(1, 0, T::ExecutionStarted, EventDetails::ExecutionStarted { input: json!({}) }),
+            event(2, 1, T::ParallelStateEntered, entered("P")),
+            event(3, 2, T::ParallelStateStarted, EventDetails::None),
+            event(4, 3, T::PassStateEntered, entered("A")),
+            event(5, 3, T::PassStateEntered, entered("B")),
+            event(6, 5, T::PassStateExited, exited("B")),
+            event(7, 4, T::PassStateExited, exited("A")),
+            event(8, 3, T::ParallelStateSucceeded, EventDetails::None),
+            event(9, 8, T::ParallelStateExited, exited("P")),
+            event(10, 9, T::TaskStateEntered, entered("T")),
+            event(11, 10, T::ExecutionFailed, EventDetails::ExecutionError { error: None, cause: None }),
+        ];
+        let execution = Execution {
+            name: "x".into(),
+            status: ExecutionStatus::Failed,
+            input: json!({}),
+            output: None,
+            error: None,
+            cause: None,
+            started_at: history[0].timestamp,
+            stopped_at: None,
+            history,
+        };
+        let durations = execution.state_durations();
+        let summary: Vec<(&str, &str, Option<i64>)> = durations
+            .iter()
+            .map(|d| (d.name.as_str(), d.state_type.as_str(), d.duration().map(|t| t.num_seconds())))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("P", "Parallel", Some(7)),
+                ("A", "Pass", Some(3)),
+                ("B", "Pass", Some(1)),
+                ("T", "Task", None),
+            ]
+        );
+    }
+}
