@@ -167,7 +167,10 @@ impl Rule {
             .filter(|k| !matches!(k.as_str(), "Next" | "Comment" | "Variable"))
             .collect();
         if !top_level && map.contains_key("Next") {
-            return Err(("Next".into(), "only top-level choice rules may have 'Next'".into()));
+            return Err((
+                "Next".into(),
+                "only top-level choice rules may have 'Next'".into(),
+            ));
         }
         if map.contains_key("Condition") {
             return Err((
@@ -188,7 +191,10 @@ impl Rule {
         match op {
             "And" | "Or" => {
                 if map.contains_key("Variable") {
-                    return Err(("Variable".into(), format!("'{op}' rules take no 'Variable'")));
+                    return Err((
+                        "Variable".into(),
+                        format!("'{op}' rules take no 'Variable'"),
+                    ));
                 }
                 let Some(Value::Array(items)) = map.get(op) else {
                     return Err((op.into(), "must be a non-empty array of rules".into()));
@@ -210,9 +216,10 @@ impl Rule {
                 if map.contains_key("Variable") {
                     return Err(("Variable".into(), "'Not' rules take no 'Variable'".into()));
                 }
-                let inner = map.get("Not").filter(|v| v.is_object()).ok_or_else(|| {
-                    ("Not".to_owned(), "must be a single rule object".to_owned())
-                })?;
+                let inner = map
+                    .get("Not")
+                    .filter(|v| v.is_object())
+                    .ok_or_else(|| ("Not".to_owned(), "must be a single rule object".to_owned()))?;
                 Ok(Self::Not(Box::new(Self::parse(inner, false)?)))
             }
             _ => Self::parse_comparison(map, op),
@@ -220,10 +227,12 @@ impl Rule {
     }
 
     fn parse_comparison(map: &Map<String, Value>, op: &str) -> Result<Self, (String, String)> {
-        let (kind, relation, is_path) =
-            operator(op).ok_or_else(|| (op.to_owned(), format!("unknown choice operator '{op}'")))?;
+        let (kind, relation, is_path) = operator(op)
+            .ok_or_else(|| (op.to_owned(), format!("unknown choice operator '{op}'")))?;
         let variable = match map.get("Variable") {
-            Some(Value::String(text)) => JsonPath::parse(text).map_err(|e| ("Variable".to_owned(), e.0))?,
+            Some(Value::String(text)) => {
+                JsonPath::parse(text).map_err(|e| ("Variable".to_owned(), e.0))?
+            }
             Some(_) => return Err(("Variable".into(), "must be a path string".into())),
             None => return Err(("Variable".into(), format!("'{op}' needs a 'Variable'"))),
         };
@@ -352,7 +361,9 @@ fn compare(kind: Kind, relation: Relation, value: &Value, expected: &Value) -> b
             _ => false,
         },
         Kind::Numeric => match (value, expected) {
-            (Value::Number(a), Value::Number(b)) => compare_numbers(a, b).is_some_and(|o| relation.holds(o)),
+            (Value::Number(a), Value::Number(b)) => {
+                compare_numbers(a, b).is_some_and(|o| relation.holds(o))
+            }
             _ => false,
         },
         Kind::Timestamp => {
@@ -379,7 +390,9 @@ mod tests {
     }
 
     fn check(rule_json: &Value, input: &Value) -> bool {
-        rule(rule_json).evaluate(input, &json!({"Execution": {"Name": "n"}})).unwrap()
+        rule(rule_json)
+            .evaluate(input, &json!({"Execution": {"Name": "n"}}))
+            .unwrap()
     }
 
     #[test]
@@ -411,12 +424,25 @@ mod tests {
             ("StringGreaterThanEquals", json!("c"), false),
         ];
         for (op, operand, expected) in cases {
-            assert_eq!(check(&json!({"Variable": "$.s", op: operand}), &input), expected, "{op} {operand}");
+            assert_eq!(
+                check(&json!({"Variable": "$.s", op: operand}), &input),
+                expected,
+                "{op} {operand}"
+            );
         }
-        assert!(check(&json!({"Variable": "$.s", "StringLessThanPath": "$.other"}), &input));
-        assert!(!check(&json!({"Variable": "$.s", "StringEqualsPath": "$.other"}), &input));
+        assert!(check(
+            &json!({"Variable": "$.s", "StringLessThanPath": "$.other"}),
+            &input
+        ));
+        assert!(!check(
+            &json!({"Variable": "$.s", "StringEqualsPath": "$.other"}),
+            &input
+        ));
         // Type-sensitive: a number never equals a string.
-        assert!(!check(&json!({"Variable": "$.n", "StringEquals": "1"}), &input));
+        assert!(!check(
+            &json!({"Variable": "$.n", "StringEquals": "1"}),
+            &input
+        ));
     }
 
     #[test]
@@ -436,7 +462,10 @@ mod tests {
         ];
         for (pattern, text, expected) in cases {
             assert_eq!(
-                check(&json!({"Variable": "$.t", "StringMatches": pattern}), &json!({"t": text})),
+                check(
+                    &json!({"Variable": "$.t", "StringMatches": pattern}),
+                    &json!({"t": text})
+                ),
                 expected,
                 "{pattern} vs {text}"
             );
@@ -455,12 +484,28 @@ mod tests {
             ("NumericGreaterThanEquals", json!(6), false),
         ];
         for (op, operand, expected) in cases {
-            assert_eq!(check(&json!({"Variable": "$.n", op: operand}), &input), expected, "{op} {operand}");
+            assert_eq!(
+                check(&json!({"Variable": "$.n", op: operand}), &input),
+                expected,
+                "{op} {operand}"
+            );
         }
-        assert!(check(&json!({"Variable": "$.n", "NumericLessThanPath": "$.lim"}), &input));
-        assert!(check(&json!({"Variable": "$.f", "NumericGreaterThanPath": "$.n"}), &input));
-        assert!(!check(&json!({"Variable": "$.big", "NumericEquals": 9_007_199_254_740_992_u64}), &input));
-        assert!(!check(&json!({"Variable": "$.n", "NumericEquals": 5}), &json!({"n": "5"})));
+        assert!(check(
+            &json!({"Variable": "$.n", "NumericLessThanPath": "$.lim"}),
+            &input
+        ));
+        assert!(check(
+            &json!({"Variable": "$.f", "NumericGreaterThanPath": "$.n"}),
+            &input
+        ));
+        assert!(!check(
+            &json!({"Variable": "$.big", "NumericEquals": 9_007_199_254_740_992_u64}),
+            &input
+        ));
+        assert!(!check(
+            &json!({"Variable": "$.n", "NumericEquals": 5}),
+            &json!({"n": "5"})
+        ));
     }
 
     #[test]
@@ -469,9 +514,18 @@ mod tests {
             "b": true, "other": true,
             "t": "2016-03-14T01:59:00Z", "later": "2016-03-14T03:59:00+01:00"
         });
-        assert!(check(&json!({"Variable": "$.b", "BooleanEquals": true}), &input));
-        assert!(!check(&json!({"Variable": "$.b", "BooleanEquals": false}), &input));
-        assert!(check(&json!({"Variable": "$.b", "BooleanEqualsPath": "$.other"}), &input));
+        assert!(check(
+            &json!({"Variable": "$.b", "BooleanEquals": true}),
+            &input
+        ));
+        assert!(!check(
+            &json!({"Variable": "$.b", "BooleanEquals": false}),
+            &input
+        ));
+        assert!(check(
+            &json!({"Variable": "$.b", "BooleanEqualsPath": "$.other"}),
+            &input
+        ));
         let cases = [
             ("TimestampEquals", "2016-03-14T01:59:00Z", true),
             ("TimestampEquals", "2016-03-14T02:59:00+01:00", true),
@@ -481,15 +535,26 @@ mod tests {
             ("TimestampGreaterThanEquals", "2017-01-01T00:00:00Z", false),
         ];
         for (op, operand, expected) in cases {
-            assert_eq!(check(&json!({"Variable": "$.t", op: operand}), &input), expected, "{op} {operand}");
+            assert_eq!(
+                check(&json!({"Variable": "$.t", op: operand}), &input),
+                expected,
+                "{op} {operand}"
+            );
         }
-        assert!(check(&json!({"Variable": "$.t", "TimestampLessThanPath": "$.later"}), &input));
-        assert!(!check(&json!({"Variable": "$.b", "TimestampEquals": "2016-03-14T01:59:00Z"}), &input));
+        assert!(check(
+            &json!({"Variable": "$.t", "TimestampLessThanPath": "$.later"}),
+            &input
+        ));
+        assert!(!check(
+            &json!({"Variable": "$.b", "TimestampEquals": "2016-03-14T01:59:00Z"}),
+            &input
+        ));
     }
 
     #[test]
     fn type_tests() {
-        let input = json!({"null": null, "n": 1.5, "s": "x", "b": false, "t": "2024-01-01T00:00:00.5Z"});
+        let input =
+            json!({"null": null, "n": 1.5, "s": "x", "b": false, "t": "2024-01-01T00:00:00.5Z"});
         let truths = [
             ("IsNull", "$.null"),
             ("IsNumeric", "$.n"),
@@ -499,13 +564,28 @@ mod tests {
             ("IsPresent", "$.null"),
         ];
         for (op, var) in truths {
-            assert!(check(&json!({"Variable": var, op: true}), &input), "{op} {var}");
-            assert!(!check(&json!({"Variable": var, op: false}), &input), "{op} {var} false");
+            assert!(
+                check(&json!({"Variable": var, op: true}), &input),
+                "{op} {var}"
+            );
+            assert!(
+                !check(&json!({"Variable": var, op: false}), &input),
+                "{op} {var} false"
+            );
         }
         assert!(!check(&json!({"Variable": "$.s", "IsNull": true}), &input));
-        assert!(!check(&json!({"Variable": "$.s", "IsTimestamp": true}), &input));
-        assert!(check(&json!({"Variable": "$.missing", "IsPresent": false}), &input));
-        assert!(!check(&json!({"Variable": "$.missing", "IsPresent": true}), &input));
+        assert!(!check(
+            &json!({"Variable": "$.s", "IsTimestamp": true}),
+            &input
+        ));
+        assert!(check(
+            &json!({"Variable": "$.missing", "IsPresent": false}),
+            &input
+        ));
+        assert!(!check(
+            &json!({"Variable": "$.missing", "IsPresent": true}),
+            &input
+        ));
     }
 
     #[test]
@@ -543,20 +623,44 @@ mod tests {
     fn malformed_rules_are_refused() {
         let cases = [
             (json!({"Variable": "$.a"}), "Choices"),
-            (json!({"Variable": "$.a", "StringEquals": "x", "NumericEquals": 1}), "Choices"),
-            (json!({"Variable": "$.a", "StringEqual": "x"}), "StringEqual"),
-            (json!({"Variable": "$.a", "NumericEquals": "1"}), "NumericEquals"),
-            (json!({"Variable": "$.a", "BooleanEquals": 1}), "BooleanEquals"),
-            (json!({"Variable": "$.a", "TimestampEquals": "yesterday"}), "TimestampEquals"),
+            (
+                json!({"Variable": "$.a", "StringEquals": "x", "NumericEquals": 1}),
+                "Choices",
+            ),
+            (
+                json!({"Variable": "$.a", "StringEqual": "x"}),
+                "StringEqual",
+            ),
+            (
+                json!({"Variable": "$.a", "NumericEquals": "1"}),
+                "NumericEquals",
+            ),
+            (
+                json!({"Variable": "$.a", "BooleanEquals": 1}),
+                "BooleanEquals",
+            ),
+            (
+                json!({"Variable": "$.a", "TimestampEquals": "yesterday"}),
+                "TimestampEquals",
+            ),
             (json!({"Variable": "$.a", "IsNull": "yes"}), "IsNull"),
-            (json!({"Variable": "$.a", "StringEqualsPath": "nope"}), "StringEqualsPath"),
+            (
+                json!({"Variable": "$.a", "StringEqualsPath": "nope"}),
+                "StringEqualsPath",
+            ),
             (json!({"StringEquals": "x"}), "Variable"),
             (json!({"Variable": "a.b", "StringEquals": "x"}), "Variable"),
             (json!({"And": []}), "And"),
             (json!({"Not": [{"Variable": "$.a", "IsNull": true}]}), "Not"),
-            (json!({"And": [{"Variable": "$.a", "IsNull": true, "Next": "X"}]}), "Next"),
+            (
+                json!({"And": [{"Variable": "$.a", "IsNull": true, "Next": "X"}]}),
+                "Next",
+            ),
             (json!({"Condition": "{% true %}"}), "Condition"),
-            (json!({"Variable": "$.a", "StringMatchesPath": "$.b"}), "StringMatchesPath"),
+            (
+                json!({"Variable": "$.a", "StringMatchesPath": "$.b"}),
+                "StringMatchesPath",
+            ),
         ];
         for (value, field) in cases {
             let (got, _) = Rule::parse(&value, false).expect_err(&value.to_string());

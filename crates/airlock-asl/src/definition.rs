@@ -190,17 +190,22 @@ pub(crate) struct Catcher {
 impl Definition {
     /// Parses and validates a definition.
     pub fn parse(json: &str) -> Result<Self, DefinitionError> {
-        let value: Value = serde_json::from_str(json)
-            .map_err(|e| DefinitionError::new(None, None, format!("definition is not valid JSON: {e}")))?;
+        let value: Value = serde_json::from_str(json).map_err(|e| {
+            DefinitionError::new(None, None, format!("definition is not valid JSON: {e}"))
+        })?;
         Self::from_value(&value)
     }
 
     /// Replaces `${Name}` inside string values with `subs[Name]` (like SAM's
     /// `DefinitionSubstitutions`), then parses. A `${Name}` without a substitution is
     /// an error naming it.
-    pub fn parse_with_substitutions(json: &str, subs: &BTreeMap<String, String>) -> Result<Self, DefinitionError> {
-        let mut value: Value = serde_json::from_str(json)
-            .map_err(|e| DefinitionError::new(None, None, format!("definition is not valid JSON: {e}")))?;
+    pub fn parse_with_substitutions(
+        json: &str,
+        subs: &BTreeMap<String, String>,
+    ) -> Result<Self, DefinitionError> {
+        let mut value: Value = serde_json::from_str(json).map_err(|e| {
+            DefinitionError::new(None, None, format!("definition is not valid JSON: {e}"))
+        })?;
         substitute(&mut value, subs, "$")?;
         Self::from_value(&value)
     }
@@ -208,11 +213,16 @@ impl Definition {
     /// Parses and validates an already-decoded definition.
     pub fn from_value(value: &Value) -> Result<Self, DefinitionError> {
         let Value::Object(top) = value else {
-            return Err(DefinitionError::new(None, None, "definition must be a JSON object"));
+            return Err(DefinitionError::new(
+                None,
+                None,
+                "definition must be a JSON object",
+            ));
         };
         for key in top.keys() {
             match key.as_str() {
-                "Comment" | "StartAt" | "States" | "TimeoutSeconds" | "Version" | "QueryLanguage" => {}
+                "Comment" | "StartAt" | "States" | "TimeoutSeconds" | "Version"
+                | "QueryLanguage" => {}
                 other => {
                     return Err(DefinitionError::new(
                         None,
@@ -226,14 +236,25 @@ impl Definition {
         let comment = match top.get("Comment") {
             None => None,
             Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => return Err(DefinitionError::new(None, Some("Comment"), "must be a string")),
+            Some(_) => {
+                return Err(DefinitionError::new(
+                    None,
+                    Some("Comment"),
+                    "must be a string",
+                ));
+            }
         };
         if let Some(version) = top.get("Version")
             && !version.is_string()
         {
-            return Err(DefinitionError::new(None, Some("Version"), "must be a string"));
+            return Err(DefinitionError::new(
+                None,
+                Some("Version"),
+                "must be a string",
+            ));
         }
-        let timeout_seconds = positive_seconds(top, "TimeoutSeconds").map_err(|m| DefinitionError::new(None, Some("TimeoutSeconds"), m))?;
+        let timeout_seconds = positive_seconds(top, "TimeoutSeconds")
+            .map_err(|m| DefinitionError::new(None, Some("TimeoutSeconds"), m))?;
         let machine = parse_machine(top, "", None, "")?;
         Ok(Self {
             comment,
@@ -290,13 +311,20 @@ fn collect_tasks(machine: &StateMachine, out: &mut Vec<TaskResource>) {
     }
 }
 
-fn substitute(value: &mut Value, subs: &BTreeMap<String, String>, at: &str) -> Result<(), DefinitionError> {
+fn substitute(
+    value: &mut Value,
+    subs: &BTreeMap<String, String>,
+    at: &str,
+) -> Result<(), DefinitionError> {
     match value {
-        Value::String(text) => {
-            if text.contains("${") {
-                *text = substitute_text(text, subs)
-                    .map_err(|name| DefinitionError::new(None, Some(at), format!("no substitution given for '${{{name}}}'")))?;
-            }
+        Value::String(text) if text.contains("${") => {
+            *text = substitute_text(text, subs).map_err(|name| {
+                DefinitionError::new(
+                    None,
+                    Some(at),
+                    format!("no substitution given for '${{{name}}}'"),
+                )
+            })?;
         }
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
@@ -336,7 +364,10 @@ fn substitute_text(text: &str, subs: &BTreeMap<String, String>) -> Result<String
     Ok(out)
 }
 
-fn check_query_language(map: &Map<String, Value>, state: Option<&str>) -> Result<(), DefinitionError> {
+fn check_query_language(
+    map: &Map<String, Value>,
+    state: Option<&str>,
+) -> Result<(), DefinitionError> {
     match map.get("QueryLanguage") {
         None => Ok(()),
         Some(Value::String(s)) if s == "JSONPath" => Ok(()),
@@ -358,7 +389,9 @@ fn positive_seconds(map: &Map<String, Value>, key: &str) -> Result<Option<u64>, 
         None => Ok(None),
         Some(v) => match v.as_u64() {
             Some(n) if (1..=MAX_SECONDS).contains(&n) => Ok(Some(n)),
-            _ => Err(format!("must be a positive integer up to {MAX_SECONDS}, not {v}")),
+            _ => Err(format!(
+                "must be a positive integer up to {MAX_SECONDS}, not {v}"
+            )),
         },
     }
 }
@@ -368,7 +401,9 @@ fn non_negative_int(map: &Map<String, Value>, key: &str) -> Result<Option<u64>, 
         None => Ok(None),
         Some(v) => match v.as_u64() {
             Some(n) if n <= MAX_SECONDS => Ok(Some(n)),
-            _ => Err(format!("must be a non-negative integer up to {MAX_SECONDS}, not {v}")),
+            _ => Err(format!(
+                "must be a non-negative integer up to {MAX_SECONDS}, not {v}"
+            )),
         },
     }
 }
@@ -384,16 +419,44 @@ fn parse_machine(
     let field = |name: &str| format!("{owner_field}{name}");
     let start_at = match map.get("StartAt") {
         Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err(DefinitionError::new(owner, Some(&field("StartAt")), "must be a string")),
-        None => return Err(DefinitionError::new(owner, Some(&field("StartAt")), "is required")),
+        Some(_) => {
+            return Err(DefinitionError::new(
+                owner,
+                Some(&field("StartAt")),
+                "must be a string",
+            ));
+        }
+        None => {
+            return Err(DefinitionError::new(
+                owner,
+                Some(&field("StartAt")),
+                "is required",
+            ));
+        }
     };
     let raw_states = match map.get("States") {
         Some(Value::Object(states)) if !states.is_empty() => states,
         Some(Value::Object(_)) => {
-            return Err(DefinitionError::new(owner, Some(&field("States")), "must contain at least one state"));
+            return Err(DefinitionError::new(
+                owner,
+                Some(&field("States")),
+                "must contain at least one state",
+            ));
         }
-        Some(_) => return Err(DefinitionError::new(owner, Some(&field("States")), "must be an object")),
-        None => return Err(DefinitionError::new(owner, Some(&field("States")), "is required")),
+        Some(_) => {
+            return Err(DefinitionError::new(
+                owner,
+                Some(&field("States")),
+                "must be an object",
+            ));
+        }
+        None => {
+            return Err(DefinitionError::new(
+                owner,
+                Some(&field("States")),
+                "is required",
+            ));
+        }
     };
     let mut states = BTreeMap::new();
     for (name, raw) in raw_states {
@@ -467,7 +530,11 @@ fn check_transitions(machine: &StateMachine) -> Result<(), DefinitionError> {
             }
         }
     }
-    if let Some(state) = machine.states.values().find(|s| !reached.contains(s.name.as_str())) {
+    if let Some(state) = machine
+        .states
+        .values()
+        .find(|s| !reached.contains(s.name.as_str()))
+    {
         return Err(DefinitionError::new(
             Some(&state.display),
             None,
@@ -480,7 +547,15 @@ fn check_transitions(machine: &StateMachine) -> Result<(), DefinitionError> {
 /// Fields each state type accepts besides `Type`, `Comment` and `QueryLanguage`.
 fn allowed_fields(type_name: &str) -> &'static [&'static str] {
     match type_name {
-        "Pass" => &["Next", "End", "InputPath", "OutputPath", "Parameters", "Result", "ResultPath"],
+        "Pass" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "Parameters",
+            "Result",
+            "ResultPath",
+        ],
         "Task" => &[
             "Next",
             "End",
@@ -500,7 +575,16 @@ fn allowed_fields(type_name: &str) -> &'static [&'static str] {
             "Credentials",
         ],
         "Choice" => &["InputPath", "OutputPath", "Choices", "Default"],
-        "Wait" => &["Next", "End", "InputPath", "OutputPath", "Seconds", "SecondsPath", "Timestamp", "TimestampPath"],
+        "Wait" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "Seconds",
+            "SecondsPath",
+            "Timestamp",
+            "TimestampPath",
+        ],
         "Succeed" => &["InputPath", "OutputPath"],
         "Fail" => &["Error", "ErrorPath", "Cause", "CausePath"],
         "Parallel" => &[
@@ -540,11 +624,17 @@ fn allowed_fields(type_name: &str) -> &'static [&'static str] {
 fn unsupported_reason(field: &str) -> Option<&'static str> {
     Some(match field {
         "Assign" => "workflow variables ('Assign') are not supported",
-        "Arguments" | "Output" | "Items" => "is a JSONata field; only JSONPath states are supported",
-        "ItemReader" | "ResultWriter" | "ItemBatcher" | "ToleratedFailurePercentage"
-        | "ToleratedFailurePercentagePath" | "ToleratedFailureCount" | "ToleratedFailureCountPath" | "Label" => {
-            "is a Distributed Map field; only inline Map states are supported"
+        "Arguments" | "Output" | "Items" => {
+            "is a JSONata field; only JSONPath states are supported"
         }
+        "ItemReader"
+        | "ResultWriter"
+        | "ItemBatcher"
+        | "ToleratedFailurePercentage"
+        | "ToleratedFailurePercentagePath"
+        | "ToleratedFailureCount"
+        | "ToleratedFailureCountPath"
+        | "Label" => "is a Distributed Map field; only inline Map states are supported",
         _ => return None,
     })
 }
@@ -586,7 +676,9 @@ impl<'a> StateParser<'a> {
     fn reference_path(&self, key: &str) -> Result<Option<JsonPath>, DefinitionError> {
         match self.map.get(key) {
             None => Ok(None),
-            Some(Value::String(s)) => JsonPath::parse_reference(s).map(Some).map_err(|e| self.err(key, e.0)),
+            Some(Value::String(s)) => JsonPath::parse_reference(s)
+                .map(Some)
+                .map_err(|e| self.err(key, e.0)),
             Some(_) => Err(self.err(key, "must be a reference path string")),
         }
     }
@@ -605,7 +697,12 @@ impl<'a> StateParser<'a> {
         }
     }
 
-    fn amount(&self, key: &str, path_key: &str, allow_zero: bool) -> Result<Option<Amount>, DefinitionError> {
+    fn amount(
+        &self,
+        key: &str,
+        path_key: &str,
+        allow_zero: bool,
+    ) -> Result<Option<Amount>, DefinitionError> {
         let fixed = if allow_zero {
             non_negative_int(self.map, key)
         } else {
@@ -614,7 +711,9 @@ impl<'a> StateParser<'a> {
         .map_err(|m| self.err(key, m))?;
         let path = self.reference_path(path_key)?;
         match (fixed, path) {
-            (Some(_), Some(_)) => Err(self.err(path_key, format!("cannot be combined with '{key}'"))),
+            (Some(_), Some(_)) => {
+                Err(self.err(path_key, format!("cannot be combined with '{key}'")))
+            }
             (Some(n), None) => Ok(Some(Amount::Fixed(n))),
             (None, Some(p)) => Ok(Some(Amount::Path(p))),
             (None, None) => Ok(None),
@@ -637,7 +736,13 @@ impl<'a> StateParser<'a> {
             for key in map.keys() {
                 if !matches!(
                     key.as_str(),
-                    "ErrorEquals" | "IntervalSeconds" | "MaxAttempts" | "BackoffRate" | "MaxDelaySeconds" | "JitterStrategy" | "Comment"
+                    "ErrorEquals"
+                        | "IntervalSeconds"
+                        | "MaxAttempts"
+                        | "BackoffRate"
+                        | "MaxDelaySeconds"
+                        | "JitterStrategy"
+                        | "Comment"
                 ) {
                     return Err(self.err(&at(key), "unknown retrier field"));
                 }
@@ -653,16 +758,26 @@ impl<'a> StateParser<'a> {
                 None => 2.0,
                 Some(v) => match v.as_f64() {
                     Some(rate) if rate >= 1.0 => rate,
-                    _ => return Err(self.err(&at("BackoffRate"), format!("must be a number >= 1.0, not {v}"))),
+                    _ => {
+                        return Err(self.err(
+                            &at("BackoffRate"),
+                            format!("must be a number >= 1.0, not {v}"),
+                        ));
+                    }
                 },
             };
-            let max_delay_seconds =
-                positive_seconds(map, "MaxDelaySeconds").map_err(|m| self.err(&at("MaxDelaySeconds"), m))?;
+            let max_delay_seconds = positive_seconds(map, "MaxDelaySeconds")
+                .map_err(|m| self.err(&at("MaxDelaySeconds"), m))?;
             let full_jitter = match map.get("JitterStrategy") {
                 None => false,
                 Some(Value::String(s)) if s == "NONE" => false,
                 Some(Value::String(s)) if s == "FULL" => true,
-                Some(v) => return Err(self.err(&at("JitterStrategy"), format!("must be \"FULL\" or \"NONE\", not {v}"))),
+                Some(v) => {
+                    return Err(self.err(
+                        &at("JitterStrategy"),
+                        format!("must be \"FULL\" or \"NONE\", not {v}"),
+                    ));
+                }
             };
             out.push(Retrier {
                 error_equals,
@@ -690,7 +805,10 @@ impl<'a> StateParser<'a> {
                 return Err(self.err(&format!("Catch[{i}]"), "must be an object"));
             };
             for key in map.keys() {
-                if !matches!(key.as_str(), "ErrorEquals" | "Next" | "ResultPath" | "Comment") {
+                if !matches!(
+                    key.as_str(),
+                    "ErrorEquals" | "Next" | "ResultPath" | "Comment"
+                ) {
                     let why = unsupported_reason(key).unwrap_or("unknown catcher field");
                     return Err(self.err(&at(key), why));
                 }
@@ -701,7 +819,8 @@ impl<'a> StateParser<'a> {
                 Some(_) => return Err(self.err(&at("Next"), "must be a string")),
                 None => return Err(self.err(&at("Next"), "is required")),
             };
-            let result_path = result_path_of(map, "ResultPath").map_err(|m| self.err(&at("ResultPath"), m))?;
+            let result_path =
+                result_path_of(map, "ResultPath").map_err(|m| self.err(&at("ResultPath"), m))?;
             out.push(Catcher {
                 error_equals,
                 next,
@@ -711,9 +830,17 @@ impl<'a> StateParser<'a> {
         Ok(out)
     }
 
-    fn error_equals(&self, map: &Map<String, Value>, field: &str, is_last: bool) -> Result<Vec<String>, DefinitionError> {
+    fn error_equals(
+        &self,
+        map: &Map<String, Value>,
+        field: &str,
+        is_last: bool,
+    ) -> Result<Vec<String>, DefinitionError> {
         let Some(Value::Array(items)) = map.get("ErrorEquals") else {
-            return Err(self.err(field, "is required and must be a non-empty array of error names"));
+            return Err(self.err(
+                field,
+                "is required and must be a non-empty array of error names",
+            ));
         };
         let mut names_out = Vec::with_capacity(items.len());
         for item in items {
@@ -748,7 +875,11 @@ fn result_path_of(map: &Map<String, Value>, key: &str) -> Result<ResultPath, Str
 
 fn parse_state(name: &str, display: &str, raw: &Value) -> Result<State, DefinitionError> {
     let Value::Object(map) = raw else {
-        return Err(DefinitionError::new(Some(display), None, "a state must be an object"));
+        return Err(DefinitionError::new(
+            Some(display),
+            None,
+            "a state must be an object",
+        ));
     };
     let p = StateParser { display, map };
     let type_name = match map.get("Type") {
@@ -762,7 +893,9 @@ fn parse_state(name: &str, display: &str, raw: &Value) -> Result<State, Definiti
     }
     check_query_language(map, Some(display))?;
     for key in map.keys() {
-        if matches!(key.as_str(), "Type" | "Comment" | "QueryLanguage") || allowed.contains(&key.as_str()) {
+        if matches!(key.as_str(), "Type" | "Comment" | "QueryLanguage")
+            || allowed.contains(&key.as_str())
+        {
             continue;
         }
         if let Some(why) = unsupported_reason(key) {
@@ -784,7 +917,9 @@ fn parse_state(name: &str, display: &str, raw: &Value) -> Result<State, Definiti
         };
         match (next, end) {
             (Some(_), true) => return Err(p.err("End", "cannot be combined with 'Next'")),
-            (None, false) => return Err(p.err("Next", "one of 'Next' or '\"End\": true' is required")),
+            (None, false) => {
+                return Err(p.err("Next", "one of 'Next' or '\"End\": true' is required"));
+            }
             (next, _) => next.map(str::to_owned),
         }
     } else {
@@ -826,7 +961,8 @@ fn parse_task(p: &StateParser<'_>) -> Result<TaskState, DefinitionError> {
         .string("Resource")?
         .filter(|r| !r.is_empty())
         .ok_or_else(|| p.err("Resource", "is required"))?;
-    if resource.ends_with(".sync") || resource.contains(".sync:") {
+    let integration_suffix = resource.rsplit_once('.').map(|(_, suffix)| suffix);
+    if integration_suffix.is_some_and(|s| s == "sync" || s.starts_with("sync:")) {
         return Err(p.err(
             "Resource",
             format!("'{resource}': the '.sync' integration pattern is not supported"),
@@ -837,7 +973,11 @@ fn parse_task(p: &StateParser<'_>) -> Result<TaskState, DefinitionError> {
         None => (resource.to_owned(), false),
     };
     let parameters = p.template("Parameters")?;
-    if wait_for_task_token && !parameters.as_ref().is_some_and(|t| t.mentions_path(TASK_TOKEN_PATH)) {
+    if wait_for_task_token
+        && !parameters
+            .as_ref()
+            .is_some_and(|t| t.mentions_path(TASK_TOKEN_PATH))
+    {
         return Err(p.err(
             "Parameters",
             format!("a '{WAIT_FOR_TASK_TOKEN}' task must pass '{TASK_TOKEN_PATH}' in its Parameters (e.g. \"taskToken.$\": \"{TASK_TOKEN_PATH}\")"),
@@ -889,7 +1029,12 @@ fn parse_choice(p: &StateParser<'_>) -> Result<ChoiceState, DefinitionError> {
         let next = match item.get("Next") {
             Some(Value::String(s)) => s.clone(),
             Some(_) => return Err(p.err(&format!("Choices[{i}].Next"), "must be a string")),
-            None => return Err(p.err(&format!("Choices[{i}].Next"), "is required on top-level choice rules")),
+            None => {
+                return Err(p.err(
+                    &format!("Choices[{i}].Next"),
+                    "is required on top-level choice rules",
+                ));
+            }
         };
         choices.push((rule, next));
     }
@@ -918,10 +1063,12 @@ fn parse_wait(p: &StateParser<'_>) -> Result<WaitState, DefinitionError> {
         ),
         "Timestamp" => {
             let text = p.string("Timestamp")?.unwrap_or_default();
-            WaitState::Timestamp(
-                choice::parse_timestamp(text)
-                    .ok_or_else(|| p.err("Timestamp", format!("'{text}' is not an RFC 3339 timestamp")))?,
-            )
+            WaitState::Timestamp(choice::parse_timestamp(text).ok_or_else(|| {
+                p.err(
+                    "Timestamp",
+                    format!("'{text}' is not an RFC 3339 timestamp"),
+                )
+            })?)
         }
         _ => WaitState::TimestampPath(
             p.reference_path("TimestampPath")?
@@ -930,7 +1077,11 @@ fn parse_wait(p: &StateParser<'_>) -> Result<WaitState, DefinitionError> {
     })
 }
 
-fn fail_text(p: &StateParser<'_>, key: &str, path_key: &str) -> Result<Option<FailText>, DefinitionError> {
+fn fail_text(
+    p: &StateParser<'_>,
+    key: &str,
+    path_key: &str,
+) -> Result<Option<FailText>, DefinitionError> {
     let literal = p.string(key)?;
     let computed = p.string(path_key)?;
     match (literal, computed) {
@@ -958,9 +1109,19 @@ fn parse_parallel(p: &StateParser<'_>) -> Result<ParallelState, DefinitionError>
         let Value::Object(map) = item else {
             return Err(p.err(&format!("Branches[{i}]"), "must be an object"));
         };
-        nested_machine_fields(p, map, &format!("Branches[{i}]"), &["StartAt", "States", "Comment"])?;
+        nested_machine_fields(
+            p,
+            map,
+            &format!("Branches[{i}]"),
+            &["StartAt", "States", "Comment"],
+        )?;
         let prefix = format!("{} > Branches[{i}] > ", p.display);
-        branches.push(Arc::new(parse_machine(map, &prefix, Some(p.display), &format!("Branches[{i}]."))?));
+        branches.push(Arc::new(parse_machine(
+            map,
+            &prefix,
+            Some(p.display),
+            &format!("Branches[{i}]."),
+        )?));
     }
     Ok(ParallelState {
         branches,
@@ -988,7 +1149,9 @@ fn nested_machine_fields(
 
 fn parse_map(p: &StateParser<'_>) -> Result<MapState, DefinitionError> {
     let (field, processor) = match (p.map.get("ItemProcessor"), p.map.get("Iterator")) {
-        (Some(_), Some(_)) => return Err(p.err("Iterator", "cannot be combined with 'ItemProcessor'")),
+        (Some(_), Some(_)) => {
+            return Err(p.err("Iterator", "cannot be combined with 'ItemProcessor'"));
+        }
         (Some(v), None) => ("ItemProcessor", v),
         (None, Some(v)) => ("Iterator", v),
         (None, None) => return Err(p.err("ItemProcessor", "is required")),
@@ -996,9 +1159,17 @@ fn parse_map(p: &StateParser<'_>) -> Result<MapState, DefinitionError> {
     let Value::Object(processor) = processor else {
         return Err(p.err(field, "must be an object"));
     };
-    nested_machine_fields(p, processor, field, &["StartAt", "States", "Comment", "ProcessorConfig"])?;
+    nested_machine_fields(
+        p,
+        processor,
+        field,
+        &["StartAt", "States", "Comment", "ProcessorConfig"],
+    )?;
     if let Some(config) = processor.get("ProcessorConfig") {
-        let mode = config.get("Mode").and_then(Value::as_str).unwrap_or("INLINE");
+        let mode = config
+            .get("Mode")
+            .and_then(Value::as_str)
+            .unwrap_or("INLINE");
         if mode != "INLINE" {
             return Err(p.err(
                 &format!("{field}.ProcessorConfig.Mode"),
@@ -1009,14 +1180,20 @@ fn parse_map(p: &StateParser<'_>) -> Result<MapState, DefinitionError> {
     let prefix = format!("{} > {field} > ", p.display);
     let processor = parse_machine(processor, &prefix, Some(p.display), &format!("{field}."))?;
     let item_selector = match (p.template("ItemSelector")?, p.template("Parameters")?) {
-        (Some(_), Some(_)) => return Err(p.err("Parameters", "cannot be combined with 'ItemSelector'")),
+        (Some(_), Some(_)) => {
+            return Err(p.err("Parameters", "cannot be combined with 'ItemSelector'"));
+        }
         (a, b) => a.or(b),
     };
     Ok(MapState {
-        items_path: p.reference_path("ItemsPath")?.unwrap_or_else(|| JsonPath::parse("$").expect("'$' is a valid path")),
+        items_path: p
+            .reference_path("ItemsPath")?
+            .unwrap_or_else(|| JsonPath::parse("$").expect("'$' is a valid path")),
         item_selector,
         processor: Arc::new(processor),
-        max_concurrency: p.amount("MaxConcurrency", "MaxConcurrencyPath", true)?.unwrap_or(Amount::Fixed(0)),
+        max_concurrency: p
+            .amount("MaxConcurrency", "MaxConcurrencyPath", true)?
+            .unwrap_or(Amount::Fixed(0)),
         result_selector: p.template("ResultSelector")?,
         result_path: p.result_path()?,
         retry: p.retriers()?,

@@ -13,11 +13,14 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::definition::{
-    Amount, Catcher, Definition, FailText, MapState, ParallelState, ResultPath, Retrier, State, StateKind,
-    StateMachine, TaskState, WaitState,
+    Amount, Catcher, Definition, FailText, MapState, ParallelState, ResultPath, Retrier, State,
+    StateKind, StateMachine, TaskState, WaitState,
 };
 use crate::error::{StateError, names};
-use crate::executor::{ExecutionShared, ExecutorOptions, Registry, TaskHandler, TaskRequest, TokenGuard, TokenSignal, lock};
+use crate::executor::{
+    ExecutionShared, ExecutorOptions, Registry, TaskHandler, TaskRequest, TokenGuard, TokenSignal,
+    lock,
+};
 use crate::history::{EventDetails, ExecutionStatus, HistoryEventType, split_resource};
 use crate::retry::RetryBudget;
 use crate::template::Template;
@@ -121,7 +124,12 @@ impl Run {
         *cursor = self.execution.emit(*cursor, event_type, details);
     }
 
-    fn context(&self, visit: &Visit<'_>, task_token: Option<&str>, item: Option<(usize, &Value)>) -> Value {
+    fn context(
+        &self,
+        visit: &Visit<'_>,
+        task_token: Option<&str>,
+        item: Option<(usize, &Value)>,
+    ) -> Value {
         let machine_name = &self.options.state_machine_name;
         let mut context = json!({
             "Execution": {
@@ -164,7 +172,10 @@ fn timestamp(at: DateTime<Utc>) -> String {
 fn runtime_error(state: &State, message: impl std::fmt::Display) -> StateError {
     StateError::new(
         names::RUNTIME,
-        format!("An error occurred while executing the state '{}'. {message}", state.name),
+        format!(
+            "An error occurred while executing the state '{}'. {message}",
+            state.name
+        ),
     )
 }
 
@@ -180,10 +191,10 @@ fn apply_input_path(state: &State, raw: &Value) -> Result<Value, StateError> {
     }
 }
 
-fn apply_output_path(state: &State, value: Value) -> Result<Value, StateError> {
+fn apply_output_path(state: &State, value: &Value) -> Result<Value, StateError> {
     match &state.output_path {
         None => Ok(json!({})),
-        Some(path) => path.select(&value).ok_or_else(|| {
+        Some(path) => path.select(value).ok_or_else(|| {
             runtime_error(
                 state,
                 format!("Invalid path '{path}' : The field 'OutputPath' could not be found in the output '{value}'"),
@@ -192,7 +203,12 @@ fn apply_output_path(state: &State, value: Value) -> Result<Value, StateError> {
     }
 }
 
-fn apply_result_path(state: &State, result_path: &ResultPath, raw: Value, result: Value) -> Result<Value, StateError> {
+fn apply_result_path(
+    state: &State,
+    result_path: &ResultPath,
+    raw: Value,
+    result: Value,
+) -> Result<Value, StateError> {
     let Some(path) = result_path else {
         return Ok(raw);
     };
@@ -217,7 +233,12 @@ fn render(template: Option<&Template>, input: Value, context: &Value) -> Result<
 }
 
 /// Resolves a literal-or-path amount of seconds against the effective input.
-fn resolve_amount(state: &State, amount: &Amount, field: &str, input: &Value) -> Result<u64, StateError> {
+fn resolve_amount(
+    state: &State,
+    amount: &Amount,
+    field: &str,
+    input: &Value,
+) -> Result<u64, StateError> {
     match amount {
         Amount::Fixed(n) => Ok(*n),
         Amount::Path(path) => match path.select(input) {
@@ -249,7 +270,12 @@ fn exit(run: &Run, state: &State, cursor: &mut u64, output: Value) -> Transition
     }
 }
 
-async fn run_state(run: &Arc<Run>, state: &State, raw: Value, cursor: &mut u64) -> Result<Transition, StateError> {
+async fn run_state(
+    run: &Arc<Run>,
+    state: &State,
+    raw: Value,
+    cursor: &mut u64,
+) -> Result<Transition, StateError> {
     let type_name = state.kind.type_name();
     let visit = Visit {
         state,
@@ -278,11 +304,11 @@ async fn run_state(run: &Arc<Run>, state: &State, raw: Value, cursor: &mut u64) 
             let effective = render(pass.parameters.as_ref(), effective, &context)?;
             let result = pass.result.clone().unwrap_or(effective);
             let output = apply_result_path(state, &pass.result_path, raw, result)?;
-            let output = apply_output_path(state, output)?;
+            let output = apply_output_path(state, &output)?;
             Ok(exit(run, state, cursor, output))
         }
         StateKind::Succeed => {
-            let output = apply_output_path(state, effective)?;
+            let output = apply_output_path(state, &effective)?;
             Ok(exit(run, state, cursor, output))
         }
         StateKind::Choice(choice) => {
@@ -297,17 +323,20 @@ async fn run_state(run: &Arc<Run>, state: &State, raw: Value, cursor: &mut u64) 
             let target = target.or(choice.default.as_ref()).ok_or_else(|| {
                 StateError::new(
                     names::NO_CHOICE_MATCHED,
-                    format!("No Matches! No choice rule of state '{}' matched and it has no Default", state.name),
+                    format!(
+                        "No Matches! No choice rule of state '{}' matched and it has no Default",
+                        state.name
+                    ),
                 )
             })?;
-            let output = apply_output_path(state, effective)?;
+            let output = apply_output_path(state, &effective)?;
             exit(run, state, cursor, output.clone());
             Ok(Transition::Next(target.clone(), output))
         }
         StateKind::Wait(wait) => {
             let delay = wait_duration(state, wait, &effective)?;
             tokio::time::sleep(run.options.scale(delay)).await;
-            let output = apply_output_path(state, effective)?;
+            let output = apply_output_path(state, &effective)?;
             Ok(exit(run, state, cursor, output))
         }
         StateKind::Task(_) | StateKind::Parallel(_) | StateKind::Map(_) => {
@@ -334,7 +363,10 @@ fn fail_text(
     };
     match value {
         Value::String(s) => Ok(s),
-        other => Err(runtime_error(state, format!("The value of '{field}' must be a string, not {other}"))),
+        other => Err(runtime_error(
+            state,
+            format!("The value of '{field}' must be a string, not {other}"),
+        )),
     }
 }
 
@@ -351,7 +383,14 @@ fn wait_duration(state: &State, wait: &WaitState, input: &Value) -> Result<Durat
             value
                 .as_str()
                 .and_then(crate::choice::parse_timestamp)
-                .ok_or_else(|| runtime_error(state, format!("The value of 'TimestampPath' ({path}) is not a timestamp: {value}")))?
+                .ok_or_else(|| {
+                    runtime_error(
+                        state,
+                        format!(
+                            "The value of 'TimestampPath' ({path}) is not a timestamp: {value}"
+                        ),
+                    )
+                })?
                 .with_timezone(&Utc)
         }
     };
@@ -359,7 +398,7 @@ fn wait_duration(state: &State, wait: &WaitState, input: &Value) -> Result<Durat
 }
 
 /// Task, Parallel and Map: attempts with Retry, then ResultSelector/ResultPath/
-/// OutputPath, or Catch.
+/// `OutputPath`, or Catch.
 async fn run_fallible(
     run: &Arc<Run>,
     mut visit: Visit<'_>,
@@ -368,18 +407,36 @@ async fn run_fallible(
     cursor: &mut u64,
 ) -> Result<Transition, StateError> {
     let state = visit.state;
-    let (retriers, catchers, result_selector, result_path): (&[Retrier], &[Catcher], _, _) = match &state.kind {
-        StateKind::Task(t) => (&t.retry, &t.catch, t.result_selector.as_ref(), &t.result_path),
-        StateKind::Parallel(p) => (&p.retry, &p.catch, p.result_selector.as_ref(), &p.result_path),
-        StateKind::Map(m) => (&m.retry, &m.catch, m.result_selector.as_ref(), &m.result_path),
-        _ => unreachable!("only Task, Parallel and Map states are fallible"),
-    };
+    let (retriers, catchers, result_selector, result_path): (&[Retrier], &[Catcher], _, _) =
+        match &state.kind {
+            StateKind::Task(t) => (
+                &t.retry,
+                &t.catch,
+                t.result_selector.as_ref(),
+                &t.result_path,
+            ),
+            StateKind::Parallel(p) => (
+                &p.retry,
+                &p.catch,
+                p.result_selector.as_ref(),
+                &p.result_path,
+            ),
+            StateKind::Map(m) => (
+                &m.retry,
+                &m.catch,
+                m.result_selector.as_ref(),
+                &m.result_path,
+            ),
+            _ => unreachable!("only Task, Parallel and Map states are fallible"),
+        };
     let mut budget = RetryBudget::new(retriers);
     let mut jitter = run.random_jitter_source();
     let attempt = loop {
         let outcome = match &state.kind {
             StateKind::Task(task) => run_task_attempt(run, &visit, task, &effective, cursor).await,
-            StateKind::Parallel(parallel) => run_parallel_attempt(run, &visit, parallel, &effective, cursor).await,
+            StateKind::Parallel(parallel) => {
+                run_parallel_attempt(run, &visit, parallel, &effective, cursor).await
+            }
             StateKind::Map(map) => run_map_attempt(run, &visit, map, &effective, cursor).await,
             _ => unreachable!("only Task, Parallel and Map states are fallible"),
         };
@@ -399,7 +456,7 @@ async fn run_fallible(
         let context = run.context(&visit, None, None);
         let result = render(result_selector, result, &context)?;
         let output = apply_result_path(state, result_path, raw.clone(), result)?;
-        apply_output_path(state, output)
+        apply_output_path(state, &output)
     });
     match processed {
         Ok(output) => Ok(exit(run, state, cursor, output)),
@@ -476,14 +533,23 @@ async fn run_task_attempt(
     cursor: &mut u64,
 ) -> Result<Value, StateError> {
     let state = visit.state;
-    let token = task
-        .wait_for_task_token
-        .then(|| format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()));
+    let token = task.wait_for_task_token.then(|| {
+        format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        )
+    });
     let context = run.context(visit, token.as_deref(), None);
     let parameters = render(task.parameters.as_ref(), effective.clone(), &context)?;
     let timeout = resolve_amount(state, &task.timeout, "TimeoutSecondsPath", effective)?;
     let heartbeat = match &task.heartbeat {
-        Some(amount) => Some(resolve_amount(state, amount, "HeartbeatSecondsPath", effective)?),
+        Some(amount) => Some(resolve_amount(
+            state,
+            amount,
+            "HeartbeatSecondsPath",
+            effective,
+        )?),
         None => None,
     };
     let (resource_type, resource) = split_resource(&task.resource);
@@ -498,9 +564,19 @@ async fn run_task_attempt(
             heartbeat_seconds: heartbeat,
         },
     );
-    let handler = run.handlers.get(&task.handler_key).cloned().ok_or_else(|| {
-        runtime_error(state, format!("no handler is registered for resource '{}'", task.handler_key))
-    })?;
+    let handler = run
+        .handlers
+        .get(&task.handler_key)
+        .cloned()
+        .ok_or_else(|| {
+            runtime_error(
+                state,
+                format!(
+                    "no handler is registered for resource '{}'",
+                    task.handler_key
+                ),
+            )
+        })?;
     run.emit(
         cursor,
         HistoryEventType::TaskStarted,
@@ -517,41 +593,43 @@ async fn run_task_attempt(
         task_token: token.clone(),
         attempt: visit.retry_count + 1,
     };
-    let deadline = Instant::now() + Duration::from_secs(timeout);
+    let limits = TaskLimits {
+        deadline: Instant::now() + Duration::from_secs(timeout),
+        timeout,
+        heartbeat,
+    };
+    let resource_names = (resource_type, resource);
     let outcome = match token {
-        None => match tokio::time::timeout_at(deadline, invoke(handler, request)).await {
+        None => match tokio::time::timeout_at(limits.deadline, invoke(handler, request)).await {
             Ok(result) => result,
             Err(_) => Err(timeout_error(state, "TimeoutSeconds", timeout, false)),
         },
         Some(token) => {
-            let mut signals = run.registry.open_token(&token);
-            let _guard = TokenGuard {
-                registry: Arc::clone(&run.registry),
-                token: token.clone(),
-            };
-            let submitted = tokio::time::timeout_at(deadline, invoke(handler, request)).await;
-            match submitted {
-                Ok(Err(error)) => Err(error),
-                Ok(Ok(submit_output)) => {
-                    run.emit(
-                        cursor,
-                        HistoryEventType::TaskSubmitted,
-                        EventDetails::TaskOutput {
-                            resource_type: resource_type.clone(),
-                            resource: resource.clone(),
-                            output: submit_output,
-                        },
-                    );
-                    await_token(run, state, &token, &mut signals, deadline, timeout, heartbeat).await
-                }
-                // Out of time while submitting: a worker may still have answered first.
-                Err(_) => await_token(run, state, &token, &mut signals, deadline, timeout, heartbeat).await,
-            }
+            run_callback(
+                run,
+                state,
+                handler,
+                request,
+                &token,
+                &limits,
+                &resource_names,
+                cursor,
+            )
+            .await
         }
     };
-    match &outcome {
-        Ok(output) => run.emit(
-            cursor,
+    let (event_type, details) = task_outcome_event(&outcome, resource_names);
+    run.emit(cursor, event_type, details);
+    outcome
+}
+
+/// The `TaskSucceeded` / `TaskFailed` / `TaskTimedOut` event closing an attempt.
+fn task_outcome_event(
+    outcome: &Result<Value, StateError>,
+    (resource_type, resource): (String, String),
+) -> (HistoryEventType, EventDetails) {
+    match outcome {
+        Ok(output) => (
             HistoryEventType::TaskSucceeded,
             EventDetails::TaskOutput {
                 resource_type,
@@ -559,8 +637,7 @@ async fn run_task_attempt(
                 output: output.clone(),
             },
         ),
-        Err(error) => run.emit(
-            cursor,
+        Err(error) => (
             if error.error == names::TIMEOUT {
                 HistoryEventType::TaskTimedOut
             } else {
@@ -574,7 +651,50 @@ async fn run_task_attempt(
             },
         ),
     }
-    outcome
+}
+
+/// When a task attempt runs out of time.
+#[derive(Clone, Copy)]
+struct TaskLimits {
+    deadline: Instant,
+    timeout: u64,
+    heartbeat: Option<u64>,
+}
+
+/// `.waitForTaskToken`: submits the work, then waits for a worker to answer.
+#[allow(clippy::too_many_arguments)]
+async fn run_callback(
+    run: &Run,
+    state: &State,
+    handler: Arc<dyn TaskHandler>,
+    request: TaskRequest,
+    token: &str,
+    limits: &TaskLimits,
+    (resource_type, resource): &(String, String),
+    cursor: &mut u64,
+) -> Result<Value, StateError> {
+    // Open before submitting: a fast worker may answer before the handler returns.
+    let mut signals = run.registry.open_token(token);
+    let _guard = TokenGuard {
+        registry: Arc::clone(&run.registry),
+        token: token.to_owned(),
+    };
+    match tokio::time::timeout_at(limits.deadline, invoke(handler, request)).await {
+        Ok(Err(error)) => return Err(error),
+        Ok(Ok(submit_output)) => run.emit(
+            cursor,
+            HistoryEventType::TaskSubmitted,
+            EventDetails::TaskOutput {
+                resource_type: resource_type.clone(),
+                resource: resource.clone(),
+                output: submit_output,
+            },
+        ),
+        // Out of time while submitting: a worker may still have answered first,
+        // which `await_token` sorts out.
+        Err(_) => {}
+    }
+    await_token(run, state, token, &mut signals, limits).await
 }
 
 /// Waits for `send_task_success`/`failure` on `token`, enforcing the task and
@@ -585,10 +705,13 @@ async fn await_token(
     state: &State,
     token: &str,
     signals: &mut tokio::sync::mpsc::UnboundedReceiver<TokenSignal>,
-    deadline: Instant,
-    timeout: u64,
-    heartbeat: Option<u64>,
+    limits: &TaskLimits,
 ) -> Result<Value, StateError> {
+    let TaskLimits {
+        deadline,
+        timeout,
+        heartbeat,
+    } = *limits;
     let mut heartbeat_deadline = heartbeat.map(|h| Instant::now() + Duration::from_secs(h));
     loop {
         let (wake, by_heartbeat) = match heartbeat_deadline {
@@ -633,7 +756,11 @@ async fn run_parallel_attempt(
 ) -> Result<Value, StateError> {
     let context = run.context(visit, None, None);
     let input = render(parallel.parameters.as_ref(), effective.clone(), &context)?;
-    run.emit(cursor, HistoryEventType::ParallelStateStarted, EventDetails::None);
+    run.emit(
+        cursor,
+        HistoryEventType::ParallelStateStarted,
+        EventDetails::None,
+    );
     let started = *cursor;
     let mut branches = JoinSet::new();
     for (index, branch) in parallel.branches.iter().enumerate() {
@@ -646,12 +773,20 @@ async fn run_parallel_attempt(
     let mut after = started;
     match outcome {
         Ok(results) => {
-            run.emit(&mut after, HistoryEventType::ParallelStateSucceeded, EventDetails::None);
+            run.emit(
+                &mut after,
+                HistoryEventType::ParallelStateSucceeded,
+                EventDetails::None,
+            );
             *cursor = after;
             Ok(Value::Array(results))
         }
         Err(error) => {
-            run.emit(&mut after, HistoryEventType::ParallelStateFailed, EventDetails::None);
+            run.emit(
+                &mut after,
+                HistoryEventType::ParallelStateFailed,
+                EventDetails::None,
+            );
             *cursor = after;
             Err(error)
         }
@@ -692,7 +827,10 @@ async fn run_map_attempt(
         Some(other) => {
             return Err(runtime_error(
                 state,
-                format!("The field 'ItemsPath' ({}) must point to an array, not {other}", map.items_path),
+                format!(
+                    "The field 'ItemsPath' ({}) must point to an array, not {other}",
+                    map.items_path
+                ),
             ));
         }
         None => {
@@ -705,7 +843,8 @@ async fn run_map_attempt(
             ));
         }
     };
-    let max_concurrency = resolve_amount(state, &map.max_concurrency, "MaxConcurrencyPath", effective)?;
+    let max_concurrency =
+        resolve_amount(state, &map.max_concurrency, "MaxConcurrencyPath", effective)?;
     let mut inputs = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let context = run.context(visit, None, Some((index, item)));
@@ -717,7 +856,9 @@ async fn run_map_attempt(
     run.emit(
         cursor,
         HistoryEventType::MapStateStarted,
-        EventDetails::MapStarted { length: inputs.len() },
+        EventDetails::MapStarted {
+            length: inputs.len(),
+        },
     );
     let started = *cursor;
     let limit = match usize::try_from(max_concurrency) {
@@ -734,7 +875,13 @@ async fn run_map_attempt(
         let name = state.name.clone();
         iterations.spawn(async move {
             let Ok(_permit) = permits.acquire_owned().await else {
-                return (index, Err(StateError::new(names::RUNTIME, "Map concurrency limiter closed")));
+                return (
+                    index,
+                    Err(StateError::new(
+                        names::RUNTIME,
+                        "Map concurrency limiter closed",
+                    )),
+                );
             };
             let mut at = started;
             let details = || EventDetails::MapIteration {

@@ -14,7 +14,7 @@ pub mod names {
     pub const HEARTBEAT_TIMEOUT: &str = "States.HeartbeatTimeout";
     /// A Choice state found no matching rule and has no Default.
     pub const NO_CHOICE_MATCHED: &str = "States.NoChoiceMatched";
-    /// A path in a payload template (Parameters, ResultSelector…) found nothing.
+    /// A path in a payload template (`Parameters`, `ResultSelector`…) found nothing.
     pub const PARAMETER_PATH_FAILURE: &str = "States.ParameterPathFailure";
     /// `ResultPath` could not be applied to the state's input.
     pub const RESULT_PATH_MATCH_FAILURE: &str = "States.ResultPathMatchFailure";
@@ -34,7 +34,11 @@ pub struct DefinitionError {
 }
 
 impl DefinitionError {
-    pub(crate) fn new(state: Option<&str>, field: Option<&str>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        state: Option<&str>,
+        field: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             state: state.map(str::to_owned),
             field: field.map(str::to_owned),
@@ -64,7 +68,9 @@ impl DefinitionError {
 impl fmt::Display for DefinitionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.state, &self.field) {
-            (Some(state), Some(field)) => write!(f, "state '{state}', field '{field}': {}", self.message),
+            (Some(state), Some(field)) => {
+                write!(f, "state '{state}', field '{field}': {}", self.message)
+            }
             (Some(state), None) => write!(f, "state '{state}': {}", self.message),
             (None, Some(field)) => write!(f, "field '{field}': {}", self.message),
             (None, None) => f.write_str(&self.message),
@@ -187,8 +193,15 @@ mod tests {
 
     #[test]
     fn definition_errors_name_state_and_field() {
-        let e = DefinitionError::new(Some("Inspect"), Some("Next"), "names a missing state 'Nope'");
-        assert_eq!(e.to_string(), "state 'Inspect', field 'Next': names a missing state 'Nope'");
+        let e = DefinitionError::new(
+            Some("Inspect"),
+            Some("Next"),
+            "names a missing state 'Nope'",
+        );
+        assert_eq!(
+            e.to_string(),
+            "state 'Inspect', field 'Next': names a missing state 'Nope'"
+        );
         assert_eq!(e.state(), Some("Inspect"));
         assert_eq!(e.field(), Some("Next"));
     }

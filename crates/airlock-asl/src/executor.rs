@@ -139,7 +139,9 @@ impl Registry {
 
     fn signal(&self, token: &str, signal: TokenSignal) -> Result<(), TaskTokenError> {
         let mut tokens = lock(&self.tokens);
-        let slot = tokens.get_mut(token).ok_or(TaskTokenError::TaskDoesNotExist)?;
+        let slot = tokens
+            .get_mut(token)
+            .ok_or(TaskTokenError::TaskDoesNotExist)?;
         let TokenSlot::Open(sender) = slot else {
             return Err(TaskTokenError::TaskTimedOut);
         };
@@ -192,7 +194,12 @@ pub(crate) struct ExecutionShared {
 
 impl ExecutionShared {
     /// Appends an event following `previous` and returns its id.
-    pub(crate) fn emit(&self, previous: u64, event_type: HistoryEventType, details: EventDetails) -> u64 {
+    pub(crate) fn emit(
+        &self,
+        previous: u64,
+        event_type: HistoryEventType,
+        details: EventDetails,
+    ) -> u64 {
         let mut record = lock(&self.record);
         let id = record.history.len() as u64 + 1;
         tracing::debug!(execution = %self.name, id, event = event_type.as_str(), "history event");
@@ -222,10 +229,14 @@ impl ExecutionShared {
             ExecutionStatus::Succeeded => HistoryEventType::ExecutionSucceeded,
             ExecutionStatus::Failed => HistoryEventType::ExecutionFailed,
             ExecutionStatus::TimedOut => HistoryEventType::ExecutionTimedOut,
-            ExecutionStatus::Aborted | ExecutionStatus::Running => HistoryEventType::ExecutionAborted,
+            ExecutionStatus::Aborted | ExecutionStatus::Running => {
+                HistoryEventType::ExecutionAborted
+            }
         };
         let details = match &output {
-            Some(output) => EventDetails::ExecutionSucceeded { output: output.clone() },
+            Some(output) => EventDetails::ExecutionSucceeded {
+                output: output.clone(),
+            },
             None => EventDetails::ExecutionError {
                 error: error.clone(),
                 cause: cause.clone(),
@@ -435,7 +446,8 @@ impl Executor {
     /// Every execution started so far, oldest first.
     #[must_use]
     pub fn executions(&self) -> Vec<ExecutionHandle> {
-        let mut all: Vec<ExecutionHandle> = lock(&self.registry.executions).values().cloned().collect();
+        let mut all: Vec<ExecutionHandle> =
+            lock(&self.registry.executions).values().cloned().collect();
         all.sort_by_key(|h| h.shared.started_at);
         all
     }
@@ -446,7 +458,12 @@ impl Executor {
     }
 
     /// Fails a `.waitForTaskToken` task with the given error name and cause.
-    pub fn send_task_failure(&self, token: &str, error: &str, cause: &str) -> Result<(), TaskTokenError> {
+    pub fn send_task_failure(
+        &self,
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), TaskTokenError> {
         self.registry.signal(
             token,
             TokenSignal::Failure {
@@ -472,7 +489,9 @@ fn validate_execution_name(name: &str) -> Result<(), StartError> {
         return invalid("must not contain whitespace or control characters");
     }
     if name.chars().any(|c| "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c)) {
-        return invalid("must not contain brackets, wildcards or any of \" # % \\ ^ | ~ ` $ & , ; : /");
+        return invalid(
+            "must not contain brackets, wildcards or any of \" # % \\ ^ | ~ ` $ & , ; : /",
+        );
     }
     Ok(())
 }
@@ -486,7 +505,10 @@ mod tests {
         assert!(validate_execution_name("upload-123_abc.def").is_ok());
         for bad in ["", "has space", "a/b", "star*", "x:y", &"n".repeat(81)] {
             assert!(
-                matches!(validate_execution_name(bad), Err(StartError::InvalidName(..))),
+                matches!(
+                    validate_execution_name(bad),
+                    Err(StartError::InvalidName(..))
+                ),
                 "{bad:?}"
             );
         }
@@ -498,10 +520,16 @@ mod tests {
             delay_scale: scale,
             ..ExecutorOptions::default()
         };
-        assert_eq!(options(0.5).scale(Duration::from_secs(4)), Duration::from_secs(2));
+        assert_eq!(
+            options(0.5).scale(Duration::from_secs(4)),
+            Duration::from_secs(2)
+        );
         assert_eq!(options(0.0).scale(Duration::from_secs(4)), Duration::ZERO);
         assert_eq!(options(-1.0).scale(Duration::from_secs(4)), Duration::ZERO);
-        assert_eq!(options(f64::NAN).scale(Duration::from_secs(4)), Duration::ZERO);
+        assert_eq!(
+            options(f64::NAN).scale(Duration::from_secs(4)),
+            Duration::ZERO
+        );
         assert_eq!(options(1e300).scale(Duration::from_secs(4)), Duration::MAX);
     }
 
@@ -520,13 +548,18 @@ mod tests {
         registry
             .signal("t", TokenSignal::Heartbeat(tokio::time::Instant::now()))
             .unwrap();
-        registry.signal("t", TokenSignal::Success(Value::Bool(true))).unwrap();
+        registry
+            .signal("t", TokenSignal::Success(Value::Bool(true)))
+            .unwrap();
         assert_eq!(
             registry.signal("t", TokenSignal::Success(Value::Null)),
             Err(TaskTokenError::TaskTimedOut)
         );
         assert!(matches!(receiver.try_recv(), Ok(TokenSignal::Heartbeat(_))));
-        assert!(matches!(receiver.try_recv(), Ok(TokenSignal::Success(Value::Bool(true)))));
+        assert!(matches!(
+            receiver.try_recv(),
+            Ok(TokenSignal::Success(Value::Bool(true)))
+        ));
         // Already closed by the success, so a timeout must read the signal instead.
         assert!(!registry.close_token("t"));
     }

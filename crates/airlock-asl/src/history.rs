@@ -2,8 +2,8 @@
 //! `DescribeExecution` and `GetExecutionHistory`.
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Value, json};
 
 /// Lifecycle of an execution.
@@ -368,7 +368,10 @@ impl Serialize for HistoryEvent {
                 }
                 Some(d)
             }
-            EventDetails::TaskStarted { resource_type, resource } => Some(json!({
+            EventDetails::TaskStarted {
+                resource_type,
+                resource,
+            } => Some(json!({
                 "resourceType": resource_type, "resource": resource,
             })),
             EventDetails::TaskOutput {
@@ -388,7 +391,9 @@ impl Serialize for HistoryEvent {
                 "resourceType": resource_type, "resource": resource, "error": error, "cause": cause,
             })),
             EventDetails::MapStarted { length } => Some(json!({ "length": length })),
-            EventDetails::MapIteration { name, index } => Some(json!({ "name": name, "index": index })),
+            EventDetails::MapIteration { name, index } => {
+                Some(json!({ "name": name, "index": index }))
+            }
         };
         if let Some(details) = details {
             map.serialize_entry(&self.event_type.details_key(), &details)?;
@@ -418,11 +423,17 @@ pub(crate) fn split_resource(resource: &str) -> (String, String) {
 mod tests {
     use super::*;
 
-    fn event(id: u64, prev: u64, event_type: HistoryEventType, details: EventDetails) -> HistoryEvent {
+    fn event(
+        id: u64,
+        prev: u64,
+        event_type: HistoryEventType,
+        details: EventDetails,
+    ) -> HistoryEvent {
         HistoryEvent {
             id,
             previous_event_id: prev,
-            timestamp: DateTime::from_timestamp(1_700_000_000 + i64::try_from(id).unwrap(), 0).unwrap(),
+            timestamp: DateTime::from_timestamp(1_700_000_000 + i64::try_from(id).unwrap(), 0)
+                .unwrap(),
             event_type,
             details,
         }
@@ -461,12 +472,28 @@ mod tests {
             },
         );
         let v = serde_json::to_value(&e).unwrap();
-        assert_eq!(v["taskTimedOutEventDetails"]["error"], json!("States.Timeout"));
+        assert_eq!(
+            v["taskTimedOutEventDetails"]["error"],
+            json!("States.Timeout")
+        );
         assert_eq!(v["taskTimedOutEventDetails"]["resourceType"], json!("sqs"));
-        let e = event(3, 2, HistoryEventType::ParallelStateStarted, EventDetails::None);
+        let e = event(
+            3,
+            2,
+            HistoryEventType::ParallelStateStarted,
+            EventDetails::None,
+        );
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v.as_object().unwrap().len(), 4);
-        let e = event(3, 2, HistoryEventType::MapIterationStarted, EventDetails::MapIteration { name: "M".into(), index: 1 });
+        let e = event(
+            3,
+            2,
+            HistoryEventType::MapIterationStarted,
+            EventDetails::MapIteration {
+                name: "M".into(),
+                index: 1,
+            },
+        );
         assert_eq!(
             serde_json::to_value(&e).unwrap()["mapIterationStartedEventDetails"],
             json!({"name": "M", "index": 1})
@@ -481,9 +508,15 @@ mod tests {
         );
         assert_eq!(
             split_resource("arn:aws:lambda:us-east-1:1:function:f"),
-            ("lambda".into(), "arn:aws:lambda:us-east-1:1:function:f".into())
+            (
+                "lambda".into(),
+                "arn:aws:lambda:us-east-1:1:function:f".into()
+            )
         );
-        assert_eq!(split_resource("local-thing"), (String::new(), "local-thing".into()));
+        assert_eq!(
+            split_resource("local-thing"),
+            (String::new(), "local-thing".into())
+        );
     }
 
     #[test]
@@ -499,7 +532,12 @@ mod tests {
         };
         // A Parallel whose two branches interleave, then a failing Task.
         let history = vec![
-            event(1, 0, T::ExecutionStarted, EventDetails::ExecutionStarted { input: json!({}) }),
+            event(
+                1,
+                0,
+                T::ExecutionStarted,
+                EventDetails::ExecutionStarted { input: json!({}) },
+            ),
             event(2, 1, T::ParallelStateEntered, entered("P")),
             event(3, 2, T::ParallelStateStarted, EventDetails::None),
             event(4, 3, T::PassStateEntered, entered("A")),
@@ -509,7 +547,15 @@ mod tests {
             event(8, 3, T::ParallelStateSucceeded, EventDetails::None),
             event(9, 8, T::ParallelStateExited, exited("P")),
             event(10, 9, T::TaskStateEntered, entered("T")),
-            event(11, 10, T::ExecutionFailed, EventDetails::ExecutionError { error: None, cause: None }),
+            event(
+                11,
+                10,
+                T::ExecutionFailed,
+                EventDetails::ExecutionError {
+                    error: None,
+                    cause: None,
+                },
+            ),
         ];
         let execution = Execution {
             name: "x".into(),
@@ -525,7 +571,13 @@ mod tests {
         let durations = execution.state_durations();
         let summary: Vec<(&str, &str, Option<i64>)> = durations
             .iter()
-            .map(|d| (d.name.as_str(), d.state_type.as_str(), d.duration().map(|t| t.num_seconds())))
+            .map(|d| {
+                (
+                    d.name.as_str(),
+                    d.state_type.as_str(),
+                    d.duration().map(|t| t.num_seconds()),
+                )
+            })
             .collect();
         assert_eq!(
             summary,

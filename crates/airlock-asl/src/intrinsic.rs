@@ -88,7 +88,10 @@ impl Function {
 #[derive(Debug, Clone)]
 enum Arg {
     /// A quoted literal; `raw` keeps the backslash escapes so Format can tell `\{` from `{`.
-    Str { value: String, raw: String },
+    Str {
+        value: String,
+        raw: String,
+    },
     Literal(Value),
     Path(JsonPath),
     Call(Box<Call>),
@@ -156,10 +159,13 @@ impl Call {
                 Arg::Call(call) => call.evaluate(input, context)?,
             });
         }
-        self.apply(values)
-            .map_err(|why| StateError::new(names::INTRINSIC_FAILURE, format!("{}: {why}", self.text)))
+        self.apply(values).map_err(|why| {
+            StateError::new(names::INTRINSIC_FAILURE, format!("{}: {why}", self.text))
+        })
     }
 
+    // One arm per intrinsic keeps the whole function table in one place.
+    #[allow(clippy::too_many_lines)]
     fn apply(&self, args: Vec<Value>) -> Result<Value, String> {
         let mut args = args.into_iter();
         let mut next = || args.next().unwrap_or(Value::Null);
@@ -177,7 +183,8 @@ impl Call {
             }
             Function::StringToJson => {
                 let text = expect_string(next(), "the argument")?;
-                serde_json::from_str(&text).map_err(|e| format!("the argument is not valid JSON: {e}"))?
+                serde_json::from_str(&text)
+                    .map_err(|e| format!("the argument is not valid JSON: {e}"))?
             }
             Function::JsonToString => Value::String(next().to_string()),
             Function::Array => Value::Array((0..self.args.len()).map(|_| next()).collect()),
@@ -188,7 +195,12 @@ impl Call {
                     .ok()
                     .filter(|s| *s > 0)
                     .ok_or("the chunk size must be a positive integer")?;
-                Value::Array(array.chunks(size).map(|c| Value::Array(c.to_vec())).collect())
+                Value::Array(
+                    array
+                        .chunks(size)
+                        .map(|c| Value::Array(c.to_vec()))
+                        .collect(),
+                )
             }
             Function::ArrayContains => {
                 let array = expect_array(next(), "the first argument")?;
@@ -207,7 +219,12 @@ impl Call {
                 usize::try_from(index)
                     .ok()
                     .and_then(|i| array.get(i).cloned())
-                    .ok_or_else(|| format!("index {index} is out of bounds for an array of {}", array.len()))?
+                    .ok_or_else(|| {
+                        format!(
+                            "index {index} is out of bounds for an array of {}",
+                            array.len()
+                        )
+                    })?
             }
             Function::ArrayLength => Value::from(expect_array(next(), "the argument")?.len()),
             Function::ArrayUnique => {
@@ -229,7 +246,9 @@ impl Call {
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(text.as_bytes())
                     .map_err(|e| format!("the argument is not valid base64: {e}"))?;
-                Value::String(String::from_utf8(bytes).map_err(|_| "the decoded data is not UTF-8 text")?)
+                Value::String(
+                    String::from_utf8(bytes).map_err(|_| "the decoded data is not UTF-8 text")?,
+                )
             }
             Function::Hash => {
                 let data = expect_string(next(), "the data")?;
@@ -240,7 +259,10 @@ impl Call {
                 let mut left = expect_object(next(), "the first argument")?;
                 let right = expect_object(next(), "the second argument")?;
                 if next() != Value::Bool(false) {
-                    return Err("only shallow merging is supported: the third argument must be false".into());
+                    return Err(
+                        "only shallow merging is supported: the third argument must be false"
+                            .into(),
+                    );
                 }
                 left.extend(right);
                 Value::Object(left)
@@ -249,7 +271,9 @@ impl Call {
                 let start = expect_integer(&next(), "the start")?;
                 let end = expect_integer(&next(), "the end")?;
                 if start >= end {
-                    return Err(format!("the start ({start}) must be less than the end ({end})"));
+                    return Err(format!(
+                        "the start ({start}) must be less than the end ({end})"
+                    ));
                 }
                 let seed = next();
                 let mut rng = if seed.is_null() {
@@ -412,15 +436,20 @@ impl CallParser {
 
     fn call(&mut self, whole: &str, depth: usize) -> Result<Call, String> {
         if depth > MAX_NESTING {
-            return Err(format!("'{whole}' nests more than {MAX_NESTING} intrinsic functions"));
+            return Err(format!(
+                "'{whole}' nests more than {MAX_NESTING} intrinsic functions"
+            ));
         }
         let start = self.pos;
-        while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == '.') {
+        while self
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '.')
+        {
             self.pos += 1;
         }
         let name: String = self.chars[start..self.pos].iter().collect();
-        let function =
-            Function::from_name(&name).ok_or_else(|| format!("unknown intrinsic function '{name}' in '{whole}'"))?;
+        let function = Function::from_name(&name)
+            .ok_or_else(|| format!("unknown intrinsic function '{name}' in '{whole}'"))?;
         self.skip_blanks();
         if self.peek() != Some('(') {
             return Err(format!("expected '(' after {name} in '{whole}'"));
@@ -441,7 +470,11 @@ impl CallParser {
                         self.pos += 1;
                         break;
                     }
-                    _ => return Err(format!("expected ',' or ')' in the arguments of {name} in '{whole}'")),
+                    _ => {
+                        return Err(format!(
+                            "expected ',' or ')' in the arguments of {name} in '{whole}'"
+                        ));
+                    }
                 }
             }
         }
@@ -479,7 +512,6 @@ impl CallParser {
                     match (quote, c) {
                         (Some(_), '\\') => self.pos += 1,
                         (Some(q), c) if c == q => quote = None,
-                        (Some(_), _) => {}
                         (None, '\'' | '"') => quote = Some(c),
                         (None, '[' | '(') => brackets += 1,
                         (None, ']') => brackets = brackets.saturating_sub(1),
@@ -498,7 +530,10 @@ impl CallParser {
             Some('S') => Ok(Arg::Call(Box::new(self.call(whole, depth + 1)?))),
             _ => {
                 let start = self.pos;
-                while self.peek().is_some_and(|c| !matches!(c, ',' | ')') && !c.is_whitespace()) {
+                while self
+                    .peek()
+                    .is_some_and(|c| !matches!(c, ',' | ')') && !c.is_whitespace())
+                {
                     self.pos += 1;
                 }
                 let token: String = self.chars[start..self.pos].iter().collect();
@@ -550,7 +585,9 @@ mod tests {
     use super::*;
 
     fn eval(text: &str, input: &Value) -> Result<Value, StateError> {
-        Call::parse(text).unwrap().evaluate(input, &json!({"Execution": {"Name": "run-1"}}))
+        Call::parse(text)
+            .unwrap()
+            .evaluate(input, &json!({"Execution": {"Name": "run-1"}}))
     }
 
     fn ok(text: &str, input: &Value) -> Value {
@@ -567,11 +604,17 @@ mod tests {
     fn format_fills_placeholders_and_honours_escapes() {
         let input = json!({"name": "Ann", "n": 3, "ok": true, "none": null});
         assert_eq!(
-            ok("States.Format('Hello, {}! n={} ok={} none={}', $.name, $.n, $.ok, $.none)", &input),
+            ok(
+                "States.Format('Hello, {}! n={} ok={} none={}', $.name, $.n, $.ok, $.none)",
+                &input
+            ),
             json!("Hello, Ann! n=3 ok=true none=null")
         );
         assert_eq!(
-            ok(r"States.Format('\{literal\} {} it\'s \\ done', $.name)", &input),
+            ok(
+                r"States.Format('\{literal\} {} it\'s \\ done', $.name)",
+                &input
+            ),
             json!(r"{literal} Ann it's \ done")
         );
         assert_eq!(
@@ -586,24 +629,45 @@ mod tests {
     #[test]
     fn json_conversions_round_trip() {
         let input = json!({"text": "{\"a\":[1,2]}", "obj": {"b": "c"}});
-        assert_eq!(ok("States.StringToJson($.text)", &input), json!({"a": [1, 2]}));
-        assert_eq!(ok("States.JsonToString($.obj)", &input), json!("{\"b\":\"c\"}"));
+        assert_eq!(
+            ok("States.StringToJson($.text)", &input),
+            json!({"a": [1, 2]})
+        );
+        assert_eq!(
+            ok("States.JsonToString($.obj)", &input),
+            json!("{\"b\":\"c\"}")
+        );
         intrinsic_failure("States.StringToJson('not json')", &input);
     }
 
     #[test]
     fn array_functions() {
         let input = json!({"list": [1, 2, 3, 4, 5], "dups": [1, "a", 1, {"x": 1}, {"x": 1}, "a"]});
-        assert_eq!(ok("States.Array('a', 1, true, null, $.list[0])", &input), json!(["a", 1, true, null, 1]));
+        assert_eq!(
+            ok("States.Array('a', 1, true, null, $.list[0])", &input),
+            json!(["a", 1, true, null, 1])
+        );
         assert_eq!(ok("States.Array()", &input), json!([]));
-        assert_eq!(ok("States.ArrayPartition($.list, 2)", &input), json!([[1, 2], [3, 4], [5]]));
+        assert_eq!(
+            ok("States.ArrayPartition($.list, 2)", &input),
+            json!([[1, 2], [3, 4], [5]])
+        );
         assert_eq!(ok("States.ArrayContains($.list, 3)", &input), json!(true));
-        assert_eq!(ok("States.ArrayContains($.list, '3')", &input), json!(false));
-        assert_eq!(ok("States.ArrayRange(1, 9, 2)", &input), json!([1, 3, 5, 7, 9]));
+        assert_eq!(
+            ok("States.ArrayContains($.list, '3')", &input),
+            json!(false)
+        );
+        assert_eq!(
+            ok("States.ArrayRange(1, 9, 2)", &input),
+            json!([1, 3, 5, 7, 9])
+        );
         assert_eq!(ok("States.ArrayRange(5, 1, -2)", &input), json!([5, 3, 1]));
         assert_eq!(ok("States.ArrayGetItem($.list, 4)", &input), json!(5));
         assert_eq!(ok("States.ArrayLength($.list)", &input), json!(5));
-        assert_eq!(ok("States.ArrayUnique($.dups)", &input), json!([1, "a", {"x": 1}]));
+        assert_eq!(
+            ok("States.ArrayUnique($.dups)", &input),
+            json!([1, "a", {"x": 1}])
+        );
         intrinsic_failure("States.ArrayPartition($.list, 0)", &input);
         intrinsic_failure("States.ArrayRange(1, 2, 0)", &input);
         intrinsic_failure("States.ArrayRange(0, 5000, 1)", &input);
@@ -614,13 +678,22 @@ mod tests {
     #[test]
     fn encoding_and_hashing() {
         let input = json!({"data": "input data"});
-        assert_eq!(ok("States.Base64Encode($.data)", &input), json!("aW5wdXQgZGF0YQ=="));
-        assert_eq!(ok("States.Base64Decode('aW5wdXQgZGF0YQ==')", &input), json!("input data"));
+        assert_eq!(
+            ok("States.Base64Encode($.data)", &input),
+            json!("aW5wdXQgZGF0YQ==")
+        );
+        assert_eq!(
+            ok("States.Base64Decode('aW5wdXQgZGF0YQ==')", &input),
+            json!("input data")
+        );
         intrinsic_failure("States.Base64Decode('%%%')", &input);
         let vectors = [
             ("MD5", "900150983cd24fb0d6963f7d28e17f72"),
             ("SHA-1", "a9993e364706816aba3e25717850c26c9cd0d89d"),
-            ("SHA-256", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            (
+                "SHA-256",
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            ),
             (
                 "SHA-384",
                 "cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed8086072ba1e7cc2358baeca134c825a7",
@@ -631,7 +704,10 @@ mod tests {
             ),
         ];
         for (algorithm, digest) in vectors {
-            assert_eq!(ok(&format!("States.Hash('abc', '{algorithm}')"), &input), json!(digest));
+            assert_eq!(
+                ok(&format!("States.Hash('abc', '{algorithm}')"), &input),
+                json!(digest)
+            );
         }
         intrinsic_failure("States.Hash($.data, 'CRC32')", &input);
     }
@@ -670,7 +746,10 @@ mod tests {
             ok("States.StringSplit($.s, '.+,=')", &input),
             json!(["This", "is", "a", "test", "string"])
         );
-        assert_eq!(ok("States.StringSplit('1,2,,3', ',')", &input), json!(["1", "2", "3"]));
+        assert_eq!(
+            ok("States.StringSplit('1,2,,3', ',')", &input),
+            json!(["1", "2", "3"])
+        );
     }
 
     #[test]

@@ -9,11 +9,11 @@
 //! `send_task_failure` / `send_task_heartbeat` for `.waitForTaskToken` tasks. Each
 //! [`Execution`] keeps a history shaped like `GetExecutionHistory`.
 //!
-//! Supported: every state type (inline Map only), InputPath / Parameters /
-//! ResultSelector / ResultPath / OutputPath, the context object, all JSONPath
+//! Supported: every state type (inline Map only), `InputPath` / `Parameters` /
+//! `ResultSelector` / `ResultPath` / `OutputPath`, the context object, all JSONPath
 //! intrinsic functions, Retry (with backoff, `MaxDelaySeconds` and jitter) and
 //! Catch, task and heartbeat timeouts, and the definition's `TimeoutSeconds`.
-//! Not supported (refused when parsing): JSONata, workflow variables (`Assign`),
+//! Not supported (refused when parsing): `JSONata`, workflow variables (`Assign`),
 //! Distributed Map, and the `.sync` integration pattern.
 
 mod choice;
@@ -28,6 +28,12 @@ mod retry;
 mod template;
 
 pub use definition::{Definition, TaskResource};
-pub use error::{DefinitionError, MissingHandler, StartError, TaskTokenError, names as error_names};
-pub use executor::{ExecutionHandle, Executor, ExecutorOptions, TaskFailure, TaskHandler, TaskRequest};
-pub use history::{EventDetails, Execution, ExecutionStatus, HistoryEvent, HistoryEventType, StateDuration};
+pub use error::{
+    DefinitionError, MissingHandler, StartError, TaskTokenError, names as error_names,
+};
+pub use executor::{
+    ExecutionHandle, Executor, ExecutorOptions, TaskFailure, TaskHandler, TaskRequest,
+};
+pub use history::{
+    EventDetails, Execution, ExecutionStatus, HistoryEvent, HistoryEventType, StateDuration,
+};

@@ -3,7 +3,7 @@
 //! Step Functions evaluates paths with Jayway semantics: a *definite* path (only
 //! `.name`, `['name']` and `[n]` steps) yields one value or fails when nothing is
 //! there; any other path (wildcards, slices, unions, deep scan, filters) yields an
-//! array of every match, possibly empty. *Reference paths* (ResultPath, ItemsPath…)
+//! array of every match, possibly empty. *Reference paths* (`ResultPath`, `ItemsPath`…)
 //! are definite paths and are also the only ones that can be written to.
 
 use std::cmp::Ordering;
@@ -88,7 +88,9 @@ impl JsonPath {
     pub(crate) fn parse(text: &str) -> Result<Self, PathSyntaxError> {
         let mut parser = Parser::new(text, false);
         if !parser.eat('$') {
-            return Err(PathSyntaxError(format!("path '{text}' must start with '$'")));
+            return Err(PathSyntaxError(format!(
+                "path '{text}' must start with '$'"
+            )));
         }
         let root = if parser.eat('$') {
             Root::Context
@@ -215,7 +217,12 @@ fn select_nodes<'a>(segments: &[Segment], start: &'a Value, root: &'a Value) -> 
     nodes
 }
 
-fn apply_segment<'a>(segment: &Segment, node: &'a Value, root: &'a Value, out: &mut Vec<&'a Value>) {
+fn apply_segment<'a>(
+    segment: &Segment,
+    node: &'a Value,
+    root: &'a Value,
+    out: &mut Vec<&'a Value>,
+) {
     match segment {
         Segment::Child(name) => {
             if let Some(v) = node.as_object().and_then(|o| o.get(name)) {
@@ -280,7 +287,12 @@ fn collect_descendants<'a>(node: &'a Value, out: &mut Vec<&'a Value>) {
 }
 
 /// Python-style slice bounds, as Jayway applies them.
-fn slice_indexes(len: usize, start: Option<i64>, end: Option<i64>, step: Option<i64>) -> Vec<usize> {
+fn slice_indexes(
+    len: usize,
+    start: Option<i64>,
+    end: Option<i64>,
+    step: Option<i64>,
+) -> Vec<usize> {
     let Ok(len) = i64::try_from(len) else {
         return Vec::new();
     };
@@ -293,20 +305,22 @@ fn slice_indexes(len: usize, start: Option<i64>, end: Option<i64>, step: Option<
     let mut out = Vec::new();
     if step > 0 {
         let mut i = clamp(start.map_or(0, norm), 0, len);
-        let stop = clamp(end.map_or(len, norm), 0, len);
-        while i < stop {
+        let bound = clamp(end.map_or(len, norm), 0, len);
+        while i < bound {
             out.push(i);
             i += step;
         }
     } else {
         let mut i = clamp(start.map_or(len - 1, norm), -1, len - 1);
-        let stop = clamp(end.map_or(-1, norm), -1, len - 1);
-        while i > stop {
+        let bound = clamp(end.map_or(-1, norm), -1, len - 1);
+        while i > bound {
             out.push(i);
             i += step;
         }
     }
-    out.into_iter().filter_map(|i| usize::try_from(i).ok()).collect()
+    out.into_iter()
+        .filter_map(|i| usize::try_from(i).ok())
+        .collect()
 }
 
 impl FilterExpr {
@@ -321,7 +335,9 @@ impl FilterExpr {
                 Some(_) => true,
             },
             Self::Compare(left, op, right) => {
-                let (Some(l), Some(r)) = (left.resolve(current, root), right.resolve(current, root)) else {
+                let (Some(l), Some(r)) =
+                    (left.resolve(current, root), right.resolve(current, root))
+                else {
                     return false;
                 };
                 compare(&l, *op, &r)
@@ -395,7 +411,10 @@ impl<'a> Parser<'a> {
     }
 
     fn error(&self, what: &str) -> PathSyntaxError {
-        PathSyntaxError(format!("invalid path '{}': {what} at offset {}", self.text, self.pos))
+        PathSyntaxError(format!(
+            "invalid path '{}': {what} at offset {}",
+            self.text, self.pos
+        ))
     }
 
     fn peek(&self) -> Option<char> {
@@ -530,13 +549,17 @@ impl<'a> Parser<'a> {
         self.pos += 1;
         let mut out = String::new();
         loop {
-            let c = self.peek().ok_or_else(|| self.error("unterminated string"))?;
+            let c = self
+                .peek()
+                .ok_or_else(|| self.error("unterminated string"))?;
             self.pos += 1;
             if c == quote {
                 return Ok(out);
             }
             if c == '\\' {
-                let escaped = self.peek().ok_or_else(|| self.error("unterminated string"))?;
+                let escaped = self
+                    .peek()
+                    .ok_or_else(|| self.error("unterminated string"))?;
                 self.pos += 1;
                 out.push(escaped);
             } else {
@@ -575,10 +598,14 @@ impl<'a> Parser<'a> {
                 step,
             });
         }
-        let first = first.ok_or_else(|| self.error("expected an index, a slice, '*', '?' or a quoted name"))?;
+        let first = first
+            .ok_or_else(|| self.error("expected an index, a slice, '*', '?' or a quoted name"))?;
         let mut indexes = vec![first];
         while self.eat(',') {
-            indexes.push(self.integer()?.ok_or_else(|| self.error("expected an index"))?);
+            indexes.push(
+                self.integer()?
+                    .ok_or_else(|| self.error("expected an index"))?,
+            );
         }
         if indexes.len() == 1 {
             Ok(Segment::Index(first))
@@ -679,7 +706,8 @@ impl<'a> Parser<'a> {
                     self.pos += 1;
                 }
                 let text: String = self.chars[start..self.pos].iter().collect();
-                let value: Value = serde_json::from_str(&text).map_err(|_| self.error("invalid number"))?;
+                let value: Value =
+                    serde_json::from_str(&text).map_err(|_| self.error("invalid number"))?;
                 Operand::Literal(value)
             }
             _ => {
@@ -748,13 +776,30 @@ mod tests {
         let doc = store();
         assert_eq!(
             select("$.store.book[*].author", &doc),
-            Some(json!(["Nigel Rees", "Evelyn Waugh", "Herman Melville", "J. R. R. Tolkien"]))
+            Some(json!([
+                "Nigel Rees",
+                "Evelyn Waugh",
+                "Herman Melville",
+                "J. R. R. Tolkien"
+            ]))
         );
-        assert_eq!(select("$.store.book[*].isbn", &doc), Some(json!(["0-553", "0-395"])));
+        assert_eq!(
+            select("$.store.book[*].isbn", &doc),
+            Some(json!(["0-553", "0-395"]))
+        );
         assert_eq!(select("$.store.book[*].missing", &doc), Some(json!([])));
-        assert_eq!(select("$.store.book[0,2].price", &doc), Some(json!([8.95, 8.99])));
-        assert_eq!(select("$.store.bicycle['color','price']", &doc), Some(json!(["red", 19.95])));
-        assert_eq!(select("$.store.bicycle.*", &doc), Some(json!(["red", 19.95])));
+        assert_eq!(
+            select("$.store.book[0,2].price", &doc),
+            Some(json!([8.95, 8.99]))
+        );
+        assert_eq!(
+            select("$.store.bicycle['color','price']", &doc),
+            Some(json!(["red", 19.95]))
+        );
+        assert_eq!(
+            select("$.store.bicycle.*", &doc),
+            Some(json!(["red", 19.95]))
+        );
     }
 
     #[test]
@@ -795,11 +840,17 @@ mod tests {
             Some(json!(["Moby Dick", "LOTR"]))
         );
         assert_eq!(
-            select("$.store.book[?(@.category == 'fiction' && @.price > $.expensive)].title", &doc),
+            select(
+                "$.store.book[?(@.category == 'fiction' && @.price > $.expensive)].title",
+                &doc
+            ),
             Some(json!(["Sword", "LOTR"]))
         );
         assert_eq!(
-            select("$.store.book[?(@.author == \"Nigel Rees\" || !(@.price < 20))].title", &doc),
+            select(
+                "$.store.book[?(@.author == \"Nigel Rees\" || !(@.price < 20))].title",
+                &doc
+            ),
             Some(json!(["Sayings", "LOTR"]))
         );
     }
@@ -814,7 +865,16 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_reported() {
-        for bad in ["foo", "$.", "$[", "$['a'", "$[?(@.a <)]", "$.a[x]", "$..", "$a"] {
+        for bad in [
+            "foo",
+            "$.",
+            "$[",
+            "$['a'",
+            "$[?(@.a <)]",
+            "$.a[x]",
+            "$..",
+            "$a",
+        ] {
             assert!(JsonPath::parse(bad).is_err(), "{bad} should not parse");
         }
     }
@@ -822,8 +882,18 @@ mod tests {
     #[test]
     fn reference_paths_reject_indefinite_steps() {
         assert!(JsonPath::parse_reference("$.a.b[0]['c']").is_ok());
-        for bad in ["$.a[*]", "$..a", "$.a[0:1]", "$.a[?(@.x)]", "$$.Execution", "$.a[0,1]"] {
-            assert!(JsonPath::parse_reference(bad).is_err(), "{bad} is not a reference path");
+        for bad in [
+            "$.a[*]",
+            "$..a",
+            "$.a[0:1]",
+            "$.a[?(@.x)]",
+            "$$.Execution",
+            "$.a[0,1]",
+        ] {
+            assert!(
+                JsonPath::parse_reference(bad).is_err(),
+                "{bad} is not a reference path"
+            );
         }
     }
 
@@ -831,7 +901,10 @@ mod tests {
     fn context_paths_are_marked() {
         let path = JsonPath::parse("$$.Execution.Name").unwrap();
         assert_eq!(path.root(), Root::Context);
-        assert_eq!(path.select(&json!({"Execution": {"Name": "x"}})), Some(json!("x")));
+        assert_eq!(
+            path.select(&json!({"Execution": {"Name": "x"}})),
+            Some(json!("x"))
+        );
     }
 
     #[test]
@@ -848,7 +921,10 @@ mod tests {
             .unwrap()
             .assign(&mut doc, json!(6))
             .unwrap();
-        assert_eq!(doc, json!({"master": {"detail": [1, 2, 3], "result": {"sum": 6}}}));
+        assert_eq!(
+            doc,
+            json!({"master": {"detail": [1, 2, 3], "result": {"sum": 6}}})
+        );
 
         let mut doc = json!({"list": [1, 2]});
         JsonPath::parse_reference("$.list[1]")
@@ -858,17 +934,35 @@ mod tests {
         assert_eq!(doc, json!({"list": [1, "x"]}));
 
         let mut doc = json!(1);
-        JsonPath::parse_reference("$").unwrap().assign(&mut doc, json!({"a": 1})).unwrap();
+        JsonPath::parse_reference("$")
+            .unwrap()
+            .assign(&mut doc, json!({"a": 1}))
+            .unwrap();
         assert_eq!(doc, json!({"a": 1}));
     }
 
     #[test]
     fn assign_fails_through_non_objects() {
         let mut doc = json!("foo");
-        assert!(JsonPath::parse_reference("$.x").unwrap().assign(&mut doc, json!(1)).is_err());
+        assert!(
+            JsonPath::parse_reference("$.x")
+                .unwrap()
+                .assign(&mut doc, json!(1))
+                .is_err()
+        );
         let mut doc = json!({"a": "text"});
-        assert!(JsonPath::parse_reference("$.a.b").unwrap().assign(&mut doc, json!(1)).is_err());
+        assert!(
+            JsonPath::parse_reference("$.a.b")
+                .unwrap()
+                .assign(&mut doc, json!(1))
+                .is_err()
+        );
         let mut doc = json!({"a": [1]});
-        assert!(JsonPath::parse_reference("$.a[4]").unwrap().assign(&mut doc, json!(1)).is_err());
+        assert!(
+            JsonPath::parse_reference("$.a[4]")
+                .unwrap()
+                .assign(&mut doc, json!(1))
+                .is_err()
+        );
     }
 }

@@ -22,7 +22,11 @@ impl<'a> RetryBudget<'a> {
 
     /// The first retrier whose `ErrorEquals` matches decides: if it has attempts left,
     /// returns the (unscaled) delay before the retry; otherwise `None` (go to Catch).
-    pub(crate) fn next_delay(&mut self, error: &StateError, rng: &mut fastrand::Rng) -> Option<Duration> {
+    pub(crate) fn next_delay(
+        &mut self,
+        error: &StateError,
+        rng: &mut fastrand::Rng,
+    ) -> Option<Duration> {
         let index = self
             .retriers
             .iter()
@@ -34,7 +38,11 @@ impl<'a> RetryBudget<'a> {
         }
         self.spent[index] += 1;
         let delay = backoff_seconds(retrier, spent);
-        let delay = if retrier.full_jitter { delay * rng.f64() } else { delay };
+        let delay = if retrier.full_jitter {
+            delay * rng.f64()
+        } else {
+            delay
+        };
         Some(Duration::from_secs_f64(delay))
     }
 }
@@ -46,7 +54,9 @@ pub(crate) fn backoff_seconds(retrier: &Retrier, retries_so_far: u32) -> f64 {
     let exponent = i32::try_from(retries_so_far).unwrap_or(i32::MAX);
     let delay = interval * retrier.backoff_rate.powi(exponent);
     #[allow(clippy::cast_precision_loss)]
-    let cap = retrier.max_delay_seconds.map_or(f64::INFINITY, |m| m as f64);
+    let cap = retrier
+        .max_delay_seconds
+        .map_or(f64::INFINITY, |m| m as f64);
     // Very long backoffs overflow to infinity; the cap (or a day) bounds them.
     delay.min(cap).min(86_400.0 * 365.0)
 }
@@ -79,9 +89,18 @@ mod tests {
         ];
         let mut budget = RetryBudget::new(&retriers);
         let mut rng = fastrand::Rng::with_seed(1);
-        assert_eq!(budget.next_delay(&err("ErrorA"), &mut rng), Some(Duration::from_secs(1)));
-        assert_eq!(budget.next_delay(&err("ErrorB"), &mut rng), Some(Duration::from_secs(2)));
-        assert_eq!(budget.next_delay(&err("ErrorC"), &mut rng), Some(Duration::from_secs(5)));
+        assert_eq!(
+            budget.next_delay(&err("ErrorA"), &mut rng),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            budget.next_delay(&err("ErrorB"), &mut rng),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            budget.next_delay(&err("ErrorC"), &mut rng),
+            Some(Duration::from_secs(5))
+        );
         assert_eq!(budget.next_delay(&err("ErrorB"), &mut rng), None);
     }
 
@@ -91,14 +110,23 @@ mod tests {
         let mut budget = RetryBudget::new(&retriers);
         let mut rng = fastrand::Rng::with_seed(1);
         let timeout = err("States.Timeout");
-        assert_eq!(budget.next_delay(&timeout, &mut rng), Some(Duration::from_secs(3)));
-        assert_eq!(budget.next_delay(&timeout, &mut rng), Some(Duration::from_secs_f64(4.5)));
+        assert_eq!(
+            budget.next_delay(&timeout, &mut rng),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            budget.next_delay(&timeout, &mut rng),
+            Some(Duration::from_secs_f64(4.5))
+        );
         assert_eq!(budget.next_delay(&timeout, &mut rng), None);
     }
 
     #[test]
     fn zero_attempts_never_retries_and_first_match_wins() {
-        let retriers = [retrier(&["States.Timeout"], 1, 0, 2.0), retrier(&["States.ALL"], 1, 3, 2.0)];
+        let retriers = [
+            retrier(&["States.Timeout"], 1, 0, 2.0),
+            retrier(&["States.ALL"], 1, 3, 2.0),
+        ];
         let mut budget = RetryBudget::new(&retriers);
         let mut rng = fastrand::Rng::with_seed(1);
         assert_eq!(budget.next_delay(&err("States.Timeout"), &mut rng), None);
@@ -125,7 +153,10 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(42);
         let mut saw_below_cap = false;
         for n in 0..8 {
-            let delay = budget.next_delay(&err("X"), &mut rng).unwrap().as_secs_f64();
+            let delay = budget
+                .next_delay(&err("X"), &mut rng)
+                .unwrap()
+                .as_secs_f64();
             let cap = 4.0 * 2f64.powi(n);
             assert!((0.0..=cap).contains(&delay), "{delay} > {cap}");
             saw_below_cap |= delay < cap * 0.99;

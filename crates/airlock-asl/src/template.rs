@@ -41,7 +41,10 @@ impl Template {
                             return Err((child_at, format!("both '{name}' and '{key}' are given")));
                         }
                         let Value::String(text) = child else {
-                            return Err((child_at, "a key ending in '.$' must have a string value".into()));
+                            return Err((
+                                child_at,
+                                "a key ending in '.$' must have a string value".into(),
+                            ));
                         };
                         let compiled = if intrinsic::looks_like_call(text) {
                             Self::Intrinsic(Call::parse(text).map_err(|e| (child_at.clone(), e))?)
@@ -50,7 +53,9 @@ impl Template {
                         } else {
                             return Err((
                                 child_at,
-                                format!("'{text}' is neither a path ('$…' or '$$…') nor an intrinsic function"),
+                                format!(
+                                    "'{text}' is neither a path ('$…' or '$$…') nor an intrinsic function"
+                                ),
                             ));
                         };
                         fields.push((name.to_owned(), compiled));
@@ -188,7 +193,8 @@ mod tests {
 
     #[test]
     fn finds_task_token_references() {
-        let t = Template::compile(&json!({"MessageBody": {"taskToken.$": "$$.Task.Token"}})).unwrap();
+        let t =
+            Template::compile(&json!({"MessageBody": {"taskToken.$": "$$.Task.Token"}})).unwrap();
         assert!(t.mentions_path("$$.Task.Token"));
         let t = Template::compile(&json!({"MessageBody": {"taskToken": "$$.Task.Token"}})).unwrap();
         assert!(!t.mentions_path("$$.Task.Token"));
