@@ -1,0 +1,60 @@
+//! The `airlock` command: dispatches to the libraries that do the work.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "airlock", version, about = "Makes user uploads safe to use")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Replay fixture cases or captured events through the pipeline on this machine.
+    Replay(airlock_embedded::replay::ReplayArgs),
+    /// Measurements for the benchmark script.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Inspect and scan one large generated object against a running clamd; prints JSON.
+    Scan(airlock_embedded::bench::BenchScanArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(airlock_embedded::replay::EXIT_INFRASTRUCTURE);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Replay(args) => airlock_embedded::replay::run(args).await,
+            Command::Bench(BenchCommand::Scan(args)) => {
+                airlock_embedded::bench::run_scan(args).await
+            }
+        }
+    });
+    match result {
+        Ok(status) => ExitCode::from(status),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(airlock_embedded::replay::EXIT_INFRASTRUCTURE)
+        }
+    }
+}

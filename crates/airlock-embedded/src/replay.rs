@@ -1,0 +1,708 @@
+//! `airlock replay`: runs fixture cases or captured events through the pipeline on this
+//! machine and reports where each object went.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use airlock_clamd::{ClamdAddress, ClamdConfig, ClamdScanner, ManagedClamd};
+use airlock_core::intake::{self, IntakeItem};
+use airlock_core::policy::Policies;
+use airlock_core::ports::{IntentStore, Scanner};
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use crate::cases::{self, Case, Prepared};
+use crate::pipeline::{EmbeddedPipeline, PipelineConfig, PipelineRun, Settlement};
+
+/// Exit status when every object settled (trusted, quarantined or skipped).
+pub const EXIT_OK: u8 = 0;
+/// Exit status when an execution failed or the pipeline could not run.
+pub const EXIT_INFRASTRUCTURE: u8 = 1;
+/// Exit status when a case ended other than its file expects. (Malformed input is reported
+/// but does not change the status: a capture may well hold some.)
+pub const EXIT_UNEXPECTED: u8 = 3;
+
+/// Replay fixture cases or captured S3 / SQS / EventBridge events through the pipeline.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplayArgs {
+    /// Case files, event files, or folders of them (read recursively, `*.json`).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Where the local object store, intents and event log live.
+    #[arg(long, default_value = ".airlock", env = "AIRLOCK_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// The bucket name events must name.
+    #[arg(long, default_value = "airlock-uploads", env = "AIRLOCK_BUCKET")]
+    pub bucket: String,
+    /// Upload policies (TOML); the built-in ones when absent.
+    #[arg(long, env = "AIRLOCK_POLICIES")]
+    pub policies: Option<PathBuf>,
+    /// A state machine to run instead of the built-in `statemachine/pipeline.asl.json`.
+    #[arg(long)]
+    pub definition: Option<PathBuf>,
+    /// A running clamd (`host:port` or a Unix socket path). Without it, replay starts its own
+    /// clamd with `--signatures` and stops it at the end.
+    #[arg(long, env = "AIRLOCK_CLAMD")]
+    pub clamd: Option<String>,
+    /// Signature folder for the clamd replay starts.
+    #[arg(long, default_value = "fixtures/clamav")]
+    pub signatures: PathBuf,
+    /// Multiplies the state machine's retry delays (1 = as on AWS).
+    #[arg(long, default_value_t = 0.05)]
+    pub delay_scale: f64,
+    /// Objects in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Print each execution's step-by-step history.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Print the results as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One input item's result.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayResult {
+    /// The case name, or the event source.
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub result: ReplayOutcome,
+    /// For cases with an expectation: whether it was met, and if not, how it differs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expectation: Option<Result<(), String>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ReplayOutcome {
+    Run(Box<PipelineRun>),
+    /// The event needed no processing (a test event, another prefix...).
+    Ignored {
+        reason: String,
+    },
+    /// The input was malformed.
+    InputError {
+        error: String,
+    },
+    /// A case whose optional object is not on this machine.
+    Unavailable {
+        reason: String,
+    },
+}
+
+/// What was found in the inputs.
+enum Work {
+    Case(Box<Case>),
+    Event(IntakeItem),
+    Error { source: String, error: String },
+}
+
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("{}: cannot list", path.display()))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        entries.sort();
+        for entry in entries {
+            if entry.is_dir() || entry.extension().is_some_and(|e| e == "json") {
+                collect_files(&entry, out)?;
+            }
+        }
+    } else {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+fn load_work(inputs: &[PathBuf]) -> anyhow::Result<Vec<Work>> {
+    let mut files = Vec::new();
+    for input in inputs {
+        collect_files(input, &mut files)?;
+    }
+    let mut work = Vec::new();
+    for file in files {
+        let origin = file.display().to_string();
+        let text =
+            std::fs::read_to_string(&file).with_context(|| format!("{origin}: cannot read"))?;
+        match serde_json::from_str::<Value>(&text) {
+            Ok(value) if cases::is_case(&value) => match Case::from_value(&file, value) {
+                Ok(case) => work.push(Work::Case(Box::new(case))),
+                Err(err) => work.push(Work::Error {
+                    source: origin,
+                    error: format!("{err:#}"),
+                }),
+            },
+            Ok(value) => work.extend(
+                intake::parse_event(&origin, &value)
+                    .into_iter()
+                    .map(Work::Event),
+            ),
+            Err(_) => work.extend(
+                intake::parse_event_str(&origin, &text)
+                    .into_iter()
+                    .map(Work::Event),
+            ),
+        }
+    }
+    Ok(work)
+}
+
+/// A clamd to scan with: the given one, or one started for this run.
+async fn scanner_for(
+    args: &ReplayArgs,
+) -> anyhow::Result<(Arc<dyn Scanner>, Option<ManagedClamd>)> {
+    if let Some(address) = &args.clamd {
+        let address: ClamdAddress = address
+            .parse()
+            .with_context(|| format!("--clamd {address}"))?;
+        let scanner = ClamdScanner::new(ClamdConfig::new(address));
+        scanner.ping().await.context("clamd does not answer PING")?;
+        return Ok((Arc::new(scanner), None));
+    }
+    let signatures = args.signatures.clone();
+    let managed = tokio::task::spawn_blocking(move || {
+        ManagedClamd::builder().database_dir(signatures).start()
+    })
+    .await?
+    .context("starting clamd (pass --clamd to use a running one)")?;
+    Ok((Arc::new(managed.scanner()), Some(managed)))
+}
+
+fn check_expectation(
+    case: &Case,
+    run: &PipelineRun,
+    state: Option<String>,
+) -> Option<Result<(), String>> {
+    let expect = case.file.expect.as_ref()?;
+    let mut problems = Vec::new();
+    if run.settlement.label() != expect.destination {
+        problems.push(format!(
+            "went to {}, expected {}",
+            run.settlement.label(),
+            expect.destination
+        ));
+    }
+    if let Some(reason) = expect.reason {
+        match &run.settlement {
+            Settlement::Quarantine { reason: got, .. } if *got == reason => {}
+            Settlement::Quarantine { reason: got, .. } => {
+                problems.push(format!("reason {got}, expected {reason}"));
+            }
+            _ => problems.push(format!("no reason, expected {reason}")),
+        }
+    }
+    if let Some(want) = expect.intent_state {
+        let got = state.unwrap_or_else(|| "none".to_owned());
+        if got != want.as_str() {
+            problems.push(format!("intent {got}, expected {want}"));
+        }
+    }
+    Some(if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    })
+}
+
+/// Runs the replay; returns the process exit status.
+pub async fn run(args: ReplayArgs) -> anyhow::Result<u8> {
+    let work = load_work(&args.inputs)?;
+    if work.is_empty() {
+        bail!("no cases or events found in {:?}", args.inputs);
+    }
+    let policies = match &args.policies {
+        Some(path) => Policies::load(path)?,
+        None => Policies::builtin(),
+    };
+    let (scanner, mut managed) = scanner_for(&args).await?;
+    let mut config = PipelineConfig::new(&args.data_dir, &args.bucket, scanner);
+    config.policies = Arc::new(policies);
+    config.delay_scale = args.delay_scale;
+    if let Some(path) = &args.definition {
+        config.definition =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    }
+    let pipeline = Arc::new(EmbeddedPipeline::start(config)?);
+    let started = Instant::now();
+
+    let progress = progress_bar(work.len(), args.json);
+    let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let mut tasks = Vec::new();
+    for item in work {
+        let pipeline = Arc::clone(&pipeline);
+        let limit = Arc::clone(&limit);
+        let progress = progress.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = limit.acquire_owned().await.expect("semaphore open");
+            let results = replay_one(&pipeline, item).await;
+            if let Some(bar) = &progress {
+                bar.inc(1);
+            }
+            results
+        }));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        results.extend(task.await.context("replay task panicked")?);
+    }
+    if let Some(bar) = &progress {
+        bar.finish_and_clear();
+    }
+    let elapsed = started.elapsed();
+    let dead = pipeline.dead_letters();
+    let pipeline = Arc::into_inner(pipeline).context("pipeline still in use")?;
+    pipeline.shutdown().await;
+    if let Some(clamd) = managed.as_mut() {
+        clamd.stop().ok();
+    }
+
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &results)?;
+        writeln!(out)?;
+    } else {
+        if args.verbose {
+            for result in &results {
+                if let ReplayOutcome::Run(run) = &result.result {
+                    write_history(&mut out, &result.source, run)?;
+                }
+            }
+        }
+        write_table(&mut out, &results)?;
+        for (queue, letter) in &dead {
+            writeln!(
+                out,
+                "dead letter on {queue}: {} ({})",
+                letter.reason, letter.message.body
+            )?;
+        }
+    }
+    let summary = Summary::of(&results, elapsed);
+    eprintln!("{summary}");
+    Ok(summary.exit_status())
+}
+
+fn progress_bar(len: usize, quiet: bool) -> Option<indicatif::ProgressBar> {
+    if quiet || len < 20 || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} objects {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+async fn replay_one(pipeline: &EmbeddedPipeline, item: Work) -> Vec<ReplayResult> {
+    match item {
+        Work::Error { source, error } => vec![ReplayResult {
+            source,
+            key: None,
+            result: ReplayOutcome::InputError { error },
+            expectation: None,
+        }],
+        Work::Event(item) => vec![run_item(pipeline, item, None).await],
+        Work::Case(case) => {
+            let prepared = cases::prepare(
+                &case,
+                pipeline.store().as_ref(),
+                pipeline.intents().as_ref(),
+                &pipeline.config().policies,
+                &pipeline.config().bucket,
+            )
+            .await;
+            match prepared {
+                Err(err) => vec![ReplayResult {
+                    source: case.name.clone(),
+                    key: Some(case.key()),
+                    result: ReplayOutcome::InputError {
+                        error: format!("{err:#}"),
+                    },
+                    expectation: None,
+                }],
+                Ok(Prepared::Unavailable(reason)) => vec![ReplayResult {
+                    source: case.name.clone(),
+                    key: Some(case.key()),
+                    result: ReplayOutcome::Unavailable { reason },
+                    expectation: None,
+                }],
+                Ok(Prepared::Ready(items)) => {
+                    let mut results = Vec::new();
+                    for item in items {
+                        results.push(run_item(pipeline, item, Some(&case)).await);
+                    }
+                    results
+                }
+            }
+        }
+    }
+}
+
+async fn run_item(
+    pipeline: &EmbeddedPipeline,
+    item: IntakeItem,
+    case: Option<&Case>,
+) -> ReplayResult {
+    let source = case.map_or_else(|| item.source.clone(), |c| c.name.clone());
+    let object = match item.outcome {
+        Err(err) => {
+            return ReplayResult {
+                source,
+                key: None,
+                result: ReplayOutcome::InputError {
+                    // The source column already says where; say what.
+                    error: if err.field.is_empty() {
+                        err.problem.to_string()
+                    } else {
+                        format!("{}: {}", err.field, err.problem)
+                    },
+                },
+                expectation: None,
+            };
+        }
+        Ok(intake::Intake::Skipped(reason)) => {
+            return ReplayResult {
+                source,
+                key: None,
+                result: ReplayOutcome::Ignored {
+                    reason: reason.to_string(),
+                },
+                expectation: None,
+            };
+        }
+        Ok(intake::Intake::Object(object)) => object,
+    };
+    let key = Some(object.key.clone());
+    match pipeline.process(&object).await {
+        Ok(run) => {
+            let expectation = match case {
+                Some(case) => {
+                    let state = match &case.file.intent {
+                        Some(intent) => pipeline
+                            .intents()
+                            .get(intent.id)
+                            .await
+                            .ok()
+                            .flatten()
+                            .map(|i| i.state.as_str().to_owned()),
+                        None => None,
+                    };
+                    check_expectation(case, &run, state)
+                }
+                None => None,
+            };
+            ReplayResult {
+                source,
+                key,
+                result: ReplayOutcome::Run(Box::new(run)),
+                expectation,
+            }
+        }
+        Err(err) => ReplayResult {
+            source,
+            key,
+            result: ReplayOutcome::Run(Box::new(PipelineRun {
+                object: object.clone(),
+                execution_name: object.execution_name(),
+                duplicate: false,
+                settlement: Settlement::Failed {
+                    error: "Airlock.ReplayFailed".to_owned(),
+                    cause: format!("{err:#}"),
+                },
+                states: Vec::new(),
+                total_ms: 0.0,
+                history: Value::Null,
+            })),
+            expectation: None,
+        },
+    }
+}
+
+fn state_ms(run: &PipelineRun, state: &str) -> String {
+    run.states
+        .iter()
+        .filter(|s| s.state == state)
+        .map(|s| s.duration_ms)
+        .reduce(|a, b| a + b)
+        .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1}"))
+}
+
+/// One table row for a result; notes (failures, skips, surprises) go to `notes`.
+fn table_row(result: &ReplayResult, notes: &mut Vec<String>) -> [String; 8] {
+    let check = match &result.expectation {
+        None => String::new(),
+        Some(Ok(())) => "ok".to_owned(),
+        Some(Err(problem)) => {
+            notes.push(format!("{}: UNEXPECTED: {problem}", result.source));
+            "UNEXPECTED".to_owned()
+        }
+    };
+    match &result.result {
+        ReplayOutcome::Run(run) => {
+            let (label, reason) = match &run.settlement {
+                Settlement::Trusted { .. } => ("trusted", String::new()),
+                Settlement::Quarantine {
+                    reason, signature, ..
+                } => (
+                    "quarantine",
+                    signature
+                        .as_ref()
+                        .map_or_else(|| reason.to_string(), |s| format!("{reason} ({s})")),
+                ),
+                Settlement::Skipped { detail } => {
+                    notes.push(format!("{}: skipped: {detail}", result.source));
+                    ("skipped", String::new())
+                }
+                Settlement::Failed { error, cause } => {
+                    notes.push(format!("{}: FAILED: {error}: {cause}", result.source));
+                    ("FAILED", error.clone())
+                }
+            };
+            let settle = match (
+                state_ms(run, "Promote").as_str(),
+                state_ms(run, "Quarantine"),
+            ) {
+                ("-", q) => q,
+                (p, _) => p.to_owned(),
+            };
+            [
+                result.source.clone(),
+                label.to_owned(),
+                reason,
+                state_ms(run, "Inspect"),
+                state_ms(run, "Scan"),
+                settle,
+                format!("{:.1}", run.total_ms),
+                check,
+            ]
+        }
+        ReplayOutcome::Ignored { reason } => [
+            result.source.clone(),
+            "ignored".to_owned(),
+            reason.clone(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            check,
+        ],
+        ReplayOutcome::InputError { error } => {
+            notes.push(format!("{}: error: {error}", result.source));
+            [
+                result.source.clone(),
+                "bad input".to_owned(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                check,
+            ]
+        }
+        ReplayOutcome::Unavailable { reason } => [
+            result.source.clone(),
+            "not run".to_owned(),
+            reason.clone(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            check,
+        ],
+    }
+}
+
+fn write_table(out: &mut impl Write, results: &[ReplayResult]) -> std::io::Result<()> {
+    let mut rows = vec![[
+        "SOURCE".to_owned(),
+        "RESULT".to_owned(),
+        "REASON".to_owned(),
+        "INSPECT ms".to_owned(),
+        "SCAN ms".to_owned(),
+        "SETTLE ms".to_owned(),
+        "TOTAL ms".to_owned(),
+        "CHECK".to_owned(),
+    ]];
+    let mut notes = Vec::new();
+    for result in results {
+        let row = table_row(result, &mut notes);
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+                .min(72)
+        })
+        .collect();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            let cell: String = cell.chars().take(72).collect();
+            // Numbers right-aligned, text left-aligned.
+            if (3..=6).contains(&i) {
+                let _ = write!(line, "{cell:>w$}  ", w = widths[i]);
+            } else {
+                let _ = write!(line, "{cell:<w$}  ", w = widths[i]);
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    for note in notes {
+        writeln!(out, "{note}")?;
+    }
+    Ok(())
+}
+
+fn write_history(out: &mut impl Write, source: &str, run: &PipelineRun) -> std::io::Result<()> {
+    writeln!(out, "== {source}: execution {} ==", run.execution_name)?;
+    let Some(events) = run.history.as_array() else {
+        return Ok(());
+    };
+    let start = events
+        .first()
+        .and_then(|e| e.get("timestamp"))
+        .and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    for event in events {
+        let kind = event.get("type").and_then(Value::as_str).unwrap_or("?");
+        let offset = match (
+            start,
+            event
+                .get("timestamp")
+                .and_then(Value::as_str)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()),
+        ) {
+            (Some(s), Some(t)) => {
+                #[allow(clippy::cast_precision_loss, reason = "an offset in ms for display")]
+                let ms = (t - s).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+                format!("{ms:>9.1}")
+            }
+            _ => " ".repeat(9),
+        };
+        // The details object is the one field named `...EventDetails`.
+        let details = event
+            .as_object()
+            .and_then(|o| o.iter().find(|(k, _)| k.ends_with("EventDetails")))
+            .map(|(_, v)| v);
+        let summary = details.map(summarize_details).unwrap_or_default();
+        writeln!(
+            out,
+            "  {offset} ms  #{:<3} {kind:<28} {summary}",
+            event.get("id").and_then(Value::as_u64).unwrap_or(0)
+        )?;
+    }
+    Ok(())
+}
+
+fn summarize_details(details: &Value) -> String {
+    let mut parts = Vec::new();
+    for field in ["name", "resource", "error", "cause", "output"] {
+        if let Some(value) = details.get(field) {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let text: String = text.chars().take(140).collect();
+            parts.push(format!("{field}={text}"));
+        }
+    }
+    parts.join(" ")
+}
+
+/// Totals of a replay.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub objects: usize,
+    pub trusted: usize,
+    pub quarantined: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    pub ignored: usize,
+    pub bad_input: usize,
+    pub not_run: usize,
+    pub unexpected: usize,
+    pub seconds: f64,
+}
+
+impl Summary {
+    #[must_use]
+    pub fn of(results: &[ReplayResult], elapsed: std::time::Duration) -> Self {
+        let mut s = Self {
+            seconds: elapsed.as_secs_f64(),
+            ..Self::default()
+        };
+        for result in results {
+            match &result.result {
+                ReplayOutcome::Run(run) => {
+                    s.objects += 1;
+                    match run.settlement {
+                        Settlement::Trusted { .. } => s.trusted += 1,
+                        Settlement::Quarantine { .. } => s.quarantined += 1,
+                        Settlement::Skipped { .. } => s.skipped += 1,
+                        Settlement::Failed { .. } => s.failed += 1,
+                    }
+                }
+                ReplayOutcome::Ignored { .. } => s.ignored += 1,
+                ReplayOutcome::InputError { .. } => s.bad_input += 1,
+                ReplayOutcome::Unavailable { .. } => s.not_run += 1,
+            }
+            if matches!(result.expectation, Some(Err(_))) {
+                s.unexpected += 1;
+            }
+        }
+        s
+    }
+
+    #[must_use]
+    pub fn exit_status(&self) -> u8 {
+        if self.failed > 0 {
+            EXIT_INFRASTRUCTURE
+        } else if self.unexpected > 0 {
+            EXIT_UNEXPECTED
+        } else {
+            EXIT_OK
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        #[allow(clippy::cast_precision_loss, reason = "a rate for display")]
+        let rate = if self.seconds > 0.0 {
+            self.objects as f64 / self.seconds
+        } else {
+            0.0
+        };
+        write!(
+            f,
+            "{} objects: {} trusted, {} quarantined, {} skipped, {} failed; {} events ignored, {} bad input, {} not run",
+            self.objects,
+            self.trusted,
+            self.quarantined,
+            self.skipped,
+            self.failed,
+            self.ignored,
+            self.bad_input,
+            self.not_run
+        )?;
+        if self.unexpected > 0 {
+            write!(f, "; {} UNEXPECTED", self.unexpected)?;
+        }
+        write!(f, " — {:.2} s ({rate:.1} objects/s)", self.seconds)
+    }
+}

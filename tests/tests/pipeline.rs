@@ -1,0 +1,271 @@
+//! The pipeline end to end on one machine: the real state machine file, the local executor,
+//! the workers, the filesystem store, SQLite, and a real clamd with the project's signatures.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use airlock_clamd::{ClamdAddress, ClamdConfig, ClamdScanner, ManagedClamd};
+use airlock_core::intent::IntentState;
+use airlock_core::ports::{IntentStore, ObjectReader, Scanner};
+use airlock_core::stages::QuarantineRecord;
+use airlock_core::verdict::ReasonCode;
+use airlock_embedded::cases::{self, Case, Prepared};
+use airlock_embedded::{EmbeddedPipeline, PipelineConfig, Settlement};
+use airlock_local::JsonlEventSink;
+use airlock_tests::{repo_root, snapshot};
+use serde_json::Value;
+
+fn start_clamd() -> ManagedClamd {
+    ManagedClamd::builder()
+        .database_dir(repo_root().join("fixtures/clamav"))
+        .start()
+        .expect("clamd starts (install clamav-daemon: scripts/setup.sh)")
+}
+
+fn load_cases() -> Vec<Case> {
+    let dir = repo_root().join("fixtures/cases");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            let value: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+            Case::from_value(p, value).unwrap()
+        })
+        .collect()
+}
+
+fn pipeline_at(data_dir: &Path, scanner: Arc<dyn Scanner>) -> EmbeddedPipeline {
+    let mut config = PipelineConfig::new(data_dir, "airlock-uploads", scanner);
+    // Retries as written would wait seconds; the schedule is tested in airlock-asl.
+    config.delay_scale = 0.001;
+    EmbeddedPipeline::start(config).unwrap()
+}
+
+/// Where each case must land, stated here independently of the case files.
+fn expected(name: &str) -> (&'static str, Option<ReasonCode>) {
+    use ReasonCode::*;
+    match name {
+        n if n.starts_with("clean-") => ("trusted", None),
+        "type-mismatch" | "executable-as-pdf" => ("quarantine", Some(TypeMismatch)),
+        "empty-file" => ("quarantine", Some(EmptyFile)),
+        "type-not-allowed" => ("quarantine", Some(TypeNotAllowed)),
+        "size-mismatch" => ("quarantine", Some(SizeMismatch)),
+        "too-large" => ("quarantine", Some(TooLarge)),
+        "checksum-mismatch" => ("quarantine", Some(ChecksumMismatch)),
+        "intent-expired" => ("quarantine", Some(IntentExpired)),
+        "purpose-unknown" => ("quarantine", Some(PurposeUnknown)),
+        "no-intent" => ("quarantine", Some(NoIntent)),
+        "eicar" | "eicar-in-noise" | "clamav-testfile-pdf" | "clamav-testfile-zip" => {
+            ("quarantine", Some(Infected))
+        }
+        other => panic!("case {other} has no expectation in this test"),
+    }
+}
+
+async fn replay_all(pipeline: &EmbeddedPipeline, cases: &[Case]) -> Vec<(String, Settlement)> {
+    let mut out = Vec::new();
+    for case in cases {
+        let prepared = cases::prepare(
+            case,
+            pipeline.store().as_ref(),
+            pipeline.intents().as_ref(),
+            &pipeline.config().policies,
+            "airlock-uploads",
+        )
+        .await
+        .unwrap();
+        let Prepared::Ready(items) = prepared else {
+            panic!(
+                "{}: optional object missing (install clamav-testfiles: scripts/setup.sh)",
+                case.name
+            );
+        };
+        assert_eq!(items.len(), 1, "{}", case.name);
+        let object = items[0].object().expect("case event yields an object");
+        let run = pipeline.process(object).await.unwrap();
+        out.push((case.name.clone(), run.settlement));
+    }
+    out
+}
+
+/// Asserts that a case's object is in exactly the place it should be, with its record and
+/// intent state.
+async fn assert_settled(
+    pipeline: &EmbeddedPipeline,
+    case: &Case,
+    name: &str,
+    settlement: &Settlement,
+) {
+    let bucket = pipeline.config().bucket_root();
+    let (destination, reason) = expected(name);
+    assert_eq!(settlement.label(), destination, "{name}: {settlement:?}");
+    let key = case.key();
+    let incoming = pipeline.store().head(&key).await.unwrap();
+    assert!(incoming.is_none(), "{name}: still in incoming/");
+    let trusted_key = key.replacen("incoming/", "trusted/", 1);
+    let quarantine_key = key.replacen("incoming/", "quarantine/", 1);
+    let in_trusted = pipeline.store().head(&trusted_key).await.unwrap().is_some();
+    let in_quarantine = pipeline
+        .store()
+        .head(&quarantine_key)
+        .await
+        .unwrap()
+        .is_some();
+    match settlement {
+        Settlement::Trusted { key } => {
+            assert_eq!(key, &trusted_key);
+            assert!(in_trusted && !in_quarantine, "{name}: exactly one copy");
+        }
+        Settlement::Quarantine {
+            key,
+            reason: got,
+            signature,
+            ..
+        } => {
+            assert_eq!(key, &quarantine_key);
+            assert_eq!(Some(*got), reason, "{name}");
+            assert!(in_quarantine && !in_trusted, "{name}: exactly one copy");
+            let record: QuarantineRecord = serde_json::from_slice(
+                &std::fs::read(bucket.join(format!("{quarantine_key}.json"))).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(record.reason, *got);
+            assert_eq!(record.original_key, case.key());
+            assert_eq!(record.sha256.len(), 64);
+            let bytes = std::fs::read(bucket.join(&quarantine_key)).unwrap();
+            assert_eq!(record.size, bytes.len() as u64, "{name}");
+            if *got == ReasonCode::Infected {
+                let signature = signature.as_deref().unwrap_or_default();
+                assert!(signature.ends_with(".UNOFFICIAL"), "{name}: {signature}");
+                assert_eq!(record.signature.as_deref(), Some(signature));
+                assert!(
+                    record
+                        .engine
+                        .as_deref()
+                        .unwrap_or_default()
+                        .starts_with("ClamAV ")
+                );
+            }
+            if let Some(intent) = &case.file.intent {
+                assert_eq!(record.intent_id, Some(intent.id.to_string()));
+                assert_eq!(record.uploader, intent.uploader);
+                assert_eq!(record.tenant.as_deref(), Some(intent.tenant.as_str()));
+            }
+        }
+        other => panic!("{name}: {other:?}"),
+    }
+    if let Some(intent) = &case.file.intent {
+        let stored = pipeline.intents().get(intent.id).await.unwrap().unwrap();
+        let want = if destination == "trusted" {
+            IntentState::Ready
+        } else {
+            IntentState::Quarantined
+        };
+        assert_eq!(stored.state, want, "{name}");
+        let outcome = stored.outcome.expect("outcome recorded");
+        assert_eq!(outcome.reason, reason, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fixture_lands_where_it_should_and_a_second_replay_changes_nothing() {
+    let clamd = start_clamd();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = load_cases();
+    assert!(cases.len() >= 20, "found {} cases", cases.len());
+    let pipeline = pipeline_at(dir.path(), Arc::new(clamd.scanner()));
+    let bucket = pipeline.config().bucket_root();
+
+    let first = replay_all(&pipeline, &cases).await;
+    for ((name, settlement), case) in first.iter().zip(&cases) {
+        assert_settled(&pipeline, case, name, settlement).await;
+    }
+    let events_before = JsonlEventSink::read_all(pipeline.config().events_path()).unwrap();
+    // One event per upload, saying where it went.
+    assert_eq!(events_before.len(), cases.len());
+    for (case, (name, settlement)) in cases.iter().zip(&first) {
+        let key = case.key();
+        let id = key.rsplit('/').next().unwrap();
+        let matching: Vec<_> = events_before
+            .iter()
+            .filter(|e| e.upload_id.to_string() == id)
+            .collect();
+        assert_eq!(matching.len(), 1, "{name}");
+        let kind = serde_json::to_value(matching[0].kind).unwrap();
+        let want = if settlement.label() == "trusted" {
+            "upload.ready"
+        } else {
+            "upload.quarantined"
+        };
+        assert_eq!(kind, want, "{name}");
+    }
+    let store_before = snapshot(&bucket);
+
+    // The same events again, while the first executions are known: they join them.
+    let again = replay_all(&pipeline, &cases).await;
+    assert_eq!(
+        again.iter().map(|(_, s)| s.label()).collect::<Vec<_>>(),
+        first.iter().map(|(_, s)| s.label()).collect::<Vec<_>>()
+    );
+    assert_eq!(snapshot(&bucket), store_before);
+    pipeline.shutdown().await;
+
+    // And from a new process over the same data: every object is found settled.
+    let pipeline = pipeline_at(dir.path(), Arc::new(clamd.scanner()));
+    let second = replay_all(&pipeline, &cases).await;
+    for (name, settlement) in &second {
+        assert!(
+            matches!(settlement, Settlement::Skipped { .. }),
+            "{name}: second run did {settlement:?}"
+        );
+    }
+    assert_eq!(snapshot(&bucket), store_before);
+    assert_eq!(
+        JsonlEventSink::read_all(pipeline.config().events_path()).unwrap(),
+        events_before
+    );
+    for case in &cases {
+        if let Some(intent) = &case.file.intent {
+            let trail = pipeline.intents().transitions(intent.id).await.unwrap();
+            assert!(trail.len() <= 2, "{}: {trail:?}", case.name);
+        }
+    }
+    pipeline.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scanner_that_stays_down_quarantines_as_scan_unavailable() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let scanner = ClamdScanner::new(ClamdConfig::new(ClamdAddress::Tcp(format!(
+        "127.0.0.1:{port}"
+    ))));
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline_at(dir.path(), Arc::new(scanner));
+    let cases: Vec<Case> = load_cases()
+        .into_iter()
+        .filter(|c| c.name == "clean-jpeg")
+        .collect();
+    let results = replay_all(&pipeline, &cases).await;
+    let (_, settlement) = &results[0];
+    let Settlement::Quarantine { reason, detail, .. } = settlement else {
+        panic!("{settlement:?}");
+    };
+    assert_eq!(*reason, ReasonCode::ScanUnavailable);
+    assert!(detail.contains("Airlock.Transient"), "{detail}");
+    let intent = cases[0].file.intent.as_ref().unwrap();
+    let stored = pipeline.intents().get(intent.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, IntentState::Quarantined);
+    let trusted = cases[0].key().replacen("incoming/", "trusted/", 1);
+    assert!(pipeline.store().head(&trusted).await.unwrap().is_none());
+    pipeline.shutdown().await;
+}
