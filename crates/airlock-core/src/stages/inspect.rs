@@ -124,7 +124,8 @@ pub async fn inspect(
             Some(state) => format!("object {} no longer exists; upload is {state}", object.key),
             None => format!("object {} no longer exists; no intent", object.key),
         };
-        if !state.is_some_and(IntentState::is_final) {
+        // With no intent the object was quarantined earlier (as no-intent), or never existed.
+        if state.is_some_and(|s| !s.is_final()) {
             tracing::warn!(key = %object.key, ?state, "object gone before it was settled");
         }
         return Ok(skip(detail, state));

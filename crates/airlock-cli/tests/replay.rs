@@ -1,0 +1,160 @@
+//! `airlock replay` as a user runs it: the real binary, the bundled fixtures, a clamd it
+//! starts itself.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn replay(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .current_dir(repo())
+        .arg("replay")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--delay-scale")
+        .arg("0.001")
+        .args(args)
+        .env_remove("AIRLOCK_CLAMD")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("airlock runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn replays_the_fixtures_as_a_table_then_changes_nothing_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = replay(dir.path(), &["fixtures/cases", "fixtures/events"]);
+    let (stdout, stderr) = (text(&first.stdout), text(&first.stderr));
+    assert_eq!(first.status.code(), Some(0), "{stdout}\n{stderr}");
+    let header = stdout.lines().next().unwrap();
+    for column in [
+        "SOURCE",
+        "RESULT",
+        "REASON",
+        "INSPECT ms",
+        "SCAN ms",
+        "TOTAL ms",
+    ] {
+        assert!(header.contains(column), "{header}");
+    }
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{stdout}"))
+            .to_owned()
+    };
+    assert!(row("clean-jpeg").contains("trusted"));
+    assert!(row("type-mismatch").contains("quarantine  type-mismatch"));
+    assert!(row("eicar").contains("infected (Airlock.Test.EICAR.UNOFFICIAL)"));
+    assert!(!stdout.contains("UNEXPECTED"), "{stdout}");
+    // The malformed record is reported by name and field; its neighbour still ran.
+    assert!(
+        stdout.contains("Records[0].s3.object.key: missing"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("s3-malformed.json: Records[1]"), "{stdout}");
+    let summary = stderr.lines().last().unwrap();
+    assert!(summary.contains("7 trusted, 14 quarantined"), "{summary}");
+    assert!(summary.contains("0 failed"), "{summary}");
+    assert!(summary.contains("2 bad input"), "{summary}");
+
+    let second = replay(dir.path(), &["--json", "fixtures/cases"]);
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
+    let results: Value = serde_json::from_slice(&second.stdout).unwrap();
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), 21);
+    for result in results {
+        assert_eq!(
+            result.pointer("/result/settlement/destination"),
+            Some(&Value::from("skipped")),
+            "{result}"
+        );
+    }
+}
+
+#[test]
+fn verbose_prints_each_step_of_the_execution_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = replay(dir.path(), &["-v", "fixtures/cases/clean-png.json"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    for step in [
+        "ExecutionStarted",
+        "TaskStateEntered",
+        "TaskSubmitted",
+        "TaskSucceeded",
+        "ChoiceStateEntered",
+        "ExecutionSucceeded",
+    ] {
+        assert!(stdout.contains(step), "{step} missing:\n{stdout}");
+    }
+    for state in ["name=Inspect", "name=Scan", "name=Promote"] {
+        assert!(stdout.contains(state), "{state} missing:\n{stdout}");
+    }
+}
+
+#[test]
+fn an_unreachable_scanner_is_an_infrastructure_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = replay(
+        dir.path(),
+        &["--clamd", &format!("127.0.0.1:{port}"), "fixtures/cases"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("clamd does not answer PING"));
+}
+
+#[test]
+fn a_case_that_ends_otherwise_than_expected_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases");
+    std::fs::create_dir(&cases).unwrap();
+    let mut case: Value = serde_json::from_slice(
+        &std::fs::read(repo().join("fixtures/cases/clean-jpeg.json")).unwrap(),
+    )
+    .unwrap();
+    case["object"]["file"] = repo()
+        .join("fixtures/objects/photo.jpg")
+        .to_string_lossy()
+        .into_owned()
+        .into();
+    case["expect"]["destination"] = "quarantine".into();
+    std::fs::write(cases.join("wrong.json"), case.to_string()).unwrap();
+    let output = replay(&dir.path().join("data"), &[cases.to_str().unwrap()]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("wrong: UNEXPECTED: went to trusted, expected quarantine"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn an_invalid_case_names_the_file_and_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"description": "x", "key": "incoming/a/b/c", "object": {"file": "nope"}, "colour": 1}"#,
+    )
+    .unwrap();
+    let output = replay(&dir.path().join("data"), &[bad.to_str().unwrap()]);
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("bad.json: not a valid case"), "{stdout}");
+    assert!(stdout.contains("unknown field `colour`"), "{stdout}");
+}
