@@ -215,24 +215,37 @@ impl ClamdScanner {
         self.write(&mut conn, b"zINSTREAM\0", "sending INSTREAM")
             .await?;
 
-        // One buffer for the whole scan: a 4-byte length prefix, then the chunk.
+        // Two buffers (a 4-byte length prefix, then the chunk): the next chunk is read while
+        // the current one is sent, so reading the source and clamd's receiving overlap.
+        // Memory stays at two chunks whatever the object's size.
         let chunk_size = self.config.chunk_size;
-        let mut buf = vec![0_u8; 4 + chunk_size];
+        let mut current = vec![0_u8; 4 + chunk_size];
+        let mut next = vec![0_u8; 4 + chunk_size];
+        let mut len = fill(&mut stream, &mut current[4..])
+            .await
+            .map_err(ScanError::Source)?;
         loop {
-            let len = fill(&mut stream, &mut buf[4..])
-                .await
-                .map_err(ScanError::Source)?;
             let prefix = u32::try_from(len).expect("chunk size is at most 16 MiB");
-            buf[..4].copy_from_slice(&prefix.to_be_bytes());
-            if let Err(error) = self
-                .write(&mut conn, &buf[..4 + len], "sending a chunk")
-                .await
-            {
-                return self.reply_after_failed_write(&mut conn, error).await;
-            }
+            current[..4].copy_from_slice(&prefix.to_be_bytes());
             if len == 0 {
+                // The zero-length chunk ends the stream.
+                if let Err(error) = self
+                    .write(&mut conn, &current[..4], "ending the stream")
+                    .await
+                {
+                    return self.reply_after_failed_write(&mut conn, error).await;
+                }
                 break;
             }
+            let (sent, read) = tokio::join!(
+                self.write(&mut conn, &current[..4 + len], "sending a chunk"),
+                fill(&mut stream, &mut next[4..]),
+            );
+            if let Err(error) = sent {
+                return self.reply_after_failed_write(&mut conn, error).await;
+            }
+            len = read.map_err(ScanError::Source)?;
+            std::mem::swap(&mut current, &mut next);
         }
         // The stream is sent; clamd is scanning. Only the overall limit applies now.
         read_reply(&mut conn)

@@ -25,6 +25,8 @@ enum Command {
 enum BenchCommand {
     /// Inspect and scan one large generated object against a running clamd; prints JSON.
     Scan(airlock_embedded::bench::BenchScanArgs),
+    /// Replay many small mixed fixture cases against a running clamd; prints JSON.
+    Replay(airlock_embedded::bench::BenchReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +51,9 @@ fn main() -> ExitCode {
             Command::Replay(args) => airlock_embedded::replay::run(args).await,
             Command::Bench(BenchCommand::Scan(args)) => {
                 airlock_embedded::bench::run_scan(args).await
+            }
+            Command::Bench(BenchCommand::Replay(args)) => {
+                airlock_embedded::bench::run_replay(args).await
             }
         }
     });

@@ -36,8 +36,8 @@ pub struct BenchScanArgs {
     /// Object size, e.g. `1 GiB`, `200 MiB`.
     #[arg(long, default_value = "1 GiB")]
     pub size: String,
-    /// INSTREAM chunk size in bytes.
-    #[arg(long, default_value_t = 256 * 1024)]
+    /// INSTREAM chunk size in bytes (the adapter's default unless given).
+    #[arg(long, default_value_t = airlock_clamd::ClamdConfig::DEFAULT_CHUNK_SIZE)]
     pub chunk_size: usize,
 }
 
@@ -194,4 +194,165 @@ pub async fn run_scan(args: BenchScanArgs) -> anyhow::Result<u8> {
     serde_json::to_writer(&mut out, &line)?;
     writeln!(out)?;
     Ok(0)
+}
+
+/// Replay many small mixed fixture cases against a running clamd.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchReplayArgs {
+    /// The clamd to scan with (`host:port` or a Unix socket path).
+    #[arg(long)]
+    pub clamd: String,
+    /// How many cases to replay (the bundled small cases, repeated with fresh ids).
+    #[arg(long, default_value_t = 200)]
+    pub count: usize,
+    /// The bundled cases to draw from.
+    #[arg(long, default_value = "fixtures/cases")]
+    pub fixtures: PathBuf,
+    /// Work folder (emptied first).
+    #[arg(long, default_value = "target/bench/replay")]
+    pub dir: PathBuf,
+    /// Objects in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+}
+
+/// Largest object a "small" case may have.
+const SMALL: u64 = 64 * 1024;
+
+/// The bundled cases small enough for the replay benchmark, with absolute object paths.
+fn small_cases(fixtures: &std::path::Path) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
+    let mut out = Vec::new();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(fixtures)
+        .with_context(|| format!("listing {}", fixtures.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    paths.sort();
+    for path in paths
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+    {
+        let mut case: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let object = &mut case["object"];
+        if let Some(file) = object.get("file").and_then(serde_json::Value::as_str) {
+            let absolute = std::fs::canonicalize(fixtures.join(file))?;
+            if std::fs::metadata(&absolute)?.len() > SMALL {
+                continue;
+            }
+            object["file"] = absolute.to_string_lossy().into_owned().into();
+        } else if object.get("path").is_some() {
+            continue; // Only on machines with the package: keep the mix reproducible.
+        } else {
+            let size = object
+                .get("size")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            let padding = object
+                .get("paddingBefore")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            if size > SMALL || padding > SMALL {
+                continue;
+            }
+        }
+        let name = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        out.push((name, case));
+    }
+    if out.is_empty() {
+        bail!("no small cases in {}", fixtures.display());
+    }
+    Ok(out)
+}
+
+/// Runs the replay benchmark and prints one JSON object.
+pub async fn run_replay(args: BenchReplayArgs) -> anyhow::Result<u8> {
+    let templates = small_cases(&args.fixtures)?;
+    if args.dir.exists() {
+        std::fs::remove_dir_all(&args.dir)
+            .with_context(|| format!("emptying {}", args.dir.display()))?;
+    }
+    let cases_dir = args.dir.join("cases");
+    std::fs::create_dir_all(&cases_dir)?;
+    for i in 0..args.count {
+        let (name, template) = &templates[i % templates.len()];
+        let mut case = template.clone();
+        let id = UploadId::generate().to_string();
+        if case.get("intent").is_some_and(serde_json::Value::is_object) {
+            case["intent"]["id"] = id.into();
+        } else if let Some(key) = case.get("key").and_then(serde_json::Value::as_str) {
+            let prefix = key
+                .rsplit_once('/')
+                .map_or("incoming/bench/attachment", |(p, _)| p);
+            case["key"] = format!("{prefix}/{id}").into();
+        }
+        std::fs::write(
+            cases_dir.join(format!("{i:04}-{name}.json")),
+            case.to_string(),
+        )?;
+    }
+    let replay_args = crate::replay::ReplayArgs {
+        inputs: vec![cases_dir],
+        data_dir: args.dir.join("data"),
+        bucket: "airlock-uploads".to_owned(),
+        policies: None,
+        definition: None,
+        clamd: Some(args.clamd.clone()),
+        signatures: PathBuf::from("fixtures/clamav"),
+        delay_scale: 0.05,
+        concurrency: args.concurrency,
+        verbose: false,
+        json: true,
+    };
+    let report = crate::replay::replay(&replay_args).await?;
+    let mut totals: Vec<f64> = Vec::new();
+    let mut unexpected = 0usize;
+    let mut failed = 0usize;
+    for result in &report.results {
+        if matches!(result.expectation, Some(Err(_))) {
+            unexpected += 1;
+        }
+        if let crate::replay::ReplayOutcome::Run(run) = &result.result {
+            if matches!(run.settlement, crate::Settlement::Failed { .. }) {
+                failed += 1;
+            }
+            totals.push(run.total_ms);
+        }
+    }
+    totals.sort_by(f64::total_cmp);
+    let percentile = |p: f64| -> f64 {
+        if totals.is_empty() {
+            return 0.0;
+        }
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss,
+            reason = "an index into a short sorted list"
+        )]
+        let index = ((totals.len() - 1) as f64 * p).round() as usize;
+        totals[index]
+    };
+    let seconds = report.elapsed.as_secs_f64();
+    #[allow(clippy::cast_precision_loss, reason = "a rate for display")]
+    let rate = totals.len() as f64 / seconds;
+    let line = json!({
+        "objects": totals.len(),
+        "templates": templates.len(),
+        "concurrency": args.concurrency,
+        "seconds": seconds,
+        "objectsPerSecond": rate,
+        "medianMs": percentile(0.5),
+        "p95Ms": percentile(0.95),
+        "failed": failed,
+        "unexpected": unexpected,
+        "peakRssKib": peak_rss_kib(),
+    });
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, &line)?;
+    writeln!(out)?;
+    Ok(if failed > 0 || unexpected > 0 { 1 } else { 0 })
 }

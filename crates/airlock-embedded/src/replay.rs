@@ -237,8 +237,17 @@ fn check_expectation(
     })
 }
 
-/// Runs the replay; returns the process exit status.
-pub async fn run(args: ReplayArgs) -> anyhow::Result<u8> {
+/// What a replay did.
+#[derive(Debug)]
+pub struct ReplayReport {
+    pub results: Vec<ReplayResult>,
+    pub elapsed: std::time::Duration,
+    /// Messages the workers could not handle, with their queue.
+    pub dead_letters: Vec<(String, airlock_local::DeadLetter)>,
+}
+
+/// Runs the replay and returns what happened, printing nothing.
+pub async fn replay(args: &ReplayArgs) -> anyhow::Result<ReplayReport> {
     let work = load_work(&args.inputs)?;
     if work.is_empty() {
         bail!("no cases or events found in {:?}", args.inputs);
@@ -247,7 +256,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         Some(path) => Policies::load(path)?,
         None => Policies::builtin(),
     };
-    let (scanner, mut managed) = scanner_for(&args).await?;
+    let (scanner, mut managed) = scanner_for(args).await?;
     let mut config = PipelineConfig::new(&args.data_dir, &args.bucket, scanner);
     config.policies = Arc::new(policies);
     config.delay_scale = args.delay_scale;
@@ -282,13 +291,26 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         bar.finish_and_clear();
     }
     let elapsed = started.elapsed();
-    let dead = pipeline.dead_letters();
+    let dead_letters = pipeline.dead_letters();
     let pipeline = Arc::into_inner(pipeline).context("pipeline still in use")?;
     pipeline.shutdown().await;
     if let Some(clamd) = managed.as_mut() {
         clamd.stop().ok();
     }
+    Ok(ReplayReport {
+        results,
+        elapsed,
+        dead_letters,
+    })
+}
 
+/// Runs the replay and prints the report; returns the process exit status.
+pub async fn run(args: ReplayArgs) -> anyhow::Result<u8> {
+    let ReplayReport {
+        results,
+        elapsed,
+        dead_letters: dead,
+    } = replay(&args).await?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &results)?;

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Benchmarks (not tests): prints a comparison table.
+#  1. Scan throughput of one large generated object (default 1 GiB) through airlock's scan
+#     stage vs `clamdscan --stream` of the same bytes to the same clamd, and airlock's peak RSS.
+#  2. Bytes inspect reads from that object.
+#  3. Replay of many small mixed fixture cases: objects per second and median time per object.
+# Starts its own clamd on 127.0.0.1 (limits raised so the whole stream is scanned) and stops it.
+# Usage: scripts/bench.sh [size, e.g. "1 GiB"] [replay count] [runs]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+size="${1:-1 GiB}"
+count="${2:-200}"
+runs="${3:-3}"
+work="target/bench"
+
+scripts/setup.sh
+cargo build --release --locked -p airlock-cli >&2
+airlock=target/release/airlock
+mkdir -p "$work/clamd"
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+conf="$PWD/$work/clamd/clamd.conf"
+cat > "$conf" <<CONF
+Foreground yes
+DatabaseDirectory $PWD/fixtures/clamav
+TCPSocket $port
+TCPAddr 127.0.0.1
+TemporaryDirectory $PWD/$work/clamd
+PidFile $PWD/$work/clamd/clamd.pid
+LogFile $PWD/$work/clamd/clamd.log
+StreamMaxLength 2000M
+MaxFileSize 2000M
+MaxScanSize 4000M
+MaxScanTime 3600000
+AlertExceedsMax yes
+CONF
+/usr/sbin/clamd -c "$conf" >"$work/clamd/stdout.log" 2>&1 &
+clamd_pid=$!
+trap 'kill $clamd_pid 2>/dev/null || true; wait $clamd_pid 2>/dev/null || true' EXIT
+clamdscan --config-file="$conf" --ping 60:1 >/dev/null 2>&1 || { cat "$work/clamd/stdout.log" >&2; exit 1; }
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval('d'+sys.argv[1]))" "$1"; }
+
+echo "bench: generating and scanning $size, $runs runs each, interleaved" >&2
+airlock_secs=(); clamdscan_secs=(); rss=(); inspect_bytes=""
+for run in $(seq "$runs"); do
+  out=$("$airlock" bench scan --clamd "127.0.0.1:$port" --dir "$work" --size "$size")
+  path=$(echo "$out" | field '["path"]')
+  verdict=$(echo "$out" | field '["scan"]["verdict"]["outcome"]')
+  [ "$verdict" = pass ] || { echo "bench: airlock scan did not pass: $out" >&2; exit 1; }
+  airlock_secs+=("$(echo "$out" | field '["scan"]["seconds"]')")
+  rss+=("$(echo "$out" | field '["peakRssKib"]')")
+  inspect_bytes=$(echo "$out" | field '["inspect"]["contentBytesRead"]')
+  inspect_opened=$(echo "$out" | field '["inspect"]["streamsOpened"]')
+  bytes=$(echo "$out" | field '["bytes"]')
+
+  start=$(date +%s.%N)
+  reply=$(clamdscan --config-file="$conf" --stream --no-summary "$path")
+  end=$(date +%s.%N)
+  case "$reply" in *": OK") ;; *) echo "bench: clamdscan said: $reply" >&2; exit 1 ;; esac
+  clamdscan_secs+=("$(echo "$end - $start" | bc -l)")
+  echo "bench: run $run: airlock ${airlock_secs[-1]} s, clamdscan ${clamdscan_secs[-1]} s" >&2
+done
+a=$(printf '%s\n' "${airlock_secs[@]}" | median)
+c=$(printf '%s\n' "${clamdscan_secs[@]}" | median)
+r=$(printf '%s\n' "${rss[@]}" | sort -g | tail -1)
+
+echo "bench: replaying $count small mixed cases" >&2
+replay=$("$airlock" bench replay --clamd "127.0.0.1:$port" --count "$count" --dir "$work/replay")
+objects=$(echo "$replay" | field '["objects"]')
+rate=$(echo "$replay" | field '["objectsPerSecond"]')
+med=$(echo "$replay" | field '["medianMs"]')
+p95=$(echo "$replay" | field '["p95Ms"]')
+
+mib=$(echo "$bytes / 1048576" | bc -l)
+printf '\n| measure | airlock | reference | ratio / target |\n|---|---|---|---|\n'
+printf '| scan %s (median of %s) | %.2f s (%.0f MiB/s) | clamdscan --stream: %.2f s (%.0f MiB/s) | %.3f (target <= 1.05) |\n' \
+  "$size" "$runs" "$a" "$(echo "$mib / $a" | bc -l)" "$c" "$(echo "$mib / $c" | bc -l)" "$(echo "$a / $c" | bc -l)"
+printf '| peak RSS while scanning | %.1f MiB | | target < 64 MiB |\n' "$(echo "$r / 1024" | bc -l)"
+printf '| bytes inspect reads | %s B (+ HEAD), %s streams opened | object: %s B | target <= 8192 B |\n' "$inspect_bytes" "$inspect_opened" "$bytes"
+printf '| replay %s small mixed objects | %.0f objects/s | per-file clamscan tools: 10-30 s/object | target >= 100/s |\n' "$objects" "$rate"
+printf '| median time per object (p95) | %.1f ms (%.1f ms) | | target <= 20 ms |\n' "$med" "$p95"
+echo
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(clamdscan --config-file="$conf" --version)"
