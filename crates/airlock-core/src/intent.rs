@@ -65,8 +65,10 @@ impl IntentState {
         use IntentState::{Expired, Failed, Pending, Processing, Quarantined, Ready, Uploaded};
         matches!(
             (self, next),
-            (Pending, Uploaded | Processing | Expired | Quarantined | Failed)
-                | (Uploaded, Processing | Quarantined | Failed)
+            (
+                Pending,
+                Uploaded | Processing | Expired | Quarantined | Failed
+            ) | (Uploaded, Processing | Quarantined | Failed)
                 | (Processing, Ready | Quarantined | Failed)
                 | (Failed, Processing | Quarantined)
         )

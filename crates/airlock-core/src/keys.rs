@@ -262,7 +262,10 @@ mod tests {
         for (key, expected) in [
             (format!("trusted/acme/avatar/{ID}"), "is not under"),
             ("incoming/acme/avatar".to_owned(), "does not have the form"),
-            (format!("incoming/acme/avatar/x/{ID}"), "does not have the form"),
+            (
+                format!("incoming/acme/avatar/x/{ID}"),
+                "does not have the form",
+            ),
             (format!("incoming/Acme/avatar/{ID}"), "tenant \"Acme\""),
             (format!("incoming/acme/../{ID}"), "purpose \"..\""),
             (format!("incoming/acme//{ID}"), "purpose \"\""),

@@ -316,7 +316,10 @@ mod tests {
     #[test]
     fn invalid_files_name_the_field() {
         for (text, expected) in [
-            ("[purposes.a]\nallowed_types=[]\n", "purposes.a.allowed_types is empty"),
+            (
+                "[purposes.a]\nallowed_types=[]\n",
+                "purposes.a.allowed_types is empty",
+            ),
             ("[purposes.a]\n", "purposes.a.allowed_types is missing"),
             (
                 "[purposes.a]\nallowed_types=['image/png']\nmax_size='3 lb'\n",

@@ -126,9 +126,13 @@ pub trait IntentStore: Send + Sync {
 #[serde(tag = "verdict", rename_all = "kebab-case")]
 pub enum ScanVerdict {
     Clean,
-    Infected { signature: String },
+    Infected {
+        signature: String,
+    },
     /// The stream exceeds a scanner limit and was not fully scanned.
-    LimitExceeded { detail: String },
+    LimitExceeded {
+        detail: String,
+    },
 }
 
 /// A scanner's answer, with the engine that gave it.
@@ -236,7 +240,6 @@ pub struct TaskAnswerError {
 /// AWS, the local executor on one machine).
 #[async_trait]
 pub trait TaskAnswers: Send + Sync {
-    async fn succeed(&self, token: &str, output: serde_json::Value)
-    -> Result<(), TaskAnswerError>;
+    async fn succeed(&self, token: &str, output: serde_json::Value) -> Result<(), TaskAnswerError>;
     async fn fail(&self, token: &str, error: &str, cause: &str) -> Result<(), TaskAnswerError>;
 }

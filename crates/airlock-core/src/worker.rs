@@ -59,9 +59,8 @@ pub fn quarantine_request(
     object: &ObjectRef,
     findings: &Value,
 ) -> Result<QuarantineRequest, StageError> {
-    let findings: Findings = serde_json::from_value(findings.clone()).map_err(|e| {
-        bad_message(Stage::Quarantine, format!("findings are malformed: {e}"))
-    })?;
+    let findings: Findings = serde_json::from_value(findings.clone())
+        .map_err(|e| bad_message(Stage::Quarantine, format!("findings are malformed: {e}")))?;
     let sha256 = match &findings.scan {
         Some(ScanOutcome::Pass(pass)) => Some(pass.sha256.clone()),
         _ => None,
@@ -122,8 +121,7 @@ impl std::fmt::Debug for Worker {
 }
 
 fn to_value<T: Serialize>(stage: Stage, value: &T) -> Result<Value, StageError> {
-    serde_json::to_value(value)
-        .map_err(|e| StageError::new(stage, Retry::Permanent, e.to_string()))
+    serde_json::to_value(value).map_err(|e| StageError::new(stage, Retry::Permanent, e.to_string()))
 }
 
 impl Worker {

@@ -592,19 +592,28 @@ fn write_table(out: &mut impl Write, results: &[ReplayResult]) -> std::io::Resul
         let row = table_row(result, &mut notes);
         rows.push(row);
     }
+    // Long event sources and reasons are cut to keep rows on one line; the notes below
+    // the table carry them whole.
+    let limits = [56, 10, 60, 10, 8, 9, 8, 10];
+    let cut = |cell: &str, limit: usize| -> String {
+        if cell.chars().count() <= limit {
+            cell.to_owned()
+        } else {
+            let mut short: String = cell.chars().take(limit - 1).collect();
+            short.push('…');
+            short
+        }
+    };
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().zip(limits).map(|(c, l)| cut(c, l)).collect())
+        .collect();
     let widths: Vec<usize> = (0..8)
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].chars().count())
-                .max()
-                .unwrap_or(0)
-                .min(72)
-        })
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     for row in &rows {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
-            let cell: String = cell.chars().take(72).collect();
             // Numbers right-aligned, text left-aligned.
             if (3..=6).contains(&i) {
                 let _ = write!(line, "{cell:>w$}  ", w = widths[i]);
