@@ -5,6 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+# The state machine must be valid Amazon States Language, as Step Functions will check it.
+if [ ! -x node_modules/.bin/asl-validator ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+npx --no-install asl-validator --json-path statemachine/pipeline.asl.json
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then
