@@ -52,6 +52,7 @@ struct Visit<'a> {
 /// Runs a whole execution and records how it ended.
 pub(crate) async fn run_execution(run: Arc<Run>) {
     let execution = Arc::clone(&run.execution);
+    let _unfinished = FailIfUnfinished(Arc::clone(&execution));
     let started = execution.emit(
         0,
         HistoryEventType::ExecutionStarted,
@@ -89,6 +90,24 @@ pub(crate) async fn run_execution(run: Arc<Run>) {
         reason = stop.wait_for(Option::is_some) => {
             let (error, cause) = reason.ok().and_then(|r| r.clone()).unwrap_or_default();
             execution.finish(ExecutionStatus::Aborted, None, error, cause);
+        }
+    }
+}
+
+/// Ends the execution as failed if its task stops without recording an outcome (a
+/// bug in the interpreter panicked, or the runtime shut down), so that nobody
+/// waiting on it hangs.
+struct FailIfUnfinished(Arc<ExecutionShared>);
+
+impl Drop for FailIfUnfinished {
+    fn drop(&mut self) {
+        if !self.0.is_finished() {
+            self.0.finish(
+                ExecutionStatus::Failed,
+                None,
+                Some(names::RUNTIME.to_owned()),
+                Some("The executor stopped running this execution unexpectedly".to_owned()),
+            );
         }
     }
 }

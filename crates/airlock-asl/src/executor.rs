@@ -53,6 +53,9 @@ pub trait TaskHandler: Send + Sync {
     /// its return value only goes into the history (`TaskSubmitted`) and the task
     /// then waits for `send_task_success`/`send_task_failure` with that token.
     /// A returned error (or a panic, reported as `States.TaskFailed`) fails the attempt.
+    ///
+    /// `HeartbeatSeconds` is enforced only for `.waitForTaskToken` tasks, since only
+    /// they have a token to send heartbeats with; `TimeoutSeconds` bounds every call.
     async fn invoke(&self, request: TaskRequest) -> Result<Value, TaskFailure>;
 }
 
@@ -213,6 +216,10 @@ impl ExecutionShared {
         id
     }
 
+    pub(crate) fn is_finished(&self) -> bool {
+        *self.done.borrow()
+    }
+
     pub(crate) fn last_event_id(&self) -> u64 {
         lock(&self.record).history.len() as u64
     }
@@ -301,7 +308,7 @@ impl ExecutionHandle {
     /// Asks a running execution to stop; it ends `Aborted` with the given error and
     /// cause. Returns `false` if it had already ended.
     pub fn stop(&self, error: Option<&str>, cause: Option<&str>) -> bool {
-        if *self.shared.done.borrow() {
+        if self.shared.is_finished() {
             return false;
         }
         self.shared

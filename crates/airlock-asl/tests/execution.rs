@@ -912,3 +912,23 @@ async fn stopping_an_execution_aborts_it() {
     assert_eq!(event_types(&execution).last(), Some(&T::ExecutionAborted));
     assert!(!handle.stop(None, None));
 }
+
+#[test]
+fn an_execution_cut_short_by_runtime_shutdown_is_marked_failed() {
+    let mut executor = instant_executor(&add_task(&json!({"TimeoutSeconds": 1000})));
+    executor.register(ADD, Arc::new(NeverReturns::default()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let handle = runtime.block_on(async {
+        let handle = executor.start_execution("cut-short", json!({})).unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        handle
+    });
+    assert_eq!(handle.describe().status, ExecutionStatus::Running);
+    drop(runtime);
+    let execution = handle.describe();
+    assert_eq!(execution.status, ExecutionStatus::Failed);
+    assert_eq!(execution.error.as_deref(), Some("States.Runtime"));
+}
