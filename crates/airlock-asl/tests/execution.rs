@@ -417,11 +417,13 @@ async fn backoff_intervals_show_in_history_timestamps() {
     for (gap, minimum_ms) in scheduled.windows(2).zip([50, 100, 200]) {
         let elapsed = (gap[1] - gap[0]).num_milliseconds();
         assert!(elapsed >= minimum_ms, "{elapsed}ms < {minimum_ms}ms");
-        assert!(
-            elapsed < minimum_ms * 4,
-            "{elapsed}ms is far beyond {minimum_ms}ms"
-        );
     }
+    // Unscaled, the retries would take 7 s; the generous bound tolerates a busy machine.
+    let total = (scheduled[3] - scheduled[0]).num_milliseconds();
+    assert!(
+        total < 3000,
+        "retries took {total}ms; delay_scale was not applied"
+    );
 }
 
 #[tokio::test]
@@ -852,7 +854,7 @@ async fn state_durations_measure_each_visit() {
     assert_eq!(names, ["Pause", "Twice", "Item", "Item"]);
     let pause = durations[0].duration().unwrap().num_milliseconds();
     assert!(
-        (100..1000).contains(&pause),
+        (100..2000).contains(&pause),
         "Wait of 2s × 0.05 took {pause}ms"
     );
     assert_eq!(durations[1].state_type, "Map");
