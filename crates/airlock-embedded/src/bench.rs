@@ -354,5 +354,5 @@ pub async fn run_replay(args: BenchReplayArgs) -> anyhow::Result<u8> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer(&mut out, &line)?;
     writeln!(out)?;
-    Ok(if failed > 0 || unexpected > 0 { 1 } else { 0 })
+    Ok(u8::from(failed > 0 || unexpected > 0))
 }
