@@ -540,40 +540,28 @@ fn table_row(result: &ReplayResult, notes: &mut Vec<String>) -> [String; 8] {
                 check,
             ]
         }
-        ReplayOutcome::Ignored { reason } => [
-            result.source.clone(),
-            "ignored".to_owned(),
-            reason.clone(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            check,
-        ],
+        ReplayOutcome::Ignored { reason } => text_row(result, "ignored", reason, check),
         ReplayOutcome::InputError { error } => {
             notes.push(format!("{}: error: {error}", result.source));
-            [
-                result.source.clone(),
-                "bad input".to_owned(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                check,
-            ]
+            text_row(result, "bad input", "", check)
         }
-        ReplayOutcome::Unavailable { reason } => [
-            result.source.clone(),
-            "not run".to_owned(),
-            reason.clone(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            check,
-        ],
+        ReplayOutcome::Unavailable { reason } => text_row(result, "not run", reason, check),
     }
+}
+
+/// A row with no timings.
+fn text_row(result: &ReplayResult, label: &str, reason: &str, check: String) -> [String; 8] {
+    let blank = String::new;
+    [
+        result.source.clone(),
+        label.to_owned(),
+        reason.to_owned(),
+        blank(),
+        blank(),
+        blank(),
+        blank(),
+        check,
+    ]
 }
 
 fn write_table(out: &mut impl Write, results: &[ReplayResult]) -> std::io::Result<()> {
