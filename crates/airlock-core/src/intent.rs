@@ -119,6 +119,9 @@ pub struct IntentOutcome {
     pub sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    /// For images: the promoted variants and the image's metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<serde_json::Value>,
 }
 
 /// What the signing endpoint agreed to accept for one upload.

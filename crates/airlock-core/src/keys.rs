@@ -19,6 +19,10 @@ pub const TRUSTED_PREFIX: &str = "trusted/";
 /// Prefix of rejected objects and their records.
 pub const QUARANTINE_PREFIX: &str = "quarantine/";
 
+/// Prefix of the media stage's outputs waiting for promotion. Outside `incoming/`, so writing
+/// them triggers no pipeline event, and outside `trusted/`, so nothing unpromoted is readable.
+pub const STAGING_PREFIX: &str = "staging/";
+
 /// Longest tenant or purpose name accepted.
 const MAX_SEGMENT_LEN: usize = 64;
 
@@ -222,6 +226,18 @@ impl UploadKey {
     #[must_use]
     pub fn quarantine(&self) -> String {
         format!("{QUARANTINE_PREFIX}{}", self.suffix())
+    }
+
+    /// A media output waiting for promotion, e.g. `staging/t/p/{id}/w1024.jpg`.
+    #[must_use]
+    pub fn staging(&self, file: &str) -> String {
+        format!("{STAGING_PREFIX}{}/{file}", self.suffix())
+    }
+
+    /// A promoted derived object beside the original, e.g. `trusted/t/p/{id}.w1024.jpg`.
+    #[must_use]
+    pub fn trusted_derived(&self, suffix: &str) -> String {
+        format!("{}.{suffix}", self.trusted())
     }
 
     /// The JSON record written beside a quarantined object.

@@ -9,6 +9,7 @@
 pub mod intake;
 pub mod intent;
 pub mod keys;
+pub mod media;
 pub mod object;
 pub mod policy;
 pub mod ports;

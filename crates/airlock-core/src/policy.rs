@@ -18,6 +18,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::keys::Purpose;
+use crate::media::{ColorHandling, ImageFormat, MediaPolicy, VariantFit, VariantPolicy};
 
 /// The rules for one purpose.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +27,8 @@ pub struct UploadPolicy {
     pub allowed_types: Vec<String>,
     /// Largest object accepted, in bytes.
     pub max_size: u64,
-    /// Whether the media stage (images) applies.
-    pub media: bool,
+    /// The media stage's settings, when it applies to this purpose's images.
+    pub media: Option<MediaPolicy>,
     /// How long an intent accepts its upload.
     pub intent_ttl_seconds: u64,
 }
@@ -129,8 +130,129 @@ struct RawFile {
 struct RawPolicy {
     allowed_types: Option<Vec<String>>,
     max_size: Option<RawSize>,
-    media: Option<bool>,
+    media: Option<RawMedia>,
     intent_ttl_seconds: Option<u64>,
+}
+
+/// `media = true`, `media = false`, or a `[purposes.x.media]` table.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RawMedia {
+    Enabled(bool),
+    Settings(RawMediaSettings),
+}
+
+#[derive(Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMediaSettings {
+    max_pixels: Option<u64>,
+    max_width: Option<u32>,
+    max_height: Option<u32>,
+    max_frames: Option<u32>,
+    decode_timeout_seconds: Option<u64>,
+    original_quality: Option<u8>,
+    keep_original: Option<bool>,
+    /// `convert-to-srgb` or `drop`.
+    color: Option<String>,
+    variants: Option<Vec<RawVariant>>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawVariant {
+    name: String,
+    /// Long edge (for `fit = "contain"`).
+    size: Option<u32>,
+    /// `contain` (default) or `cover`.
+    fit: Option<String>,
+    width: Option<u32>,
+    height: Option<u32>,
+    /// `jpeg` (default), `webp` or `png`.
+    format: Option<String>,
+    quality: Option<u8>,
+}
+
+fn media_policy(raw: &RawMediaSettings, at: &str) -> Result<MediaPolicy, String> {
+    let defaults = MediaPolicy::default();
+    let positive = |value: Option<u64>, name: &str, default: u64| -> Result<u64, String> {
+        match value {
+            Some(0) => Err(format!("{at}.{name} must be above zero")),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        }
+    };
+    let quality = |value: Option<u8>, name: &str, default: u8| -> Result<u8, String> {
+        match value {
+            Some(q) if !(1..=100).contains(&q) => Err(format!("{at}.{name} must be 1 to 100")),
+            Some(q) => Ok(q),
+            None => Ok(default),
+        }
+    };
+    let narrow = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    let color = match raw.color.as_deref() {
+        None | Some("convert-to-srgb") => ColorHandling::ConvertToSrgb,
+        Some("drop") => ColorHandling::Drop,
+        Some(other) => {
+            return Err(format!("{at}.color: {other:?} is not \"convert-to-srgb\" or \"drop\""));
+        }
+    };
+    let variants = match &raw.variants {
+        None => defaults.variants.clone(),
+        Some(list) => {
+            let mut variants = Vec::with_capacity(list.len());
+            for (i, v) in list.iter().enumerate() {
+                let at = format!("{at}.variants[{i}]");
+                let valid_name = !v.name.is_empty()
+                    && v.name.len() <= 32
+                    && v.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && v.name != "original";
+                if !valid_name {
+                    return Err(format!("{at}.name: {:?} must be 1 to 32 of a-z, 0-9, '-' (and not \"original\")", v.name));
+                }
+                if variants.iter().any(|known: &VariantPolicy| known.name == v.name) {
+                    return Err(format!("{at}.name: {:?} is used twice", v.name));
+                }
+                let fit = match v.fit.as_deref() {
+                    None | Some("contain") => VariantFit::Contain,
+                    Some("cover") => match (v.width, v.height) {
+                        (Some(w), Some(h)) if w > 0 && h > 0 => VariantFit::Cover { width: w, height: h },
+                        _ => return Err(format!("{at}: fit = \"cover\" needs width and height above zero")),
+                    },
+                    Some(other) => return Err(format!("{at}.fit: {other:?} is not \"contain\" or \"cover\"")),
+                };
+                let size = match (fit, v.size) {
+                    (VariantFit::Contain, Some(s)) if s > 0 => s,
+                    (VariantFit::Contain, _) => return Err(format!("{at}.size must be above zero")),
+                    (VariantFit::Cover { width, height }, _) => width.max(height),
+                };
+                let format = match v.format.as_deref() {
+                    None | Some("jpeg") => ImageFormat::Jpeg,
+                    Some("webp") => ImageFormat::Webp,
+                    Some("png") => ImageFormat::Png,
+                    Some(other) => return Err(format!("{at}.format: {other:?} is not jpeg, webp or png")),
+                };
+                variants.push(VariantPolicy {
+                    name: v.name.clone(),
+                    size,
+                    fit,
+                    format,
+                    quality: quality(v.quality, &format!("variants[{i}].quality"), 82)?,
+                });
+            }
+            variants
+        }
+    };
+    Ok(MediaPolicy {
+        max_pixels: positive(raw.max_pixels, "max_pixels", defaults.max_pixels)?,
+        max_width: narrow(positive(raw.max_width.map(u64::from), "max_width", u64::from(defaults.max_width))?),
+        max_height: narrow(positive(raw.max_height.map(u64::from), "max_height", u64::from(defaults.max_height))?),
+        max_frames: narrow(positive(raw.max_frames.map(u64::from), "max_frames", u64::from(defaults.max_frames))?),
+        decode_timeout_seconds: positive(raw.decode_timeout_seconds, "decode_timeout_seconds", defaults.decode_timeout_seconds)?,
+        original_quality: quality(raw.original_quality, "original_quality", defaults.original_quality)?,
+        keep_original: raw.keep_original.unwrap_or(defaults.keep_original),
+        color,
+        variants,
+    })
 }
 
 #[derive(Deserialize, Clone)]
@@ -262,12 +384,19 @@ impl Policies {
                     field("intent_ttl_seconds")
                 )));
             }
+            let media = match policy.media.as_ref().or(raw.defaults.media.as_ref()) {
+                None | Some(RawMedia::Enabled(false)) => None,
+                Some(RawMedia::Enabled(true)) => Some(MediaPolicy::default()),
+                Some(RawMedia::Settings(settings)) => {
+                    Some(media_policy(settings, &field("media")).map_err(invalid)?)
+                }
+            };
             purposes.insert(
                 name,
                 UploadPolicy {
                     allowed_types,
                     max_size,
-                    media: policy.media.or(raw.defaults.media).unwrap_or(false),
+                    media,
                     intent_ttl_seconds,
                 },
             );
@@ -294,13 +423,13 @@ mod tests {
         let policies = Policies::builtin();
         let avatar = policies.get(&Purpose::new("avatar").unwrap()).unwrap();
         assert_eq!(avatar.max_size, 10 * 1024 * 1024);
-        assert!(avatar.media);
+        assert_eq!(avatar.media, Some(MediaPolicy::default()));
         assert!(avatar.allows("image/JPG"));
         assert!(!avatar.allows("application/pdf"));
         let attachment = policies.get(&Purpose::new("attachment").unwrap()).unwrap();
         assert!(attachment.allows("image/tiff"));
         assert!(!attachment.allows("imagex/tiff"));
-        assert!(!attachment.media);
+        assert!(attachment.media.is_none());
         assert_eq!(attachment.intent_ttl_seconds, 900);
     }
 
@@ -345,6 +474,43 @@ mod tests {
     }
 
     #[test]
+    fn media_settings_parse_and_name_bad_fields() {
+        let policies = Policies::from_toml(
+            "[purposes.photo]\nallowed_types=['image/*']\n[purposes.photo.media]\nmax_pixels=1000\ncolor='drop'\nkeep_original=true\nvariants=[{name='thumb', fit='cover', width=64, height=64, format='webp', quality=70}, {name='w512', size=512}]\n",
+        )
+        .unwrap();
+        let media = policies
+            .get(&Purpose::new("photo").unwrap())
+            .unwrap()
+            .media
+            .clone()
+            .unwrap();
+        assert_eq!(media.max_pixels, 1000);
+        assert_eq!(media.color, ColorHandling::Drop);
+        assert!(media.keep_original);
+        assert_eq!(media.variants.len(), 2);
+        assert_eq!(media.variants[0].fit, VariantFit::Cover { width: 64, height: 64 });
+        assert_eq!(media.variants[0].format, ImageFormat::Webp);
+        assert_eq!(media.variants[1].size, 512);
+        assert_eq!(media.variants[1].quality, 82);
+        for (table, expected) in [
+            ("max_pixels=0", "purposes.p.media.max_pixels must be above zero"),
+            ("color='cmyk'", "purposes.p.media.color"),
+            ("variants=[{name='a', size=0}]", "purposes.p.media.variants[0].size"),
+            ("variants=[{name='A', size=5}]", "purposes.p.media.variants[0].name"),
+            ("variants=[{name='a', size=5}, {name='a', size=6}]", "used twice"),
+            ("variants=[{name='a', fit='cover'}]", "needs width and height"),
+            ("variants=[{name='a', size=5, format='gif'}]", "variants[0].format"),
+            ("variants=[{name='a', size=5, quality=101}]", "quality must be 1 to 100"),
+            ("original_quality=0", "original_quality must be 1 to 100"),
+        ] {
+            let text = format!("[purposes.p]\nallowed_types=['image/png']\n[purposes.p.media]\n{table}\n");
+            let err = Policies::from_toml(&text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{table}: {err}");
+        }
+    }
+
+    #[test]
     fn defaults_fill_missing_fields() {
         let policies = Policies::from_toml(
             "[defaults]\nallowed_types=['text/plain']\nmax_size=100\nmedia=true\n[purposes.notes]\n",
@@ -353,6 +519,6 @@ mod tests {
         let notes = policies.get(&Purpose::new("notes").unwrap()).unwrap();
         assert_eq!(notes.allowed_types, vec!["text/plain"]);
         assert_eq!(notes.max_size, 100);
-        assert!(notes.media);
+        assert!(notes.media.is_some());
     }
 }

@@ -39,11 +39,20 @@ pub enum ReasonCode {
     ScanUnavailable,
     /// The object could not be inspected, after retries.
     InspectUnavailable,
+    /// The image exceeds the purpose's limits (pixels, dimensions, frames), judged from its
+    /// header before decoding.
+    ImageTooLarge,
+    /// The image is corrupt, truncated, or could not be decoded in time.
+    ImageInvalid,
+    /// Not an image format the media stage processes (SVG, TIFF, ...).
+    ImageUnsupported,
+    /// The media stage failed, after retries.
+    MediaUnavailable,
 }
 
 impl ReasonCode {
     /// Every code, in a stable order (for docs and tests).
-    pub const ALL: [ReasonCode; 14] = [
+    pub const ALL: [ReasonCode; 18] = [
         Self::NoIntent,
         Self::IntentExpired,
         Self::IntentAlreadyUsed,
@@ -58,6 +67,10 @@ impl ReasonCode {
         Self::TooLargeToScan,
         Self::ScanUnavailable,
         Self::InspectUnavailable,
+        Self::ImageTooLarge,
+        Self::ImageInvalid,
+        Self::ImageUnsupported,
+        Self::MediaUnavailable,
     ];
 
     #[must_use]
@@ -77,6 +90,10 @@ impl ReasonCode {
             Self::TooLargeToScan => "too-large-to-scan",
             Self::ScanUnavailable => "scan-unavailable",
             Self::InspectUnavailable => "inspect-unavailable",
+            Self::ImageTooLarge => "image-too-large",
+            Self::ImageInvalid => "image-invalid",
+            Self::ImageUnsupported => "image-unsupported",
+            Self::MediaUnavailable => "media-unavailable",
         }
     }
 }

@@ -13,9 +13,12 @@ use crate::keys::UploadKey;
 use crate::object::ObjectRef;
 use crate::policy::Policies;
 use crate::ports::{Clock, EventSink, IntentStore, ObjectStore, Retry, Scanner, TaskAnswers};
+use crate::media::MediaProcessor;
 use crate::stages::{
-    self, InspectOutcome, QuarantineRequest, ScanOutcome, Stage, StageError, error_names,
+    self, InspectOutcome, MediaOutcome, PromoteFacts, QuarantineRequest, ScanOutcome, Stage,
+    StageError, error_names,
 };
+use tokio::sync::Semaphore;
 use crate::verdict::{ReasonCode, Rejection};
 
 /// A task for a worker, as the state machine sends it.
@@ -37,8 +40,10 @@ pub struct TaskMessage {
 struct Findings {
     inspect: Option<InspectOutcome>,
     scan: Option<ScanOutcome>,
+    media: Option<MediaOutcome>,
     inspect_failure: Option<CaughtError>,
     scan_failure: Option<CaughtError>,
+    media_failure: Option<CaughtError>,
 }
 
 /// An error caught by a Catch clause (`{"Error": ..., "Cause": ...}`).
@@ -69,6 +74,16 @@ pub fn quarantine_request(
         (Stage::Inspect, r)
     } else if let Some(ScanOutcome::Reject(r)) = findings.scan {
         (Stage::Scan, r)
+    } else if let Some(MediaOutcome::Reject(r)) = findings.media {
+        (Stage::Media, r)
+    } else if let Some(failure) = findings.media_failure {
+        (
+            Stage::Media,
+            Rejection::new(
+                ReasonCode::MediaUnavailable,
+                format!("{}: {}", failure.error, failure.cause),
+            ),
+        )
     } else if let Some(failure) = findings.scan_failure {
         (
             Stage::Scan,
@@ -108,6 +123,10 @@ pub struct Worker {
     pub events: Arc<dyn EventSink>,
     pub clock: Arc<dyn Clock>,
     pub policies: Arc<Policies>,
+    /// The image library for the media stage.
+    pub media: Arc<dyn MediaProcessor>,
+    /// Caps how many images are decoded at once (decoding is CPU- and memory-heavy).
+    pub media_permits: Arc<Semaphore>,
     /// The bucket this worker's store serves; tasks for another bucket are refused.
     pub bucket: String,
 }
@@ -118,6 +137,14 @@ impl std::fmt::Debug for Worker {
             .field("bucket", &self.bucket)
             .finish_non_exhaustive()
     }
+}
+
+/// An earlier stage's output from the findings; `None` if absent, null or malformed.
+fn finding<T: serde::de::DeserializeOwned>(task: &TaskMessage, name: &str) -> Option<T> {
+    task.findings
+        .get(name)
+        .filter(|v| !v.is_null())
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
 fn to_value<T: Serialize>(stage: Stage, value: &T) -> Result<Value, StageError> {
@@ -162,31 +189,8 @@ impl Worker {
                 .await?;
                 to_value(Stage::Scan, &outcome)
             }
-            Stage::Promote => {
-                let upload = UploadKey::parse_incoming(&task.object.key)
-                    .map_err(|e| bad_message(Stage::Promote, e.to_string()))?;
-                let Some(ScanOutcome::Pass(scan)) = task
-                    .findings
-                    .get("scan")
-                    .and_then(|v| serde_json::from_value::<ScanOutcome>(v.clone()).ok())
-                else {
-                    return Err(bad_message(
-                        Stage::Promote,
-                        "findings hold no passing scan: refusing to promote",
-                    ));
-                };
-                let report = stages::promote(
-                    self.store.as_ref(),
-                    self.intents.as_ref(),
-                    self.events.as_ref(),
-                    self.clock.as_ref(),
-                    &upload,
-                    &scan.sha256,
-                    scan.size,
-                )
-                .await?;
-                to_value(Stage::Promote, &report)
-            }
+            Stage::Media => self.run_media(task).await,
+            Stage::Promote => self.run_promote(task).await,
             Stage::Quarantine => {
                 let request = quarantine_request(&task.object, &task.findings)?;
                 let report = stages::quarantine(
@@ -200,6 +204,81 @@ impl Worker {
                 to_value(Stage::Quarantine, &report)
             }
         }
+    }
+
+    async fn run_media(&self, task: &TaskMessage) -> Result<Value, StageError> {
+        let upload = UploadKey::parse_incoming(&task.object.key)
+            .map_err(|e| bad_message(Stage::Media, e.to_string()))?;
+        let Some(InspectOutcome::Pass(inspect)) = finding::<InspectOutcome>(task, "inspect") else {
+            return Err(bad_message(Stage::Media, "findings hold no passing inspection"));
+        };
+        let Some(policy) = self
+            .policies
+            .get(&inspect.purpose)
+            .and_then(|p| p.media.as_ref())
+        else {
+            return Err(bad_message(
+                Stage::Media,
+                format!("purpose {} has no media policy", inspect.purpose),
+            ));
+        };
+        let outcome = stages::media(
+            self.store.as_ref(),
+            Arc::clone(&self.media),
+            &self.media_permits,
+            &upload,
+            &inspect.detected_type,
+            inspect.size,
+            policy,
+        )
+        .await?;
+        to_value(Stage::Media, &outcome)
+    }
+
+    async fn run_promote(&self, task: &TaskMessage) -> Result<Value, StageError> {
+        let upload = UploadKey::parse_incoming(&task.object.key)
+            .map_err(|e| bad_message(Stage::Promote, e.to_string()))?;
+        let Some(ScanOutcome::Pass(scan)) = finding::<ScanOutcome>(task, "scan") else {
+            return Err(bad_message(
+                Stage::Promote,
+                "findings hold no passing scan: refusing to promote",
+            ));
+        };
+        let inspect_wants_media = matches!(
+            finding::<InspectOutcome>(task, "inspect"),
+            Some(InspectOutcome::Pass(ref report)) if report.media
+        );
+        let media = match finding::<MediaOutcome>(task, "media") {
+            Some(MediaOutcome::Pass(report)) => Some(report),
+            Some(MediaOutcome::Reject(_)) => {
+                return Err(bad_message(
+                    Stage::Promote,
+                    "the media stage rejected this object: refusing to promote",
+                ));
+            }
+            // An image whose purpose wants it sanitized is never promoted raw.
+            None if inspect_wants_media => {
+                return Err(bad_message(
+                    Stage::Promote,
+                    "findings hold no media result for an image that needs one: refusing to promote",
+                ));
+            }
+            None => None,
+        };
+        let report = stages::promote(
+            self.store.as_ref(),
+            self.intents.as_ref(),
+            self.events.as_ref(),
+            self.clock.as_ref(),
+            &upload,
+            PromoteFacts {
+                sha256: &scan.sha256,
+                size: scan.size,
+                media: media.as_deref(),
+            },
+        )
+        .await?;
+        to_value(Stage::Promote, &report)
     }
 
     /// Handles one queue message body: parse, run, answer. An `Err` means the answer could

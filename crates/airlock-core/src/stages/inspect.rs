@@ -26,7 +26,7 @@ pub struct InspectReport {
     pub size: u64,
     pub declared_type: String,
     pub detected_type: String,
-    /// Whether the purpose's policy asks for the media stage.
+    /// Whether the media stage applies: an image, for a purpose whose policy asks for it.
     pub media: bool,
     /// The SHA-256 the client declared, for the scan stage to check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,6 +156,7 @@ pub async fn inspect(
     };
 
     mark_processing(intents, &intent, clock).await?;
+    let media = policy.media.is_some() && detected.starts_with("image/");
     Ok(InspectOutcome::Pass(InspectReport {
         upload_id: intent.id,
         tenant: intent.tenant,
@@ -163,7 +164,7 @@ pub async fn inspect(
         size: meta.size,
         declared_type: declared,
         detected_type: detected,
-        media: policy.media,
+        media,
         expected_sha256: intent.sha256,
         bytes_read: bytes.len() as u64,
     }))

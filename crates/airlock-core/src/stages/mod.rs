@@ -5,6 +5,7 @@
 //! machine may retry. A rejected file is never an `Err`.
 
 mod inspect;
+mod media;
 mod promote;
 mod quarantine;
 mod scan;
@@ -14,7 +15,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use inspect::{InspectOutcome, InspectReport, SNIFF_LEN, inspect, sniff_type};
-pub use promote::{PromoteReport, promote};
+pub use media::{MediaOutcome, MediaReport, StagedOutput, media};
+pub use promote::{PromoteFacts, PromoteReport, promote};
 pub use quarantine::{QuarantineRecord, QuarantineReport, QuarantineRequest, quarantine};
 pub use scan::{ScanOutcome, ScanPass, scan};
 
@@ -26,6 +28,7 @@ use crate::ports::{EventSinkError, IntentStoreError, Retry, ScanError, StoreErro
 pub enum Stage {
     Inspect,
     Scan,
+    Media,
     Promote,
     Quarantine,
 }
@@ -36,6 +39,7 @@ impl Stage {
         match self {
             Self::Inspect => "inspect",
             Self::Scan => "scan",
+            Self::Media => "media",
             Self::Promote => "promote",
             Self::Quarantine => "quarantine",
         }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{Stage, StageError};
 use crate::intent::{IntentOutcome, IntentState};
 use crate::keys::UploadKey;
+use crate::stages::{MediaReport, StagedOutput};
 use crate::ports::{
     Clock, EventSink, IntentStore, ObjectStore, PipelineEvent, PipelineEventKind, Retry,
     Transition, TransitionResult,
@@ -21,6 +22,69 @@ pub struct PromoteReport {
     pub promoted_now: bool,
 }
 
+/// What the earlier stages established about an object to promote.
+#[derive(Debug, Clone, Copy)]
+pub struct PromoteFacts<'a> {
+    /// SHA-256 of the uploaded bytes, from the scan.
+    pub sha256: &'a str,
+    pub size: u64,
+    /// For images: the sanitized original and variants waiting under `staging/`.
+    pub media: Option<&'a MediaReport>,
+}
+
+/// Copies `from` to `to` and confirms the copy has `size` bytes.
+async fn copy_confirmed(
+    store: &dyn ObjectStore,
+    from: &str,
+    to: &str,
+    size: u64,
+) -> Result<(), StageError> {
+    let store_err = |e: &crate::ports::StoreError| StageError::store(Stage::Promote, e);
+    store.copy(from, to).await.map_err(|e| store_err(&e))?;
+    match store.head(to).await.map_err(|e| store_err(&e))? {
+        Some(copy) if copy.size == size => Ok(()),
+        other => Err(StageError::new(
+            Stage::Promote,
+            Retry::Transient,
+            format!(
+                "copy to {to} not confirmed: expected {size} bytes, found {:?}",
+                other.map(|m| m.size)
+            ),
+        )),
+    }
+}
+
+/// The promoted keys of a media report: the sanitized original takes the upload's key,
+/// variants and metadata sit beside it.
+fn media_summary(upload: &UploadKey, report: &MediaReport) -> serde_json::Value {
+    let output = |o: &StagedOutput, key: String| {
+        serde_json::json!({
+            "name": o.name,
+            "key": key,
+            "contentType": o.content_type,
+            "width": o.width,
+            "height": o.height,
+            "size": o.size,
+            "sha256": o.sha256,
+        })
+    };
+    let variants: Vec<_> = report
+        .variants
+        .iter()
+        .map(|v| output(v, variant_key(upload, v)))
+        .collect();
+    serde_json::json!({
+        "original": output(&report.original, upload.trusted()),
+        "variants": variants,
+        "metadataKey": upload.trusted_derived("json"),
+        "metadata": report.metadata,
+    })
+}
+
+fn variant_key(upload: &UploadKey, variant: &StagedOutput) -> String {
+    upload.trusted_derived(&format!("{}.{}", variant.name, variant.extension))
+}
+
 /// Promotes the object of `upload` with the facts the earlier stages established.
 pub async fn promote(
     store: &dyn ObjectStore,
@@ -28,33 +92,48 @@ pub async fn promote(
     events: &dyn EventSink,
     clock: &dyn Clock,
     upload: &UploadKey,
-    sha256: &str,
-    size: u64,
+    facts: PromoteFacts<'_>,
 ) -> Result<PromoteReport, StageError> {
     let store_err = |e: &crate::ports::StoreError| StageError::store(Stage::Promote, e);
     let incoming = upload.incoming();
     let trusted = upload.trusted();
+    let media = facts.media.map(|report| (report, media_summary(upload, report)));
 
     let incoming_meta = store.head(&incoming).await.map_err(|e| store_err(&e))?;
     let promoted_now = incoming_meta.is_some();
     if let Some(meta) = incoming_meta {
-        store
-            .copy(&incoming, &trusted)
-            .await
-            .map_err(|e| store_err(&e))?;
-        // Never delete the source before the copy is confirmed.
-        match store.head(&trusted).await.map_err(|e| store_err(&e))? {
-            Some(copy) if copy.size == meta.size => {}
-            other => {
-                return Err(StageError::new(
-                    Stage::Promote,
-                    Retry::Transient,
-                    format!(
-                        "copy to {trusted} not confirmed: expected {} bytes, found {:?}",
-                        meta.size,
-                        other.map(|m| m.size)
-                    ),
-                ));
+        match &media {
+            None => copy_confirmed(store, &incoming, &trusted, meta.size).await?,
+            Some((report, summary)) => {
+                // Variants and metadata first, the original last: once `trusted/{id}`
+                // exists, everything beside it does too.
+                for variant in &report.variants {
+                    copy_confirmed(
+                        store,
+                        &variant.staging_key,
+                        &variant_key(upload, variant),
+                        variant.size,
+                    )
+                    .await?;
+                }
+                let json = serde_json::to_vec_pretty(summary).map_err(|e| {
+                    StageError::new(Stage::Promote, Retry::Permanent, e.to_string())
+                })?;
+                store
+                    .put(&upload.trusted_derived("json"), json, "application/json")
+                    .await
+                    .map_err(|e| store_err(&e))?;
+                if report.keep_original {
+                    copy_confirmed(store, &incoming, &upload.trusted_derived("original"), meta.size)
+                        .await?;
+                }
+                copy_confirmed(
+                    store,
+                    &report.original.staging_key,
+                    &trusted,
+                    report.original.size,
+                )
+                .await?;
             }
         }
     } else if store
@@ -75,8 +154,9 @@ pub async fn promote(
         key: trusted.clone(),
         reason: None,
         detail: None,
-        sha256: Some(sha256.to_owned()),
-        size: Some(size),
+        sha256: Some(facts.sha256.to_owned()),
+        size: Some(facts.size),
+        media: media.as_ref().map(|(_, summary)| summary.clone()),
     };
     let result = intents
         .transition(
@@ -115,6 +195,14 @@ pub async fn promote(
     };
 
     store.delete(&incoming).await.map_err(|e| store_err(&e))?;
+    if let Some((report, _)) = &media {
+        for staged in std::iter::once(&report.original).chain(&report.variants) {
+            store
+                .delete(&staged.staging_key)
+                .await
+                .map_err(|e| store_err(&e))?;
+        }
+    }
 
     if newly_ready {
         events

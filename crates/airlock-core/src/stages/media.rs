@@ -1,0 +1,144 @@
+//! Media: for images, decode with limits, auto-orient, strip metadata, re-encode, and make the
+//! variants — off the async threads, a bounded number at a time — then stage the outputs
+//! for promotion.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use super::{Stage, StageError};
+use crate::keys::UploadKey;
+use crate::media::{MediaOutput, MediaPolicy, MediaProcessor};
+use crate::ports::{ObjectStore, Retry, StoreError};
+use crate::verdict::Rejection;
+
+/// One staged output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StagedOutput {
+    /// `original` or the variant's name.
+    pub name: String,
+    /// Where it waits under `staging/`.
+    pub staging_key: String,
+    pub content_type: String,
+    pub extension: String,
+    pub width: u32,
+    pub height: u32,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// What the media stage made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaReport {
+    /// The sanitized original: this, not the upload, is what `trusted/` gets.
+    pub original: StagedOutput,
+    pub variants: Vec<StagedOutput>,
+    /// Keep the untouched upload too (the policy's `keep_original`).
+    pub keep_original: bool,
+    pub metadata: serde_json::Value,
+}
+
+/// The result of the media stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum MediaOutcome {
+    Pass(Box<MediaReport>),
+    Reject(Rejection),
+}
+
+async fn stage_output(
+    store: &dyn ObjectStore,
+    upload: &UploadKey,
+    output: MediaOutput,
+) -> Result<StagedOutput, StageError> {
+    let staging_key = upload.staging(&format!("{}.{}", output.name, output.extension));
+    let size = output.bytes.len() as u64;
+    store
+        .put(&staging_key, output.bytes, &output.content_type)
+        .await
+        .map_err(|e: StoreError| StageError::store(Stage::Media, &e))?;
+    Ok(StagedOutput {
+        name: output.name,
+        staging_key,
+        content_type: output.content_type,
+        extension: output.extension,
+        width: output.width,
+        height: output.height,
+        size,
+        sha256: output.sha256,
+    })
+}
+
+/// Processes the image of `upload`. `permits` caps how many images are decoded at once.
+pub async fn media(
+    store: &dyn ObjectStore,
+    processor: Arc<dyn MediaProcessor>,
+    permits: &Semaphore,
+    upload: &UploadKey,
+    content_type: &str,
+    size: u64,
+    policy: &MediaPolicy,
+) -> Result<MediaOutcome, StageError> {
+    let key = upload.incoming();
+    let bytes = store
+        .read_range(&key, 0, size)
+        .await
+        .map_err(|e| StageError::store(Stage::Media, &e))?;
+    if bytes.len() as u64 != size {
+        return Err(StageError::new(
+            Stage::Media,
+            Retry::Permanent,
+            format!("{key} has {} bytes, inspect saw {size}", bytes.len()),
+        ));
+    }
+    let _permit = permits
+        .acquire()
+        .await
+        .map_err(|_| StageError::new(Stage::Media, Retry::Transient, "media workers shut down"))?;
+    let job_policy = policy.clone();
+    let job_type = content_type.to_owned();
+    let job = tokio::task::spawn_blocking(move || processor.process(&bytes, &job_type, &job_policy));
+    // The library bounds its own decode time; this is the backstop if it ever does not.
+    let limit = Duration::from_secs(policy.decode_timeout_seconds.saturating_mul(3) + 10);
+    let result = match tokio::time::timeout(limit, job).await {
+        Err(_) => {
+            return Err(StageError::new(
+                Stage::Media,
+                Retry::Permanent,
+                format!("processing did not finish within {limit:?}"),
+            ));
+        }
+        Ok(Err(join)) => {
+            return Err(StageError::new(
+                Stage::Media,
+                Retry::Permanent,
+                format!("processing crashed: {join}"),
+            ));
+        }
+        Ok(Ok(result)) => result,
+    };
+    let product = match result {
+        Ok(product) => product,
+        Err(rejection) => {
+            return Ok(MediaOutcome::Reject(Rejection::new(
+                rejection.reason,
+                rejection.detail,
+            )));
+        }
+    };
+    let original = stage_output(store, upload, product.original).await?;
+    let mut variants = Vec::with_capacity(product.variants.len());
+    for variant in product.variants {
+        variants.push(stage_output(store, upload, variant).await?);
+    }
+    Ok(MediaOutcome::Pass(Box::new(MediaReport {
+        original,
+        variants,
+        keep_original: policy.keep_original,
+        metadata: product.metadata,
+    })))
+}
