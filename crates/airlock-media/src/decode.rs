@@ -1,0 +1,632 @@
+//! Decoding, with every decoder bounded in memory (limits checked from the header first)
+//! and in time.
+//!
+//! Time is bounded cooperatively where the decoder can be driven piecewise: PNG row by
+//! row, GIF and animated WebP frame by frame. A baseline JPEG or a still WebP decodes in
+//! one call, but its work is linear in the pixel count (already limited) and the scan
+//! count (a baseline JPEG may have at most one scan per component). A progressive JPEG is
+//! the exception — each of its scans walks every coefficient again — so it decodes on a
+//! worker thread that is abandoned at the deadline. The trade-off: the input is copied
+//! for that thread, and an abandoned thread keeps its CPU and memory until it finishes on
+//! its own (bounded by the scan limit and the pixel limit), since Rust threads cannot be
+//! killed.
+
+use std::borrow::Cow;
+use std::io::Cursor;
+use std::num::NonZeroU64;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use image_webp::{LoopCount, WebPDecoder};
+
+use crate::MediaError;
+use crate::color::{self, IccOutcome, SrgbTransform};
+use crate::encode::AnimatedWebp;
+use crate::header::{Header, ImageFormat};
+use crate::options::{ColorProfile, Limits};
+use crate::raster::{self, Channels, Raster};
+
+/// The wall-clock budget of one decode.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    start: Instant,
+    budget: Duration,
+}
+
+impl Deadline {
+    pub(crate) fn new(budget: Duration) -> Self {
+        Self {
+            start: Instant::now(),
+            budget,
+        }
+    }
+
+    pub(crate) fn check(&self) -> Result<(), MediaError> {
+        if self.start.elapsed() > self.budget {
+            Err(MediaError::TimedOut(self.budget))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn remaining(&self) -> Duration {
+        self.budget.saturating_sub(self.start.elapsed())
+    }
+}
+
+/// What a decode is asked to do.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Request<'a> {
+    pub header: &'a Header<'a>,
+    pub limits: &'a Limits,
+    pub deadline: Deadline,
+    pub color_profile: ColorProfile,
+    /// Smallest acceptable size of the decoded image (in stored orientation): a JPEG may
+    /// be decoded at 1/2, 1/4 or 1/8 scale as long as it stays at least this large.
+    pub min_size: (u32, u32),
+    /// Also re-encode the original frame by frame: every GIF (to GIF), and animated
+    /// WebP (to animated WebP).
+    pub transcode: bool,
+    /// EXIF orientation, applied to re-encoded animation frames.
+    pub orientation: u16,
+}
+
+/// A decoded image.
+#[derive(Debug)]
+pub(crate) struct Decoded {
+    /// The still image, or an animation's first frame, in stored orientation, colours
+    /// already in sRGB when conversion was asked for.
+    pub base: Raster,
+    /// What became of an embedded ICC profile (`None`: there was none).
+    pub icc: Option<IccOutcome>,
+    /// The re-encoded original, when transcoding was asked for and applies.
+    pub animation: Option<Vec<u8>>,
+}
+
+pub(crate) fn decode(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
+    let decoded = match request.header.info.format {
+        ImageFormat::Jpeg => jpeg(bytes, request),
+        ImageFormat::Png => png(bytes, request),
+        ImageFormat::Gif => gif(bytes, request),
+        ImageFormat::WebP => webp(bytes, request),
+    }?;
+    request.deadline.check()?;
+    Ok(decoded)
+}
+
+/// Applies the colour-profile option to a decoded still image.
+fn manage_color(
+    raster: &mut Raster,
+    icc: Option<&[u8]>,
+    option: ColorProfile,
+) -> Option<IccOutcome> {
+    let icc = icc?;
+    Some(match option {
+        ColorProfile::ConvertToSrgb => color::convert_to_srgb(raster, icc),
+        ColorProfile::Drop => IccOutcome::Dropped,
+    })
+}
+
+/// Bytes a decoder may allocate for its output and working buffers: the largest image
+/// allowed, at four 16-bit samples per pixel, plus slack for tables.
+fn decoder_memory_budget(limits: &Limits) -> usize {
+    usize::try_from(limits.max_pixels.saturating_mul(8).saturating_add(1 << 24))
+        .unwrap_or(usize::MAX)
+}
+
+// ---------------------------------------------------------------- JPEG
+
+/// Picks the IDCT scale (in eighths: 1, 2, 4 or 8) giving the smallest decoded image that
+/// is still at least `min_size` in both dimensions.
+fn jpeg_scale(width: u32, height: u32, min_size: (u32, u32)) -> u32 {
+    let scaled = |len: u32, eighths: u32| (len * eighths).div_ceil(8);
+    [1, 2, 4]
+        .into_iter()
+        .find(|&eighths| {
+            scaled(width, eighths) >= min_size.0 && scaled(height, eighths) >= min_size.1
+        })
+        .unwrap_or(8)
+}
+
+fn jpeg_error(error: jpeg_decoder::Error) -> MediaError {
+    match error {
+        jpeg_decoder::Error::Unsupported(feature) => {
+            MediaError::Unsupported(format!("JPEG feature: {feature:?}"))
+        }
+        other => MediaError::Invalid(format!("JPEG: {other}")),
+    }
+}
+
+fn jpeg_decode_pixels(
+    bytes: &[u8],
+    eighths: u32,
+    memory_budget: usize,
+) -> Result<(Vec<u8>, jpeg_decoder::ImageInfo), MediaError> {
+    let mut decoder = jpeg_decoder::Decoder::new(bytes);
+    decoder.set_max_decoding_buffer_size(memory_budget);
+    decoder.read_info().map_err(jpeg_error)?;
+    let info = decoder
+        .info()
+        .ok_or_else(|| MediaError::Invalid("JPEG has no frame header".into()))?;
+    if eighths < 8 {
+        let scaled =
+            |len: u16| u16::try_from((u32::from(len) * eighths).div_ceil(8)).unwrap_or(len);
+        decoder
+            .scale(scaled(info.width), scaled(info.height))
+            .map_err(jpeg_error)?;
+    }
+    let pixels = decoder.decode().map_err(jpeg_error)?;
+    let info = decoder
+        .info()
+        .ok_or_else(|| MediaError::Invalid("JPEG has no frame header".into()))?;
+    Ok((pixels, info))
+}
+
+fn jpeg(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
+    let header = request.header;
+    let layout = header
+        .jpeg
+        .ok_or_else(|| MediaError::Invalid("JPEG header missing".into()))?;
+    let eighths = jpeg_scale(header.info.width, header.info.height, request.min_size);
+    let budget = decoder_memory_budget(request.limits);
+    let (pixels, info) = if layout.progressive {
+        let owned = bytes.to_vec();
+        run_until(request.deadline, move || {
+            jpeg_decode_pixels(&owned, eighths, budget)
+        })??
+    } else {
+        jpeg_decode_pixels(bytes, eighths, budget)?
+    };
+    request.deadline.check()?;
+
+    let (width, height) = (u32::from(info.width), u32::from(info.height));
+    let expected = width as usize * height as usize * info.pixel_format.pixel_bytes();
+    if pixels.len() != expected {
+        return Err(MediaError::Invalid(
+            "JPEG decoder returned a short buffer".into(),
+        ));
+    }
+    let icc = header.icc.as_deref();
+    let (base, icc) = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => {
+            let mut raster = Raster::new(width, height, Channels::Gray, pixels);
+            let outcome = manage_color(&mut raster, icc, request.color_profile);
+            (raster, outcome)
+        }
+        jpeg_decoder::PixelFormat::L16 => {
+            // Samples are native-endian and hold `precision` significant bits.
+            let shift = u32::from(layout.precision.clamp(8, 16) - 8);
+            let gray = pixels
+                .chunks_exact(2)
+                .map(|s| u8::try_from(u16::from_ne_bytes([s[0], s[1]]) >> shift).unwrap_or(u8::MAX))
+                .collect();
+            let mut raster = Raster::new(width, height, Channels::Gray, gray);
+            let outcome = manage_color(&mut raster, icc, request.color_profile);
+            (raster, outcome)
+        }
+        jpeg_decoder::PixelFormat::RGB24 => {
+            let mut raster = Raster::new(width, height, Channels::Rgb, pixels);
+            let outcome = manage_color(&mut raster, icc, request.color_profile);
+            (raster, outcome)
+        }
+        jpeg_decoder::PixelFormat::CMYK32 => {
+            let profile = match request.color_profile {
+                ColorProfile::ConvertToSrgb => icc,
+                ColorProfile::Drop => None,
+            };
+            let (raster, outcome) = color::cmyk_to_rgb(width, height, &pixels, profile);
+            (raster, outcome.or(icc.map(|_| IccOutcome::Dropped)))
+        }
+    };
+    Ok(Decoded {
+        base,
+        icc,
+        animation: None,
+    })
+}
+
+/// Runs `job` on its own thread and waits for it until the deadline.
+fn run_until<T: Send + 'static>(
+    deadline: Deadline,
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, MediaError> {
+    let (sender, receiver) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("airlock-media-decode".into())
+        .spawn(move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            // The receiver is gone if the caller gave up waiting; the result is then moot.
+            let _ = sender.send(outcome);
+        })
+        .map_err(|e| MediaError::Invalid(format!("cannot start a decoder thread: {e}")))?;
+    match receiver.recv_timeout(deadline.remaining()) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(_)) => Err(MediaError::Invalid("the decoder panicked".into())),
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(MediaError::TimedOut(deadline.budget)),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(MediaError::Invalid(
+            "the decoder thread ended without a result".into(),
+        )),
+    }
+}
+
+// ---------------------------------------------------------------- PNG
+
+fn png_error(error: png::DecodingError) -> MediaError {
+    match error {
+        png::DecodingError::LimitsExceeded => {
+            MediaError::TooLarge("PNG needs more memory than the limits allow".into())
+        }
+        other => MediaError::Invalid(format!("PNG: {other}")),
+    }
+}
+
+/// Rows decoded between deadline checks.
+const ROWS_PER_CHECK: usize = 64;
+
+fn png(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
+    let limits = png::Limits {
+        bytes: decoder_memory_budget(request.limits),
+    };
+    let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), limits);
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    decoder.set_ignore_text_chunk(true);
+    let mut reader = decoder.read_info().map_err(png_error)?;
+    let info = reader.info();
+    let (width, height) = (info.width, info.height);
+    if (width, height) != (request.header.info.width, request.header.info.height) {
+        return Err(MediaError::Invalid(
+            "PNG header changed between reads".into(),
+        ));
+    }
+    let icc = info.icc_profile.as_ref().map(|profile| profile.to_vec());
+    let interlaced = info.interlaced;
+    let samples = match reader.output_color_type().0 {
+        png::ColorType::Grayscale => 1,
+        png::ColorType::GrayscaleAlpha => 2,
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        png::ColorType::Indexed => {
+            return Err(MediaError::Invalid("PNG palette was not expanded".into()));
+        }
+    };
+    let stride = width as usize * samples;
+    let mut pixels = vec![0u8; stride * height as usize];
+    if interlaced {
+        let bits_per_pixel = u8::try_from(samples * 8).unwrap_or(32);
+        let mut rows = 0usize;
+        while let Some(row) = reader.next_interlaced_row().map_err(png_error)? {
+            if let png::InterlaceInfo::Adam7(pass) = row.interlace() {
+                png::expand_interlaced_row(&mut pixels, stride, row.data(), pass, bits_per_pixel);
+            }
+            rows += 1;
+            if rows.is_multiple_of(ROWS_PER_CHECK) {
+                request.deadline.check()?;
+            }
+        }
+    } else {
+        for (index, row) in pixels.chunks_exact_mut(stride).enumerate() {
+            if index.is_multiple_of(ROWS_PER_CHECK) {
+                request.deadline.check()?;
+            }
+            if reader.read_row(row).map_err(png_error)?.is_none() {
+                return Err(MediaError::Invalid("PNG image data ends early".into()));
+            }
+        }
+    }
+
+    let mut base = match samples {
+        1 => Raster::new(width, height, Channels::Gray, pixels),
+        2 => Raster::new(
+            width,
+            height,
+            Channels::Rgba,
+            raster::gray_alpha_to_rgba(&pixels),
+        ),
+        3 => Raster::new(width, height, Channels::Rgb, pixels),
+        _ => Raster::new(width, height, Channels::Rgba, pixels),
+    };
+    let icc = manage_color(&mut base, icc.as_deref(), request.color_profile);
+    Ok(Decoded {
+        base,
+        icc,
+        animation: None,
+    })
+}
+
+// ---------------------------------------------------------------- GIF
+
+fn gif_error(error: gif::DecodingError) -> MediaError {
+    match error {
+        gif::DecodingError::MemoryLimit | gif::DecodingError::OutOfMemory => {
+            MediaError::TooLarge("GIF frame needs more memory than the limits allow".into())
+        }
+        other => MediaError::Invalid(format!("GIF: {other}")),
+    }
+}
+
+fn gif(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
+    let limits = request.limits;
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::Indexed);
+    options.set_memory_limit(gif::MemoryLimit::Bytes(
+        NonZeroU64::new(limits.max_pixels).unwrap_or(NonZeroU64::MIN),
+    ));
+    let mut decoder = options.read_info(bytes).map_err(gif_error)?;
+    let (canvas_w, canvas_h) = (decoder.width(), decoder.height());
+
+    let icc = decoder.icc_profile().map(<[u8]>::to_vec);
+    let transform = match (request.color_profile, &icc) {
+        (ColorProfile::ConvertToSrgb, Some(icc)) => SrgbTransform::new(icc, Channels::Rgb),
+        _ => None,
+    };
+    let icc_outcome = icc.as_ref().map(|_| {
+        if transform.is_some() {
+            IccOutcome::Converted
+        } else {
+            IccOutcome::Dropped
+        }
+    });
+    // Palettes are colours, so converting them converts the whole image.
+    let convert_palette = |palette: &[u8]| -> Vec<u8> {
+        let mut palette = palette.to_vec();
+        if let Some(transform) = &transform {
+            let colours = palette.len() / 3;
+            transform.apply_samples(&mut palette, colours);
+        }
+        palette
+    };
+    let global_palette = decoder.global_palette().map(&convert_palette);
+    let animated = request.header.info.frame_count > 1;
+
+    let mut encoder = if request.transcode {
+        let mut encoder = gif::Encoder::new(
+            Vec::new(),
+            canvas_w,
+            canvas_h,
+            global_palette.as_deref().unwrap_or(&[]),
+        )
+        .map_err(|e| MediaError::Invalid(format!("GIF encoding failed: {e}")))?;
+        if animated {
+            encoder
+                .set_repeat(decoder.repeat())
+                .map_err(|e| MediaError::Invalid(format!("GIF encoding failed: {e}")))?;
+        }
+        Some(encoder)
+    } else {
+        None
+    };
+
+    let mut base = None;
+    let mut frames = 0u32;
+    let mut frame_pixels = 0u64;
+    while let Some(frame) = decoder.read_next_frame().map_err(gif_error)? {
+        frames += 1;
+        frame_pixels += u64::from(frame.width) * u64::from(frame.height);
+        if frames > limits.max_frames || frame_pixels > limits.max_animation_pixels {
+            return Err(MediaError::TooLarge(
+                "GIF animation exceeds the limits".into(),
+            ));
+        }
+        request.deadline.check()?;
+        let local_palette = frame.palette.as_deref().map(&convert_palette);
+        let palette = local_palette
+            .as_deref()
+            .or(global_palette.as_deref())
+            .ok_or_else(|| MediaError::Invalid("GIF frame has no colour table".into()))?;
+        if base.is_none() {
+            base = Some(compose_gif_frame(frame, palette, canvas_w, canvas_h));
+        }
+        let Some(encoder) = encoder.as_mut() else {
+            break;
+        };
+        // Copy only what draws the frame; extensions, comments and trailing bytes are gone.
+        let clean = gif::Frame {
+            delay: frame.delay,
+            dispose: frame.dispose,
+            transparent: frame.transparent,
+            needs_user_input: false,
+            top: frame.top,
+            left: frame.left,
+            width: frame.width,
+            height: frame.height,
+            interlaced: false,
+            palette: local_palette,
+            buffer: Cow::Borrowed(&frame.buffer),
+        };
+        encoder
+            .write_frame(&clean)
+            .map_err(|e| MediaError::Invalid(format!("GIF encoding failed: {e}")))?;
+    }
+    let base = base.ok_or_else(|| MediaError::Invalid("GIF has no frames".into()))?;
+    let animation = encoder
+        .map(|encoder| {
+            encoder
+                .into_inner()
+                .map_err(|e| MediaError::Invalid(format!("GIF encoding failed: {e}")))
+        })
+        .transpose()?;
+    Ok(Decoded {
+        base,
+        icc: icc_outcome,
+        animation,
+    })
+}
+
+/// Draws a frame onto a transparent canvas; RGB when nothing ends up transparent.
+fn compose_gif_frame(
+    frame: &gif::Frame<'_>,
+    palette: &[u8],
+    canvas_w: u16,
+    canvas_h: u16,
+) -> Raster {
+    let (cw, ch) = (usize::from(canvas_w), usize::from(canvas_h));
+    let (fw, fh) = (usize::from(frame.width), usize::from(frame.height));
+    let (left, top) = (usize::from(frame.left), usize::from(frame.top));
+    let mut canvas = vec![0u8; cw * ch * 4];
+    for (fy, row) in frame.buffer.chunks_exact(fw.max(1)).take(fh).enumerate() {
+        let y = top + fy;
+        if y >= ch {
+            break;
+        }
+        for (fx, &index) in row.iter().enumerate() {
+            let x = left + fx;
+            if x >= cw {
+                break;
+            }
+            if frame.transparent == Some(index) {
+                continue;
+            }
+            let at = usize::from(index) * 3;
+            if let Some(rgb) = palette.get(at..at + 3) {
+                let out = (y * cw + x) * 4;
+                canvas[out..out + 3].copy_from_slice(rgb);
+                canvas[out + 3] = 255;
+            }
+        }
+    }
+    let raster = Raster::new(
+        u32::from(canvas_w),
+        u32::from(canvas_h),
+        Channels::Rgba,
+        canvas,
+    );
+    if raster.uses_alpha() {
+        raster
+    } else {
+        let rgb = raster
+            .pixels
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect();
+        Raster::new(raster.width, raster.height, Channels::Rgb, rgb)
+    }
+}
+
+// ---------------------------------------------------------------- WebP
+
+fn webp_error(error: image_webp::DecodingError) -> MediaError {
+    match error {
+        image_webp::DecodingError::MemoryLimitExceeded
+        | image_webp::DecodingError::ImageTooLarge => {
+            MediaError::TooLarge("WebP needs more memory than the limits allow".into())
+        }
+        other => MediaError::Invalid(format!("WebP: {other}")),
+    }
+}
+
+fn webp(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
+    let mut decoder = WebPDecoder::new(Cursor::new(bytes)).map_err(webp_error)?;
+    decoder.set_memory_limit(decoder_memory_budget(request.limits));
+    let (width, height) = decoder.dimensions();
+    if (width, height) != (request.header.info.width, request.header.info.height) {
+        return Err(MediaError::Invalid(
+            "WebP header changed between reads".into(),
+        ));
+    }
+    let size = decoder
+        .output_buffer_size()
+        .ok_or_else(|| MediaError::TooLarge("WebP canvas is too large".into()))?;
+    let channels = if size == width as usize * height as usize * 4 {
+        Channels::Rgba
+    } else {
+        Channels::Rgb
+    };
+    let icc = request.header.icc.as_deref();
+    let mut pixels = vec![0u8; size];
+
+    if !decoder.is_animated() {
+        decoder.read_image(&mut pixels).map_err(webp_error)?;
+        let mut base = Raster::new(width, height, channels, pixels);
+        let icc = manage_color(&mut base, icc, request.color_profile);
+        return Ok(Decoded {
+            base,
+            icc,
+            animation: None,
+        });
+    }
+
+    let frames = decoder.num_frames();
+    if frames > request.limits.max_frames {
+        return Err(MediaError::TooLarge(format!(
+            "{frames} WebP frames exceed the limit"
+        )));
+    }
+    let transform = match (request.color_profile, icc) {
+        (ColorProfile::ConvertToSrgb, Some(icc)) => SrgbTransform::new(icc, channels),
+        _ => None,
+    };
+    let icc_outcome = icc.map(|_| {
+        if transform.is_some() {
+            IccOutcome::Converted
+        } else {
+            IccOutcome::Dropped
+        }
+    });
+    let mut animation = request.transcode.then(|| {
+        let loop_count = match decoder.loop_count() {
+            LoopCount::Forever => 0,
+            LoopCount::Times(times) => times.get(),
+        };
+        let (w, h) = if raster::transposes(request.orientation) {
+            (height, width)
+        } else {
+            (width, height)
+        };
+        AnimatedWebp::new(w, h, loop_count)
+    });
+    let mut base = None;
+    for _ in 0..frames {
+        request.deadline.check()?;
+        let duration = decoder.read_frame(&mut pixels).map_err(webp_error)?;
+        let mut frame = Raster::new(width, height, channels, pixels.clone());
+        if let Some(transform) = &transform {
+            transform.apply(&mut frame);
+        }
+        if let Some(animation) = animation.as_mut() {
+            let upright = raster::orient(&frame, request.orientation);
+            animation.push(upright.as_ref().unwrap_or(&frame), duration)?;
+        }
+        if base.is_none() {
+            base = Some(frame);
+            if animation.is_none() {
+                break;
+            }
+        }
+    }
+    let base = base.ok_or_else(|| MediaError::Invalid("WebP animation has no frames".into()))?;
+    Ok(Decoded {
+        base,
+        icc: icc_outcome,
+        animation: animation.map(AnimatedWebp::finish).transpose()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jpeg_scale_keeps_the_decoded_image_large_enough() {
+        assert_eq!(jpeg_scale(6000, 4000, (2048, 1366)), 4);
+        assert_eq!(jpeg_scale(6000, 4000, (3001, 10)), 8);
+        assert_eq!(jpeg_scale(6000, 4000, (750, 500)), 1);
+        assert_eq!(jpeg_scale(6000, 4000, (751, 500)), 2);
+        assert_eq!(jpeg_scale(100, 100, (0, 0)), 1);
+    }
+
+    #[test]
+    fn deadline_reports_its_budget() {
+        let deadline = Deadline::new(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(1));
+        assert_eq!(deadline.check(), Err(MediaError::TimedOut(Duration::ZERO)));
+        let slow = run_until(deadline, || std::thread::sleep(Duration::from_millis(200)));
+        assert_eq!(slow, Err(MediaError::TimedOut(Duration::ZERO)));
+    }
+
+    #[test]
+    fn worker_panics_become_errors() {
+        let deadline = Deadline::new(Duration::from_secs(5));
+        let outcome: Result<(), _> = run_until(deadline, || panic!("decoder bug"));
+        assert!(matches!(outcome, Err(MediaError::Invalid(_))));
+    }
+}

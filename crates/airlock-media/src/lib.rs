@@ -1,0 +1,203 @@
+//! Image sanitization for airlock: bytes of an untrusted upload in, clean re-encoded images
+//! and a metadata summary out.
+//!
+//! [`process`] checks [`Limits`] from the file header before decoding anything, decodes
+//! once (a JPEG at 1/2, 1/4 or 1/8 scale when no output needs more), applies the EXIF
+//! orientation, converts or drops the ICC profile, re-encodes a sanitized original in the
+//! source's family, resamples each [`VariantSpec`] from the nearest larger image already
+//! made, and reports [`ImageMetadata`]. Outputs are encoded from pixels alone, so no EXIF,
+//! GPS, XMP, IPTC, ICC, comment, text chunk or appended payload of the input survives.
+//! [`process_variants_only`] skips the full-size original, which lets large JPEGs decode
+//! at reduced scale: the fast, low-memory path for thumbnails.
+//!
+//! Accepted: JPEG (baseline, progressive, grayscale, CMYK/YCCK), PNG (all bit depths and
+//! colour types; APNG as its default image), GIF (static and animated), WebP (lossy,
+//! lossless, alpha, animated). Everything else — SVG, TIFF, BMP, HEIC/AVIF, ICO, PDF,
+//! arithmetic-coded or hierarchical JPEG — is [`MediaError::Unsupported`] and never
+//! rasterized.
+//!
+//! Sanitized originals: JPEG to JPEG at [`MediaOptions::original_quality`], PNG to 8-bit
+//! PNG (16-bit samples are reduced, palettes expanded), GIF to GIF (frames, palettes,
+//! timing and looping kept; every extension dropped), WebP to lossless WebP (animations
+//! stay animated). All pixel work is single-threaded and deterministic: the same input
+//! and options always give the same bytes.
+//!
+//! Decoders run behind `catch_unwind`, and decoding is bounded in time (see
+//! [`Limits::decode_timeout`] and the `decode` module notes): hostile input ends in a
+//! [`MediaError`], never a crash or a hang.
+
+mod color;
+mod decode;
+mod encode;
+mod error;
+mod exif;
+mod header;
+mod options;
+mod pipeline;
+mod placeholder;
+mod raster;
+mod resize;
+
+use serde::Serialize;
+
+pub use error::MediaError;
+pub use header::{ImageFormat, ImageInfo};
+pub use options::{ColorProfile, Fit, Limits, MediaOptions, OutputFormat, VariantSpec};
+
+/// One encoded output image.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// The file.
+    pub bytes: Vec<u8>,
+    /// MIME type, e.g. `image/jpeg`.
+    pub content_type: &'static str,
+    /// File extension without the dot, e.g. `jpg`.
+    pub extension: &'static str,
+    /// Width in pixels, as displayed.
+    pub width: u32,
+    /// Height in pixels, as displayed.
+    pub height: u32,
+    /// Lower-case hex SHA-256 of `bytes`.
+    pub sha256: String,
+}
+
+impl std::fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoded")
+            .field("bytes", &self.bytes.len())
+            .field("content_type", &self.content_type)
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One output as listed in [`ImageMetadata::outputs`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputInfo {
+    /// `"original"` or the variant's name.
+    pub name: String,
+    /// MIME type.
+    pub content_type: String,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Size of the encoded file.
+    pub bytes: u64,
+    /// Lower-case hex SHA-256 of the file.
+    pub sha256: String,
+}
+
+/// What is known about an image after processing. Safe to show: free-text EXIF values are
+/// trimmed and stripped of control characters, and GPS data is reported only as present.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent facts of a serialized record, not a state machine"
+)]
+pub struct ImageMetadata {
+    /// Source format: `jpeg`, `png`, `gif` or `webp`.
+    pub format: String,
+    /// Width as displayed (after EXIF orientation).
+    pub width: u32,
+    /// Height as displayed (after EXIF orientation).
+    pub height: u32,
+    /// EXIF orientation of the source, 1 when it had none.
+    pub orientation: u16,
+    /// The pixels were rotated or flipped to apply `orientation`.
+    pub orientation_applied: bool,
+    /// The source may have transparent pixels.
+    pub has_alpha: bool,
+    /// Frames in the source.
+    pub frame_count: u32,
+    /// The source is an animation.
+    pub animated: bool,
+    /// Colour model of the source, see [`ImageInfo::color_type`].
+    pub color_type: String,
+    /// Bits per sample in the source.
+    pub bit_depth: u8,
+    /// `"srgb-converted"` or `"dropped"` when the source embedded an ICC profile.
+    pub icc_profile: Option<String>,
+    /// EXIF `Make`.
+    pub camera_make: Option<String>,
+    /// EXIF `Model`.
+    pub camera_model: Option<String>,
+    /// EXIF `DateTimeOriginal`, as `YYYY-MM-DDTHH:MM:SS` (camera local time).
+    pub captured_at: Option<String>,
+    /// The source had GPS EXIF fields (which are never copied anywhere).
+    pub gps_present: bool,
+    /// A small blurred preview, base64; see `placeholder_kind`.
+    pub placeholder: Option<String>,
+    /// Encoding of `placeholder`: `"thumbhash"`.
+    pub placeholder_kind: Option<String>,
+    /// Every produced output, the original first.
+    pub outputs: Vec<OutputInfo>,
+}
+
+/// Result of [`process`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Processed {
+    /// The sanitized full-size original.
+    pub original: Encoded,
+    /// `(name, image)` per [`MediaOptions::variants`] entry, in that order.
+    pub variants: Vec<(String, Encoded)>,
+    /// What was learned about the image.
+    pub metadata: ImageMetadata,
+}
+
+/// Result of [`process_variants_only`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessedVariants {
+    /// `(name, image)` per [`MediaOptions::variants`] entry, in that order.
+    pub variants: Vec<(String, Encoded)>,
+    /// What was learned about the image; `outputs` lists the variants only.
+    pub metadata: ImageMetadata,
+}
+
+/// Header-only look: format, dimensions, frame count where cheap. Never decodes pixels.
+pub fn probe(bytes: &[u8]) -> Result<ImageInfo, MediaError> {
+    guarded(|| header::read(bytes).map(|header| header.info))
+}
+
+/// The whole job: check limits from the header before decoding, decode once, auto-orient
+/// from EXIF, strip all metadata, re-encode the sanitized original, make the variants and
+/// build the metadata.
+///
+/// The original must be re-encoded at full size, so this decodes at full size and derives
+/// the variants from that decode; use [`process_variants_only`] when no original is needed.
+pub fn process(bytes: &[u8], options: &MediaOptions) -> Result<Processed, MediaError> {
+    let outcome = guarded(|| pipeline::run(bytes, options, true))?;
+    let original = outcome
+        .original
+        .ok_or_else(|| MediaError::Invalid("no original was produced".into()))?;
+    Ok(Processed {
+        original,
+        variants: outcome.variants,
+        metadata: outcome.metadata,
+    })
+}
+
+/// Like [`process`] without the sanitized original: the decoder only has to produce as
+/// many pixels as the largest variant needs, so a large JPEG decodes at reduced scale,
+/// which is several times faster and uses a fraction of the memory.
+pub fn process_variants_only(
+    bytes: &[u8],
+    options: &MediaOptions,
+) -> Result<ProcessedVariants, MediaError> {
+    let outcome = guarded(|| pipeline::run(bytes, options, false))?;
+    Ok(ProcessedVariants {
+        variants: outcome.variants,
+        metadata: outcome.metadata,
+    })
+}
+
+/// Turns a panic anywhere in decoding or encoding into an error: a decoder bug triggered
+/// by a hostile file must not take the worker down.
+fn guarded<T>(job: impl FnOnce() -> Result<T, MediaError>) -> Result<T, MediaError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
+        .unwrap_or_else(|_| Err(MediaError::Invalid("the image crashed a decoder".into())))
+}

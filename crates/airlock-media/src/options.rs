@@ -1,0 +1,132 @@
+//! What the caller controls: resource limits, the variants to produce, and encoding choices.
+
+use std::time::Duration;
+
+/// Resource bounds, all checked from the file header before any pixel is decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest `width * height` of the image (and of any single animation frame).
+    pub max_pixels: u64,
+    /// Largest width, in pixels.
+    pub max_width: u32,
+    /// Largest height, in pixels.
+    pub max_height: u32,
+    /// Most animation frames.
+    pub max_frames: u32,
+    /// Largest input, in bytes.
+    pub max_bytes: u64,
+    /// Most pixels decoded across all frames of an animation (sum of frame areas); bounds the
+    /// work of a many-frame animation whose frames are each small enough on their own.
+    pub max_animation_pixels: u64,
+    /// Wall-clock budget for decoding.
+    pub decode_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_pixels: 50_000_000,
+            max_width: 30_000,
+            max_height: 30_000,
+            max_frames: 500,
+            max_bytes: 100 * 1024 * 1024,
+            max_animation_pixels: 200_000_000,
+            decode_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Encoding of a variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Baseline JPEG, 4:2:0; transparent pixels are flattened onto white.
+    Jpeg,
+    /// Lossless WebP (the only WebP encoder available in pure Rust); `quality` is ignored.
+    WebP,
+    /// 8-bit PNG; `quality` is ignored.
+    Png,
+}
+
+/// How a variant's size is derived from the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// Keep the aspect ratio; the long edge becomes [`VariantSpec::size`].
+    Contain,
+    /// Crop the centre to the box's aspect ratio, then scale to exactly `width x height`.
+    Cover {
+        /// Output width.
+        width: u32,
+        /// Output height.
+        height: u32,
+    },
+}
+
+/// One derived image to produce. Variants never upscale: a box larger than the source
+/// yields the largest image of the requested shape that the source can fill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariantSpec {
+    /// Name reported in the outputs, e.g. `"w1024"`.
+    pub name: String,
+    /// Long edge for [`Fit::Contain`]; ignored for [`Fit::Cover`].
+    pub size: u32,
+    /// Sizing rule.
+    pub fit: Fit,
+    /// Encoding.
+    pub format: OutputFormat,
+    /// JPEG quality, 1..=100.
+    pub quality: u8,
+}
+
+impl VariantSpec {
+    /// A JPEG whose long edge is `size`, named `w{size}`.
+    #[must_use]
+    pub fn jpeg_contain(size: u32, quality: u8) -> Self {
+        Self {
+            name: format!("w{size}"),
+            size,
+            fit: Fit::Contain,
+            format: OutputFormat::Jpeg,
+            quality,
+        }
+    }
+}
+
+/// What to do with an embedded ICC colour profile. Outputs never carry one: they are sRGB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorProfile {
+    /// Transform the pixels from the embedded profile to sRGB.
+    ConvertToSrgb,
+    /// Ignore the profile (the pixels are taken as sRGB).
+    Drop,
+}
+
+/// Everything [`crate::process`] needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaOptions {
+    /// Resource bounds.
+    pub limits: Limits,
+    /// Variants to make, in any order.
+    pub variants: Vec<VariantSpec>,
+    /// JPEG quality of the re-encoded original (JPEG sources only).
+    pub original_quality: u8,
+    /// ICC handling.
+    pub color_profile: ColorProfile,
+    /// Compute a `ThumbHash` placeholder.
+    pub placeholder: bool,
+}
+
+impl Default for MediaOptions {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            variants: vec![
+                VariantSpec::jpeg_contain(2048, 82),
+                VariantSpec::jpeg_contain(1024, 82),
+                VariantSpec::jpeg_contain(256, 82),
+            ],
+            original_quality: 90,
+            color_profile: ColorProfile::ConvertToSrgb,
+            placeholder: true,
+        }
+    }
+}
