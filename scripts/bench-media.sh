@@ -23,7 +23,7 @@ need=()
 command -v vipsthumbnail >/dev/null 2>&1 || need+=(libvips-tools)
 [ -d /usr/share/backgrounds/mate ] || need+=(mate-backgrounds)
 [ -x /usr/bin/time ] || need+=(time)
-/usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "bench-media: installing ${need[*]}" >&2
   sudo_cmd=()
@@ -57,13 +57,13 @@ if ! "$airlock" media process --help >/dev/null 2>&1; then
   echo "bench-media: WARNING: $airlock has no 'media process' command; its row will read n/a" >&2
 fi
 
-# --- inputs (cached) and the run itself
+# --- inputs (cached) and the run itself; single-threaded everywhere
+export VIPS_CONCURRENCY=1 RAYON_NUM_THREADS=1 OMP_NUM_THREADS=1 PYTHONDONTWRITEBYTECODE=1
 "$venv/bin/python" bench/media/prepare.py "$work/inputs"
 
 busy=$(pgrep -x rustc || true)
 [ -z "$busy" ] || echo "bench-media: WARNING: rustc is running; numbers will be noisy" >&2
 
-export VIPS_CONCURRENCY=1 RAYON_NUM_THREADS=1 OMP_NUM_THREADS=1
 "$venv/bin/python" bench/media/run.py \
   --inputs "$work/inputs" --work "$work/run" --runs "$runs" --quality "$quality" \
   --airlock "$airlock" --airlock-missing "$airlock_missing" --example "$example"
