@@ -40,7 +40,12 @@ fn load_cases() -> Vec<Case> {
 }
 
 fn pipeline_at(data_dir: &Path, scanner: Arc<dyn Scanner>) -> EmbeddedPipeline {
-    let mut config = PipelineConfig::new(data_dir, "airlock-uploads", scanner);
+    let mut config = PipelineConfig::new(
+        data_dir,
+        "airlock-uploads",
+        scanner,
+        Arc::new(airlock_media::ImageProcessor),
+    );
     // Retries as written would wait seconds; the schedule is tested in airlock-asl.
     config.delay_scale = 0.001;
     EmbeddedPipeline::start(config).unwrap()
@@ -267,5 +272,89 @@ async fn a_scanner_that_stays_down_quarantines_as_scan_unavailable() {
     assert_eq!(stored.state, IntentState::Quarantined);
     let trusted = cases[0].key().replacen("incoming/", "trusted/", 1);
     assert!(pipeline.store().head(&trusted).await.unwrap().is_none());
+    pipeline.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_photo_is_promoted_sanitized_oriented_and_with_variants() {
+    let clamd = start_clamd();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline_at(dir.path(), Arc::new(clamd.scanner()));
+    let cases: Vec<Case> = load_cases()
+        .into_iter()
+        .filter(|c| c.name == "clean-camera-photo")
+        .collect();
+    let results = replay_all(&pipeline, &cases).await;
+    assert_eq!(results[0].1.label(), "trusted", "{:?}", results[0].1);
+
+    let bucket = pipeline.config().bucket_root();
+    let trusted_key = cases[0].key().replacen("incoming/", "trusted/", 1);
+    let raw = std::fs::read(repo_root().join("fixtures/objects/camera-photo.jpg")).unwrap();
+    let sanitized = std::fs::read(bucket.join(&trusted_key)).unwrap();
+    assert_ne!(sanitized, raw, "the upload itself must not be promoted");
+    let info = airlock_media::probe(&sanitized).unwrap();
+    // Stored 1600x1200 with orientation 6: upright it is 1200x1600.
+    assert_eq!((info.width, info.height), (1200, 1600));
+
+    let expected = [
+        ("w2048", 1200, 1600),
+        ("w1024", 768, 1024),
+        ("w256", 192, 256),
+    ];
+    for (name, width, height) in expected {
+        let bytes = std::fs::read(bucket.join(format!("{trusted_key}.{name}.jpg"))).unwrap();
+        let info = airlock_media::probe(&bytes).unwrap();
+        assert_eq!((info.width, info.height), (width, height), "{name}");
+    }
+    let mut outputs = vec![sanitized];
+    for (name, ..) in expected {
+        outputs.push(std::fs::read(bucket.join(format!("{trusted_key}.{name}.jpg"))).unwrap());
+    }
+    for bytes in &outputs {
+        for needle in [
+            &b"Exif\0\0"[..],
+            b"Airlock Test Camera",
+            b"secret comment",
+            b"airlock fixture generator",
+        ] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} left in an output",
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(bucket.join(format!("{trusted_key}.json"))).unwrap())
+            .unwrap();
+    let metadata = &record["metadata"];
+    assert_eq!(metadata["orientation"], 6);
+    assert_eq!(metadata["orientationApplied"], true);
+    assert_eq!(metadata["gpsPresent"], true);
+    assert_eq!(metadata["cameraMake"], "Airlock Test Camera Co.");
+    assert!(
+        metadata["placeholder"]
+            .as_str()
+            .is_some_and(|p| !p.is_empty())
+    );
+    let text = record.to_string().to_lowercase();
+    assert!(
+        !text.contains("latitude") && !text.contains("longitude"),
+        "GPS coordinates must not be recorded: {record}"
+    );
+
+    let intent = cases[0].file.intent.as_ref().unwrap();
+    let stored = pipeline.intents().get(intent.id).await.unwrap().unwrap();
+    let media = stored
+        .outcome
+        .unwrap()
+        .media
+        .expect("media recorded with the intent");
+    assert_eq!(media["variants"].as_array().unwrap().len(), 3);
+    assert_eq!(media["original"]["key"], trusted_key);
+
+    // Nothing is left waiting in staging/.
+    assert!(snapshot(&bucket).keys().all(|k| !k.starts_with("staging/")));
     pipeline.shutdown().await;
 }

@@ -193,7 +193,9 @@ fn media_policy(raw: &RawMediaSettings, at: &str) -> Result<MediaPolicy, String>
         None | Some("convert-to-srgb") => ColorHandling::ConvertToSrgb,
         Some("drop") => ColorHandling::Drop,
         Some(other) => {
-            return Err(format!("{at}.color: {other:?} is not \"convert-to-srgb\" or \"drop\""));
+            return Err(format!(
+                "{at}.color: {other:?} is not \"convert-to-srgb\" or \"drop\""
+            ));
         }
     };
     let variants = match &raw.variants {
@@ -204,32 +206,55 @@ fn media_policy(raw: &RawMediaSettings, at: &str) -> Result<MediaPolicy, String>
                 let at = format!("{at}.variants[{i}]");
                 let valid_name = !v.name.is_empty()
                     && v.name.len() <= 32
-                    && v.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && v.name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                     && v.name != "original";
                 if !valid_name {
-                    return Err(format!("{at}.name: {:?} must be 1 to 32 of a-z, 0-9, '-' (and not \"original\")", v.name));
+                    return Err(format!(
+                        "{at}.name: {:?} must be 1 to 32 of a-z, 0-9, '-' (and not \"original\")",
+                        v.name
+                    ));
                 }
-                if variants.iter().any(|known: &VariantPolicy| known.name == v.name) {
+                if variants
+                    .iter()
+                    .any(|known: &VariantPolicy| known.name == v.name)
+                {
                     return Err(format!("{at}.name: {:?} is used twice", v.name));
                 }
                 let fit = match v.fit.as_deref() {
                     None | Some("contain") => VariantFit::Contain,
                     Some("cover") => match (v.width, v.height) {
-                        (Some(w), Some(h)) if w > 0 && h > 0 => VariantFit::Cover { width: w, height: h },
-                        _ => return Err(format!("{at}: fit = \"cover\" needs width and height above zero")),
+                        (Some(w), Some(h)) if w > 0 && h > 0 => VariantFit::Cover {
+                            width: w,
+                            height: h,
+                        },
+                        _ => {
+                            return Err(format!(
+                                "{at}: fit = \"cover\" needs width and height above zero"
+                            ));
+                        }
                     },
-                    Some(other) => return Err(format!("{at}.fit: {other:?} is not \"contain\" or \"cover\"")),
+                    Some(other) => {
+                        return Err(format!(
+                            "{at}.fit: {other:?} is not \"contain\" or \"cover\""
+                        ));
+                    }
                 };
                 let size = match (fit, v.size) {
                     (VariantFit::Contain, Some(s)) if s > 0 => s,
-                    (VariantFit::Contain, _) => return Err(format!("{at}.size must be above zero")),
+                    (VariantFit::Contain, _) => {
+                        return Err(format!("{at}.size must be above zero"));
+                    }
                     (VariantFit::Cover { width, height }, _) => width.max(height),
                 };
                 let format = match v.format.as_deref() {
                     None | Some("jpeg") => ImageFormat::Jpeg,
                     Some("webp") => ImageFormat::Webp,
                     Some("png") => ImageFormat::Png,
-                    Some(other) => return Err(format!("{at}.format: {other:?} is not jpeg, webp or png")),
+                    Some(other) => {
+                        return Err(format!("{at}.format: {other:?} is not jpeg, webp or png"));
+                    }
                 };
                 variants.push(VariantPolicy {
                     name: v.name.clone(),
@@ -244,11 +269,31 @@ fn media_policy(raw: &RawMediaSettings, at: &str) -> Result<MediaPolicy, String>
     };
     Ok(MediaPolicy {
         max_pixels: positive(raw.max_pixels, "max_pixels", defaults.max_pixels)?,
-        max_width: narrow(positive(raw.max_width.map(u64::from), "max_width", u64::from(defaults.max_width))?),
-        max_height: narrow(positive(raw.max_height.map(u64::from), "max_height", u64::from(defaults.max_height))?),
-        max_frames: narrow(positive(raw.max_frames.map(u64::from), "max_frames", u64::from(defaults.max_frames))?),
-        decode_timeout_seconds: positive(raw.decode_timeout_seconds, "decode_timeout_seconds", defaults.decode_timeout_seconds)?,
-        original_quality: quality(raw.original_quality, "original_quality", defaults.original_quality)?,
+        max_width: narrow(positive(
+            raw.max_width.map(u64::from),
+            "max_width",
+            u64::from(defaults.max_width),
+        )?),
+        max_height: narrow(positive(
+            raw.max_height.map(u64::from),
+            "max_height",
+            u64::from(defaults.max_height),
+        )?),
+        max_frames: narrow(positive(
+            raw.max_frames.map(u64::from),
+            "max_frames",
+            u64::from(defaults.max_frames),
+        )?),
+        decode_timeout_seconds: positive(
+            raw.decode_timeout_seconds,
+            "decode_timeout_seconds",
+            defaults.decode_timeout_seconds,
+        )?,
+        original_quality: quality(
+            raw.original_quality,
+            "original_quality",
+            defaults.original_quality,
+        )?,
         keep_original: raw.keep_original.unwrap_or(defaults.keep_original),
         color,
         variants,
@@ -489,22 +534,50 @@ mod tests {
         assert_eq!(media.color, ColorHandling::Drop);
         assert!(media.keep_original);
         assert_eq!(media.variants.len(), 2);
-        assert_eq!(media.variants[0].fit, VariantFit::Cover { width: 64, height: 64 });
+        assert_eq!(
+            media.variants[0].fit,
+            VariantFit::Cover {
+                width: 64,
+                height: 64
+            }
+        );
         assert_eq!(media.variants[0].format, ImageFormat::Webp);
         assert_eq!(media.variants[1].size, 512);
         assert_eq!(media.variants[1].quality, 82);
         for (table, expected) in [
-            ("max_pixels=0", "purposes.p.media.max_pixels must be above zero"),
+            (
+                "max_pixels=0",
+                "purposes.p.media.max_pixels must be above zero",
+            ),
             ("color='cmyk'", "purposes.p.media.color"),
-            ("variants=[{name='a', size=0}]", "purposes.p.media.variants[0].size"),
-            ("variants=[{name='A', size=5}]", "purposes.p.media.variants[0].name"),
-            ("variants=[{name='a', size=5}, {name='a', size=6}]", "used twice"),
-            ("variants=[{name='a', fit='cover'}]", "needs width and height"),
-            ("variants=[{name='a', size=5, format='gif'}]", "variants[0].format"),
-            ("variants=[{name='a', size=5, quality=101}]", "quality must be 1 to 100"),
+            (
+                "variants=[{name='a', size=0}]",
+                "purposes.p.media.variants[0].size",
+            ),
+            (
+                "variants=[{name='A', size=5}]",
+                "purposes.p.media.variants[0].name",
+            ),
+            (
+                "variants=[{name='a', size=5}, {name='a', size=6}]",
+                "used twice",
+            ),
+            (
+                "variants=[{name='a', fit='cover'}]",
+                "needs width and height",
+            ),
+            (
+                "variants=[{name='a', size=5, format='gif'}]",
+                "variants[0].format",
+            ),
+            (
+                "variants=[{name='a', size=5, quality=101}]",
+                "quality must be 1 to 100",
+            ),
             ("original_quality=0", "original_quality must be 1 to 100"),
         ] {
-            let text = format!("[purposes.p]\nallowed_types=['image/png']\n[purposes.p.media]\n{table}\n");
+            let text =
+                format!("[purposes.p]\nallowed_types=['image/png']\n[purposes.p.media]\n{table}\n");
             let err = Policies::from_toml(&text).unwrap_err().to_string();
             assert!(err.contains(expected), "{table}: {err}");
         }

@@ -10,16 +10,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::keys::UploadKey;
+use crate::media::MediaProcessor;
 use crate::object::ObjectRef;
 use crate::policy::Policies;
 use crate::ports::{Clock, EventSink, IntentStore, ObjectStore, Retry, Scanner, TaskAnswers};
-use crate::media::MediaProcessor;
 use crate::stages::{
     self, InspectOutcome, MediaOutcome, PromoteFacts, QuarantineRequest, ScanOutcome, Stage,
     StageError, error_names,
 };
-use tokio::sync::Semaphore;
 use crate::verdict::{ReasonCode, Rejection};
+use tokio::sync::Semaphore;
 
 /// A task for a worker, as the state machine sends it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -210,7 +210,10 @@ impl Worker {
         let upload = UploadKey::parse_incoming(&task.object.key)
             .map_err(|e| bad_message(Stage::Media, e.to_string()))?;
         let Some(InspectOutcome::Pass(inspect)) = finding::<InspectOutcome>(task, "inspect") else {
-            return Err(bad_message(Stage::Media, "findings hold no passing inspection"));
+            return Err(bad_message(
+                Stage::Media,
+                "findings hold no passing inspection",
+            ));
         };
         let Some(policy) = self
             .policies

@@ -14,6 +14,7 @@ use airlock_asl::{
     Definition, Execution, ExecutionStatus, Executor, ExecutorOptions, StartError, TaskFailure,
     TaskHandler, TaskRequest,
 };
+use airlock_core::media::MediaProcessor;
 use airlock_core::object::ObjectRef;
 use airlock_core::policy::Policies;
 use airlock_core::ports::{Clock, Retry, Scanner, SystemClock, TaskAnswerError, TaskAnswers};
@@ -26,15 +27,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// The pipeline's state machine, as built into this binary.
 pub const PIPELINE_DEFINITION: &str = include_str!("../../../statemachine/pipeline.asl.json");
 
 /// The stages that have their own worker queue, with the substitution naming its URL.
-const QUEUES: [(Stage, &str); 4] = [
+const QUEUES: [(Stage, &str); 5] = [
     (Stage::Inspect, "InspectQueueUrl"),
     (Stage::Scan, "ScanQueueUrl"),
+    (Stage::Media, "MediaQueueUrl"),
     (Stage::Promote, "PromoteQueueUrl"),
     (Stage::Quarantine, "QuarantineQueueUrl"),
 ];
@@ -53,6 +56,10 @@ pub struct PipelineConfig {
     pub definition: String,
     pub policies: Arc<Policies>,
     pub scanner: Arc<dyn Scanner>,
+    /// The image library of the media stage.
+    pub media: Arc<dyn MediaProcessor>,
+    /// Images decoded at once (CPU- and memory-heavy): by default one per core.
+    pub media_concurrency: usize,
     /// Multiplies Retry and Wait delays (1.0 = as written).
     pub delay_scale: f64,
     /// Workers per stage queue.
@@ -76,6 +83,7 @@ impl PipelineConfig {
         data_dir: impl Into<PathBuf>,
         bucket: impl Into<String>,
         scanner: Arc<dyn Scanner>,
+        media: Arc<dyn MediaProcessor>,
     ) -> Self {
         Self {
             data_dir: data_dir.into(),
@@ -83,6 +91,8 @@ impl PipelineConfig {
             definition: PIPELINE_DEFINITION.to_owned(),
             policies: Arc::new(Policies::builtin()),
             scanner,
+            media,
+            media_concurrency: std::thread::available_parallelism().map_or(1, usize::from),
             delay_scale: 1.0,
             workers_per_stage: 4,
         }
@@ -220,6 +230,9 @@ pub struct PipelineRun {
     /// The event was a duplicate: it joined an execution already started for the object.
     pub duplicate: bool,
     pub settlement: Settlement,
+    /// For images: what the media stage made (outputs, metadata).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<Value>,
     pub states: Vec<StateTime>,
     pub total_ms: f64,
     /// The execution history, in the shape of Step Functions' `GetExecutionHistory`.
@@ -247,11 +260,11 @@ fn settlement_of(execution: &Execution) -> Settlement {
         let reason = quarantine
             .get("reason")
             .and_then(|r| serde_json::from_value(r.clone()).ok());
-        let rejection = ["inspect", "scan"]
+        let rejection = ["inspect", "scan", "media"]
             .iter()
             .filter_map(|stage| output.get(*stage))
             .find(|o| o.get("outcome").and_then(Value::as_str) == Some("reject"));
-        let failure = ["scanFailure", "inspectFailure"]
+        let failure = ["mediaFailure", "scanFailure", "inspectFailure"]
             .iter()
             .find_map(|f| output.get(*f));
         let detail = rejection
@@ -419,6 +432,8 @@ impl EmbeddedPipeline {
             events,
             clock,
             policies: Arc::clone(&config.policies),
+            media: Arc::clone(&config.media),
+            media_permits: Arc::new(Semaphore::new(config.media_concurrency.max(1))),
             bucket: config.bucket.clone(),
         });
         let answers: Arc<dyn TaskAnswers> = Arc::new(ExecutorAnswers(Arc::clone(&executor)));
@@ -492,6 +507,12 @@ impl EmbeddedPipeline {
             execution_name: name,
             duplicate,
             settlement: settlement_of(&execution),
+            media: execution
+                .output
+                .as_ref()
+                .and_then(|o| o.get("media"))
+                .filter(|m| m.get("outcome").and_then(Value::as_str) == Some("pass"))
+                .cloned(),
             states: state_times(&history),
             total_ms: total.as_secs_f64() * 1000.0,
             history,

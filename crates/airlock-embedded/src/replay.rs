@@ -257,7 +257,12 @@ pub async fn replay(args: &ReplayArgs) -> anyhow::Result<ReplayReport> {
         None => Policies::builtin(),
     };
     let (scanner, mut managed) = scanner_for(args).await?;
-    let mut config = PipelineConfig::new(&args.data_dir, &args.bucket, scanner);
+    let mut config = PipelineConfig::new(
+        &args.data_dir,
+        &args.bucket,
+        scanner,
+        Arc::new(airlock_media::ImageProcessor),
+    );
     config.policies = Arc::new(policies);
     config.delay_scale = args.delay_scale;
     if let Some(path) = &args.definition {
@@ -469,6 +474,7 @@ async fn run_item(
                 object: object.clone(),
                 execution_name: object.execution_name(),
                 duplicate: false,
+                media: None,
                 settlement: Settlement::Failed {
                     error: "Airlock.ReplayFailed".to_owned(),
                     cause: format!("{err:#}"),
@@ -492,7 +498,7 @@ fn state_ms(run: &PipelineRun, state: &str) -> String {
 }
 
 /// One table row for a result; notes (failures, skips, surprises) go to `notes`.
-fn table_row(result: &ReplayResult, notes: &mut Vec<String>) -> [String; 8] {
+fn table_row(result: &ReplayResult, notes: &mut Vec<String>) -> [String; 9] {
     let check = match &result.expectation {
         None => String::new(),
         Some(Ok(())) => "ok".to_owned(),
@@ -504,7 +510,12 @@ fn table_row(result: &ReplayResult, notes: &mut Vec<String>) -> [String; 8] {
     match &result.result {
         ReplayOutcome::Run(run) => {
             let (label, reason) = match &run.settlement {
-                Settlement::Trusted { .. } => ("trusted", String::new()),
+                Settlement::Trusted { .. } => {
+                    if let Some(media) = &run.media {
+                        notes.push(format!("{}: {}", result.source, describe_media(media)));
+                    }
+                    ("trusted", String::new())
+                }
                 Settlement::Quarantine {
                     reason, signature, ..
                 } => (
@@ -535,6 +546,7 @@ fn table_row(result: &ReplayResult, notes: &mut Vec<String>) -> [String; 8] {
                 reason,
                 state_ms(run, "Inspect"),
                 state_ms(run, "Scan"),
+                state_ms(run, "Media"),
                 settle,
                 format!("{:.1}", run.total_ms),
                 check,
@@ -549,13 +561,65 @@ fn table_row(result: &ReplayResult, notes: &mut Vec<String>) -> [String; 8] {
     }
 }
 
+/// One line about what the media stage made.
+fn describe_media(media: &Value) -> String {
+    let size = |o: &Value| {
+        format!(
+            "{}x{} {}",
+            o.get("width").and_then(Value::as_u64).unwrap_or(0),
+            o.get("height").and_then(Value::as_u64).unwrap_or(0),
+            o.get("contentType").and_then(Value::as_str).unwrap_or("?")
+        )
+    };
+    let mut line = format!(
+        "sanitized {}",
+        media.get("original").map(size).unwrap_or_default()
+    );
+    let variants: Vec<String> = media
+        .get("variants")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            format!(
+                "{} {}",
+                v.get("name").and_then(Value::as_str).unwrap_or("?"),
+                size(v)
+            )
+        })
+        .collect();
+    if !variants.is_empty() {
+        let _ = write!(line, "; variants {}", variants.join(", "));
+    }
+    if let Some(metadata) = media.get("metadata") {
+        if metadata.get("orientationApplied").and_then(Value::as_bool) == Some(true) {
+            let _ = write!(
+                line,
+                "; orientation {} applied",
+                metadata
+                    .get("orientation")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+            );
+        }
+        if metadata.get("gpsPresent").and_then(Value::as_bool) == Some(true) {
+            line.push_str("; GPS removed");
+        }
+        if let Some(placeholder) = metadata.get("placeholder").and_then(Value::as_str) {
+            let _ = write!(line, "; placeholder {placeholder}");
+        }
+    }
+    line
+}
+
 /// A row with no timings.
-fn text_row(result: &ReplayResult, label: &str, reason: &str, check: String) -> [String; 8] {
+fn text_row(result: &ReplayResult, label: &str, reason: &str, check: String) -> [String; 9] {
     let blank = String::new;
     [
         result.source.clone(),
         label.to_owned(),
         reason.to_owned(),
+        blank(),
         blank(),
         blank(),
         blank(),
@@ -571,6 +635,7 @@ fn write_table(out: &mut impl Write, results: &[ReplayResult]) -> std::io::Resul
         "REASON".to_owned(),
         "INSPECT ms".to_owned(),
         "SCAN ms".to_owned(),
+        "MEDIA ms".to_owned(),
         "SETTLE ms".to_owned(),
         "TOTAL ms".to_owned(),
         "CHECK".to_owned(),
@@ -582,7 +647,7 @@ fn write_table(out: &mut impl Write, results: &[ReplayResult]) -> std::io::Resul
     }
     // Long event sources and reasons are cut to keep rows on one line; the notes below
     // the table carry them whole.
-    let limits = [56, 10, 60, 10, 8, 9, 8, 10];
+    let limits = [56, 10, 60, 10, 8, 8, 9, 8, 10];
     let cut = |cell: &str, limit: usize| -> String {
         if cell.chars().count() <= limit {
             cell.to_owned()
@@ -596,14 +661,14 @@ fn write_table(out: &mut impl Write, results: &[ReplayResult]) -> std::io::Resul
         .iter()
         .map(|row| row.iter().zip(limits).map(|(c, l)| cut(c, l)).collect())
         .collect();
-    let widths: Vec<usize> = (0..8)
+    let widths: Vec<usize> = (0..9)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     for row in &rows {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
             // Numbers right-aligned, text left-aligned.
-            if (3..=6).contains(&i) {
+            if (3..=7).contains(&i) {
                 let _ = write!(line, "{cell:>w$}  ", w = widths[i]);
             } else {
                 let _ = write!(line, "{cell:<w$}  ", w = widths[i]);

@@ -35,6 +35,7 @@ mod header;
 mod options;
 mod pipeline;
 mod placeholder;
+mod port;
 mod raster;
 mod resize;
 
@@ -43,6 +44,7 @@ use serde::Serialize;
 pub use error::MediaError;
 pub use header::{ImageFormat, ImageInfo};
 pub use options::{ColorProfile, Fit, Limits, MediaOptions, OutputFormat, VariantSpec};
+pub use port::{ImageProcessor, options_for, reason_for};
 
 /// One encoded output image.
 #[derive(Clone, PartialEq, Eq)]

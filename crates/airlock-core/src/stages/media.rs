@@ -101,7 +101,8 @@ pub async fn media(
         .map_err(|_| StageError::new(Stage::Media, Retry::Transient, "media workers shut down"))?;
     let job_policy = policy.clone();
     let job_type = content_type.to_owned();
-    let job = tokio::task::spawn_blocking(move || processor.process(&bytes, &job_type, &job_policy));
+    let job =
+        tokio::task::spawn_blocking(move || processor.process(&bytes, &job_type, &job_policy));
     // The library bounds its own decode time; this is the backstop if it ever does not.
     let limit = Duration::from_secs(policy.decode_timeout_seconds.saturating_mul(3) + 10);
     let result = match tokio::time::timeout(limit, job).await {

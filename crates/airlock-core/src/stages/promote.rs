@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 use super::{Stage, StageError};
 use crate::intent::{IntentOutcome, IntentState};
 use crate::keys::UploadKey;
-use crate::stages::{MediaReport, StagedOutput};
 use crate::ports::{
     Clock, EventSink, IntentStore, ObjectStore, PipelineEvent, PipelineEventKind, Retry,
     Transition, TransitionResult,
 };
+use crate::stages::{MediaReport, StagedOutput};
 
 /// What promote did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,7 +97,9 @@ pub async fn promote(
     let store_err = |e: &crate::ports::StoreError| StageError::store(Stage::Promote, e);
     let incoming = upload.incoming();
     let trusted = upload.trusted();
-    let media = facts.media.map(|report| (report, media_summary(upload, report)));
+    let media = facts
+        .media
+        .map(|report| (report, media_summary(upload, report)));
 
     let incoming_meta = store.head(&incoming).await.map_err(|e| store_err(&e))?;
     let promoted_now = incoming_meta.is_some();
@@ -124,8 +126,13 @@ pub async fn promote(
                     .await
                     .map_err(|e| store_err(&e))?;
                 if report.keep_original {
-                    copy_confirmed(store, &incoming, &upload.trusted_derived("original"), meta.size)
-                        .await?;
+                    copy_confirmed(
+                        store,
+                        &incoming,
+                        &upload.trusted_derived("original"),
+                        meta.size,
+                    )
+                    .await?;
                 }
                 copy_confirmed(
                     store,

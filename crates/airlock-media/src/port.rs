@@ -1,0 +1,107 @@
+//! The media stage's port, [`airlock_core::media::MediaProcessor`], over this library: maps a
+//! purpose's media policy to [`MediaOptions`] and the library's errors to reason codes.
+
+use airlock_core::media::{
+    ColorHandling, ImageFormat, MediaOutput, MediaPolicy, MediaProcessor, MediaProduct,
+    MediaRejection, VariantFit,
+};
+use airlock_core::verdict::ReasonCode;
+
+use crate::{
+    ColorProfile, Encoded, Fit, Limits, MediaError, MediaOptions, OutputFormat, VariantSpec,
+};
+
+/// The image library as the media stage sees it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImageProcessor;
+
+/// The library's options for a purpose's media policy.
+#[must_use]
+pub fn options_for(policy: &MediaPolicy) -> MediaOptions {
+    let defaults = Limits::default();
+    MediaOptions {
+        limits: Limits {
+            max_pixels: policy.max_pixels,
+            max_width: policy.max_width,
+            max_height: policy.max_height,
+            max_frames: policy.max_frames,
+            decode_timeout: std::time::Duration::from_secs(policy.decode_timeout_seconds),
+            ..defaults
+        },
+        variants: policy
+            .variants
+            .iter()
+            .map(|v| VariantSpec {
+                name: v.name.clone(),
+                size: v.size,
+                fit: match v.fit {
+                    VariantFit::Contain => Fit::Contain,
+                    VariantFit::Cover { width, height } => Fit::Cover { width, height },
+                },
+                format: match v.format {
+                    ImageFormat::Jpeg => OutputFormat::Jpeg,
+                    ImageFormat::Webp => OutputFormat::WebP,
+                    ImageFormat::Png => OutputFormat::Png,
+                },
+                quality: v.quality,
+            })
+            .collect(),
+        original_quality: policy.original_quality,
+        color_profile: match policy.color {
+            ColorHandling::ConvertToSrgb => ColorProfile::ConvertToSrgb,
+            ColorHandling::Drop => ColorProfile::Drop,
+        },
+        placeholder: true,
+    }
+}
+
+fn output(name: &str, encoded: Encoded) -> MediaOutput {
+    MediaOutput {
+        name: name.to_owned(),
+        bytes: encoded.bytes,
+        content_type: encoded.content_type.to_owned(),
+        extension: encoded.extension.to_owned(),
+        width: encoded.width,
+        height: encoded.height,
+        sha256: encoded.sha256,
+    }
+}
+
+/// The reason code a library error quarantines with.
+#[must_use]
+pub fn reason_for(error: &MediaError) -> ReasonCode {
+    match error {
+        MediaError::TooLarge(_) => ReasonCode::ImageTooLarge,
+        // Too expensive to decode in time is treated like undecodable: never promoted.
+        MediaError::Invalid(_) | MediaError::TimedOut(_) => ReasonCode::ImageInvalid,
+        MediaError::Unsupported(_) => ReasonCode::ImageUnsupported,
+    }
+}
+
+impl MediaProcessor for ImageProcessor {
+    fn process(
+        &self,
+        bytes: &[u8],
+        _content_type: &str,
+        policy: &MediaPolicy,
+    ) -> Result<MediaProduct, MediaRejection> {
+        let processed =
+            crate::process(bytes, &options_for(policy)).map_err(|e| MediaRejection {
+                reason: reason_for(&e),
+                detail: e.to_string(),
+            })?;
+        let metadata = serde_json::to_value(&processed.metadata).map_err(|e| MediaRejection {
+            reason: ReasonCode::ImageInvalid,
+            detail: format!("metadata could not be recorded: {e}"),
+        })?;
+        Ok(MediaProduct {
+            original: output("original", processed.original),
+            variants: processed
+                .variants
+                .into_iter()
+                .map(|(name, encoded)| output(&name, encoded))
+                .collect(),
+            metadata,
+        })
+    }
+}
