@@ -2,7 +2,7 @@
 //!
 //! Reads the input once (not timed), runs `--warmup` untimed passes, then `--runs` timed
 //! passes; only the call that decodes, resizes and encodes every variant is inside the clock.
-//! Prints one JSON object: per-run times, their median, and the process's peak RSS (VmHWM,
+//! Prints one JSON object: per-run times, their median, and the process's peak RSS (`VmHWM`,
 //! which includes the input bytes held in memory). With `--out DIR`, the variants of the last
 //! run are written to `DIR/{name}.{extension}` after timing.
 //!
@@ -27,7 +27,8 @@ struct Args {
     out: Option<PathBuf>,
 }
 
-const USAGE: &str = "usage: media_bench INPUT [--quality Q] [--runs N] [--warmup N] [--size S]... [--out DIR]";
+const USAGE: &str =
+    "usage: media_bench INPUT [--quality Q] [--runs N] [--warmup N] [--size S]... [--out DIR]";
 
 fn parse_args() -> Result<Args, String> {
     let mut input = None;
@@ -46,7 +47,9 @@ fn parse_args() -> Result<Args, String> {
             "--size" => sizes.push(parse(&value("--size")?, "--size")?),
             "--out" => out = Some(PathBuf::from(value("--out")?)),
             "-h" | "--help" => return Err(USAGE.into()),
-            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}\n{USAGE}")),
+            flag if flag.starts_with("--") => {
+                return Err(format!("unknown option {flag}\n{USAGE}"));
+            }
             path if input.is_none() => input = Some(PathBuf::from(path)),
             extra => return Err(format!("unexpected argument {extra}\n{USAGE}")),
         }
@@ -120,7 +123,8 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     let processed = last.ok_or("no run")?;
 
     if let Some(dir) = &args.out {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         for (name, encoded) in &processed.variants {
             let path = dir.join(format!("{name}.{}", encoded.extension));
             std::fs::write(&path, &encoded.bytes)
