@@ -44,12 +44,16 @@ def log(msg):
     print(f"bench-media: {msg}", file=sys.stderr, flush=True)
 
 
+BUSY = set()
+
+
 def busy_note():
-    """Other compilers running right now (a sign the numbers are noisy)."""
+    """Records other compilers running right now (a sign the numbers are noisy)."""
     names = []
     for name in ("rustc", "cargo", "cc1", "cc1plus", "ld"):
         if subprocess.run(["pgrep", "-x", name], capture_output=True).returncode == 0:
             names.append(name)
+    BUSY.update(names)
     return names
 
 
@@ -163,6 +167,7 @@ def section_whole(args, env, results):
                 if rnd > 0:
                     times[name].append(seconds)
                     peaks[name].append(peak)
+            busy_note()
             if rnd > 0:
                 log(
                     f"whole {input_name} round {rnd}: "
@@ -271,6 +276,7 @@ def section_inproc(args, env, results):
                     check_outputs(out, args.sizes, name, input_name)
                     if rnd > 0:
                         times[name].append(seconds)
+                busy_note()
                 if rnd > 0:
                     log(
                         f"in-process {input_name} round {rnd}: "
@@ -379,6 +385,7 @@ def report(args, results, meta):
         ps = find(results, "inproc", input_name, PY_TOOLS[1][0])
         lines.append(target_line("in-process time / pyvips per variant", short, ai, pv, "medianMs", 0.5, "ms"))
         lines.append(target_line("in-process time / pyvips single pass", short, ai, ps, "medianMs", 0.65, "ms"))
+        lines.append(target_line("in-process MAE / pyvips per variant (same quality)", short, ai, pv, "mae", 1.05, ""))
     lines.append("")
     lines.append(
         f"Machine: {meta['cpu']} ({meta['cpus']} CPUs visible), {meta['memGib']:.0f} GiB, {meta['os']}; "
@@ -473,20 +480,18 @@ def main():
         OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKIO_WORKER_THREADS="1",
     )
     meta = machine_meta()
-    busy = set(busy_note())
+    busy_note()
     results = []
     try:
         log(f"section 1: whole process, {args.runs} runs + 1 warm-up per input")
         section_whole(args, env, results)
-        busy |= set(busy_note())
         log(f"section 2: in one process, {args.runs} runs + 1 warm-up per input")
         section_inproc(args, env, results)
-        busy |= set(busy_note())
     except BenchError as e:
         log(f"FAILED: {e}")
         sys.exit(1)
     meta["loadEnd"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    meta["busy"] = sorted(busy)
+    meta["busy"] = sorted(BUSY)
     with open(os.path.join(args.work, "results.json"), "w", encoding="utf-8") as f:
         json.dump({"meta": meta, "runs": args.runs, "quality": args.quality, "sizes": args.sizes,
                    "results": results}, f, indent=2)
