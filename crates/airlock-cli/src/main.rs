@@ -16,9 +16,18 @@ struct Cli {
 enum Command {
     /// Replay fixture cases or captured events through the pipeline on this machine.
     Replay(airlock_embedded::replay::ReplayArgs),
+    /// The media stage on single images.
+    #[command(subcommand)]
+    Media(MediaCommand),
     /// Measurements for the benchmark script.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum MediaCommand {
+    /// Sanitize one image and make its variants; writes the files and prints the metadata.
+    Process(airlock_embedded::media_cli::MediaProcessArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,6 +48,10 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
+    // CPU-bound and synchronous: no runtime, so a whole-process timing measures the work.
+    if let Command::Media(MediaCommand::Process(args)) = &cli.command {
+        return finish(airlock_embedded::media_cli::run(args));
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -49,6 +62,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Replay(args) => airlock_embedded::replay::run(args).await,
+            Command::Media(_) => unreachable!("handled before the runtime starts"),
             Command::Bench(BenchCommand::Scan(args)) => {
                 airlock_embedded::bench::run_scan(args).await
             }
@@ -57,6 +71,10 @@ fn main() -> ExitCode {
             }
         }
     });
+    finish(result)
+}
+
+fn finish(result: anyhow::Result<u8>) -> ExitCode {
     match result {
         Ok(status) => ExitCode::from(status),
         Err(err) => {

@@ -158,3 +158,65 @@ fn an_invalid_case_names_the_file_and_the_problem() {
     assert!(stdout.contains("bad.json: not a valid case"), "{stdout}");
     assert!(stdout.contains("unknown field `colour`"), "{stdout}");
 }
+
+fn media(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .current_dir(repo())
+        .arg("media")
+        .arg("process")
+        .args(args)
+        .output()
+        .expect("airlock runs")
+}
+
+#[test]
+fn media_process_writes_the_sanitized_image_and_its_variants() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let output = media(&[
+        "fixtures/objects/camera-photo.jpg",
+        "--out",
+        out.to_str().unwrap(),
+        "--variant",
+        "small:300:jpeg:80",
+        "--variant",
+        "tiny:64:png:100",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed["metadata"]["orientation"], 6);
+    for file in ["original.jpg", "small.jpg", "tiny.png", "metadata.json"] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    let small = std::fs::read(out.join("small.jpg")).unwrap();
+    assert!(small.starts_with(&[0xFF, 0xD8]));
+}
+
+#[test]
+fn media_process_refuses_what_is_not_an_image_and_bad_variants() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("x.svg");
+    std::fs::write(
+        &svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#,
+    )
+    .unwrap();
+    let output = media(&[
+        svg.to_str().unwrap(),
+        "--out",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(4));
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed["refused"], "image-unsupported");
+
+    let output = media(&[
+        "fixtures/objects/photo.jpg",
+        "--out",
+        "x",
+        "--variant",
+        "a:0:jpeg:80",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("is not a positive whole number"));
+}

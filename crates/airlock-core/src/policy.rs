@@ -172,6 +172,68 @@ struct RawVariant {
     quality: Option<u8>,
 }
 
+/// One variant of a media table, checked; `at` names it in errors.
+fn variant_policy(v: &RawVariant, at: &str) -> Result<VariantPolicy, String> {
+    let valid_name = !v.name.is_empty()
+        && v.name.len() <= 32
+        && v.name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && v.name != "original";
+    if !valid_name {
+        return Err(format!(
+            "{at}.name: {:?} must be 1 to 32 of a-z, 0-9, '-' (and not \"original\")",
+            v.name
+        ));
+    }
+    let fit = match v.fit.as_deref() {
+        None | Some("contain") => VariantFit::Contain,
+        Some("cover") => match (v.width, v.height) {
+            (Some(w), Some(h)) if w > 0 && h > 0 => VariantFit::Cover {
+                width: w,
+                height: h,
+            },
+            _ => {
+                return Err(format!(
+                    "{at}: fit = \"cover\" needs width and height above zero"
+                ));
+            }
+        },
+        Some(other) => {
+            return Err(format!(
+                "{at}.fit: {other:?} is not \"contain\" or \"cover\""
+            ));
+        }
+    };
+    let size = match (fit, v.size) {
+        (VariantFit::Contain, Some(s)) if s > 0 => s,
+        (VariantFit::Contain, _) => return Err(format!("{at}.size must be above zero")),
+        (VariantFit::Cover { width, height }, _) => width.max(height),
+    };
+    let format = match v.format.as_deref() {
+        None | Some("jpeg") => ImageFormat::Jpeg,
+        Some("webp") => ImageFormat::Webp,
+        Some("png") => ImageFormat::Png,
+        Some(other) => {
+            return Err(format!("{at}.format: {other:?} is not jpeg, webp or png"));
+        }
+    };
+    let quality = match v.quality {
+        Some(q) if !(1..=100).contains(&q) => {
+            return Err(format!("{at}.quality must be 1 to 100"));
+        }
+        Some(q) => q,
+        None => 82,
+    };
+    Ok(VariantPolicy {
+        name: v.name.clone(),
+        size,
+        fit,
+        format,
+        quality,
+    })
+}
+
 fn media_policy(raw: &RawMediaSettings, at: &str) -> Result<MediaPolicy, String> {
     let defaults = MediaPolicy::default();
     let positive = |value: Option<u64>, name: &str, default: u64| -> Result<u64, String> {
@@ -204,65 +266,13 @@ fn media_policy(raw: &RawMediaSettings, at: &str) -> Result<MediaPolicy, String>
             let mut variants = Vec::with_capacity(list.len());
             for (i, v) in list.iter().enumerate() {
                 let at = format!("{at}.variants[{i}]");
-                let valid_name = !v.name.is_empty()
-                    && v.name.len() <= 32
-                    && v.name
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                    && v.name != "original";
-                if !valid_name {
-                    return Err(format!(
-                        "{at}.name: {:?} must be 1 to 32 of a-z, 0-9, '-' (and not \"original\")",
-                        v.name
-                    ));
-                }
                 if variants
                     .iter()
                     .any(|known: &VariantPolicy| known.name == v.name)
                 {
                     return Err(format!("{at}.name: {:?} is used twice", v.name));
                 }
-                let fit = match v.fit.as_deref() {
-                    None | Some("contain") => VariantFit::Contain,
-                    Some("cover") => match (v.width, v.height) {
-                        (Some(w), Some(h)) if w > 0 && h > 0 => VariantFit::Cover {
-                            width: w,
-                            height: h,
-                        },
-                        _ => {
-                            return Err(format!(
-                                "{at}: fit = \"cover\" needs width and height above zero"
-                            ));
-                        }
-                    },
-                    Some(other) => {
-                        return Err(format!(
-                            "{at}.fit: {other:?} is not \"contain\" or \"cover\""
-                        ));
-                    }
-                };
-                let size = match (fit, v.size) {
-                    (VariantFit::Contain, Some(s)) if s > 0 => s,
-                    (VariantFit::Contain, _) => {
-                        return Err(format!("{at}.size must be above zero"));
-                    }
-                    (VariantFit::Cover { width, height }, _) => width.max(height),
-                };
-                let format = match v.format.as_deref() {
-                    None | Some("jpeg") => ImageFormat::Jpeg,
-                    Some("webp") => ImageFormat::Webp,
-                    Some("png") => ImageFormat::Png,
-                    Some(other) => {
-                        return Err(format!("{at}.format: {other:?} is not jpeg, webp or png"));
-                    }
-                };
-                variants.push(VariantPolicy {
-                    name: v.name.clone(),
-                    size,
-                    fit,
-                    format,
-                    quality: quality(v.quality, &format!("variants[{i}].quality"), 82)?,
-                });
+                variants.push(variant_policy(v, &at)?);
             }
             variants
         }

@@ -85,6 +85,49 @@ fn variant_key(upload: &UploadKey, variant: &StagedOutput) -> String {
     upload.trusted_derived(&format!("{}.{}", variant.name, variant.extension))
 }
 
+/// Copies what trusted/ gets: the upload itself, or for images the sanitized original,
+/// variants and metadata (and the upload too if the policy keeps it).
+async fn copy_to_trusted(
+    store: &dyn ObjectStore,
+    upload: &UploadKey,
+    size: u64,
+    media: Option<&(&MediaReport, serde_json::Value)>,
+) -> Result<(), StageError> {
+    let store_err = |e: &crate::ports::StoreError| StageError::store(Stage::Promote, e);
+    let incoming = upload.incoming();
+    let trusted = upload.trusted();
+    let Some((report, summary)) = media else {
+        return copy_confirmed(store, &incoming, &trusted, size).await;
+    };
+    // Variants and metadata first, the original last: once `trusted/{id}` exists,
+    // everything beside it does too.
+    for variant in &report.variants {
+        copy_confirmed(
+            store,
+            &variant.staging_key,
+            &variant_key(upload, variant),
+            variant.size,
+        )
+        .await?;
+    }
+    let json = serde_json::to_vec_pretty(summary)
+        .map_err(|e| StageError::new(Stage::Promote, Retry::Permanent, e.to_string()))?;
+    store
+        .put(&upload.trusted_derived("json"), json, "application/json")
+        .await
+        .map_err(|e| store_err(&e))?;
+    if report.keep_original {
+        copy_confirmed(store, &incoming, &upload.trusted_derived("original"), size).await?;
+    }
+    copy_confirmed(
+        store,
+        &report.original.staging_key,
+        &trusted,
+        report.original.size,
+    )
+    .await
+}
+
 /// Promotes the object of `upload` with the facts the earlier stages established.
 pub async fn promote(
     store: &dyn ObjectStore,
@@ -104,45 +147,7 @@ pub async fn promote(
     let incoming_meta = store.head(&incoming).await.map_err(|e| store_err(&e))?;
     let promoted_now = incoming_meta.is_some();
     if let Some(meta) = incoming_meta {
-        match &media {
-            None => copy_confirmed(store, &incoming, &trusted, meta.size).await?,
-            Some((report, summary)) => {
-                // Variants and metadata first, the original last: once `trusted/{id}`
-                // exists, everything beside it does too.
-                for variant in &report.variants {
-                    copy_confirmed(
-                        store,
-                        &variant.staging_key,
-                        &variant_key(upload, variant),
-                        variant.size,
-                    )
-                    .await?;
-                }
-                let json = serde_json::to_vec_pretty(summary).map_err(|e| {
-                    StageError::new(Stage::Promote, Retry::Permanent, e.to_string())
-                })?;
-                store
-                    .put(&upload.trusted_derived("json"), json, "application/json")
-                    .await
-                    .map_err(|e| store_err(&e))?;
-                if report.keep_original {
-                    copy_confirmed(
-                        store,
-                        &incoming,
-                        &upload.trusted_derived("original"),
-                        meta.size,
-                    )
-                    .await?;
-                }
-                copy_confirmed(
-                    store,
-                    &report.original.staging_key,
-                    &trusted,
-                    report.original.size,
-                )
-                .await?;
-            }
-        }
+        copy_to_trusted(store, upload, meta.size, media.as_ref()).await?;
     } else if store
         .head(&trusted)
         .await
