@@ -65,6 +65,8 @@ fn expected(name: &str) -> (&'static str, Option<ReasonCode>) {
         "intent-expired" => ("quarantine", Some(IntentExpired)),
         "purpose-unknown" => ("quarantine", Some(PurposeUnknown)),
         "no-intent" => ("quarantine", Some(NoIntent)),
+        "image-truncated" => ("quarantine", Some(ImageInvalid)),
+        "image-pixel-bomb" => ("quarantine", Some(ImageTooLarge)),
         "eicar" | "eicar-in-noise" | "clamav-testfile-pdf" | "clamav-testfile-zip" => {
             ("quarantine", Some(Infected))
         }
@@ -125,6 +127,13 @@ async fn assert_settled(
         Settlement::Trusted { key } => {
             assert_eq!(key, &trusted_key);
             assert!(in_trusted && !in_quarantine, "{name}: exactly one copy");
+            // Images are promoted re-encoded: nothing appended to the upload survives.
+            let promoted = std::fs::read(bucket.join(&trusted_key)).unwrap();
+            let payload = b"payload from a GIF";
+            assert!(
+                !promoted.windows(payload.len()).any(|w| w == payload),
+                "{name}: payload promoted"
+            );
         }
         Settlement::Quarantine {
             key,

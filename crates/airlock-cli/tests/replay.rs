@@ -64,7 +64,7 @@ fn replays_the_fixtures_as_a_table_then_changes_nothing_the_second_time() {
     );
     assert!(stdout.contains("s3-malformed.json: Records[1]"), "{stdout}");
     let summary = stderr.lines().last().unwrap();
-    assert!(summary.contains("8 trusted, 14 quarantined"), "{summary}");
+    assert!(summary.contains("9 trusted, 16 quarantined"), "{summary}");
     assert!(summary.contains("0 failed"), "{summary}");
     assert!(summary.contains("2 bad input"), "{summary}");
 
@@ -72,7 +72,7 @@ fn replays_the_fixtures_as_a_table_then_changes_nothing_the_second_time() {
     assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
     let results: Value = serde_json::from_slice(&second.stdout).unwrap();
     let results = results.as_array().unwrap();
-    assert_eq!(results.len(), 22);
+    assert_eq!(results.len(), 25);
     for result in results {
         assert_eq!(
             result.pointer("/result/settlement/destination"),
