@@ -47,14 +47,18 @@ fi
 
 # --- Rust side
 echo "bench-media: building (release)" >&2
-cargo build --release --locked -p airlock-cli -p airlock-media --examples >&2
+cargo build --release --locked -p airlock-cli -p airlock-media --bin airlock --example media_bench >&2
 airlock=target/release/airlock
 example=target/release/examples/media_bench
 [ -x "$example" ] || { echo "bench-media: $example was not built" >&2; exit 1; }
 airlock_missing=""
-if ! "$airlock" media process --help >/dev/null 2>&1; then
+airlock_args=()
+if ! help=$("$airlock" media process --help 2>&1); then
   airlock_missing="n/a (airlock media process missing)"
   echo "bench-media: WARNING: $airlock has no 'media process' command; its row will read n/a" >&2
+elif grep -q -- '--no-placeholder' <<<"$help"; then
+  # libvips computes no placeholder, so neither does airlock here.
+  airlock_args+=(--airlock-arg=--no-placeholder)
 fi
 
 # --- inputs (cached) and the run itself; single-threaded everywhere
@@ -66,4 +70,5 @@ busy=$(pgrep -x rustc || true)
 
 "$venv/bin/python" bench/media/run.py \
   --inputs "$work/inputs" --work "$work/run" --runs "$runs" --quality "$quality" \
-  --airlock "$airlock" --airlock-missing "$airlock_missing" --example "$example"
+  --airlock "$airlock" --airlock-missing "$airlock_missing" ${airlock_args[@]+"${airlock_args[@]}"} \
+  --example "$example"

@@ -123,7 +123,7 @@ def whole_process_tools(args):
     largest = max(sizes)
 
     def airlock(inp, out):
-        cmd = [args.airlock, "media", "process", inp, "--out", out, "--variants-only"]
+        cmd = [args.airlock, "media", "process", inp, "--out", out, "--variants-only", *args.airlock_args]
         for s in sizes:
             cmd += ["--variant", f"w{s}:{s}:jpeg:{q}"]
         return [cmd]
@@ -466,6 +466,8 @@ def main():
     parser.add_argument("--size", dest="sizes", type=int, action="append")
     parser.add_argument("--airlock", required=True)
     parser.add_argument("--airlock-missing", default="", help="why the airlock CLI row is n/a")
+    parser.add_argument("--airlock-arg", dest="airlock_args", action="append", default=[],
+                        help="extra argument for `airlock media process` (repeatable)")
     parser.add_argument("--example", required=True)
     parser.add_argument("--example-missing", default="", help="why the media_bench row is n/a")
     args = parser.parse_args()
