@@ -1,4 +1,11 @@
 //! Every accepted input kind decodes and yields consistent, correctly sized outputs.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_wrap,
+    reason = "test-pattern arithmetic on small, known values"
+)]
 
 mod common;
 
@@ -473,7 +480,7 @@ fn icc_profiles_are_converted_or_dropped() {
     let mut iccp = b"Display P3\0\0".to_vec();
     iccp.extend_from_slice(&common::zlib_stored(&p3));
     let mut input = plain[..33].to_vec();
-    input.extend_from_slice(&common::png_chunk(b"iCCP", &iccp));
+    input.extend_from_slice(&common::png_chunk(*b"iCCP", &iccp));
     input.extend_from_slice(&plain[33..]);
     let converted = process(&input, &MediaOptions::default()).unwrap();
     assert_eq!(
@@ -554,4 +561,37 @@ fn metadata_serializes_in_camel_case() {
         assert!(json.get(key).is_some(), "missing {key}");
     }
     assert_eq!(json["outputs"][0]["contentType"], "image/jpeg");
+}
+
+#[test]
+fn processing_is_deterministic() {
+    let (w, h) = (300u32, 200u32);
+    let rgba: Vec<u8> = common::photo_like(w, h)
+        .chunks(3)
+        .enumerate()
+        .flat_map(|(i, p)| [p[0], p[1], p[2], (i % 251) as u8])
+        .collect();
+    let inputs = [
+        common::jpeg(w, h, &common::photo_like(w, h), false),
+        common::png(
+            w,
+            h,
+            png::ColorType::Rgba,
+            png::BitDepth::Eight,
+            &rgba,
+            None,
+        ),
+        fixture("animated-lossy.webp"),
+        fixture("lossy.webp"),
+    ];
+    for input in &inputs {
+        let first = process(input, &options_with_cover()).unwrap();
+        let second = process(input, &options_with_cover()).unwrap();
+        assert_eq!(first, second);
+        let light = process_variants_only(input, &options_with_cover()).unwrap();
+        assert_eq!(
+            light,
+            process_variants_only(input, &options_with_cover()).unwrap()
+        );
+    }
 }

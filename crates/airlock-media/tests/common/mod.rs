@@ -2,7 +2,10 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 #![allow(
     clippy::cast_possible_truncation,
-    reason = "test patterns are small and fit every integer they are cast to"
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_wrap,
+    reason = "test-pattern arithmetic on small, known values"
 )]
 
 use airlock_media::{Encoded, MediaOptions};
@@ -114,11 +117,11 @@ pub fn exif_tiff(orientation: u16) -> Vec<u8> {
     let data = gps_ifd + 2 + 4 * 12 + 4;
     let make = format!("{MAKE}\0");
     let model = format!("{MODEL}\0");
-    let date = format!("{DATE_TIME}\0");
+    let taken = format!("{DATE_TIME}\0");
     let make_at = data;
     let model_at = make_at + make.len() as u32;
-    let date_at = model_at + model.len() as u32;
-    let lat_at = date_at + date.len() as u32;
+    let taken_at = model_at + model.len() as u32;
+    let lat_at = taken_at + taken.len() as u32;
     let lon_at = lat_at + 24;
 
     let mut t = b"MM\0\x2A".to_vec();
@@ -149,7 +152,13 @@ pub fn exif_tiff(orientation: u16) -> Vec<u8> {
     t.extend_from_slice(&0u32.to_be_bytes());
     // EXIF IFD: DateTimeOriginal.
     t.extend_from_slice(&1u16.to_be_bytes());
-    entry(&mut t, 0x9003, 2, date.len() as u32, date_at.to_be_bytes());
+    entry(
+        &mut t,
+        0x9003,
+        2,
+        taken.len() as u32,
+        taken_at.to_be_bytes(),
+    );
     t.extend_from_slice(&0u32.to_be_bytes());
     // GPS IFD: LatitudeRef, Latitude, LongitudeRef, Longitude.
     t.extend_from_slice(&4u16.to_be_bytes());
@@ -161,7 +170,7 @@ pub fn exif_tiff(orientation: u16) -> Vec<u8> {
     assert_eq!(t.len() as u32, data);
     t.extend_from_slice(make.as_bytes());
     t.extend_from_slice(model.as_bytes());
-    t.extend_from_slice(date.as_bytes());
+    t.extend_from_slice(taken.as_bytes());
     for (degrees, minutes, seconds) in [(51u32, 30u32, 2612u32), (7, 27, 4711)] {
         for (num, den) in [(degrees, 1u32), (minutes, 1), (seconds, 100)] {
             t.extend_from_slice(&num.to_be_bytes());
@@ -228,9 +237,9 @@ pub fn crc32(bytes: &[u8]) -> u32 {
 }
 
 /// A PNG chunk with a correct CRC.
-pub fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+pub fn png_chunk(kind: [u8; 4], data: &[u8]) -> Vec<u8> {
     let mut out = u32::try_from(data.len()).unwrap().to_be_bytes().to_vec();
-    out.extend_from_slice(kind);
+    out.extend_from_slice(&kind);
     out.extend_from_slice(data);
     let mut crc_input = kind.to_vec();
     crc_input.extend_from_slice(data);
