@@ -414,7 +414,7 @@ def target_line(what, short, a, ref, key, limit, unit):
         return f"| {what} | {short} | {why} | {'' if rv is None else fmt(rv, unit)} | n/a | <= {limit} | n/a |"
     ratio = av / rv
     met = "met" if ratio <= limit else "not met"
-    return f"| {what} | {short} | {fmt(av, unit)} | {fmt(rv, unit)} | {ratio:.2f} | <= {limit} | {met} |"
+    return f"| {what} | {short} | {fmt(av, unit)} | {fmt(rv, unit)} | {ratio:.3f} | <= {limit} | {met} |"
 
 
 def fmt(v, unit):
