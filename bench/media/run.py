@@ -50,6 +50,10 @@ BUSY = set()
 def busy_note():
     """Records other compilers running right now (a sign the numbers are noisy)."""
     names = []
+    with open("/proc/loadavg", encoding="ascii") as f:
+        running = int(f.read().split()[3].split("/")[0])
+    if running >= 3:  # this driver is one; a second runnable process is common in passing
+        names.append(f"{running - 1} other runnable processes")
     for name in ("rustc", "cargo", "cc1", "cc1plus", "ld"):
         if subprocess.run(["pgrep", "-x", name], capture_output=True).returncode == 0:
             names.append(name)
@@ -395,7 +399,7 @@ def report(args, results, meta):
     if meta["busy"]:
         lines.append("")
         lines.append(
-            f"**Noisy:** other build processes were running during the run ({', '.join(meta['busy'])}); "
+            f"**Noisy:** other work was running during the run ({', '.join(meta['busy'])}); "
             "the numbers may be inflated and spread out."
         )
     return "\n".join(lines)
