@@ -361,11 +361,14 @@ mod tests {
             detail: None,
             sha256: Some("ab".into()),
             size: Some(42),
+            media: Some(serde_json::json!({"variants": []})),
         });
         store.transition(intent.id, ready).await.unwrap();
         let stored = store.get(intent.id).await.unwrap().unwrap();
         assert_eq!(stored.state, Ready);
-        assert_eq!(stored.outcome.unwrap().key, "trusted/x");
+        let outcome = stored.outcome.unwrap();
+        assert_eq!(outcome.key, "trusted/x");
+        assert_eq!(outcome.media, Some(serde_json::json!({"variants": []})));
         assert_eq!(
             store
                 .transition(intent.id, to(Quarantined, &IntentState::ALL))
