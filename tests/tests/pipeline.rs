@@ -183,6 +183,10 @@ async fn assert_settled(
         assert_eq!(stored.state, want, "{name}");
         let outcome = stored.outcome.expect("outcome recorded");
         assert_eq!(outcome.reason, reason, "{name}");
+        if destination == "trusted" || reason == Some(ReasonCode::Infected) {
+            let engine = outcome.engine.unwrap_or_default();
+            assert!(engine.starts_with("ClamAV "), "{name}: engine {engine:?}");
+        }
     }
 }
 

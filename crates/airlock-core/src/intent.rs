@@ -119,6 +119,9 @@ pub struct IntentOutcome {
     pub sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    /// The scanner engine and definitions that judged the object, when it was scanned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
     /// For images: the promoted variants and the image's metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media: Option<serde_json::Value>,

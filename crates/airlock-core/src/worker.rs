@@ -277,6 +277,7 @@ impl Worker {
             PromoteFacts {
                 sha256: &scan.sha256,
                 size: scan.size,
+                engine: &scan.engine,
                 media: media.as_deref(),
             },
         )

@@ -361,6 +361,7 @@ mod tests {
             detail: None,
             sha256: Some("ab".into()),
             size: Some(42),
+            engine: Some("ClamAV 1.4.6".into()),
             media: Some(serde_json::json!({"variants": []})),
         });
         store.transition(intent.id, ready).await.unwrap();

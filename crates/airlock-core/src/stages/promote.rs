@@ -28,6 +28,8 @@ pub struct PromoteFacts<'a> {
     /// SHA-256 of the uploaded bytes, from the scan.
     pub sha256: &'a str,
     pub size: u64,
+    /// The scanner engine and definitions that passed it.
+    pub engine: &'a str,
     /// For images: the sanitized original and variants waiting under `staging/`.
     pub media: Option<&'a MediaReport>,
 }
@@ -168,6 +170,7 @@ pub async fn promote(
         detail: None,
         sha256: Some(facts.sha256.to_owned()),
         size: Some(facts.size),
+        engine: Some(facts.engine.to_owned()),
         media: media.as_ref().map(|(_, summary)| summary.clone()),
     };
     let result = intents

@@ -281,6 +281,7 @@ async fn mark_quarantined(
                     detail: Some(request.rejection.detail.clone()),
                     sha256,
                     size,
+                    engine: request.rejection.engine.clone(),
                     media: None,
                 }),
             },
