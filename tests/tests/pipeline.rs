@@ -224,12 +224,16 @@ async fn every_fixture_lands_where_it_should_and_a_second_replay_changes_nothing
     }
     let store_before = snapshot(&bucket);
 
-    // The same events again, while the first executions are known: they join them.
+    // The same cases again in this process: an event with a new sequencer finds its object
+    // settled; one without a sequencer (the emulator's shape) joins the first execution.
+    // Either way nothing changes.
     let again = replay_all(&pipeline, &cases).await;
-    assert_eq!(
-        again.iter().map(|(_, s)| s.label()).collect::<Vec<_>>(),
-        first.iter().map(|(_, s)| s.label()).collect::<Vec<_>>()
-    );
+    for ((name, settlement), (_, before)) in again.iter().zip(&first) {
+        assert!(
+            matches!(settlement, Settlement::Skipped { .. }) || settlement == before,
+            "{name}: replay in the same process did {settlement:?}"
+        );
+    }
     assert_eq!(snapshot(&bucket), store_before);
     pipeline.shutdown().await;
 

@@ -41,8 +41,9 @@ impl ObjectRef {
         }
     }
 
-    /// A name for the pipeline execution of this object: the same object version always gets
-    /// the same name, so duplicate events collapse into one execution. Step Functions allows
+    /// A name for the pipeline execution of this object: the same event (object version and
+    /// S3 sequencer) always gets the same name, so duplicate deliveries collapse into one
+    /// execution; a new write of the key (new sequencer) gets its own. Step Functions allows
     /// 80 characters from `[0-9A-Za-z_-]`; a hash keeps it short and valid for any key.
     #[must_use]
     pub fn execution_name(&self) -> String {
@@ -53,6 +54,7 @@ impl ObjectRef {
             self.key.as_str(),
             self.etag.as_deref().unwrap_or(""),
             self.version_id.as_deref().unwrap_or(""),
+            self.sequencer.as_deref().unwrap_or(""),
         ] {
             hasher.update(part.len().to_be_bytes());
             hasher.update(part.as_bytes());
@@ -104,5 +106,13 @@ mod tests {
         let mut b = a.clone();
         b.etag = Some("abd".into());
         assert_ne!(name, b.execution_name());
+        // The same bytes written again: a new sequencer, a new execution.
+        let mut c = a.clone();
+        c.sequencer = Some("0062E99A88DC407460".into());
+        assert_ne!(name, c.execution_name());
+        // A duplicate delivery differs only in event time and name: the same execution.
+        let mut d = a.clone();
+        d.event_name = Some("ObjectCreated:Put".into());
+        assert_eq!(name, d.execution_name());
     }
 }

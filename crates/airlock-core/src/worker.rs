@@ -15,8 +15,8 @@ use crate::object::ObjectRef;
 use crate::policy::Policies;
 use crate::ports::{Clock, EventSink, IntentStore, ObjectStore, Retry, Scanner, TaskAnswers};
 use crate::stages::{
-    self, InspectOutcome, MediaOutcome, PromoteFacts, QuarantineRequest, ScanOutcome, Stage,
-    StageError, error_names,
+    self, InspectOutcome, MediaJob, MediaOutcome, PromoteFacts, QuarantineRequest, ScanOutcome,
+    Stage, StageError, error_names,
 };
 use crate::verdict::{ReasonCode, Rejection};
 use tokio::sync::Semaphore;
@@ -139,12 +139,29 @@ impl std::fmt::Debug for Worker {
     }
 }
 
-/// An earlier stage's output from the findings; `None` if absent, null or malformed.
-fn finding<T: serde::de::DeserializeOwned>(task: &TaskMessage, name: &str) -> Option<T> {
-    task.findings
-        .get(name)
-        .filter(|v| !v.is_null())
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
+/// An earlier stage's output that must be in the findings and well-formed.
+fn required<T: serde::de::DeserializeOwned>(
+    task: &TaskMessage,
+    name: &str,
+    stage: Stage,
+) -> Result<T, StageError> {
+    optional(task, name, stage)?
+        .ok_or_else(|| bad_message(stage, format!("findings have no {name:?}")))
+}
+
+/// An earlier stage's output: `None` if absent or null; an error if present but malformed
+/// (never read as absent: that could skip a check).
+fn optional<T: serde::de::DeserializeOwned>(
+    task: &TaskMessage,
+    name: &str,
+    stage: Stage,
+) -> Result<Option<T>, StageError> {
+    match task.findings.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => serde_json::from_value(value.clone())
+            .map(Some)
+            .map_err(|e| bad_message(stage, format!("findings {name:?} are malformed: {e}"))),
+    }
 }
 
 fn to_value<T: Serialize>(stage: Stage, value: &T) -> Result<Value, StageError> {
@@ -209,11 +226,16 @@ impl Worker {
     async fn run_media(&self, task: &TaskMessage) -> Result<Value, StageError> {
         let upload = UploadKey::parse_incoming(&task.object.key)
             .map_err(|e| bad_message(Stage::Media, e.to_string()))?;
-        let Some(InspectOutcome::Pass(inspect)) = finding::<InspectOutcome>(task, "inspect") else {
+        let InspectOutcome::Pass(inspect) =
+            required::<InspectOutcome>(task, "inspect", Stage::Media)?
+        else {
             return Err(bad_message(
                 Stage::Media,
                 "findings hold no passing inspection",
             ));
+        };
+        let ScanOutcome::Pass(scan) = required::<ScanOutcome>(task, "scan", Stage::Media)? else {
+            return Err(bad_message(Stage::Media, "findings hold no passing scan"));
         };
         let Some(policy) = self
             .policies
@@ -228,11 +250,14 @@ impl Worker {
         let outcome = stages::media(
             self.store.as_ref(),
             Arc::clone(&self.media),
-            &self.media_permits,
-            &upload,
-            &inspect.detected_type,
-            inspect.size,
-            policy,
+            Arc::clone(&self.media_permits),
+            MediaJob {
+                upload: &upload,
+                content_type: &inspect.detected_type,
+                size: inspect.size,
+                scanned_sha256: &scan.sha256,
+                policy,
+            },
         )
         .await?;
         to_value(Stage::Media, &outcome)
@@ -241,29 +266,30 @@ impl Worker {
     async fn run_promote(&self, task: &TaskMessage) -> Result<Value, StageError> {
         let upload = UploadKey::parse_incoming(&task.object.key)
             .map_err(|e| bad_message(Stage::Promote, e.to_string()))?;
-        let Some(ScanOutcome::Pass(scan)) = finding::<ScanOutcome>(task, "scan") else {
-            return Err(bad_message(
-                Stage::Promote,
-                "findings hold no passing scan: refusing to promote",
-            ));
+        let refuse = |why: &str| bad_message(Stage::Promote, format!("{why}: refusing to promote"));
+        let InspectOutcome::Pass(inspect) =
+            required::<InspectOutcome>(task, "inspect", Stage::Promote)?
+        else {
+            return Err(refuse("findings hold no passing inspection"));
         };
-        let inspect_wants_media = matches!(
-            finding::<InspectOutcome>(task, "inspect"),
-            Some(InspectOutcome::Pass(ref report)) if report.media
-        );
-        let media = match finding::<MediaOutcome>(task, "media") {
+        let ScanOutcome::Pass(scan) = required::<ScanOutcome>(task, "scan", Stage::Promote)? else {
+            return Err(refuse("findings hold no passing scan"));
+        };
+        // Whether the image must be sanitized is decided here again, from the policy and the
+        // detected type, not taken from a flag: an image that needs it is never promoted raw.
+        let needs_media = inspect.detected_type.starts_with("image/")
+            && self
+                .policies
+                .get(&inspect.purpose)
+                .is_some_and(|p| p.media.is_some());
+        let media = match optional::<MediaOutcome>(task, "media", Stage::Promote)? {
             Some(MediaOutcome::Pass(report)) => Some(report),
             Some(MediaOutcome::Reject(_)) => {
-                return Err(bad_message(
-                    Stage::Promote,
-                    "the media stage rejected this object: refusing to promote",
-                ));
+                return Err(refuse("the media stage rejected this object"));
             }
-            // An image whose purpose wants it sanitized is never promoted raw.
-            None if inspect_wants_media => {
-                return Err(bad_message(
-                    Stage::Promote,
-                    "findings hold no media result for an image that needs one: refusing to promote",
+            None if needs_media => {
+                return Err(refuse(
+                    "findings hold no media result for an image that needs one",
                 ));
             }
             None => None,

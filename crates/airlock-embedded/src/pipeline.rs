@@ -18,7 +18,7 @@ use airlock_core::media::MediaProcessor;
 use airlock_core::object::ObjectRef;
 use airlock_core::policy::Policies;
 use airlock_core::ports::{Clock, Retry, Scanner, SystemClock, TaskAnswerError, TaskAnswers};
-use airlock_core::stages::Stage;
+use airlock_core::stages::{Stage, error_names};
 use airlock_core::verdict::ReasonCode;
 use airlock_core::worker::Worker;
 use airlock_local::{FsStore, InProcessQueue, JsonlEventSink, SqliteIntentStore};
@@ -304,7 +304,7 @@ fn settlement_of(execution: &Execution) -> Settlement {
 }
 
 /// The object as an execution input: its identity only, without what varies between
-/// duplicate deliveries of one event (event time, sequencer, event name).
+/// duplicate deliveries of one event (event time, event name).
 fn execution_object(object: &ObjectRef) -> ObjectRef {
     ObjectRef {
         bucket: object.bucket.clone(),
@@ -312,10 +312,19 @@ fn execution_object(object: &ObjectRef) -> ObjectRef {
         size: object.size,
         etag: object.etag.clone(),
         version_id: object.version_id.clone(),
-        sequencer: None,
+        sequencer: object.sequencer.clone(),
         event_name: None,
         event_time: None,
     }
+}
+
+/// The task token of a worker message, if it has one.
+fn task_token(body: &str) -> Option<String> {
+    serde_json::from_str::<Value>(body)
+        .ok()?
+        .get("taskToken")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
@@ -445,10 +454,30 @@ impl EmbeddedPipeline {
                 let answers = Arc::clone(&answers);
                 workers.spawn(async move {
                     while let Some(message) = queue.receive().await {
-                        if let Err(err) = worker.handle(&message.body, answers.as_ref()).await {
-                            tracing::error!(queue = queue.name(), error = %err, "message moved to the dead-letter list");
-                            queue.dead_letter(message, err.to_string());
-                        }
+                        // Each message in its own task: a panic fails that task's token
+                        // and dead-letters its message, and this consumer lives on.
+                        let handled = {
+                            let worker = Arc::clone(&worker);
+                            let answers = Arc::clone(&answers);
+                            let body = message.body.clone();
+                            tokio::spawn(async move { worker.handle(&body, answers.as_ref()).await })
+                                .await
+                        };
+                        let failure = match handled {
+                            Ok(Ok(())) => continue,
+                            Ok(Err(err)) => err.to_string(),
+                            Err(join) => {
+                                let cause = format!("worker crashed: {join}");
+                                if let Some(token) = task_token(&message.body) {
+                                    let _ = answers
+                                        .fail(&token, error_names::PERMANENT, &cause)
+                                        .await;
+                                }
+                                cause
+                            }
+                        };
+                        tracing::error!(queue = queue.name(), error = %failure, "message moved to the dead-letter list");
+                        queue.dead_letter(message, failure);
                     }
                 });
             }

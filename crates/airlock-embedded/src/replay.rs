@@ -108,6 +108,17 @@ enum Work {
     Error { source: String, error: String },
 }
 
+impl Work {
+    /// What the report calls it.
+    fn source(&self) -> String {
+        match self {
+            Self::Case(case) => case.name.clone(),
+            Self::Event(item) => item.source.clone(),
+            Self::Error { source, .. } => source.clone(),
+        }
+    }
+}
+
 fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
@@ -276,21 +287,36 @@ pub async fn replay(args: &ReplayArgs) -> anyhow::Result<ReplayReport> {
     let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let mut tasks = Vec::new();
     for item in work {
+        let source = item.source();
         let pipeline = Arc::clone(&pipeline);
         let limit = Arc::clone(&limit);
         let progress = progress.clone();
-        tasks.push(tokio::spawn(async move {
-            let _permit = limit.acquire_owned().await.expect("semaphore open");
-            let results = replay_one(&pipeline, item).await;
-            if let Some(bar) = &progress {
-                bar.inc(1);
-            }
-            results
-        }));
+        tasks.push((
+            tokio::spawn(async move {
+                let _permit = limit.acquire_owned().await.expect("semaphore open");
+                let results = replay_one(&pipeline, item).await;
+                if let Some(bar) = &progress {
+                    bar.inc(1);
+                }
+                results
+            }),
+            source,
+        ));
     }
     let mut results = Vec::new();
-    for task in tasks {
-        results.extend(task.await.context("replay task panicked")?);
+    for (task, source) in tasks {
+        match task.await {
+            Ok(done) => results.extend(done),
+            // One item's crash is that item's failure, not the replay's.
+            Err(join) => results.push(ReplayResult {
+                source,
+                key: None,
+                result: ReplayOutcome::InputError {
+                    error: format!("replaying it crashed: {join}"),
+                },
+                expectation: None,
+            }),
+        }
     }
     if let Some(bar) = &progress {
         bar.finish_and_clear();

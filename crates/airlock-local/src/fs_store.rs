@@ -121,6 +121,9 @@ impl FsStore {
     }
 
     async fn prepare_parent(&self, key: &str, path: &Path) -> Result<(), StoreError> {
+        // Refuse before creating anything: a symlinked folder must not get us to create
+        // folders outside the root.
+        self.confine(key, path)?;
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent)
                 .await
@@ -135,6 +138,15 @@ impl FsStore {
         if let Err(e) = tokio::fs::rename(temp, path).await {
             let _ = tokio::fs::remove_file(temp).await;
             return Err(backend(key, &e));
+        }
+        // The rename is durable only once its folder is synced: callers delete the source
+        // of a copy right after, so the copy must survive a crash.
+        if let Some(parent) = path.parent() {
+            let parent = parent.to_path_buf();
+            tokio::task::spawn_blocking(move || std::fs::File::open(&parent)?.sync_all())
+                .await
+                .map_err(|e| backend(key, &std::io::Error::other(e)))?
+                .map_err(|e| backend(key, &e))?;
         }
         Ok(())
     }
@@ -215,6 +227,18 @@ impl ObjectWriter for FsStore {
                 });
             }
             Err(e) => return Err(backend(from, &e)),
+        }
+        let synced = async {
+            tokio::fs::OpenOptions::new()
+                .write(true)
+                .open(&temp)
+                .await?
+                .sync_all()
+                .await
+        };
+        if let Err(e) = synced.await {
+            let _ = tokio::fs::remove_file(&temp).await;
+            return Err(backend(to, &e));
         }
         self.install(to, &temp, &destination).await
     }
@@ -347,6 +371,14 @@ mod tests {
                 .is_err()
         );
         assert!(!outside.join("new").exists());
+        // Not even a folder is created through the link.
+        assert!(
+            store
+                .put("link/deeper/new", b"x".to_vec(), "text/plain")
+                .await
+                .is_err()
+        );
+        assert!(!outside.join("deeper").exists());
         assert!(
             store
                 .put("dangling/new", b"x".to_vec(), "text/plain")

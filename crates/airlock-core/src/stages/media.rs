@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use super::{Stage, StageError};
@@ -73,36 +74,61 @@ async fn stage_output(
     })
 }
 
-/// Processes the image of `upload`. `permits` caps how many images are decoded at once.
+/// One image to process: which upload, what it is, and what the scan saw.
+#[derive(Debug, Clone, Copy)]
+pub struct MediaJob<'a> {
+    pub upload: &'a UploadKey,
+    /// The type inspect detected.
+    pub content_type: &'a str,
+    pub size: u64,
+    /// The scanned bytes' SHA-256: only those bytes may be processed.
+    pub scanned_sha256: &'a str,
+    pub policy: &'a MediaPolicy,
+}
+
+/// Processes the image of `job.upload`. `permits` caps how many images are decoded at once.
 pub async fn media(
     store: &dyn ObjectStore,
     processor: Arc<dyn MediaProcessor>,
-    permits: &Semaphore,
-    upload: &UploadKey,
-    content_type: &str,
-    size: u64,
-    policy: &MediaPolicy,
+    permits: Arc<Semaphore>,
+    job: MediaJob<'_>,
 ) -> Result<MediaOutcome, StageError> {
+    let MediaJob {
+        upload,
+        content_type,
+        size,
+        scanned_sha256,
+        policy,
+    } = job;
     let key = upload.incoming();
     let bytes = store
         .read_range(&key, 0, size)
         .await
         .map_err(|e| StageError::store(Stage::Media, &e))?;
-    if bytes.len() as u64 != size {
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    if bytes.len() as u64 != size || !sha256.eq_ignore_ascii_case(scanned_sha256) {
         return Err(StageError::new(
             Stage::Media,
             Retry::Permanent,
-            format!("{key} has {} bytes, inspect saw {size}", bytes.len()),
+            format!(
+                "{key} is not the object that was scanned ({} bytes, sha256 {sha256}; scanned {size} bytes, sha256 {scanned_sha256})",
+                bytes.len()
+            ),
         ));
     }
-    let _permit = permits
-        .acquire()
+    // Owned by the decode itself: if the backstop below gives up on it, the slot stays
+    // taken until the decode really ends.
+    let permit = permits
+        .acquire_owned()
         .await
         .map_err(|_| StageError::new(Stage::Media, Retry::Transient, "media workers shut down"))?;
     let job_policy = policy.clone();
     let job_type = content_type.to_owned();
-    let job =
-        tokio::task::spawn_blocking(move || processor.process(&bytes, &job_type, &job_policy));
+    let job = tokio::task::spawn_blocking(move || {
+        let result = processor.process(&bytes, &job_type, &job_policy);
+        drop(permit);
+        result
+    });
     // The library bounds its own decode time; this is the backstop if it ever does not.
     let limit = Duration::from_secs(policy.decode_timeout_seconds.saturating_mul(3) + 10);
     let result = match tokio::time::timeout(limit, job).await {

@@ -15,7 +15,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use inspect::{InspectOutcome, InspectReport, SNIFF_LEN, inspect, sniff_type};
-pub use media::{MediaOutcome, MediaReport, StagedOutput, media};
+pub use media::{MediaJob, MediaOutcome, MediaReport, StagedOutput, media};
 pub use promote::{PromoteFacts, PromoteReport, promote};
 pub use quarantine::{QuarantineRecord, QuarantineReport, QuarantineRequest, quarantine};
 pub use scan::{ScanOutcome, ScanPass, scan};
@@ -105,4 +105,33 @@ impl StageError {
             Retry::Permanent => error_names::PERMANENT,
         }
     }
+}
+
+/// SHA-256 and size of a stored object, read as a stream.
+pub(crate) async fn hash_object(
+    store: &dyn crate::ports::ObjectReader,
+    key: &str,
+    stage: Stage,
+) -> Result<(String, u64), StageError> {
+    use sha2::{Digest, Sha256};
+    use tokio::io::AsyncReadExt;
+    let mut stream = store
+        .open(key)
+        .await
+        .map_err(|e| StageError::store(stage, &e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| StageError::new(stage, Retry::Transient, format!("reading {key}: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), size))
 }

@@ -56,6 +56,52 @@ async fn copy_confirmed(
     }
 }
 
+/// Checks that a copy holds exactly the bytes that were scanned; if the upload was replaced
+/// after its scan, the copy is removed and promotion fails: unscanned bytes never stay in
+/// `trusted/`.
+async fn verify_scanned(
+    store: &dyn ObjectStore,
+    key: &str,
+    scanned_sha256: &str,
+) -> Result<(), StageError> {
+    let (sha256, _) = super::hash_object(store, key, Stage::Promote).await?;
+    if sha256.eq_ignore_ascii_case(scanned_sha256) {
+        return Ok(());
+    }
+    store
+        .delete(key)
+        .await
+        .map_err(|e| StageError::store(Stage::Promote, &e))?;
+    Err(StageError::new(
+        Stage::Promote,
+        Retry::Permanent,
+        format!(
+            "{key} is not the object that was scanned (sha256 {sha256}, scanned {scanned_sha256})"
+        ),
+    ))
+}
+
+/// Removes what this run wrote to `trusted/` (when it may not promote after all).
+async fn remove_trusted(
+    store: &dyn ObjectStore,
+    upload: &UploadKey,
+    media: Option<&(&MediaReport, serde_json::Value)>,
+) -> Result<(), StageError> {
+    let mut keys = vec![upload.trusted()];
+    if let Some((report, _)) = media {
+        keys.extend(report.variants.iter().map(|v| variant_key(upload, v)));
+        keys.push(upload.trusted_derived("json"));
+        keys.push(upload.trusted_derived("original"));
+    }
+    for key in keys {
+        store
+            .delete(&key)
+            .await
+            .map_err(|e| StageError::store(Stage::Promote, &e))?;
+    }
+    Ok(())
+}
+
 /// The promoted keys of a media report: the sanitized original takes the upload's key,
 /// variants and metadata sit beside it.
 fn media_summary(upload: &UploadKey, report: &MediaReport) -> serde_json::Value {
@@ -93,13 +139,15 @@ async fn copy_to_trusted(
     store: &dyn ObjectStore,
     upload: &UploadKey,
     size: u64,
+    scanned_sha256: &str,
     media: Option<&(&MediaReport, serde_json::Value)>,
 ) -> Result<(), StageError> {
     let store_err = |e: &crate::ports::StoreError| StageError::store(Stage::Promote, e);
     let incoming = upload.incoming();
     let trusted = upload.trusted();
     let Some((report, summary)) = media else {
-        return copy_confirmed(store, &incoming, &trusted, size).await;
+        copy_confirmed(store, &incoming, &trusted, size).await?;
+        return verify_scanned(store, &trusted, scanned_sha256).await;
     };
     // Variants and metadata first, the original last: once `trusted/{id}` exists,
     // everything beside it does too.
@@ -119,7 +167,9 @@ async fn copy_to_trusted(
         .await
         .map_err(|e| store_err(&e))?;
     if report.keep_original {
-        copy_confirmed(store, &incoming, &upload.trusted_derived("original"), size).await?;
+        let original = upload.trusted_derived("original");
+        copy_confirmed(store, &incoming, &original, size).await?;
+        verify_scanned(store, &original, scanned_sha256).await?;
     }
     copy_confirmed(
         store,
@@ -149,7 +199,7 @@ pub async fn promote(
     let incoming_meta = store.head(&incoming).await.map_err(|e| store_err(&e))?;
     let promoted_now = incoming_meta.is_some();
     if let Some(meta) = incoming_meta {
-        copy_to_trusted(store, upload, meta.size, media.as_ref()).await?;
+        copy_to_trusted(store, upload, meta.size, facts.sha256, media.as_ref()).await?;
     } else if store
         .head(&trusted)
         .await
@@ -191,6 +241,11 @@ pub async fn promote(
             current: IntentState::Ready,
         } => false,
         TransitionResult::Refused { current } => {
+            // Settled otherwise meanwhile (e.g. quarantined by another run): what this run
+            // put in trusted/ must not stay there.
+            if promoted_now {
+                remove_trusted(store, upload, media.as_ref()).await?;
+            }
             return Err(StageError::new(
                 Stage::Promote,
                 Retry::Permanent,

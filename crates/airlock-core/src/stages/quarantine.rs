@@ -3,16 +3,14 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 
 use super::{Stage, StageError};
 use crate::intent::{IntentOutcome, IntentState, UploadIntent};
 use crate::keys::{QUARANTINE_PREFIX, UploadKey, counterpart};
 use crate::object::{ObjectMeta, ObjectRef};
 use crate::ports::{
-    Clock, EventSink, IntentStore, ObjectReader, ObjectStore, PipelineEvent, PipelineEventKind,
-    Retry, StoreError, Transition, TransitionResult,
+    Clock, EventSink, IntentStore, ObjectStore, PipelineEvent, PipelineEventKind, Retry,
+    StoreError, Transition, TransitionResult,
 };
 use crate::verdict::{ReasonCode, Rejection};
 
@@ -76,31 +74,6 @@ pub struct QuarantineReport {
     pub quarantined_now: bool,
 }
 
-async fn sha256_of(store: &dyn ObjectReader, key: &str) -> Result<(String, u64), StageError> {
-    let mut stream = store
-        .open(key)
-        .await
-        .map_err(|e| StageError::store(Stage::Quarantine, &e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = stream.read(&mut buf).await.map_err(|e| {
-            StageError::new(
-                Stage::Quarantine,
-                Retry::Transient,
-                format!("reading {key}: {e}"),
-            )
-        })?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((hex::encode(hasher.finalize()), size))
-}
-
 /// Where a rejected object goes, and what is known about it.
 struct Placement {
     upload: Option<UploadKey>,
@@ -137,7 +110,7 @@ pub async fn quarantine(
             .filter(|i| i.tenant == upload.tenant && i.purpose == upload.purpose),
         None => None,
     };
-    let placement = Placement {
+    let mut placement = Placement {
         upload,
         intent,
         record_key: format!("{destination}.json"),
@@ -148,7 +121,7 @@ pub async fn quarantine(
     let incoming_meta = store.head(incoming).await.map_err(|e| store_err(&e))?;
     let quarantined_now = incoming_meta.is_some();
     let facts = if let Some(meta) = &incoming_meta {
-        Some(copy_with_record(store, request, &placement, meta).await?)
+        Some(copy_with_record(store, request, &mut placement, meta).await?)
     } else {
         let already_there = store
             .head(&placement.destination)
@@ -169,7 +142,10 @@ pub async fn quarantine(
 
     store.delete(incoming).await.map_err(|e| store_err(&e))?;
 
-    if let (Some(upload), true) = (&placement.upload, quarantined_now || newly_quarantined) {
+    // Tell products once per upload: not again for an upload already settled (a second
+    // object sent to a used key is for security review, not a new outcome).
+    let announce = newly_quarantined || (placement.intent.is_none() && quarantined_now);
+    if let (Some(upload), true) = (&placement.upload, announce) {
         events
             .publish(&PipelineEvent {
                 kind: PipelineEventKind::Quarantined,
@@ -196,16 +172,25 @@ pub async fn quarantine(
 async fn copy_with_record(
     store: &dyn ObjectStore,
     request: &QuarantineRequest,
-    placement: &Placement,
+    placement: &mut Placement,
     meta: &ObjectMeta,
 ) -> Result<(String, u64), StageError> {
     let store_err = |e: &StoreError| StageError::store(Stage::Quarantine, e);
     let incoming = request.object.key.as_str();
-    let destination = placement.destination.as_str();
     let (sha256, size) = match &request.sha256 {
         Some(sha) => (sha.clone(), meta.size),
-        None => sha256_of(store, incoming).await?,
+        None => super::hash_object(store, incoming, Stage::Quarantine).await?,
     };
+    // Never overwrite another object's evidence (a second upload to a used key): a
+    // different object goes beside it, under its own hash.
+    if let Some(existing) = recorded_sha256(store, &placement.record_key).await?
+        && !existing.eq_ignore_ascii_case(&sha256)
+    {
+        let short = sha256.get(..16).unwrap_or(&sha256);
+        placement.destination = format!("{}.{short}", placement.destination);
+        placement.record_key = format!("{}.json", placement.destination);
+    }
+    let destination = placement.destination.as_str();
     store
         .copy(incoming, destination)
         .await
@@ -254,6 +239,28 @@ async fn copy_with_record(
         .await
         .map_err(|e| store_err(&e))?;
     Ok((sha256, size))
+}
+
+/// The SHA-256 in an existing quarantine record, if there is one.
+async fn recorded_sha256(
+    store: &dyn ObjectStore,
+    record_key: &str,
+) -> Result<Option<String>, StageError> {
+    if store
+        .head(record_key)
+        .await
+        .map_err(|e| StageError::store(Stage::Quarantine, &e))?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let bytes = store
+        .read_range(record_key, 0, 1 << 20)
+        .await
+        .map_err(|e| StageError::store(Stage::Quarantine, &e))?;
+    Ok(serde_json::from_slice::<QuarantineRecord>(&bytes)
+        .ok()
+        .map(|record| record.sha256))
 }
 
 /// Moves the intent (if there is one) to QUARANTINED; an intent already settled (a used key)

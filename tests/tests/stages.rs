@@ -1,0 +1,166 @@
+//! Stages against the real local adapters, for the races a replay cannot stage on cue.
+
+use airlock_core::intent::{IntentState, UploadIntent};
+use airlock_core::keys::{Purpose, TenantId, UploadId, UploadKey};
+use airlock_core::object::ObjectRef;
+use airlock_core::ports::{IntentStore, ObjectReader, ObjectWriter, SystemClock};
+use airlock_core::stages::{
+    PromoteFacts, QuarantineRecord, QuarantineRequest, Stage, promote, quarantine,
+};
+use airlock_core::verdict::{ReasonCode, Rejection};
+use airlock_local::{FsStore, JsonlEventSink, SqliteIntentStore};
+use sha2::{Digest, Sha256};
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: FsStore,
+    intents: SqliteIntentStore,
+    events: JsonlEventSink,
+    upload: UploadKey,
+}
+
+async fn world(state: IntentState) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path().join("bucket")).unwrap();
+    let intents = SqliteIntentStore::in_memory().unwrap();
+    let events = JsonlEventSink::open(dir.path().join("events.jsonl")).unwrap();
+    let upload = UploadKey::new(
+        TenantId::new("acme").unwrap(),
+        Purpose::new("document").unwrap(),
+        UploadId::generate(),
+    );
+    let now = chrono::Utc::now();
+    intents
+        .create(&UploadIntent {
+            id: upload.upload_id,
+            tenant: upload.tenant.clone(),
+            purpose: upload.purpose.clone(),
+            declared_type: "text/plain".into(),
+            declared_size: 5,
+            sha256: None,
+            filename: None,
+            uploader: None,
+            state,
+            created_at: now,
+            updated_at: now,
+            expires_at: now + chrono::Duration::hours(1),
+            outcome: None,
+        })
+        .await
+        .unwrap();
+    World {
+        _dir: dir,
+        store,
+        intents,
+        events,
+        upload,
+    }
+}
+
+async fn read(store: &FsStore, key: &str) -> Vec<u8> {
+    let meta = store.head(key).await.unwrap().unwrap();
+    store.read_range(key, 0, meta.size).await.unwrap()
+}
+
+fn sha(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[tokio::test]
+async fn bytes_replaced_after_the_scan_are_never_promoted() {
+    let w = world(IntentState::Processing).await;
+    // GIVEN clean bytes were scanned, then the key was overwritten with other bytes
+    let scanned = sha(b"clean");
+    w.store
+        .put(&w.upload.incoming(), b"EVIL!".to_vec(), "text/plain")
+        .await
+        .unwrap();
+    // WHEN promote runs with the scan's facts
+    let result = promote(
+        &w.store,
+        &w.intents,
+        &w.events,
+        &SystemClock,
+        &w.upload,
+        PromoteFacts {
+            sha256: &scanned,
+            size: 5,
+            engine: "ClamAV 1.4.6",
+            media: None,
+        },
+    )
+    .await;
+    // THEN it fails, nothing is in trusted/, the object waits in incoming/, the intent is unsettled
+    let err = result.unwrap_err();
+    assert!(
+        err.to_string().contains("not the object that was scanned"),
+        "{err}"
+    );
+    assert!(w.store.head(&w.upload.trusted()).await.unwrap().is_none());
+    assert!(w.store.head(&w.upload.incoming()).await.unwrap().is_some());
+    let intent = w.intents.get(w.upload.upload_id).await.unwrap().unwrap();
+    assert_eq!(intent.state, IntentState::Processing);
+}
+
+#[tokio::test]
+async fn a_second_object_for_a_used_key_does_not_overwrite_the_first_ones_evidence() {
+    let w = world(IntentState::Processing).await;
+    let object = ObjectRef::new("b", w.upload.incoming());
+    let request = |detail: &str, reason| QuarantineRequest {
+        object: object.clone(),
+        rejection: Rejection::new(reason, detail),
+        stage: Stage::Scan,
+        sha256: None,
+    };
+    w.store
+        .put(&w.upload.incoming(), b"first".to_vec(), "text/plain")
+        .await
+        .unwrap();
+    let first = quarantine(
+        &w.store,
+        &w.intents,
+        &w.events,
+        &SystemClock,
+        &request("first", ReasonCode::Infected),
+    )
+    .await
+    .unwrap();
+    // The client sends other bytes to the same key.
+    w.store
+        .put(&w.upload.incoming(), b"second".to_vec(), "text/plain")
+        .await
+        .unwrap();
+    let second = quarantine(
+        &w.store,
+        &w.intents,
+        &w.events,
+        &SystemClock,
+        &request("second", ReasonCode::IntentAlreadyUsed),
+    )
+    .await
+    .unwrap();
+    assert_ne!(first.quarantine_key, second.quarantine_key);
+    assert_eq!(read(&w.store, &first.quarantine_key).await, b"first");
+    assert_eq!(read(&w.store, &second.quarantine_key).await, b"second");
+    let record: QuarantineRecord =
+        serde_json::from_slice(&read(&w.store, &first.record_key).await).unwrap();
+    assert_eq!(record.sha256, sha(b"first"));
+    assert_eq!(record.reason, ReasonCode::Infected);
+    // Products heard about the upload once.
+    assert_eq!(JsonlEventSink::read_all(w.events.path()).unwrap().len(), 1);
+    // A retry of the second quarantine reuses its place.
+    w.store
+        .put(&w.upload.incoming(), b"second".to_vec(), "text/plain")
+        .await
+        .unwrap();
+    let retried = quarantine(
+        &w.store,
+        &w.intents,
+        &w.events,
+        &SystemClock,
+        &request("second", ReasonCode::IntentAlreadyUsed),
+    )
+    .await
+    .unwrap();
+    assert_eq!(retried.quarantine_key, second.quarantine_key);
+}
