@@ -25,6 +25,7 @@ use crate::encode::AnimatedWebp;
 use crate::header::{Header, ImageFormat};
 use crate::options::{ColorProfile, Limits};
 use crate::raster::{self, Channels, Raster};
+use crate::resize::{Resampler, RowResizer};
 
 /// The wall-clock budget of one decode.
 #[derive(Debug, Clone, Copy)]
@@ -331,6 +332,95 @@ fn png(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
         icc,
         animation: None,
     })
+}
+
+/// A decode straight into a resize: the decoded image, never held whole.
+#[derive(Debug)]
+pub(crate) struct Streamed {
+    /// The resized image, in stored orientation, colours already managed.
+    pub raster: Raster,
+    /// What became of an embedded ICC profile (`None`: there was none).
+    pub icc: Option<IccOutcome>,
+}
+
+/// Decodes a non-interlaced PNG row by row into a resize to `size`, so only a window of
+/// source rows is ever in memory. `Ok(None)` when the image cannot be streamed (Adam7
+/// interlacing delivers rows out of order); decode it whole instead.
+pub(crate) fn png_resized(
+    bytes: &[u8],
+    request: &Request<'_>,
+    size: (u32, u32),
+    resampler: &mut Resampler,
+) -> Result<Option<Streamed>, MediaError> {
+    let limits = png::Limits {
+        bytes: decoder_memory_budget(request.limits),
+    };
+    let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), limits);
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    decoder.set_ignore_text_chunk(true);
+    let mut reader = decoder.read_info().map_err(png_error)?;
+    let info = reader.info();
+    if info.interlaced {
+        return Ok(None);
+    }
+    let (width, height) = (info.width, info.height);
+    if (width, height) != (request.header.info.width, request.header.info.height) {
+        return Err(MediaError::Invalid(
+            "PNG header changed between reads".into(),
+        ));
+    }
+    let icc = info.icc_profile.as_ref().map(|profile| profile.to_vec());
+    let (samples, channels) = match reader.output_color_type().0 {
+        png::ColorType::Grayscale => (1, Channels::Gray),
+        png::ColorType::GrayscaleAlpha => (2, Channels::Rgba),
+        png::ColorType::Rgb => (3, Channels::Rgb),
+        png::ColorType::Rgba => (4, Channels::Rgba),
+        png::ColorType::Indexed => {
+            return Err(MediaError::Invalid("PNG palette was not expanded".into()));
+        }
+    };
+    let transform = match (request.color_profile, &icc) {
+        (ColorProfile::ConvertToSrgb, Some(icc)) => SrgbTransform::new(icc, channels),
+        _ => None,
+    };
+    let mut converted = transform.is_some();
+    let mut resizer = RowResizer::new(resampler, (width, height), channels, size.0, size.1);
+    let mut raw_row = vec![0u8; width as usize * samples];
+    let mut expanded = Vec::new();
+    for index in 0..height as usize {
+        if index.is_multiple_of(ROWS_PER_CHECK) {
+            request.deadline.check()?;
+        }
+        if reader.read_row(&mut raw_row).map_err(png_error)?.is_none() {
+            return Err(MediaError::Invalid("PNG image data ends early".into()));
+        }
+        let row = if samples == 2 {
+            expanded.clear();
+            expanded.extend(
+                raw_row
+                    .chunks_exact(2)
+                    .flat_map(|p| [p[0], p[0], p[0], p[1]]),
+            );
+            &mut expanded
+        } else {
+            &mut raw_row
+        };
+        if let Some(transform) = &transform {
+            converted &= transform.apply_samples(row, width as usize);
+        }
+        resizer.push_row(row)?;
+    }
+    let icc = icc.map(|_| {
+        if converted {
+            IccOutcome::Converted
+        } else {
+            IccOutcome::Dropped
+        }
+    });
+    Ok(Some(Streamed {
+        raster: resizer.finish()?,
+        icc,
+    }))
 }
 
 // ---------------------------------------------------------------- GIF

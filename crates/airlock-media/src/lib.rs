@@ -8,7 +8,8 @@
 //! made, and reports [`ImageMetadata`]. Outputs are encoded from pixels alone, so no EXIF,
 //! GPS, XMP, IPTC, ICC, comment, text chunk or appended payload of the input survives.
 //! [`process_variants_only`] skips the full-size original, which lets large JPEGs decode
-//! at reduced scale: the fast, low-memory path for thumbnails.
+//! at reduced scale, and a PNG decode row by row straight into the largest variant's
+//! resize without ever holding the full-size image: the fast, low-memory path for thumbnails.
 //!
 //! Accepted: JPEG (baseline, progressive, grayscale, CMYK/YCCK), PNG (all bit depths and
 //! colour types; APNG as its default image), GIF (static and animated), WebP (lossy,

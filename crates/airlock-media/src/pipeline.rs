@@ -175,20 +175,32 @@ pub(crate) fn run(
         })
     };
 
-    let decoded = decode::decode(
-        bytes,
-        &Request {
-            header: &header,
-            limits,
-            deadline,
-            color_profile: options.color_profile,
-            min_size,
-            transcode: with_original,
-            orientation,
-        },
-    )?;
-    let base = decoded.base;
+    let request = Request {
+        header: &header,
+        limits,
+        deadline,
+        color_profile: options.color_profile,
+        min_size,
+        transcode: with_original,
+        orientation,
+    };
     let mut resampler = Resampler::new();
+    let streamed = match stream_target(&header, &plans, stored, with_original) {
+        Some(size) => decode::png_resized(bytes, &request, size, &mut resampler)?,
+        None => None,
+    };
+    let decoded = match streamed {
+        Some(streamed) => {
+            deadline.check()?;
+            decode::Decoded {
+                base: streamed.raster,
+                icc: streamed.icc,
+                animation: None,
+            }
+        }
+        None => decode::decode(bytes, &request)?,
+    };
+    let base = decoded.base;
 
     let original = if with_original {
         Some(encode_original(
@@ -227,6 +239,33 @@ pub(crate) fn run(
         variants,
         metadata,
     })
+}
+
+/// The size to resize to while decoding, when the full-size image is not needed at all:
+/// no original is made, the source is a PNG (decoded row by row), and the largest
+/// whole-frame variant is smaller than the source and has enough pixels for every other
+/// variant. That variant then comes straight out of the decoder, and the others cascade
+/// from it as usual.
+fn stream_target(
+    header: &Header<'_>,
+    plans: &[Plan],
+    stored: (u32, u32),
+    with_original: bool,
+) -> Option<(u32, u32)> {
+    if with_original || header.info.format != ImageFormat::Png {
+        return None;
+    }
+    let largest = plans
+        .iter()
+        .filter(|plan| plan.crop.is_none())
+        .max_by_key(|plan| u64::from(plan.width) * u64::from(plan.height))?;
+    let size = (largest.width, largest.height);
+    let smaller = size.0 <= stored.0 && size.1 <= stored.1 && size != stored;
+    let enough = plans.iter().all(|plan| {
+        let need = plan.min_source(stored);
+        need.0 <= size.0 && need.1 <= size.1
+    });
+    (smaller && enough).then_some(size)
 }
 
 /// Variants as `(name, image)`, in the order they were asked for.
@@ -428,6 +467,116 @@ mod tests {
             format: OutputFormat::Jpeg,
             quality: 80,
         }
+    }
+
+    fn png_file(width: u32, height: u32, color: png::ColorType, samples: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut encoder = png::Encoder::new(&mut out, width, height);
+        encoder.set_color(color);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().unwrap();
+        writer.write_image_data(samples).unwrap();
+        writer.finish().unwrap();
+        out
+    }
+
+    #[test]
+    fn streamed_png_matches_the_whole_decode() {
+        let (w, h) = (611u32, 1203u32);
+        let detail = |n: u32| -> Vec<u8> {
+            (0..w * h * n)
+                .map(|i| u8::try_from((i * 7 + i / 1800 * 13 + (i / 611) % 97) % 256).unwrap())
+                .collect()
+        };
+        for (color, samples) in [
+            (png::ColorType::Rgb, detail(3)),
+            (png::ColorType::GrayscaleAlpha, detail(2)),
+            (png::ColorType::Grayscale, detail(1)),
+        ] {
+            let bytes = png_file(w, h, color, &samples);
+            let header = header::read(&bytes).unwrap();
+            let options = MediaOptions::default();
+            let plans: Vec<Plan> = [300, 100]
+                .iter()
+                .map(|&size| Plan::new(&spec(Fit::Contain, size), (w, h), 1))
+                .collect();
+            let size = stream_target(&header, &plans, (w, h), false).unwrap();
+            assert_eq!(size, (152, 300));
+            assert_eq!(stream_target(&header, &plans, (w, h), true), None);
+            let request = Request {
+                header: &header,
+                limits: &options.limits,
+                deadline: Deadline::new(options.limits.decode_timeout),
+                color_profile: options.color_profile,
+                min_size: (w, h),
+                transcode: false,
+                orientation: 1,
+            };
+            let mut resampler = Resampler::new();
+            let streamed = decode::png_resized(&bytes, &request, size, &mut resampler)
+                .unwrap()
+                .unwrap();
+            let whole = decode::decode(&bytes, &request).unwrap().base;
+            let expected = resampler.resize(&whole, None, size.0, size.1).unwrap();
+            assert_eq!(streamed.raster.channels, expected.channels, "{color:?}");
+            // Colour under little alpha is unpremultiplied by a large factor, so compare
+            // what is displayed: colour weighted by its alpha.
+            let n = expected.channels.count();
+            let worst = streamed
+                .raster
+                .pixels
+                .chunks_exact(n)
+                .zip(expected.pixels.chunks_exact(n))
+                .flat_map(|(a, b)| {
+                    let alpha = if n == 4 {
+                        u32::from(a[3].max(b[3]))
+                    } else {
+                        255
+                    };
+                    (0..n).map(move |c| {
+                        let weight = if c == 3 { 255 } else { alpha };
+                        (u32::from(a[c].abs_diff(b[c])) * weight).div_ceil(255)
+                    })
+                })
+                .max()
+                .unwrap();
+            // One level, plus one for the rounding of unpremultiplying each side.
+            let allowed = if n == 4 { 2 } else { 1 };
+            assert!(
+                worst <= allowed,
+                "{color:?}: streamed differs by up to {worst}"
+            );
+        }
+    }
+
+    #[test]
+    fn streaming_needs_a_variant_that_feeds_every_other() {
+        let bytes = png_file(600, 400, png::ColorType::Rgb, &vec![7; 600 * 400 * 3]);
+        let header = header::read(&bytes).unwrap();
+        let contain = Plan::new(&spec(Fit::Contain, 200), (600, 400), 1);
+        assert_eq!(
+            stream_target(&header, &[contain], (600, 400), false),
+            Some((200, 133))
+        );
+        // A 300x300 cover crop needs 450 source columns: more than the 200-wide variant has.
+        let cover = Plan::new(
+            &spec(
+                Fit::Cover {
+                    width: 300,
+                    height: 300,
+                },
+                0,
+            ),
+            (600, 400),
+            1,
+        );
+        assert_eq!(
+            stream_target(&header, &[contain, cover], (600, 400), false),
+            None
+        );
+        // A variant as large as the source gains nothing from streaming.
+        let full = Plan::new(&spec(Fit::Contain, 600), (600, 400), 1);
+        assert_eq!(stream_target(&header, &[full], (600, 400), false), None);
     }
 
     #[test]

@@ -99,6 +99,164 @@ impl Resampler {
 /// Output rows per strip.
 const STRIP_ROWS: u32 = 256;
 
+/// Output rows per strip when streaming: fewer than [`STRIP_ROWS`], since the window of
+/// source rows held for a strip is what streaming keeps in memory.
+const STREAM_STRIP_ROWS: u32 = 64;
+
+/// Lanczos3 reaches three source pixels either side of an output pixel's centre, scaled
+/// by the shrink factor.
+const LANCZOS3_SUPPORT: f64 = 3.0;
+
+/// Resamples an image whose rows arrive one at a time, top to bottom, keeping only the
+/// window of source rows the next output strip reads: the whole source never exists in
+/// memory, only that window (about [`STREAM_STRIP_ROWS`] x shrink + 16 rows) and the output.
+///
+/// Each output strip is the same `fast_image_resize` call as in [`Resampler::resize`],
+/// made on the window with the crop shifted to the window's first row, so the result
+/// matches a resize of the whole image.
+pub(crate) struct RowResizer<'r> {
+    resampler: &'r mut Resampler,
+    channels: Channels,
+    source: (u32, u32),
+    width: u32,
+    height: u32,
+    /// Source rows `window_top..window_top + rows`, packed.
+    window: Vec<u8>,
+    window_top: u32,
+    received: u32,
+    done_rows: u32,
+    pixels: Vec<u8>,
+}
+
+impl std::fmt::Debug for RowResizer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowResizer")
+            .field("source", &self.source)
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'r> RowResizer<'r> {
+    /// A resize of a `source` sized image of `channels` to `width x height`.
+    pub(crate) fn new(
+        resampler: &'r mut Resampler,
+        source: (u32, u32),
+        channels: Channels,
+        width: u32,
+        height: u32,
+    ) -> Self {
+        let mut resizer = Self {
+            resampler,
+            channels,
+            source,
+            width,
+            height,
+            window: Vec::new(),
+            window_top: 0,
+            received: 0,
+            done_rows: 0,
+            pixels: vec![0u8; width as usize * height as usize * channels.count()],
+        };
+        let (first, last) = resizer.rows_for(0);
+        let rows = (last - first) as usize + 1;
+        resizer.window = Vec::with_capacity(rows * resizer.row_len());
+        resizer
+    }
+
+    fn row_len(&self) -> usize {
+        self.source.0 as usize * self.channels.count()
+    }
+
+    /// Output rows of the strip starting at output row `start`.
+    fn strip_end(&self, start: u32) -> u32 {
+        start.saturating_add(STREAM_STRIP_ROWS).min(self.height)
+    }
+
+    /// Source rows `first..last` the output strip starting at `start` can read.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    fn rows_for(&self, start: u32) -> (u32, u32) {
+        let scale = f64::from(self.source.1) / f64::from(self.height);
+        let support = LANCZOS3_SUPPORT * scale.max(1.0) + 2.0;
+        let top = f64::from(start) * scale - support;
+        let bottom = f64::from(self.strip_end(start)) * scale + support;
+        let first = top.floor().max(0.0) as u32;
+        let last = (bottom.ceil().max(0.0) as u32).min(self.source.1);
+        (first.min(last), last)
+    }
+
+    /// Appends the next source row (`source.0` pixels of `channels`), resampling every
+    /// output strip that has all its rows.
+    pub(crate) fn push_row(&mut self, row: &[u8]) -> Result<(), MediaError> {
+        if row.len() != self.row_len() || self.received >= self.source.1 {
+            return Err(MediaError::Invalid(
+                "streamed row does not fit the image".into(),
+            ));
+        }
+        self.window.extend_from_slice(row);
+        self.received += 1;
+        while self.done_rows < self.height && self.rows_for(self.done_rows).1 <= self.received {
+            self.resize_strip()?;
+        }
+        Ok(())
+    }
+
+    fn resize_strip(&mut self) -> Result<(), MediaError> {
+        let kind = pixel_type(self.channels);
+        let failed = |error: &dyn std::fmt::Display| {
+            MediaError::Invalid(format!("resampling failed: {error}"))
+        };
+        let row_len = self.row_len();
+        let window_rows = u32::try_from(self.window.len() / row_len)
+            .map_err(|_| MediaError::TooLarge("resampling window too large".into()))?;
+        let start = self.done_rows;
+        let end = self.strip_end(start);
+        let scale = f64::from(self.source.1) / f64::from(self.height);
+        let src = ImageRef::new(self.source.0, window_rows, &self.window, kind)
+            .map_err(|e| failed(&e))?;
+        let out_len = self.width as usize * self.channels.count();
+        let rows = &mut self.pixels[start as usize * out_len..end as usize * out_len];
+        let mut dst =
+            Image::from_slice_u8(self.width, end - start, rows, kind).map_err(|e| failed(&e))?;
+        // The last strip's bottom edge may round past the image; the resizer rejects that.
+        let top = f64::from(start) * scale - f64::from(self.window_top);
+        let mut height = f64::from(end - start) * scale;
+        while top + height > f64::from(window_rows) {
+            height = height.next_down();
+        }
+        let options = ResizeOptions::new()
+            .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
+            .use_alpha(self.channels == Channels::Rgba)
+            .crop(0.0, top, f64::from(self.source.0), height);
+        self.resampler
+            .resizer
+            .resize(&src, &mut dst, &options)
+            .map_err(|e| failed(&e))?;
+        self.done_rows = end;
+        if end < self.height {
+            let keep_from = self.rows_for(end).0.max(self.window_top);
+            let drop = (keep_from - self.window_top) as usize * row_len;
+            self.window.drain(..drop.min(self.window.len()));
+            self.window_top = keep_from;
+        }
+        Ok(())
+    }
+
+    /// The resampled image, once every source row was pushed.
+    pub(crate) fn finish(self) -> Result<Raster, MediaError> {
+        if self.done_rows < self.height || self.received < self.source.1 {
+            return Err(MediaError::Invalid("image data ends early".into()));
+        }
+        Ok(Raster::new(
+            self.width,
+            self.height,
+            self.channels,
+            self.pixels,
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +296,61 @@ mod tests {
             .max()
             .unwrap();
         assert!(worst <= 1, "strips differ by up to {worst}");
+    }
+
+    #[test]
+    fn streamed_rows_match_the_whole_image_resize() {
+        for (channels, (w, h), (dw, dh)) in [
+            (Channels::Rgb, (300u32, 1700u32), (120u32, 700u32)),
+            (Channels::Rgba, (257, 900), (100, 350)),
+            (Channels::Gray, (64, 600), (64, 599)),
+        ] {
+            let n = channels.count();
+            let pixels: Vec<u8> = (0..w * h * u32::try_from(n).unwrap())
+                .map(|i| u8::try_from((i * 7 + i / 900 * 13 + i / 5000) % 256).unwrap())
+                .collect();
+            let source = Raster::new(w, h, channels, pixels);
+            let whole = Resampler::new().resize(&source, None, dw, dh).unwrap();
+            let mut resampler = Resampler::new();
+            let mut rows = RowResizer::new(&mut resampler, (w, h), channels, dw, dh);
+            let mut peak_window = 0;
+            for row in source.pixels.chunks_exact(w as usize * n) {
+                rows.push_row(row).unwrap();
+                peak_window = peak_window.max(rows.window.len());
+            }
+            assert!(
+                peak_window < source.pixels.len() / 2,
+                "the window held {peak_window} of {} bytes",
+                source.pixels.len()
+            );
+            let streamed = rows.finish().unwrap();
+            assert_eq!((streamed.width, streamed.height), (dw, dh));
+            let worst = streamed
+                .pixels
+                .iter()
+                .zip(&whole.pixels)
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap();
+            assert!(
+                worst <= 1,
+                "{channels:?}: streamed differs by up to {worst}"
+            );
+        }
+    }
+
+    #[test]
+    fn streaming_rejects_short_and_extra_rows() {
+        let mut resampler = Resampler::new();
+        let mut rows = RowResizer::new(&mut resampler, (4, 3), Channels::Gray, 2, 2);
+        assert!(rows.push_row(&[0; 3]).is_err());
+        rows.push_row(&[0; 4]).unwrap();
+        rows.push_row(&[0; 4]).unwrap();
+        assert!(rows.finish().is_err());
+        let mut rows = RowResizer::new(&mut resampler, (4, 1), Channels::Gray, 2, 1);
+        rows.push_row(&[9; 4]).unwrap();
+        assert!(rows.push_row(&[9; 4]).is_err());
+        assert_eq!(rows.finish().unwrap().pixels, vec![9, 9]);
     }
 
     #[test]
