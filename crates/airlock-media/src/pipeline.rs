@@ -185,28 +185,18 @@ pub(crate) fn run(
         orientation,
     };
     let mut resampler = Resampler::new();
-    let streamed = match stream_target(&header, &plans, stored, with_original) {
-        Some(size) => decode::png_resized(bytes, &request, size, &mut resampler)?,
-        None => None,
-    };
-    let decoded = match streamed {
-        Some(streamed) => {
-            deadline.check()?;
-            decode::Decoded {
-                base: streamed.raster,
-                icc: streamed.icc,
-                animation: None,
-            }
-        }
-        None => decode::decode(bytes, &request)?,
-    };
-    let base = decoded.base;
+    let target = shrink_target(&plans, stored, with_original);
+    let decode::Decoded {
+        base,
+        icc,
+        animation,
+    } = decode_shrunk(bytes, &request, target, &mut resampler)?;
 
     let original = if with_original {
         Some(encode_original(
             &header,
             &base,
-            decoded.animation,
+            animation,
             orientation,
             options.original_quality,
         )?)
@@ -229,7 +219,7 @@ pub(crate) fn run(
     let metadata = describe(
         &header,
         exif,
-        decoded.icc.map(|outcome| outcome.as_str().to_owned()),
+        icc.map(|outcome| outcome.as_str().to_owned()),
         placeholder,
         original.as_ref(),
         &variants,
@@ -241,18 +231,53 @@ pub(crate) fn run(
     })
 }
 
-/// The size to resize to while decoding, when the full-size image is not needed at all:
-/// no original is made, the source is a PNG (decoded row by row), and the largest
-/// whole-frame variant is smaller than the source and has enough pixels for every other
-/// variant. That variant then comes straight out of the decoder, and the others cascade
-/// from it as usual.
-fn stream_target(
-    header: &Header<'_>,
-    plans: &[Plan],
-    stored: (u32, u32),
-    with_original: bool,
-) -> Option<(u32, u32)> {
-    if with_original || header.info.format != ImageFormat::Png {
+/// Decodes, shrinking to `target` on the way when given (see [`shrink_target`]).
+fn decode_shrunk(
+    bytes: &[u8],
+    request: &Request<'_>,
+    target: Option<(u32, u32)>,
+    resampler: &mut Resampler,
+) -> Result<decode::Decoded, MediaError> {
+    let streamed = match target {
+        Some(size) if request.header.info.format == ImageFormat::Png => {
+            decode::png_resized(bytes, request, size, resampler)?
+        }
+        _ => None,
+    };
+    let decoded = match streamed {
+        Some(streamed) => {
+            request.deadline.check()?;
+            decode::Decoded {
+                base: streamed.raster,
+                icc: streamed.icc,
+                animation: None,
+            }
+        }
+        None => decode::decode(bytes, request)?,
+    };
+    let base = match target {
+        // Only the largest variant and what cascades from it are needed: make it over
+        // the decoded pixels' own memory.
+        Some((width, height))
+            if decoded.animation.is_none()
+                && decoded.base.width >= width
+                && decoded.base.height >= height
+                && (decoded.base.width, decoded.base.height) != (width, height) =>
+        {
+            resampler.shrink_in_place(decoded.base, width, height)?
+        }
+        _ => decoded.base,
+    };
+    Ok(decode::Decoded { base, ..decoded })
+}
+
+/// The size the decoded image can be shrunk to at once, when the full-size image is not
+/// needed at all: no original is made, and the largest whole-frame variant is smaller
+/// than the source and has enough pixels for every other variant. That variant is then
+/// made first, straight out of a PNG decoder row by row, or over the decoded pixels'
+/// memory, and the others cascade from it as usual.
+fn shrink_target(plans: &[Plan], stored: (u32, u32), with_original: bool) -> Option<(u32, u32)> {
+    if with_original {
         return None;
     }
     let largest = plans
@@ -500,9 +525,10 @@ mod tests {
                 .iter()
                 .map(|&size| Plan::new(&spec(Fit::Contain, size), (w, h), 1))
                 .collect();
-            let size = stream_target(&header, &plans, (w, h), false).unwrap();
+            assert_eq!(header.info.format, ImageFormat::Png);
+            let size = shrink_target(&plans, (w, h), false).unwrap();
             assert_eq!(size, (152, 300));
-            assert_eq!(stream_target(&header, &plans, (w, h), true), None);
+            assert_eq!(shrink_target(&plans, (w, h), true), None);
             let request = Request {
                 header: &header,
                 limits: &options.limits,
@@ -550,12 +576,10 @@ mod tests {
     }
 
     #[test]
-    fn streaming_needs_a_variant_that_feeds_every_other() {
-        let bytes = png_file(600, 400, png::ColorType::Rgb, &vec![7; 600 * 400 * 3]);
-        let header = header::read(&bytes).unwrap();
+    fn shrinking_needs_a_variant_that_feeds_every_other() {
         let contain = Plan::new(&spec(Fit::Contain, 200), (600, 400), 1);
         assert_eq!(
-            stream_target(&header, &[contain], (600, 400), false),
+            shrink_target(&[contain], (600, 400), false),
             Some((200, 133))
         );
         // A 300x300 cover crop needs 450 source columns: more than the 200-wide variant has.
@@ -570,13 +594,10 @@ mod tests {
             (600, 400),
             1,
         );
-        assert_eq!(
-            stream_target(&header, &[contain, cover], (600, 400), false),
-            None
-        );
+        assert_eq!(shrink_target(&[contain, cover], (600, 400), false), None);
         // A variant as large as the source gains nothing from streaming.
         let full = Plan::new(&spec(Fit::Contain, 600), (600, 400), 1);
-        assert_eq!(stream_target(&header, &[full], (600, 400), false), None);
+        assert_eq!(shrink_target(&[full], (600, 400), false), None);
     }
 
     #[test]

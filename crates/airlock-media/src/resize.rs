@@ -107,6 +107,82 @@ const STREAM_STRIP_ROWS: u32 = 64;
 /// by the shrink factor.
 const LANCZOS3_SUPPORT: f64 = 3.0;
 
+/// Source rows `first..last` that output rows `start..end` of a whole-image resize from
+/// `source_height` to `height` rows can read (with two rows to spare).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn strip_source_rows(source_height: u32, height: u32, start: u32, end: u32) -> (u32, u32) {
+    let scale = f64::from(source_height) / f64::from(height);
+    let support = LANCZOS3_SUPPORT * scale.max(1.0) + 2.0;
+    let top = f64::from(start) * scale - support;
+    let bottom = f64::from(end) * scale + support;
+    let first = top.floor().max(0.0) as u32;
+    let last = (bottom.ceil().max(0.0) as u32).min(source_height);
+    (first.min(last), last)
+}
+
+impl Resampler {
+    /// Resizes the whole of `source` to `width x height`, writing each finished strip of
+    /// output over source rows no later strip reads, so the result reuses the source's
+    /// memory instead of being allocated next to it; the buffer is then shrunk to fit.
+    /// Falls back to [`Resampler::resize`] when the output is not small enough for that.
+    pub(crate) fn shrink_in_place(
+        &mut self,
+        source: Raster,
+        width: u32,
+        height: u32,
+    ) -> Result<Raster, MediaError> {
+        let channels = source.channels;
+        let (src_w, src_h) = (source.width, source.height);
+        let out_row = width as usize * channels.count();
+        let in_row = src_w as usize * channels.count();
+        let strips: Vec<(u32, u32)> = (0..height)
+            .step_by(STREAM_STRIP_ROWS as usize)
+            .map(|start| (start, start.saturating_add(STREAM_STRIP_ROWS).min(height)))
+            .collect();
+        // Strip k lands where the source rows strip k + 1 reads no longer are.
+        let fits = strips.iter().all(|&(_, end)| {
+            end == height
+                || end as usize * out_row
+                    <= strip_source_rows(src_h, height, end, height).0 as usize * in_row
+        });
+        if !fits {
+            return self.resize(&source, None, width, height);
+        }
+        let kind = pixel_type(channels);
+        let failed = |error: &dyn std::fmt::Display| {
+            MediaError::Invalid(format!("resampling failed: {error}"))
+        };
+        let options = ResizeOptions::new()
+            .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
+            .use_alpha(channels == Channels::Rgba);
+        let scale = f64::from(src_h) / f64::from(height);
+        let mut pixels = source.pixels;
+        let mut strip = vec![0u8; out_row * STREAM_STRIP_ROWS as usize];
+        for (start, end) in strips {
+            let rows = end - start;
+            let out = &mut strip[..rows as usize * out_row];
+            {
+                let src = ImageRef::new(src_w, src_h, &pixels, kind).map_err(|e| failed(&e))?;
+                let mut dst =
+                    Image::from_slice_u8(width, rows, out, kind).map_err(|e| failed(&e))?;
+                let top = f64::from(start) * scale;
+                let mut strip_height = f64::from(rows) * scale;
+                while top + strip_height > f64::from(src_h) {
+                    strip_height = strip_height.next_down();
+                }
+                let strip_options = options.crop(0.0, top, f64::from(src_w), strip_height);
+                self.resizer
+                    .resize(&src, &mut dst, &strip_options)
+                    .map_err(|e| failed(&e))?;
+            }
+            pixels[start as usize * out_row..end as usize * out_row].copy_from_slice(out);
+        }
+        pixels.truncate(height as usize * out_row);
+        pixels.shrink_to_fit();
+        Ok(Raster::new(width, height, channels, pixels))
+    }
+}
+
 /// Resamples an image whose rows arrive one at a time, top to bottom, keeping only the
 /// window of source rows the next output strip reads: the whole source never exists in
 /// memory, only that window (about [`STREAM_STRIP_ROWS`] x shrink + 16 rows) and the output.
@@ -175,15 +251,8 @@ impl<'r> RowResizer<'r> {
     }
 
     /// Source rows `first..last` the output strip starting at `start` can read.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     fn rows_for(&self, start: u32) -> (u32, u32) {
-        let scale = f64::from(self.source.1) / f64::from(self.height);
-        let support = LANCZOS3_SUPPORT * scale.max(1.0) + 2.0;
-        let top = f64::from(start) * scale - support;
-        let bottom = f64::from(self.strip_end(start)) * scale + support;
-        let first = top.floor().max(0.0) as u32;
-        let last = (bottom.ceil().max(0.0) as u32).min(self.source.1);
-        (first.min(last), last)
+        strip_source_rows(self.source.1, self.height, start, self.strip_end(start))
     }
 
     /// Appends the next source row (`source.0` pixels of `channels`), resampling every
@@ -336,6 +405,34 @@ mod tests {
                 worst <= 1,
                 "{channels:?}: streamed differs by up to {worst}"
             );
+        }
+    }
+
+    #[test]
+    fn shrinking_in_place_matches_the_resize() {
+        for (channels, (w, h), (dw, dh)) in [
+            (Channels::Rgb, (400u32, 1300u32), (190u32, 617u32)),
+            (Channels::Rgba, (300, 700), (100, 233)),
+            // Too little shrink to write over the source: resized the ordinary way.
+            (Channels::Gray, (64, 600), (64, 599)),
+        ] {
+            let n = u32::try_from(channels.count()).unwrap();
+            let pixels: Vec<u8> = (0..w * h * n)
+                .map(|i| u8::try_from((i * 7 + i / 900 * 13 + i / 5000) % 256).unwrap())
+                .collect();
+            let source = Raster::new(w, h, channels, pixels);
+            let whole = Resampler::new().resize(&source, None, dw, dh).unwrap();
+            let shrunk = Resampler::new().shrink_in_place(source, dw, dh).unwrap();
+            assert_eq!((shrunk.width, shrunk.height), (dw, dh));
+            assert_eq!(shrunk.pixels.len(), whole.pixels.len());
+            let worst = shrunk
+                .pixels
+                .iter()
+                .zip(&whole.pixels)
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap();
+            assert!(worst <= 1, "{channels:?}: differs by up to {worst}");
         }
     }
 
