@@ -5,7 +5,7 @@ use airlock_core::keys::{Purpose, TenantId, UploadId, UploadKey};
 use airlock_core::object::ObjectRef;
 use airlock_core::ports::{IntentStore, ObjectReader, ObjectWriter, SystemClock};
 use airlock_core::stages::{
-    PromoteFacts, QuarantineRecord, QuarantineRequest, Stage, promote, quarantine,
+    PromoteFacts, QuarantineRecord, QuarantineReport, QuarantineRequest, Stage, promote, quarantine,
 };
 use airlock_core::verdict::{ReasonCode, Rejection};
 use airlock_local::{FsStore, JsonlEventSink, SqliteIntentStore};
@@ -102,43 +102,29 @@ async fn bytes_replaced_after_the_scan_are_never_promoted() {
     assert_eq!(intent.state, IntentState::Processing);
 }
 
-#[tokio::test]
-async fn a_second_object_for_a_used_key_does_not_overwrite_the_first_ones_evidence() {
-    let w = world(IntentState::Processing).await;
-    let object = ObjectRef::new("b", w.upload.incoming());
-    let request = |detail: &str, reason| QuarantineRequest {
-        object: object.clone(),
-        rejection: Rejection::new(reason, detail),
+/// Uploads `bytes` to the key, then quarantines them for `reason`.
+async fn upload_and_quarantine(w: &World, bytes: &[u8], reason: ReasonCode) -> QuarantineReport {
+    w.store
+        .put(&w.upload.incoming(), bytes.to_vec(), "text/plain")
+        .await
+        .unwrap();
+    let request = QuarantineRequest {
+        object: ObjectRef::new("b", w.upload.incoming()),
+        rejection: Rejection::new(reason, String::from_utf8_lossy(bytes)),
         stage: Stage::Scan,
         sha256: None,
     };
-    w.store
-        .put(&w.upload.incoming(), b"first".to_vec(), "text/plain")
+    quarantine(&w.store, &w.intents, &w.events, &SystemClock, &request)
         .await
-        .unwrap();
-    let first = quarantine(
-        &w.store,
-        &w.intents,
-        &w.events,
-        &SystemClock,
-        &request("first", ReasonCode::Infected),
-    )
-    .await
-    .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_second_object_for_a_used_key_does_not_overwrite_the_first_ones_evidence() {
+    let w = world(IntentState::Processing).await;
+    let first = upload_and_quarantine(&w, b"first", ReasonCode::Infected).await;
     // The client sends other bytes to the same key.
-    w.store
-        .put(&w.upload.incoming(), b"second".to_vec(), "text/plain")
-        .await
-        .unwrap();
-    let second = quarantine(
-        &w.store,
-        &w.intents,
-        &w.events,
-        &SystemClock,
-        &request("second", ReasonCode::IntentAlreadyUsed),
-    )
-    .await
-    .unwrap();
+    let second = upload_and_quarantine(&w, b"second", ReasonCode::IntentAlreadyUsed).await;
     assert_ne!(first.quarantine_key, second.quarantine_key);
     assert_eq!(read(&w.store, &first.quarantine_key).await, b"first");
     assert_eq!(read(&w.store, &second.quarantine_key).await, b"second");
@@ -149,18 +135,6 @@ async fn a_second_object_for_a_used_key_does_not_overwrite_the_first_ones_eviden
     // Products heard about the upload once.
     assert_eq!(JsonlEventSink::read_all(w.events.path()).unwrap().len(), 1);
     // A retry of the second quarantine reuses its place.
-    w.store
-        .put(&w.upload.incoming(), b"second".to_vec(), "text/plain")
-        .await
-        .unwrap();
-    let retried = quarantine(
-        &w.store,
-        &w.intents,
-        &w.events,
-        &SystemClock,
-        &request("second", ReasonCode::IntentAlreadyUsed),
-    )
-    .await
-    .unwrap();
+    let retried = upload_and_quarantine(&w, b"second", ReasonCode::IntentAlreadyUsed).await;
     assert_eq!(retried.quarantine_key, second.quarantine_key);
 }
