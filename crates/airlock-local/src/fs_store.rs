@@ -95,12 +95,18 @@ impl FsStore {
                     };
                 }
                 Err(e) if e.kind() == ErrorKind::NotFound => {
-                    // A dangling symlink is not "missing": refuse it.
-                    if std::fs::symlink_metadata(&probe).is_ok() {
-                        return Err(invalid(key, "dangling symlink"));
-                    }
-                    if !probe.pop() {
-                        return Ok(());
+                    match std::fs::symlink_metadata(&probe) {
+                        // A dangling symlink is not "missing": refuse it.
+                        Ok(meta) if meta.file_type().is_symlink() => {
+                            return Err(invalid(key, "dangling symlink"));
+                        }
+                        // Created by a concurrent writer since: resolve it again.
+                        Ok(_) => {}
+                        Err(_) => {
+                            if !probe.pop() {
+                                return Ok(());
+                            }
+                        }
                     }
                 }
                 Err(e) => return Err(backend(key, &e)),
@@ -342,6 +348,25 @@ mod tests {
             );
         }
         assert_eq!(std::fs::read(dir.path().join("secret")).unwrap(), b"s");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writers_in_new_folders_do_not_trip_each_other() {
+        let (_dir, store) = store();
+        let store = std::sync::Arc::new(store);
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let store = std::sync::Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                let key = format!("incoming/t{}/p/{i}", i % 4);
+                store.head(&key).await?;
+                store.put(&key, vec![1; 10], "text/plain").await?;
+                store.head(&key).await
+            }));
+        }
+        for task in tasks {
+            assert!(task.await.unwrap().unwrap().is_some());
+        }
     }
 
     #[cfg(unix)]
