@@ -211,8 +211,8 @@ pub struct BenchReplayArgs {
     /// Work folder (emptied first).
     #[arg(long, default_value = "target/bench/replay")]
     pub dir: PathBuf,
-    /// Objects in flight at once.
-    #[arg(long, default_value_t = 8)]
+    /// Objects in flight at once (two per core keeps latency low on small machines).
+    #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
 }
 

@@ -58,8 +58,8 @@ pub struct ReplayArgs {
     /// Multiplies the state machine's retry delays (1 = as on AWS).
     #[arg(long, default_value_t = 0.05)]
     pub delay_scale: f64,
-    /// Objects in flight at once.
-    #[arg(long, default_value_t = 8)]
+    /// Objects in flight at once (two per core keeps latency low on small machines).
+    #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
     /// Print each execution's step-by-step history.
     #[arg(short, long)]
