@@ -55,6 +55,13 @@ struct CaughtError {
     cause: String,
 }
 
+impl CaughtError {
+    /// A stage that failed after retries: quarantined for `reason`, the error as detail.
+    fn rejection(&self, reason: ReasonCode) -> Rejection {
+        Rejection::new(reason, format!("{}: {}", self.error, self.cause))
+    }
+}
+
 fn bad_message(stage: Stage, message: impl Into<String>) -> StageError {
     StageError::new(stage, Retry::Permanent, message)
 }
@@ -79,26 +86,14 @@ pub fn quarantine_request(
     } else if let Some(failure) = findings.media_failure {
         (
             Stage::Media,
-            Rejection::new(
-                ReasonCode::MediaUnavailable,
-                format!("{}: {}", failure.error, failure.cause),
-            ),
+            failure.rejection(ReasonCode::MediaUnavailable),
         )
     } else if let Some(failure) = findings.scan_failure {
-        (
-            Stage::Scan,
-            Rejection::new(
-                ReasonCode::ScanUnavailable,
-                format!("{}: {}", failure.error, failure.cause),
-            ),
-        )
+        (Stage::Scan, failure.rejection(ReasonCode::ScanUnavailable))
     } else if let Some(failure) = findings.inspect_failure {
         (
             Stage::Inspect,
-            Rejection::new(
-                ReasonCode::InspectUnavailable,
-                format!("{}: {}", failure.error, failure.cause),
-            ),
+            failure.rejection(ReasonCode::InspectUnavailable),
         )
     } else {
         return Err(bad_message(

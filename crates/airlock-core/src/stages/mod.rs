@@ -135,3 +135,27 @@ pub(crate) async fn hash_object(
     }
     Ok((hex::encode(hasher.finalize()), size))
 }
+
+/// Copies `from` to `to` and confirms the copy has `size` bytes: a source is never deleted
+/// before its copy is confirmed.
+pub(crate) async fn copy_confirmed(
+    stage: Stage,
+    store: &dyn crate::ports::ObjectStore,
+    from: &str,
+    to: &str,
+    size: u64,
+) -> Result<(), StageError> {
+    let store_err = |e: &StoreError| StageError::store(stage, e);
+    store.copy(from, to).await.map_err(|e| store_err(&e))?;
+    match store.head(to).await.map_err(|e| store_err(&e))? {
+        Some(copy) if copy.size == size => Ok(()),
+        other => Err(StageError::new(
+            stage,
+            Retry::Transient,
+            format!(
+                "copy to {to} not confirmed: expected {size} bytes, found {:?}",
+                other.map(|m| m.size)
+            ),
+        )),
+    }
+}

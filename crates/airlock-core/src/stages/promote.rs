@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Stage, StageError};
+use super::{Stage, StageError, copy_confirmed};
 use crate::intent::{IntentOutcome, IntentState};
 use crate::keys::UploadKey;
 use crate::ports::{
@@ -32,28 +32,6 @@ pub struct PromoteFacts<'a> {
     pub engine: &'a str,
     /// For images: the sanitized original and variants waiting under `staging/`.
     pub media: Option<&'a MediaReport>,
-}
-
-/// Copies `from` to `to` and confirms the copy has `size` bytes.
-async fn copy_confirmed(
-    store: &dyn ObjectStore,
-    from: &str,
-    to: &str,
-    size: u64,
-) -> Result<(), StageError> {
-    let store_err = |e: &crate::ports::StoreError| StageError::store(Stage::Promote, e);
-    store.copy(from, to).await.map_err(|e| store_err(&e))?;
-    match store.head(to).await.map_err(|e| store_err(&e))? {
-        Some(copy) if copy.size == size => Ok(()),
-        other => Err(StageError::new(
-            Stage::Promote,
-            Retry::Transient,
-            format!(
-                "copy to {to} not confirmed: expected {size} bytes, found {:?}",
-                other.map(|m| m.size)
-            ),
-        )),
-    }
 }
 
 /// Checks that a copy holds exactly the bytes that were scanned; if the upload was replaced
@@ -146,13 +124,14 @@ async fn copy_to_trusted(
     let incoming = upload.incoming();
     let trusted = upload.trusted();
     let Some((report, summary)) = media else {
-        copy_confirmed(store, &incoming, &trusted, size).await?;
+        copy_confirmed(Stage::Promote, store, &incoming, &trusted, size).await?;
         return verify_scanned(store, &trusted, scanned_sha256).await;
     };
     // Variants and metadata first, the original last: once `trusted/{id}` exists,
     // everything beside it does too.
     for variant in &report.variants {
         copy_confirmed(
+            Stage::Promote,
             store,
             &variant.staging_key,
             &variant_key(upload, variant),
@@ -168,10 +147,11 @@ async fn copy_to_trusted(
         .map_err(|e| store_err(&e))?;
     if report.keep_original {
         let original = upload.trusted_derived("original");
-        copy_confirmed(store, &incoming, &original, size).await?;
+        copy_confirmed(Stage::Promote, store, &incoming, &original, size).await?;
         verify_scanned(store, &original, scanned_sha256).await?;
     }
     copy_confirmed(
+        Stage::Promote,
         store,
         &report.original.staging_key,
         &trusted,

@@ -191,24 +191,7 @@ async fn copy_with_record(
         placement.record_key = format!("{}.json", placement.destination);
     }
     let destination = placement.destination.as_str();
-    store
-        .copy(incoming, destination)
-        .await
-        .map_err(|e| store_err(&e))?;
-    match store.head(destination).await.map_err(|e| store_err(&e))? {
-        Some(copy) if copy.size == meta.size => {}
-        other => {
-            return Err(StageError::new(
-                Stage::Quarantine,
-                Retry::Transient,
-                format!(
-                    "copy to {destination} not confirmed: expected {} bytes, found {:?}",
-                    meta.size,
-                    other.map(|m| m.size)
-                ),
-            ));
-        }
-    }
+    super::copy_confirmed(Stage::Quarantine, store, incoming, destination, meta.size).await?;
     let upload = placement.upload.as_ref();
     let intent = placement.intent.as_ref();
     let record = QuarantineRecord {
