@@ -5,7 +5,9 @@
 //! alpha is premultiplied during the convolution so transparent pixels do not bleed colour.
 
 use fast_image_resize::images::{Image, ImageRef};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use std::sync::LazyLock;
+
+use fast_image_resize::{Filter, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
 use crate::MediaError;
 use crate::raster::{Channels, Raster};
@@ -17,6 +19,63 @@ pub(crate) struct Crop {
     pub top: f64,
     pub width: f64,
     pub height: f64,
+}
+
+/// Samples of the Lanczos3 kernel per unit of distance.
+const LANCZOS3_STEPS: usize = 1024;
+
+/// The Lanczos3 kernel on `0..=3`, sampled every `1 / LANCZOS3_STEPS`.
+///
+/// `fast_image_resize` evaluates the kernel for every tap of every output pixel again on
+/// each call, and a strip is one call, so two `sin` per tap added up to a tenth of a
+/// variant's time. Interpolating this table instead differs from the exact kernel by less
+/// than 5e-7, far below the 1/16384 step of the fixed-point weights the convolution uses.
+static LANCZOS3_TABLE: LazyLock<Vec<f64>> = LazyLock::new(|| {
+    (0..=3 * LANCZOS3_STEPS + 1)
+        .map(|i| {
+            #[allow(clippy::cast_precision_loss)]
+            let x = i as f64 / LANCZOS3_STEPS as f64;
+            lanczos3_exact(x)
+        })
+        .collect()
+});
+
+/// sinc(x) sinc(x / 3) on `-3..3`, zero outside.
+fn lanczos3_exact(x: f64) -> f64 {
+    use std::f64::consts::PI;
+    if x == 0.0 {
+        return 1.0;
+    }
+    if x.abs() >= 3.0 {
+        return 0.0;
+    }
+    let a = PI * x;
+    let b = a / 3.0;
+    (a.sin() / a) * (b.sin() / b)
+}
+
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
+fn lanczos3_tabled(x: f64) -> f64 {
+    let x = x.abs();
+    if x >= 3.0 || x.is_nan() {
+        return 0.0;
+    }
+    let position = x * LANCZOS3_STEPS as f64;
+    let index = position as usize;
+    let fraction = position - index as f64;
+    let table = &*LANCZOS3_TABLE;
+    table[index] + (table[index + 1] - table[index]) * fraction
+}
+
+/// Lanczos3, the filter libvips uses for downsizing, with a tabled kernel.
+fn lanczos3() -> FilterType {
+    FilterType::Custom(
+        Filter::new("Lanczos3", lanczos3_tabled, 3.0).expect("a finite, positive support"),
+    )
 }
 
 /// Reusable resampler: keeps its scratch buffers between calls.
@@ -71,7 +130,7 @@ impl Resampler {
             height: f64::from(source.height),
         });
         let options = ResizeOptions::new()
-            .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
+            .resize_alg(ResizeAlg::Convolution(lanczos3()))
             .use_alpha(source.channels == Channels::Rgba);
         let row_len = width as usize * source.channels.count();
         let mut pixels = vec![0u8; row_len * height as usize];
@@ -153,7 +212,7 @@ impl Resampler {
             MediaError::Invalid(format!("resampling failed: {error}"))
         };
         let options = ResizeOptions::new()
-            .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
+            .resize_alg(ResizeAlg::Convolution(lanczos3()))
             .use_alpha(channels == Channels::Rgba);
         let scale = f64::from(src_h) / f64::from(height);
         let mut pixels = source.pixels;
@@ -295,7 +354,7 @@ impl<'r> RowResizer<'r> {
             height = height.next_down();
         }
         let options = ResizeOptions::new()
-            .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
+            .resize_alg(ResizeAlg::Convolution(lanczos3()))
             .use_alpha(self.channels == Channels::Rgba)
             .crop(0.0, top, f64::from(self.source.0), height);
         self.resampler
@@ -329,6 +388,21 @@ impl<'r> RowResizer<'r> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tabled_kernel_matches_the_exact_lanczos3() {
+        let mut worst = 0.0f64;
+        for i in -40_000..=40_000 {
+            let x = f64::from(i) * 0.000_077;
+            worst = worst.max((lanczos3_tabled(x) - lanczos3_exact(x)).abs());
+        }
+        assert!(worst < 5e-7, "off by {worst}");
+        assert!((lanczos3_tabled(0.0) - 1.0).abs() < 1e-12);
+        assert!(lanczos3_tabled(1.0).abs() < 1e-12 && lanczos3_tabled(2.0).abs() < 1e-12);
+        assert_eq!(lanczos3_tabled(3.0), 0.0);
+        assert_eq!(lanczos3_tabled(-7.5), 0.0);
+        assert_eq!(lanczos3_tabled(f64::NAN), 0.0);
+    }
 
     #[test]
     fn flat_colour_stays_flat() {
