@@ -2,9 +2,9 @@
 //! carry pixels (and, for animations, timing) only.
 
 use image_webp::{ColorType as WebpColor, WebPEncoder};
-use jpeg_encoder::{ChromaSubsamplingMethod, ColorType as JpegColor, Encoder, SamplingFactor};
 
 use crate::MediaError;
+use crate::jpeg_baseline::{self, JpegError, JpegInput};
 use crate::options::OutputFormat;
 use crate::raster::{Channels, Raster};
 
@@ -35,7 +35,8 @@ pub(crate) fn content_type(format: OutputFormat) -> (&'static str, &'static str)
 }
 
 /// Baseline JPEG, 4:2:0 with chroma averaged (not point-sampled) before subsampling, which
-/// keeps small variants' colour edges as clean as libvips' output.
+/// keeps small variants' colour edges as clean as libvips' output. Alpha is flattened onto
+/// white first.
 pub(crate) fn jpeg(raster: &Raster, quality: u8) -> Result<Vec<u8>, MediaError> {
     let flattened;
     let raster = match raster.flatten_onto_white() {
@@ -45,29 +46,24 @@ pub(crate) fn jpeg(raster: &Raster, quality: u8) -> Result<Vec<u8>, MediaError> 
         }
         None => raster,
     };
-    let (width, height) = dimensions_u16(raster, "JPEG")?;
-    let mut out = Vec::with_capacity(raster.pixels.len() / 8);
-    let mut encoder = Encoder::new(&mut out, quality.clamp(1, 100));
-    encoder.set_sampling_factor(SamplingFactor::F_2_2);
-    encoder.set_chroma_subsampling_method(ChromaSubsamplingMethod::Average);
-    let color = match raster.channels {
-        Channels::Gray => JpegColor::Luma,
-        Channels::Rgb | Channels::Rgba => JpegColor::Rgb,
+    let input = match raster.channels {
+        Channels::Gray => JpegInput::Gray,
+        Channels::Rgb => JpegInput::Rgb,
+        Channels::Rgba => {
+            return Err(MediaError::Invalid(
+                "JPEG encoding failed: alpha was not flattened".into(),
+            ));
+        }
     };
-    encoder
-        .encode(&raster.pixels, width, height, color)
-        .map_err(|e| failed("JPEG", &e))?;
-    Ok(out)
-}
-
-fn dimensions_u16(raster: &Raster, format: &str) -> Result<(u16, u16), MediaError> {
-    match (u16::try_from(raster.width), u16::try_from(raster.height)) {
-        (Ok(w), Ok(h)) => Ok((w, h)),
-        _ => Err(MediaError::TooLarge(format!(
-            "{}x{} cannot be encoded as {format}",
-            raster.width, raster.height
-        ))),
-    }
+    jpeg_baseline::encode(&raster.pixels, raster.width, raster.height, input, quality).map_err(
+        |error| match error {
+            JpegError::Dimensions { .. } => MediaError::TooLarge(format!(
+                "{}x{} cannot be encoded as JPEG",
+                raster.width, raster.height
+            )),
+            JpegError::ShortPixels { .. } => failed("JPEG", &error),
+        },
+    )
 }
 
 /// 8-bit PNG with adaptive filtering and a fast deflate: sanitized originals can be large,

@@ -33,6 +33,7 @@ mod encode;
 mod error;
 mod exif;
 mod header;
+mod jpeg_baseline;
 mod options;
 mod pipeline;
 mod placeholder;

@@ -150,8 +150,12 @@ fn metadata_reports_gps_presence_but_never_coordinates() {
         &[common::exif_segment(1)],
     );
     let processed = process(&input, &MediaOptions::default()).unwrap();
-    let json = serde_json::to_string(&processed.metadata).unwrap();
-    assert!(json.contains("\"gpsPresent\":true"));
+    let mut metadata = serde_json::to_value(&processed.metadata).unwrap();
+    assert_eq!(metadata["gpsPresent"], true);
+    // Hashes and the placeholder are opaque strings that may contain any digits.
+    metadata["outputs"] = serde_json::Value::Null;
+    metadata["placeholder"] = serde_json::Value::Null;
+    let json = metadata.to_string();
     for coordinate in ["51", "2612", "4711", "\"N\"", "\"E\""] {
         assert!(
             !json.contains(coordinate),

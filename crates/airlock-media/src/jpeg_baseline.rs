@@ -1,0 +1,961 @@
+//! A baseline JPEG encoder for the outputs: 8-bit, Huffman-coded with the standard tables
+//! of ITU T.81 Annex K, quantized with the Annex K tables scaled by quality as libjpeg does
+//! (so a given quality means what it means to libjpeg and libvips), colour as 4:2:0 with
+//! chroma averaged over each 2x2 block, grey as one component.
+//!
+//! It exists for speed: encoding the variants and the re-encoded original is a large share
+//! of the media stage's time. The work is organised around that: each strip of 16 rows
+//! is converted to planes once, the DCT is the AAN float transform with its scale folded
+//! into the quantizer and its column pass vectorised over eight lanes, and the entropy
+//! coder walks only a block's non-zero coefficients (found through a 64-bit mask) and
+//! writes 32 bits at a time. No metadata of any kind is written: the file is SOI, a JFIF
+//! APP0 with no thumbnail, the tables, the frame, one scan and EOI.
+
+use std::ops::{Add, Mul, Sub};
+
+/// Sample layout of the pixels to encode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JpegInput {
+    /// One byte per pixel.
+    Gray,
+    /// Three bytes per pixel, R G B.
+    Rgb,
+}
+
+/// Why an image cannot be encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum JpegError {
+    /// Zero, or more than 65535, pixels wide or high.
+    Dimensions { width: u32, height: u32 },
+    /// Fewer bytes than `width x height` pixels of the layout.
+    ShortPixels { expected: usize, actual: usize },
+}
+
+impl std::fmt::Display for JpegError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Dimensions { width, height } => {
+                write!(f, "{width}x{height} cannot be stored in a JPEG")
+            }
+            Self::ShortPixels { expected, actual } => {
+                write!(f, "{actual} bytes of pixels where {expected} are needed")
+            }
+        }
+    }
+}
+
+/// Encodes `pixels` (rows top to bottom, no padding) as a baseline JPEG at `quality`
+/// (1-100, clamped).
+pub(crate) fn encode(
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    input: JpegInput,
+    quality: u8,
+) -> Result<Vec<u8>, JpegError> {
+    let (Ok(w16), Ok(h16)) = (u16::try_from(width), u16::try_from(height)) else {
+        return Err(JpegError::Dimensions { width, height });
+    };
+    if w16 == 0 || h16 == 0 {
+        return Err(JpegError::Dimensions { width, height });
+    }
+    let samples = match input {
+        JpegInput::Gray => 1,
+        JpegInput::Rgb => 3,
+    };
+    let expected = width as usize * height as usize * samples;
+    if pixels.len() < expected {
+        return Err(JpegError::ShortPixels {
+            expected,
+            actual: pixels.len(),
+        });
+    }
+    let quality = quality.clamp(1, 100);
+    let luma = scaled_table(&LUMA_QUANT, quality);
+    let chroma = scaled_table(&CHROMA_QUANT, quality);
+    let color = input == JpegInput::Rgb;
+
+    let mut out = BitWriter::with_capacity(expected / 8 + 1024);
+    write_headers(&mut out.bytes, w16, h16, color, &luma, &chroma);
+    let tables = Tables {
+        luma_divisors: divisors(&luma),
+        chroma_divisors: divisors(&chroma),
+        luma_dc: HuffmanCodes::new(&LUMA_DC_BITS, &LUMA_DC_VALUES),
+        luma_ac: HuffmanCodes::new(&LUMA_AC_BITS, &LUMA_AC_VALUES),
+        chroma_dc: HuffmanCodes::new(&CHROMA_DC_BITS, &CHROMA_DC_VALUES),
+        chroma_ac: HuffmanCodes::new(&CHROMA_AC_BITS, &CHROMA_AC_VALUES),
+    };
+    let image = Image {
+        pixels,
+        width: width as usize,
+        height: height as usize,
+    };
+    if color {
+        encode_color(&image, &tables, &mut out);
+    } else {
+        encode_gray(&image, &tables, &mut out);
+    }
+    out.finish();
+    out.bytes.extend_from_slice(&[0xFF, 0xD9]);
+    Ok(out.bytes)
+}
+
+struct Image<'a> {
+    pixels: &'a [u8],
+    width: usize,
+    height: usize,
+}
+
+struct Tables {
+    luma_divisors: [f32; 64],
+    chroma_divisors: [f32; 64],
+    luma_dc: HuffmanCodes,
+    luma_ac: HuffmanCodes,
+    chroma_dc: HuffmanCodes,
+    chroma_ac: HuffmanCodes,
+}
+
+// ------------------------------------------------------------------ strips and blocks
+
+/// 4:2:0: per 16-row strip, a Y plane and 2x2-averaged Cb and Cr planes (level-shifted,
+/// edges replicated to whole MCUs), then per 16x16 MCU four Y blocks, one Cb, one Cr.
+#[allow(clippy::similar_names, reason = "Cb and Cr planes")]
+fn encode_color(image: &Image<'_>, tables: &Tables, out: &mut BitWriter) {
+    let mcus_across = image.width.div_ceil(16);
+    let stride = mcus_across * 16;
+    let half = stride / 2;
+    let mut y_plane = vec![0f32; 16 * stride];
+    let mut cb_plane = vec![0f32; 8 * half];
+    let mut cr_plane = vec![0f32; 8 * half];
+    let mut prev_dc = [0i32; 3];
+    let row_bytes = image.width * 3;
+    let row = |y: usize| &image.pixels[y * row_bytes..(y + 1) * row_bytes];
+    for strip_top in (0..image.height).step_by(16) {
+        for pair_row in 0..8 {
+            // The two source rows that make one chroma row (the last row repeats).
+            let top = (strip_top + 2 * pair_row).min(image.height - 1);
+            let bottom = (top + 1).min(image.height - 1);
+            let (upper, lower) = (row(top), row(bottom));
+            let (luma_upper, luma_lower) =
+                y_plane[2 * pair_row * stride..(2 * pair_row + 2) * stride].split_at_mut(stride);
+            let cb = &mut cb_plane[pair_row * half..][..half];
+            let cr = &mut cr_plane[pair_row * half..][..half];
+            // Two columns at a time: four luma samples and their averaged chroma.
+            let quads = upper
+                .chunks_exact(6)
+                .zip(lower.chunks_exact(6))
+                .zip(luma_upper.chunks_exact_mut(2).zip(luma_lower.chunks_exact_mut(2)))
+                .zip(cb.iter_mut().zip(cr.iter_mut()));
+            for (((a, b), (la, lb)), (cb, cr)) in quads {
+                la[0] = luma(a[0], a[1], a[2]);
+                la[1] = luma(a[3], a[4], a[5]);
+                lb[0] = luma(b[0], b[1], b[2]);
+                lb[1] = luma(b[3], b[4], b[5]);
+                let sum = |i: usize| {
+                    f32::from(u16::from(a[i]) + u16::from(a[i + 3]) + u16::from(b[i]) + u16::from(b[i + 3]))
+                };
+                (*cb, *cr) = chroma(sum(0), sum(1), sum(2), 0.25);
+            }
+            // Past the right edge the last column repeats (an odd width's last pair too).
+            let last = image.width - 1;
+            let (a, b) = (&upper[last * 3..], &lower[last * 3..]);
+            let edge_luma = (luma(a[0], a[1], a[2]), luma(b[0], b[1], b[2]));
+            luma_upper[last..].fill(edge_luma.0);
+            luma_lower[last..].fill(edge_luma.1);
+            let sum = |i: usize| f32::from(u16::from(a[i]) + u16::from(b[i]));
+            let edge_chroma = chroma(sum(0), sum(1), sum(2), 0.5);
+            cb[image.width / 2..].fill(edge_chroma.0);
+            cr[image.width / 2..].fill(edge_chroma.1);
+        }
+        for mcu in 0..mcus_across {
+            let x = mcu * 16;
+            for (dy, dx) in [(0, 0), (0, 8), (8, 0), (8, 8)] {
+                let block = load_block(&y_plane, stride, dy * stride + x + dx);
+                let coefficients = transform(&block, &tables.luma_divisors);
+                encode_block(
+                    &coefficients,
+                    &mut prev_dc[0],
+                    &tables.luma_dc,
+                    &tables.luma_ac,
+                    out,
+                );
+            }
+            let block = load_block(&cb_plane, half, mcu * 8);
+            let coefficients = transform(&block, &tables.chroma_divisors);
+            encode_block(
+                &coefficients,
+                &mut prev_dc[1],
+                &tables.chroma_dc,
+                &tables.chroma_ac,
+                out,
+            );
+            let block = load_block(&cr_plane, half, mcu * 8);
+            let coefficients = transform(&block, &tables.chroma_divisors);
+            encode_block(
+                &coefficients,
+                &mut prev_dc[2],
+                &tables.chroma_dc,
+                &tables.chroma_ac,
+                out,
+            );
+        }
+    }
+}
+
+/// Level-shifted luma of one pixel.
+#[inline]
+fn luma(r: u8, g: u8, b: u8) -> f32 {
+    0.299 * f32::from(r) + 0.587 * f32::from(g) + 0.114 * f32::from(b) - 128.0
+}
+
+/// Cb and Cr (level-shifted) of the mean colour of pixels whose channels sum to
+/// `r`, `g`, `b`, with `scale` = 1 / their count.
+#[inline]
+fn chroma(r: f32, g: f32, b: f32, scale: f32) -> (f32, f32) {
+    let (r, g, b) = (r * scale, g * scale, b * scale);
+    (
+        -0.168_736 * r - 0.331_264 * g + 0.5 * b,
+        0.5 * r - 0.418_688 * g - 0.081_312 * b,
+    )
+}
+
+/// One component, 8x8 MCUs.
+fn encode_gray(image: &Image<'_>, tables: &Tables, out: &mut BitWriter) {
+    let blocks_across = image.width.div_ceil(8);
+    let stride = blocks_across * 8;
+    let mut plane = vec![0f32; 8 * stride];
+    let mut prev_dc = 0i32;
+    for strip_top in (0..image.height).step_by(8) {
+        for row in 0..8 {
+            let y = (strip_top + row).min(image.height - 1);
+            let src = &image.pixels[y * image.width..(y + 1) * image.width];
+            let dst = &mut plane[row * stride..][..stride];
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = f32::from(s) - 128.0;
+            }
+            let last = dst[image.width - 1];
+            dst[image.width..].fill(last);
+        }
+        for block_x in 0..blocks_across {
+            let block = load_block(&plane, stride, block_x * 8);
+            let coefficients = transform(&block, &tables.luma_divisors);
+            encode_block(
+                &coefficients,
+                &mut prev_dc,
+                &tables.luma_dc,
+                &tables.luma_ac,
+                out,
+            );
+        }
+    }
+}
+
+fn load_block(plane: &[f32], stride: usize, at: usize) -> [Lanes; 8] {
+    std::array::from_fn(|row| {
+        let start = at + row * stride;
+        Lanes(plane[start..start + 8].try_into().unwrap_or([0.0; 8]))
+    })
+}
+
+// ------------------------------------------------------------------ DCT and quantization
+
+/// Eight `f32`s operated on together, so the DCT's column pass compiles to vector code.
+#[derive(Debug, Clone, Copy)]
+struct Lanes([f32; 8]);
+
+impl Add for Lanes {
+    type Output = Self;
+    #[inline]
+    fn add(self, other: Self) -> Self {
+        Self(std::array::from_fn(|i| self.0[i] + other.0[i]))
+    }
+}
+
+impl Sub for Lanes {
+    type Output = Self;
+    #[inline]
+    fn sub(self, other: Self) -> Self {
+        Self(std::array::from_fn(|i| self.0[i] - other.0[i]))
+    }
+}
+
+impl Mul<f32> for Lanes {
+    type Output = Self;
+    #[inline]
+    fn mul(self, factor: f32) -> Self {
+        Self(self.0.map(|v| v * factor))
+    }
+}
+
+/// The AAN (Arai, Agui, Nakajima) 8-point forward DCT, unnormalised: output `k` is the
+/// true coefficient times `8 * AAN_SCALE[k]` / ... as in libjpeg's float DCT; the scale
+/// is removed by [`divisors`].
+#[inline]
+#[allow(clippy::similar_names, reason = "the names of the published algorithm")]
+fn aan_dct<T: Copy + Add<Output = T> + Sub<Output = T> + Mul<f32, Output = T>>(
+    d: [T; 8],
+) -> [T; 8] {
+    let tmp0 = d[0] + d[7];
+    let tmp7 = d[0] - d[7];
+    let tmp1 = d[1] + d[6];
+    let tmp6 = d[1] - d[6];
+    let tmp2 = d[2] + d[5];
+    let tmp5 = d[2] - d[5];
+    let tmp3 = d[3] + d[4];
+    let tmp4 = d[3] - d[4];
+
+    let tmp10 = tmp0 + tmp3;
+    let tmp13 = tmp0 - tmp3;
+    let tmp11 = tmp1 + tmp2;
+    let tmp12 = tmp1 - tmp2;
+    let out0 = tmp10 + tmp11;
+    let out4 = tmp10 - tmp11;
+    let z1 = (tmp12 + tmp13) * std::f32::consts::FRAC_1_SQRT_2;
+    let out2 = tmp13 + z1;
+    let out6 = tmp13 - z1;
+
+    let tmp10 = tmp4 + tmp5;
+    let tmp11 = tmp5 + tmp6;
+    let tmp12 = tmp6 + tmp7;
+    let z5 = (tmp10 - tmp12) * 0.382_683_43;
+    let z2 = tmp10 * 0.541_196_1 + z5;
+    let z4 = tmp12 * 1.306_563 + z5;
+    let z3 = tmp11 * std::f32::consts::FRAC_1_SQRT_2;
+    let z11 = tmp7 + z3;
+    let z13 = tmp7 - z3;
+    [
+        out0,
+        z11 + z4,
+        out2,
+        z13 - z2,
+        out4,
+        z13 + z2,
+        out6,
+        z11 - z4,
+    ]
+}
+
+/// DCT of a level-shifted block, quantized with `divisors` (natural order), returned in
+/// zigzag order.
+#[inline]
+fn transform(block: &[Lanes; 8], divisors: &[f32; 64]) -> [i16; 64] {
+    // Rows, one at a time; then the columns, all eight at once.
+    let rows: [Lanes; 8] = std::array::from_fn(|r| Lanes(aan_dct(block[r].0)));
+    let columns = aan_dct(rows);
+    let mut natural = [0f32; 64];
+    for (v, row) in columns.iter().enumerate() {
+        natural[v * 8..v * 8 + 8].copy_from_slice(&row.0);
+    }
+    let mut quantized = [0i32; 64];
+    for (q, (&c, &d)) in quantized.iter_mut().zip(natural.iter().zip(divisors)) {
+        // Eight-bit baseline coefficients fit 11 bits; the AC Huffman tables have no
+        // longer category, so rounding error must not push one past it.
+        let scaled = (c * d).clamp(-1023.0, 1023.0);
+        // Round to nearest by adding 1.5 * 2^23: the sum's low mantissa bits are then the
+        // integer. Unlike `round()` or `as`, this compiles to vector code.
+        #[allow(clippy::cast_possible_wrap)]
+        {
+            *q = (scaled + ROUNDING_BIAS).to_bits() as i32 - ROUNDING_BIAS_BITS;
+        }
+    }
+    let mut zigzag = [0i16; 64];
+    for (z, &n) in ZIGZAG_TO_NATURAL.iter().enumerate() {
+        #[allow(clippy::cast_possible_truncation)]
+        {
+            zigzag[z] = quantized[n as usize] as i16;
+        }
+    }
+    zigzag
+}
+
+/// 1.5 * 2^23, and its bit pattern: see [`transform`].
+const ROUNDING_BIAS: f32 = 12_582_912.0;
+#[allow(clippy::cast_possible_wrap)]
+const ROUNDING_BIAS_BITS: i32 = ROUNDING_BIAS.to_bits() as i32;
+
+/// `cos(k pi / 16) sqrt 2` (1 for k = 0): the AAN transform's output scale.
+const AAN_SCALE: [f64; 8] = [
+    1.0,
+    1.387_039_845,
+    1.306_562_965,
+    1.175_875_602,
+    1.0,
+    0.785_694_958,
+    0.541_196_100,
+    0.275_899_379,
+];
+
+/// Per natural-order coefficient: the factor that removes the AAN scale and the DCT's
+/// factor 8, and divides by the quantizer.
+fn divisors(table: &[u16; 64]) -> [f32; 64] {
+    std::array::from_fn(|n| {
+        let scale = AAN_SCALE[n / 8] * AAN_SCALE[n % 8] * 8.0;
+        #[allow(clippy::cast_possible_truncation)]
+        {
+            (1.0 / (f64::from(table[n]) * scale)) as f32
+        }
+    })
+}
+
+/// libjpeg's `jpeg_quality_scaling` and `jpeg_add_quant_table` with `force_baseline`.
+fn scaled_table(base: &[u16; 64], quality: u8) -> [u16; 64] {
+    let quality = u32::from(quality.clamp(1, 100));
+    let scale = if quality < 50 {
+        5000 / quality
+    } else {
+        200 - quality * 2
+    };
+    base.map(|q| {
+        let value = (u32::from(q) * scale + 50) / 100;
+        u16::try_from(value.clamp(1, 255)).unwrap_or(255)
+    })
+}
+
+// ------------------------------------------------------------------ entropy coding
+
+/// Code and length of every symbol of one Huffman table.
+struct HuffmanCodes {
+    code: [u32; 256],
+    length: [u32; 256],
+}
+
+impl HuffmanCodes {
+    /// The canonical codes of a table given as code counts per length and symbols
+    /// (T.81 Annex C).
+    fn new(bits: &[u8; 16], values: &[u8]) -> Self {
+        let mut table = Self {
+            code: [0; 256],
+            length: [0; 256],
+        };
+        let mut code = 0u32;
+        let mut symbols = values.iter();
+        for (index, &count) in bits.iter().enumerate() {
+            for _ in 0..count {
+                if let Some(&symbol) = symbols.next() {
+                    table.code[usize::from(symbol)] = code;
+                    table.length[usize::from(symbol)] = u32::try_from(index + 1).unwrap_or(16);
+                }
+                code += 1;
+            }
+            code <<= 1;
+        }
+        table
+    }
+}
+
+/// Bits needed for the magnitude of `value` (its JPEG "size" category).
+#[inline]
+fn category(value: i32) -> u32 {
+    32 - value.unsigned_abs().leading_zeros()
+}
+
+/// The `size` low bits JPEG appends for `value`: itself if positive, else value - 1.
+#[inline]
+#[allow(clippy::cast_sign_loss)]
+fn magnitude_bits(value: i32, size: u32) -> u32 {
+    let adjusted = if value < 0 { value - 1 } else { value };
+    (adjusted as u32) & ((1u32 << size) - 1)
+}
+
+#[inline]
+fn encode_block(
+    zigzag: &[i16; 64],
+    prev_dc: &mut i32,
+    dc: &HuffmanCodes,
+    ac: &HuffmanCodes,
+    out: &mut BitWriter,
+) {
+    // The bit state lives in locals (registers) for the block, and its bytes go to a
+    // stack buffer appended once: a worst-case block is under 420 bytes with stuffing.
+    let mut accumulator = out.accumulator;
+    let mut pending = out.pending;
+    let mut buffer = [0u8; 512];
+    let mut len = 0usize;
+    // Appends the low `length` (at most 32) bits of `bits`; every full 32 go to the
+    // buffer, 0xFF bytes stuffed.
+    macro_rules! put {
+        ($bits:expr, $length:expr $(,)?) => {{
+            let (bits, length): (u32, u32) = ($bits, $length);
+            accumulator = (accumulator << length) | u64::from(bits);
+            pending += length;
+            if pending >= 32 {
+                pending -= 32;
+                #[allow(clippy::cast_possible_truncation)]
+                let word = (accumulator >> pending) as u32;
+                // Does any byte equal 0xFF? (The zero-byte test on the complement.)
+                if (!word).wrapping_sub(0x0101_0101) & word & 0x8080_8080 == 0 {
+                    if let Some(slot) = buffer.get_mut(len..len + 4) {
+                        slot.copy_from_slice(&word.to_be_bytes());
+                    }
+                    len += 4;
+                } else {
+                    for byte in word.to_be_bytes() {
+                        if let Some(slot) = buffer.get_mut(len) {
+                            *slot = byte;
+                        }
+                        len += 1;
+                        if byte == 0xFF {
+                            if let Some(slot) = buffer.get_mut(len) {
+                                *slot = 0;
+                            }
+                            len += 1;
+                        }
+                    }
+                }
+            }
+        }};
+    }
+    let value = i32::from(zigzag[0]);
+    let diff = value - *prev_dc;
+    *prev_dc = value;
+    let size = category(diff);
+    let symbol = size as usize;
+    put!(
+        (dc.code[symbol] << size) | magnitude_bits(diff, size),
+        dc.length[symbol] + size,
+    );
+
+    let mut nonzero = 0u64;
+    for (z, &c) in zigzag.iter().enumerate().skip(1) {
+        nonzero |= u64::from(c != 0) << z;
+    }
+    let mut last = 0u32;
+    while nonzero != 0 {
+        let z = nonzero.trailing_zeros();
+        nonzero &= nonzero - 1;
+        let mut run = z - last - 1;
+        while run >= 16 {
+            put!(ac.code[0xF0], ac.length[0xF0]);
+            run -= 16;
+        }
+        let value = i32::from(zigzag[z as usize]);
+        let size = category(value);
+        let symbol = ((run << 4) | size) as usize;
+        put!(
+            (ac.code[symbol] << size) | magnitude_bits(value, size),
+            ac.length[symbol] + size,
+        );
+        last = z;
+    }
+    if last != 63 {
+        put!(ac.code[0], ac.length[0]);
+    }
+    out.bytes.extend_from_slice(&buffer[..len]);
+    out.accumulator = accumulator;
+    out.pending = pending;
+}
+
+/// The entropy-coded segment: bytes so far, and the bits not yet making a full word.
+struct BitWriter {
+    bytes: Vec<u8>,
+    /// Pending bits in the low `pending` bits.
+    accumulator: u64,
+    pending: u32,
+}
+
+impl BitWriter {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            bytes: Vec::with_capacity(capacity),
+            accumulator: 0,
+            pending: 0,
+        }
+    }
+
+    /// Pads the last byte with one bits (T.81 F.1.2.3) and writes what is pending.
+    fn finish(&mut self) {
+        let pad = (8 - self.pending % 8) % 8;
+        self.accumulator = (self.accumulator << pad) | ((1u64 << pad) - 1);
+        self.pending += pad;
+        while self.pending >= 8 {
+            self.pending -= 8;
+            #[allow(clippy::cast_possible_truncation)]
+            let byte = (self.accumulator >> self.pending) as u8;
+            self.bytes.push(byte);
+            if byte == 0xFF {
+                self.bytes.push(0);
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ headers
+
+fn segment(out: &mut Vec<u8>, marker: u8, body: &[u8]) {
+    out.extend_from_slice(&[0xFF, marker]);
+    let length = u16::try_from(body.len() + 2).unwrap_or(u16::MAX);
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(body);
+}
+
+fn write_headers(
+    out: &mut Vec<u8>,
+    width: u16,
+    height: u16,
+    color: bool,
+    luma: &[u16; 64],
+    chroma: &[u16; 64],
+) {
+    out.extend_from_slice(&[0xFF, 0xD8]);
+    // JFIF 1.01, aspect ratio 1:1, no thumbnail.
+    segment(out, 0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0");
+
+    let mut dqt = Vec::with_capacity(130);
+    let tables: &[&[u16; 64]] = if color { &[luma, chroma] } else { &[luma] };
+    for (id, table) in (0u8..).zip(tables) {
+        dqt.push(id);
+        dqt.extend(
+            ZIGZAG_TO_NATURAL
+                .iter()
+                .map(|&n| u8::try_from(table[n as usize]).unwrap_or(255)),
+        );
+    }
+    segment(out, 0xDB, &dqt);
+
+    let mut sof = vec![8];
+    sof.extend_from_slice(&height.to_be_bytes());
+    sof.extend_from_slice(&width.to_be_bytes());
+    if color {
+        sof.extend_from_slice(&[3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
+    } else {
+        sof.extend_from_slice(&[1, 1, 0x11, 0]);
+    }
+    segment(out, 0xC0, &sof);
+
+    let mut dht = Vec::with_capacity(432);
+    let mut table = |class_and_id: u8, bits: &[u8; 16], values: &[u8]| {
+        dht.push(class_and_id);
+        dht.extend_from_slice(bits);
+        dht.extend_from_slice(values);
+    };
+    table(0x00, &LUMA_DC_BITS, &LUMA_DC_VALUES);
+    table(0x10, &LUMA_AC_BITS, &LUMA_AC_VALUES);
+    if color {
+        table(0x01, &CHROMA_DC_BITS, &CHROMA_DC_VALUES);
+        table(0x11, &CHROMA_AC_BITS, &CHROMA_AC_VALUES);
+    }
+    segment(out, 0xC4, &dht);
+
+    if color {
+        segment(out, 0xDA, &[3, 1, 0x00, 2, 0x11, 3, 0x11, 0, 63, 0]);
+    } else {
+        segment(out, 0xDA, &[1, 1, 0x00, 0, 63, 0]);
+    }
+}
+
+// ------------------------------------------------------------------ standard tables
+
+/// Natural (row-major) index of each zigzag position.
+const ZIGZAG_TO_NATURAL: [u8; 64] = [
+    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20,
+    13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59,
+    52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+];
+
+/// T.81 Table K.1, natural order.
+const LUMA_QUANT: [u16; 64] = [
+    16, 11, 10, 16, 24, 40, 51, 61, //
+    12, 12, 14, 19, 26, 58, 60, 55, //
+    14, 13, 16, 24, 40, 57, 69, 56, //
+    14, 17, 22, 29, 51, 87, 80, 62, //
+    18, 22, 37, 56, 68, 109, 103, 77, //
+    24, 35, 55, 64, 81, 104, 113, 92, //
+    49, 64, 78, 87, 103, 121, 120, 101, //
+    72, 92, 95, 98, 112, 100, 103, 99,
+];
+
+/// T.81 Table K.2, natural order.
+const CHROMA_QUANT: [u16; 64] = [
+    17, 18, 24, 47, 99, 99, 99, 99, //
+    18, 21, 26, 66, 99, 99, 99, 99, //
+    24, 26, 56, 99, 99, 99, 99, 99, //
+    47, 66, 99, 99, 99, 99, 99, 99, //
+    99, 99, 99, 99, 99, 99, 99, 99, //
+    99, 99, 99, 99, 99, 99, 99, 99, //
+    99, 99, 99, 99, 99, 99, 99, 99, //
+    99, 99, 99, 99, 99, 99, 99, 99,
+];
+
+// T.81 Tables K.3 to K.6: code counts per length 1-16, then the symbols.
+const LUMA_DC_BITS: [u8; 16] = [0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0];
+const LUMA_DC_VALUES: [u8; 12] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+const CHROMA_DC_BITS: [u8; 16] = [0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0];
+const CHROMA_DC_VALUES: [u8; 12] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+
+const LUMA_AC_BITS: [u8; 16] = [0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 0x7D];
+const LUMA_AC_VALUES: [u8; 162] = [
+    0x01, 0x02, 0x03, 0x00, 0x04, 0x11, 0x05, 0x12, 0x21, 0x31, 0x41, 0x06, 0x13, 0x51, 0x61, 0x07,
+    0x22, 0x71, 0x14, 0x32, 0x81, 0x91, 0xA1, 0x08, 0x23, 0x42, 0xB1, 0xC1, 0x15, 0x52, 0xD1, 0xF0,
+    0x24, 0x33, 0x62, 0x72, 0x82, 0x09, 0x0A, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x25, 0x26, 0x27, 0x28,
+    0x29, 0x2A, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3A, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48, 0x49,
+    0x4A, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5A, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69,
+    0x6A, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7A, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89,
+    0x8A, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7,
+    0xA8, 0xA9, 0xAA, 0xB2, 0xB3, 0xB4, 0xB5, 0xB6, 0xB7, 0xB8, 0xB9, 0xBA, 0xC2, 0xC3, 0xC4, 0xC5,
+    0xC6, 0xC7, 0xC8, 0xC9, 0xCA, 0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8, 0xD9, 0xDA, 0xE1, 0xE2,
+    0xE3, 0xE4, 0xE5, 0xE6, 0xE7, 0xE8, 0xE9, 0xEA, 0xF1, 0xF2, 0xF3, 0xF4, 0xF5, 0xF6, 0xF7, 0xF8,
+    0xF9, 0xFA,
+];
+
+const CHROMA_AC_BITS: [u8; 16] = [0, 2, 1, 2, 4, 4, 3, 4, 7, 5, 4, 4, 0, 1, 2, 0x77];
+const CHROMA_AC_VALUES: [u8; 162] = [
+    0x00, 0x01, 0x02, 0x03, 0x11, 0x04, 0x05, 0x21, 0x31, 0x06, 0x12, 0x41, 0x51, 0x07, 0x61, 0x71,
+    0x13, 0x22, 0x32, 0x81, 0x08, 0x14, 0x42, 0x91, 0xA1, 0xB1, 0xC1, 0x09, 0x23, 0x33, 0x52, 0xF0,
+    0x15, 0x62, 0x72, 0xD1, 0x0A, 0x16, 0x24, 0x34, 0xE1, 0x25, 0xF1, 0x17, 0x18, 0x19, 0x1A, 0x26,
+    0x27, 0x28, 0x29, 0x2A, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3A, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48,
+    0x49, 0x4A, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5A, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68,
+    0x69, 0x6A, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7A, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87,
+    0x88, 0x89, 0x8A, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0xA2, 0xA3, 0xA4, 0xA5,
+    0xA6, 0xA7, 0xA8, 0xA9, 0xAA, 0xB2, 0xB3, 0xB4, 0xB5, 0xB6, 0xB7, 0xB8, 0xB9, 0xBA, 0xC2, 0xC3,
+    0xC4, 0xC5, 0xC6, 0xC7, 0xC8, 0xC9, 0xCA, 0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8, 0xD9, 0xDA,
+    0xE2, 0xE3, 0xE4, 0xE5, 0xE6, 0xE7, 0xE8, 0xE9, 0xEA, 0xF2, 0xF3, 0xF4, 0xF5, 0xF6, 0xF7, 0xF8,
+    0xF9, 0xFA,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A smooth gradient with some texture, deterministic.
+    fn picture(width: usize, height: usize, samples: usize) -> Vec<u8> {
+        let mut pixels = Vec::with_capacity(width * height * samples);
+        for y in 0..height {
+            for x in 0..width {
+                for c in 0..samples {
+                    let value = (x * 255 / width.max(2)) * (c + 1) / 3
+                        + (y * 200 / height.max(2)) * (3 - c) / 3
+                        + ((x * 7 + y * 13 + c * 5) % 11);
+                    pixels.push(u8::try_from(value.min(255)).unwrap());
+                }
+            }
+        }
+        pixels
+    }
+
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()[3]
+            })
+            .collect()
+    }
+
+    fn decode(jpeg: &[u8]) -> (u16, u16, jpeg_decoder::PixelFormat, Vec<u8>) {
+        let mut decoder = jpeg_decoder::Decoder::new(jpeg);
+        let pixels = decoder.decode().expect("our JPEG decodes");
+        let info = decoder.info().unwrap();
+        (info.width, info.height, info.pixel_format, pixels)
+    }
+
+    fn mean_error(a: &[u8], b: &[u8]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        let total: u64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| u64::from(x.abs_diff(*y)))
+            .sum();
+        #[allow(clippy::cast_precision_loss)]
+        {
+            total as f64 / a.len() as f64
+        }
+    }
+
+    /// jpeg-encoder at the same quality, 4:2:0 with averaged chroma: the same tables.
+    fn reference(
+        pixels: &[u8],
+        width: usize,
+        height: usize,
+        input: JpegInput,
+        quality: u8,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
+        encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+        encoder.set_chroma_subsampling_method(jpeg_encoder::ChromaSubsamplingMethod::Average);
+        let color = match input {
+            JpegInput::Rgb => jpeg_encoder::ColorType::Rgb,
+            JpegInput::Gray => jpeg_encoder::ColorType::Luma,
+        };
+        let (w, h) = (
+            u16::try_from(width).unwrap(),
+            u16::try_from(height).unwrap(),
+        );
+        encoder.encode(pixels, w, h, color).unwrap();
+        out
+    }
+
+    #[test]
+    fn every_size_decodes_back_to_the_picture() {
+        for (width, height) in [
+            (1, 1),
+            (2, 3),
+            (8, 8),
+            (16, 16),
+            (17, 9),
+            (33, 31),
+            (301, 47),
+        ] {
+            for (input, samples, format) in [
+                (JpegInput::Rgb, 3, jpeg_decoder::PixelFormat::RGB24),
+                (JpegInput::Gray, 1, jpeg_decoder::PixelFormat::L8),
+            ] {
+                let pixels = picture(width, height, samples);
+                let (w, h) = (
+                    u32::try_from(width).unwrap(),
+                    u32::try_from(height).unwrap(),
+                );
+                let jpeg = encode(&pixels, w, h, input, 95).unwrap();
+                let (dw, dh, format_out, decoded) = decode(&jpeg);
+                assert_eq!(
+                    (usize::from(dw), usize::from(dh), format_out),
+                    (width, height, format)
+                );
+                // Held to the reference encoder's error: tiny, textured pictures lose
+                // detail to any JPEG encoder (and, in colour, to 4:2:0).
+                let error = mean_error(&pixels, &decoded);
+                let reference = reference(&pixels, width, height, input, 95);
+                let bound = mean_error(&pixels, &decode(&reference).3) * 1.05 + 0.1;
+                assert!(
+                    error < bound,
+                    "{width}x{height} {input:?}: mean error {error} (bound {bound})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn quality_trades_size_for_error() {
+        let pixels = picture(256, 192, 1);
+        let mut last = (0usize, f64::MAX);
+        for quality in [20, 50, 82, 95] {
+            let jpeg = encode(&pixels, 256, 192, JpegInput::Gray, quality).unwrap();
+            let error = mean_error(&pixels, &decode(&jpeg).3);
+            assert!(
+                jpeg.len() > last.0,
+                "q{quality} is not larger than the last"
+            );
+            assert!(
+                error < last.1,
+                "q{quality} is not more faithful than the last"
+            );
+            last = (jpeg.len(), error);
+        }
+    }
+
+    #[test]
+    fn matches_the_reference_encoder_in_size_and_error() {
+        let pixels = picture(320, 240, 3);
+        let ours = encode(&pixels, 320, 240, JpegInput::Rgb, 82).unwrap();
+        let reference = reference(&pixels, 320, 240, JpegInput::Rgb, 82);
+        let our_error = mean_error(&pixels, &decode(&ours).3);
+        let reference_error = mean_error(&pixels, &decode(&reference).3);
+        #[allow(clippy::cast_precision_loss)]
+        let size_ratio = ours.len() as f64 / reference.len() as f64;
+        assert!((0.9..1.1).contains(&size_ratio), "size ratio {size_ratio}");
+        assert!(
+            our_error <= reference_error * 1.05,
+            "error {our_error} vs {reference_error}"
+        );
+    }
+
+    #[test]
+    fn noise_at_full_quality_uses_every_category_and_stays_valid() {
+        for (input, samples) in [(JpegInput::Rgb, 3), (JpegInput::Gray, 1)] {
+            let pixels = noise(97 * 61 * samples, 7);
+            let jpeg = encode(&pixels, 97, 61, input, 100).unwrap();
+            let error = mean_error(&pixels, &decode(&jpeg).3);
+            let reference = reference(&pixels, 97, 61, input, 100);
+            let bound = mean_error(&pixels, &decode(&reference).3) * 1.03 + 0.05;
+            assert!(
+                error < bound,
+                "{input:?}: mean error {error} (bound {bound})"
+            );
+            // zune-jpeg is stricter about the entropy-coded data than jpeg-decoder.
+            let mut zune =
+                zune_jpeg::JpegDecoder::new(zune_jpeg::zune_core::bytestream::ZCursor::new(&jpeg));
+            zune.decode().expect("zune-jpeg decodes it");
+            let info = zune.info().unwrap();
+            assert_eq!((info.width, info.height), (97, 61));
+        }
+    }
+
+    #[test]
+    fn extremes_stay_within_the_tables() {
+        // Black-white checkerboards give the largest coefficients there are.
+        let mut pixels = Vec::new();
+        for y in 0..64 {
+            for x in 0..64 {
+                let on = (x + y) % 2 == 0 || (x / 8 + y / 8) % 3 == 0;
+                pixels.extend_from_slice(&if on { [255, 255, 255] } else { [0, 0, 0] });
+            }
+        }
+        for quality in [1, 100] {
+            let jpeg = encode(&pixels, 64, 64, JpegInput::Rgb, quality).unwrap();
+            assert_eq!(decode(&jpeg).3.len(), pixels.len());
+        }
+    }
+
+    #[test]
+    fn writes_no_metadata() {
+        let jpeg = encode(&picture(40, 30, 3), 40, 30, JpegInput::Rgb, 82).unwrap();
+        let mut markers = Vec::new();
+        let mut pos = 2;
+        while jpeg[pos] == 0xFF && jpeg[pos + 1] != 0xDA {
+            markers.push(jpeg[pos + 1]);
+            pos += 2 + usize::from(u16::from_be_bytes([jpeg[pos + 2], jpeg[pos + 3]]));
+        }
+        assert_eq!(markers, [0xE0, 0xDB, 0xC0, 0xC4]);
+        assert_eq!(&jpeg[..2], &[0xFF, 0xD8]);
+        assert_eq!(&jpeg[jpeg.len() - 2..], &[0xFF, 0xD9]);
+    }
+
+    #[test]
+    fn refuses_what_a_jpeg_cannot_hold() {
+        assert_eq!(
+            encode(&[], 0, 5, JpegInput::Gray, 80),
+            Err(JpegError::Dimensions {
+                width: 0,
+                height: 5
+            })
+        );
+        assert!(matches!(
+            encode(&[0; 10], 70_000, 1, JpegInput::Gray, 80),
+            Err(JpegError::Dimensions { .. })
+        ));
+        assert_eq!(
+            encode(&[0; 10], 2, 2, JpegInput::Rgb, 80),
+            Err(JpegError::ShortPixels {
+                expected: 12,
+                actual: 10
+            })
+        );
+    }
+
+    #[test]
+    fn huffman_codes_are_canonical() {
+        let dc = HuffmanCodes::new(&LUMA_DC_BITS, &LUMA_DC_VALUES);
+        // T.81 Table K.3: category 0 is 00, 1 is 010, 11 is 111111110.
+        assert_eq!((dc.code[0], dc.length[0]), (0b00, 2));
+        assert_eq!((dc.code[1], dc.length[1]), (0b010, 3));
+        assert_eq!((dc.code[11], dc.length[11]), (0b1_1111_1110, 9));
+        let ac = HuffmanCodes::new(&LUMA_AC_BITS, &LUMA_AC_VALUES);
+        // Table K.5: EOB is 1010, ZRL is 11111111001.
+        assert_eq!((ac.code[0x00], ac.length[0x00]), (0b1010, 4));
+        assert_eq!((ac.code[0xF0], ac.length[0xF0]), (0b111_1111_1001, 11));
+        assert_eq!(
+            LUMA_AC_BITS.iter().map(|&b| usize::from(b)).sum::<usize>(),
+            162
+        );
+        assert_eq!(
+            CHROMA_AC_BITS
+                .iter()
+                .map(|&b| usize::from(b))
+                .sum::<usize>(),
+            162
+        );
+    }
+}
