@@ -144,7 +144,11 @@ fn encode_color(image: &Image<'_>, tables: &Tables, out: &mut BitWriter) {
             let quads = upper
                 .chunks_exact(6)
                 .zip(lower.chunks_exact(6))
-                .zip(luma_upper.chunks_exact_mut(2).zip(luma_lower.chunks_exact_mut(2)))
+                .zip(
+                    luma_upper
+                        .chunks_exact_mut(2)
+                        .zip(luma_lower.chunks_exact_mut(2)),
+                )
                 .zip(cb.iter_mut().zip(cr.iter_mut()));
             for (((a, b), (la, lb)), (cb, cr)) in quads {
                 la[0] = luma(a[0], a[1], a[2]);
@@ -152,7 +156,12 @@ fn encode_color(image: &Image<'_>, tables: &Tables, out: &mut BitWriter) {
                 lb[0] = luma(b[0], b[1], b[2]);
                 lb[1] = luma(b[3], b[4], b[5]);
                 let sum = |i: usize| {
-                    f32::from(u16::from(a[i]) + u16::from(a[i + 3]) + u16::from(b[i]) + u16::from(b[i + 3]))
+                    f32::from(
+                        u16::from(a[i])
+                            + u16::from(a[i + 3])
+                            + u16::from(b[i])
+                            + u16::from(b[i + 3]),
+                    )
                 };
                 (*cb, *cr) = chroma(sum(0), sum(1), sum(2), 0.25);
             }
