@@ -12,7 +12,7 @@
 //! killed.
 
 use std::borrow::Cow;
-use std::io::Cursor;
+use std::io::{BufRead, Cursor, Seek};
 use std::num::NonZeroU64;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -87,7 +87,7 @@ pub(crate) struct Decoded {
 pub(crate) fn decode(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
     let decoded = match request.header.info.format {
         ImageFormat::Jpeg => jpeg(bytes, request),
-        ImageFormat::Png => png(bytes, request),
+        ImageFormat::Png => png(Cursor::new(bytes), request),
         ImageFormat::Gif => gif(bytes, request),
         ImageFormat::WebP => webp(bytes, request),
     }?;
@@ -322,21 +322,64 @@ fn png_error(error: png::DecodingError) -> MediaError {
 /// Rows decoded between deadline checks.
 const ROWS_PER_CHECK: usize = 64;
 
-fn png(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
+/// Starts a PNG decode: reads up to the image data and checks that the file still says
+/// what the header walk read (a file may change between the two).
+fn png_reader<R: BufRead + Seek>(
+    source: R,
+    request: &Request<'_>,
+) -> Result<png::Reader<R>, MediaError> {
     let limits = png::Limits {
         bytes: decoder_memory_budget(request.limits),
     };
-    let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), limits);
+    let mut decoder = png::Decoder::new_with_limits(source, limits);
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     decoder.set_ignore_text_chunk(true);
-    let mut reader = decoder.read_info().map_err(png_error)?;
+    let reader = decoder.read_info().map_err(png_error)?;
     let info = reader.info();
-    let (width, height) = (info.width, info.height);
-    if (width, height) != (request.header.info.width, request.header.info.height) {
+    let expected = &request.header.info;
+    if (
+        info.width,
+        info.height,
+        info.bit_depth as u8,
+        info.color_type as u8,
+    ) != (
+        expected.width,
+        expected.height,
+        expected.bit_depth,
+        png_color_code(expected.color_type),
+    ) {
         return Err(MediaError::Invalid(
             "PNG header changed between reads".into(),
         ));
     }
+    Ok(reader)
+}
+
+/// The IHDR colour type behind a [`crate::ImageInfo::color_type`] name.
+fn png_color_code(name: &str) -> u8 {
+    match name {
+        "gray" => 0,
+        "rgb" => 2,
+        "palette" => 3,
+        "gray-alpha" => 4,
+        _ => 6,
+    }
+}
+
+/// Decodes a whole PNG from a reader (a file): [`decode`] of its bytes.
+pub(crate) fn png_from<R: BufRead + Seek>(
+    source: R,
+    request: &Request<'_>,
+) -> Result<Decoded, MediaError> {
+    let decoded = png(source, request)?;
+    request.deadline.check()?;
+    Ok(decoded)
+}
+
+fn png<R: BufRead + Seek>(source: R, request: &Request<'_>) -> Result<Decoded, MediaError> {
+    let mut reader = png_reader(source, request)?;
+    let info = reader.info();
+    let (width, height) = (info.width, info.height);
     let icc = info.icc_profile.as_ref().map(|profile| profile.to_vec());
     let interlaced = info.interlaced;
     let samples = match reader.output_color_type().0 {
@@ -410,23 +453,22 @@ pub(crate) fn png_resized(
     size: (u32, u32),
     resampler: &mut Resampler,
 ) -> Result<Option<Streamed>, MediaError> {
-    let limits = png::Limits {
-        bytes: decoder_memory_budget(request.limits),
-    };
-    let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), limits);
-    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-    decoder.set_ignore_text_chunk(true);
-    let mut reader = decoder.read_info().map_err(png_error)?;
+    png_resized_from(Cursor::new(bytes), request, size, resampler)
+}
+
+/// [`png_resized`] reading from a reader (a file).
+pub(crate) fn png_resized_from<R: BufRead + Seek>(
+    source: R,
+    request: &Request<'_>,
+    size: (u32, u32),
+    resampler: &mut Resampler,
+) -> Result<Option<Streamed>, MediaError> {
+    let mut reader = png_reader(source, request)?;
     let info = reader.info();
     if info.interlaced {
         return Ok(None);
     }
     let (width, height) = (info.width, info.height);
-    if (width, height) != (request.header.info.width, request.header.info.height) {
-        return Err(MediaError::Invalid(
-            "PNG header changed between reads".into(),
-        ));
-    }
     let icc = info.icc_profile.as_ref().map(|profile| profile.to_vec());
     let (samples, channels) = match reader.output_color_type().0 {
         png::ColorType::Grayscale => (1, Channels::Gray),

@@ -1,5 +1,8 @@
-//! The one error type of the crate, with stable codes for callers to branch on.
+//! The crate's error types: [`MediaError`], why an image was refused, with stable codes for
+//! callers to branch on; and [`FileError`], which adds "the file could not be read" for the
+//! functions that take a path.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Why an image was refused. Each variant maps to a stable code via [`MediaError::code`].
@@ -34,4 +37,22 @@ impl MediaError {
             Self::TimedOut(_) => "image-timeout",
         }
     }
+}
+
+/// Why processing an image file failed: the file could not be read, or the image in it was
+/// refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// The file could not be opened or read. An I/O problem, not a verdict on the image.
+    #[error("cannot read {}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The image was refused, exactly as [`crate::process`] refuses the same bytes.
+    #[error(transparent)]
+    Media(#[from] MediaError),
 }

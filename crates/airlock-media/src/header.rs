@@ -4,6 +4,9 @@
 //! Every limit is checked against what these walkers find, so a file declaring a huge
 //! canvas or thousands of frames is refused before a decoder allocates anything.
 
+use std::borrow::Cow;
+use std::io::{self, Read, Seek, SeekFrom};
+
 use crate::{Limits, MediaError};
 
 /// The input formats this crate decodes.
@@ -65,8 +68,9 @@ pub(crate) struct JpegLayout {
 #[derive(Debug, Clone)]
 pub(crate) struct Header<'a> {
     pub info: ImageInfo,
-    /// Raw TIFF structure of the EXIF block, if any.
-    pub exif: Option<&'a [u8]>,
+    /// Raw TIFF structure of the EXIF block, if any: borrowed from the bytes read, or
+    /// copied out of a file.
+    pub exif: Option<Cow<'a, [u8]>>,
     /// Embedded ICC profile, where the container stores it uncompressed (JPEG, WebP).
     pub icc: Option<Vec<u8>>,
     pub jpeg: Option<JpegLayout>,
@@ -300,7 +304,7 @@ impl<'a> JpegWalk<'a> {
                 color_type,
                 bit_depth: frame.precision,
             },
-            exif: self.exif,
+            exif: self.exif.map(Cow::Borrowed),
             icc: assemble_icc(&mut self.icc_chunks),
             jpeg: Some(JpegLayout {
                 progressive: frame.marker == 0xC2,
@@ -440,7 +444,16 @@ fn assemble_icc(chunks: &mut [(u8, u8, &[u8])]) -> Option<Vec<u8>> {
 
 pub(crate) const PNG_SIGNATURE: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
 
-fn png(bytes: &[u8]) -> Result<Header<'_>, MediaError> {
+/// What IHDR says.
+struct Ihdr {
+    width: u32,
+    height: u32,
+    bit_depth: u8,
+    color: u8,
+}
+
+/// Reads IHDR from the start of a PNG (only `bytes[..29]` is looked at).
+fn png_ihdr(bytes: &[u8]) -> Result<Ihdr, MediaError> {
     let ihdr_len = be32(bytes, 8).ok_or_else(|| truncated("PNG header"))?;
     if ihdr_len != 13 || bytes.get(12..16) != Some(b"IHDR") {
         return Err(MediaError::Invalid(
@@ -467,11 +480,96 @@ fn png(bytes: &[u8]) -> Result<Header<'_>, MediaError> {
             "PNG colour type {color} with bit depth {bit_depth}"
         )));
     }
+    Ok(Ihdr {
+        width,
+        height,
+        bit_depth,
+        color,
+    })
+}
 
-    let mut has_alpha = matches!(color, 4 | 6);
-    let mut frame_count = 1;
-    let mut animated = false;
-    let mut exif = None;
+/// What the PNG chunk walk collects: the animation control, transparency and EXIF.
+struct PngChunks<'a> {
+    frame_count: u32,
+    animated: bool,
+    transparency: bool,
+    exif: Option<Cow<'a, [u8]>>,
+}
+
+impl<'a> PngChunks<'a> {
+    fn new() -> Self {
+        Self {
+            frame_count: 1,
+            animated: false,
+            transparency: false,
+            exif: None,
+        }
+    }
+
+    /// How many leading bytes of a chunk's data [`Self::chunk`] looks at; a walk over a
+    /// file reads only those.
+    fn wanted(&self, kind: &[u8], length: u32) -> u32 {
+        match kind {
+            b"acTL" if length >= 8 => 4,
+            b"eXIf" if self.exif.is_none() => length,
+            _ => 0,
+        }
+    }
+
+    /// Takes in one complete chunk of `length` bytes, given (at least) the [`Self::wanted`]
+    /// bytes of its data. Returns false at IEND.
+    fn chunk(&mut self, kind: &[u8], length: u32, data: Cow<'a, [u8]>) -> bool {
+        match kind {
+            b"acTL" if length >= 8 => {
+                self.frame_count = be32(&data, 0).unwrap_or(1).max(1);
+                self.animated = self.frame_count > 1;
+            }
+            b"tRNS" => self.transparency = true,
+            b"eXIf" if self.exif.is_none() => self.exif = Some(data),
+            b"IEND" => return false,
+            _ => {}
+        }
+        true
+    }
+
+    fn finish(self, ihdr: &Ihdr) -> Header<'a> {
+        let Ihdr {
+            width,
+            height,
+            bit_depth,
+            color,
+        } = *ihdr;
+        let pixels = u64::from(width) * u64::from(height);
+        Header {
+            info: ImageInfo {
+                format: ImageFormat::Png,
+                width,
+                height,
+                frame_count: self.frame_count,
+                animated: self.animated,
+                has_alpha: matches!(color, 4 | 6) || self.transparency,
+                color_type: match color {
+                    0 => "gray",
+                    2 => "rgb",
+                    3 => "palette",
+                    4 => "gray-alpha",
+                    _ => "rgba",
+                },
+                bit_depth,
+            },
+            exif: self.exif,
+            icc: None,
+            jpeg: None,
+            largest_frame_pixels: pixels,
+            // Only the default image is decoded (APNG frames are not), so it alone counts.
+            total_frame_pixels: pixels,
+        }
+    }
+}
+
+fn png(bytes: &[u8]) -> Result<Header<'_>, MediaError> {
+    let ihdr = png_ihdr(bytes)?;
+    let mut chunks = PngChunks::new();
     // Walk the chunk list (lengths only) for the animation control, transparency and EXIF.
     let mut pos = 8;
     while let (Some(length), Some(kind)) = (be32(bytes, pos), bytes.get(pos + 4..pos + 8)) {
@@ -481,44 +579,131 @@ fn png(bytes: &[u8]) -> Result<Header<'_>, MediaError> {
         else {
             break;
         };
-        match kind {
-            b"acTL" if data.len() >= 8 => {
-                frame_count = be32(data, 0).unwrap_or(1).max(1);
-                animated = frame_count > 1;
-            }
-            b"tRNS" => has_alpha = true,
-            b"eXIf" if exif.is_none() => exif = Some(data),
-            b"IEND" => break,
-            _ => {}
+        if !chunks.chunk(kind, length, Cow::Borrowed(data)) {
+            break;
         }
         pos += 12 + data.len();
     }
+    Ok(chunks.finish(&ihdr))
+}
 
-    let pixels = u64::from(width) * u64::from(height);
-    Ok(Header {
-        info: ImageInfo {
-            format: ImageFormat::Png,
-            width,
-            height,
-            frame_count,
-            animated,
-            has_alpha,
-            color_type: match color {
-                0 => "gray",
-                2 => "rgb",
-                3 => "palette",
-                4 => "gray-alpha",
-                _ => "rgba",
-            },
-            bit_depth,
-        },
-        exif,
-        icc: None,
-        jpeg: None,
-        largest_frame_pixels: pixels,
-        // Only the default image is decoded (APNG frames are not), so it alone counts.
-        total_frame_pixels: pixels,
-    })
+/// Chunks a file walk reads with exact reads (two system calls each) before it switches to
+/// reading through a buffer. Real PNGs have far fewer (a 100 MB file in the common 8 KiB
+/// IDAT chunks has about 12,800), so they are walked without reading any image data; a
+/// file of millions of tiny chunks is walked in large reads instead of millions of calls.
+const EXACT_READ_CHUNKS: u32 = 32_768;
+
+/// The buffer of a file walk past [`EXACT_READ_CHUNKS`].
+const WALK_BUFFER: usize = 64 * 1024;
+
+/// The header of a PNG read from `reader`, whose first `len` bytes are taken as the file
+/// (the signature is assumed checked): what [`read`] says of the same bytes, without
+/// holding them. Reads IHDR, the 8-byte header of each chunk and the data of the few
+/// chunks used (`acTL`, the first `eXIf`); everything else, image data above all, is
+/// seeked over unread (but see [`EXACT_READ_CHUNKS`]).
+///
+/// An input that ends early ends the walk exactly where the bytes would end it. A read
+/// error other than that is [`MediaError::Invalid`]; callers that can tell an I/O failure
+/// from a bad image keep the original error themselves.
+pub(crate) fn png_from_reader<R: Read + Seek>(
+    reader: &mut R,
+    len: u64,
+) -> Result<Header<'static>, MediaError> {
+    let mut window = Window {
+        reader,
+        len,
+        buf: Vec::new(),
+        start: 0,
+        read_ahead: 0,
+    };
+    let mut start = [0u8; 29];
+    let got = window.read(0, &mut start)?;
+    let ihdr = png_ihdr(&start[..got])?;
+    let mut chunks = PngChunks::new();
+    let mut pos = 8u64;
+    for count in 0u32.. {
+        if count == EXACT_READ_CHUNKS {
+            window.read_ahead = WALK_BUFFER;
+        }
+        let mut head = [0u8; 8];
+        if window.read(pos, &mut head)? < head.len() {
+            break;
+        }
+        let length = be32(&head, 0).unwrap_or(0);
+        let kind = &head[4..8];
+        let end = pos + 8 + u64::from(length);
+        if end > len {
+            break;
+        }
+        let wanted = chunks.wanted(kind, length);
+        let mut data = vec![0u8; usize::try_from(wanted).unwrap_or(usize::MAX)];
+        if window.read(pos + 8, &mut data)? < data.len() {
+            // The file ended before `len` after all: it shrank under us.
+            break;
+        }
+        if !chunks.chunk(kind, length, Cow::Owned(data)) {
+            break;
+        }
+        pos = end + 4;
+    }
+    Ok(chunks.finish(&ihdr))
+}
+
+/// Positioned reads of the first `len` bytes of a reader, exact or through a buffer.
+struct Window<'r, R> {
+    reader: &'r mut R,
+    len: u64,
+    /// Bytes from `start` on, kept from the last buffered read.
+    buf: Vec<u8>,
+    start: u64,
+    /// Bytes a short read fetches at once (0: read exactly what is asked).
+    read_ahead: usize,
+}
+
+impl<R: Read + Seek> Window<'_, R> {
+    /// Fills `out` from `pos` on; returns how much was filled, short only at the end of
+    /// the input.
+    fn read(&mut self, pos: u64, out: &mut [u8]) -> Result<usize, MediaError> {
+        let left = usize::try_from(self.len.saturating_sub(pos)).unwrap_or(usize::MAX);
+        let want = out.len().min(left);
+        if want == 0 {
+            return Ok(0);
+        }
+        if let Some(offset) = pos
+            .checked_sub(self.start)
+            .and_then(|offset| usize::try_from(offset).ok())
+            && offset.saturating_add(want) <= self.buf.len()
+        {
+            out[..want].copy_from_slice(&self.buf[offset..offset + want]);
+            return Ok(want);
+        }
+        if want >= self.read_ahead {
+            return read_at(self.reader, pos, &mut out[..want]);
+        }
+        self.buf.resize(self.read_ahead.min(left), 0);
+        let got = read_at(self.reader, pos, &mut self.buf)?;
+        self.buf.truncate(got);
+        self.start = pos;
+        let filled = want.min(got);
+        out[..filled].copy_from_slice(&self.buf[..filled]);
+        Ok(filled)
+    }
+}
+
+/// Fills `buf` from `pos` on, short only at the end of the input.
+fn read_at<R: Read + Seek>(reader: &mut R, pos: u64, buf: &mut [u8]) -> Result<usize, MediaError> {
+    let failed = |error: io::Error| MediaError::Invalid(format!("reading the PNG failed: {error}"));
+    reader.seek(SeekFrom::Start(pos)).map_err(failed)?;
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(failed(error)),
+        }
+    }
+    Ok(filled)
 }
 
 // ---------------------------------------------------------------- GIF
@@ -708,7 +893,7 @@ fn webp(bytes: &[u8]) -> Result<Header<'_>, MediaError> {
             color_type: if has_alpha { "rgba" } else { "rgb" },
             bit_depth: 8,
         },
-        exif,
+        exif: exif.map(Cow::Borrowed),
         icc,
         jpeg: None,
         largest_frame_pixels: largest.max(canvas_pixels),

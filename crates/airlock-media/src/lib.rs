@@ -11,6 +11,12 @@
 //! at reduced scale, and a PNG decode row by row straight into the largest variant's
 //! resize without ever holding the full-size image: the fast, low-memory path for thumbnails.
 //!
+//! [`process_file`] and [`process_variants_only_file`] do the same from a path without
+//! holding a PNG file in memory: the header walk reads only chunk headers and the few small
+//! chunks it uses, and the decoder reads rows through a buffer. Other formats are read
+//! whole. Their errors are [`FileError`]: an unreadable file is [`FileError::Io`], never a
+//! verdict on the image.
+//!
 //! Accepted: JPEG (baseline, progressive, grayscale, CMYK/YCCK), PNG (all bit depths and
 //! colour types; APNG as its default image), GIF (static and animated), WebP (lossy,
 //! lossless, alpha, animated). Everything else — SVG, TIFF, BMP, HEIC/AVIF, ICO, PDF,
@@ -33,6 +39,7 @@ mod encode;
 mod error;
 mod exif;
 mod header;
+mod input;
 mod jpeg_baseline;
 mod options;
 mod pipeline;
@@ -41,9 +48,11 @@ mod port;
 mod raster;
 mod resize;
 
+use std::path::Path;
+
 use serde::Serialize;
 
-pub use error::MediaError;
+pub use error::{FileError, MediaError};
 pub use header::{ImageFormat, ImageInfo};
 pub use options::{ColorProfile, Fit, Limits, MediaOptions, OutputFormat, VariantSpec};
 pub use port::{ImageProcessor, options_for, reason_for};
@@ -142,7 +151,7 @@ pub struct ImageMetadata {
     pub outputs: Vec<OutputInfo>,
 }
 
-/// Result of [`process`].
+/// Result of [`process`] and [`process_file`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Processed {
     /// The sanitized full-size original.
@@ -153,7 +162,7 @@ pub struct Processed {
     pub metadata: ImageMetadata,
 }
 
-/// Result of [`process_variants_only`].
+/// Result of [`process_variants_only`] and [`process_variants_only_file`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessedVariants {
     /// `(name, image)` per [`MediaOptions::variants`] entry, in that order.
@@ -174,7 +183,28 @@ pub fn probe(bytes: &[u8]) -> Result<ImageInfo, MediaError> {
 /// The original must be re-encoded at full size, so this decodes at full size and derives
 /// the variants from that decode; use [`process_variants_only`] when no original is needed.
 pub fn process(bytes: &[u8], options: &MediaOptions) -> Result<Processed, MediaError> {
-    let outcome = guarded(|| pipeline::run(bytes, options, true))?;
+    let outcome = guarded(|| pipeline::run(input::Input::Bytes(bytes), options, true))?;
+    with_original(outcome)
+}
+
+/// [`process`] on the image in a file, with the same outputs and the same refusals as for
+/// the file's bytes.
+///
+/// The file's size is checked against [`Limits::max_bytes`] before anything is read. A PNG
+/// is never held whole: the header walk reads chunk headers and the few small chunks it
+/// uses (seeking over the image data), and the decoder reads through a buffer. A JPEG, GIF
+/// or WebP file, or anything that is not a regular file, is read into memory and processed
+/// as bytes. A file that cannot be opened or read is [`FileError::Io`], naming the path; a
+/// PNG that changes while it is read is refused (its header is checked again before
+/// decoding).
+pub fn process_file(path: &Path, options: &MediaOptions) -> Result<Processed, FileError> {
+    let outcome = input::with_file(path, &options.limits, |input| {
+        guarded(|| pipeline::run(input, options, true))
+    })?;
+    Ok(with_original(outcome)?)
+}
+
+fn with_original(outcome: pipeline::Outcome) -> Result<Processed, MediaError> {
     let original = outcome
         .original
         .ok_or_else(|| MediaError::Invalid("no original was produced".into()))?;
@@ -192,11 +222,28 @@ pub fn process_variants_only(
     bytes: &[u8],
     options: &MediaOptions,
 ) -> Result<ProcessedVariants, MediaError> {
-    let outcome = guarded(|| pipeline::run(bytes, options, false))?;
-    Ok(ProcessedVariants {
+    let outcome = guarded(|| pipeline::run(input::Input::Bytes(bytes), options, false))?;
+    Ok(variants_only(outcome))
+}
+
+/// [`process_variants_only`] on the image in a file, reading it as [`process_file`] does:
+/// a large PNG goes from the file, row by row, straight into its largest variant, so
+/// neither the file nor the full-size image is ever held in memory.
+pub fn process_variants_only_file(
+    path: &Path,
+    options: &MediaOptions,
+) -> Result<ProcessedVariants, FileError> {
+    let outcome = input::with_file(path, &options.limits, |input| {
+        guarded(|| pipeline::run(input, options, false))
+    })?;
+    Ok(variants_only(outcome))
+}
+
+fn variants_only(outcome: pipeline::Outcome) -> ProcessedVariants {
+    ProcessedVariants {
         variants: outcome.variants,
         metadata: outcome.metadata,
-    })
+    }
 }
 
 /// Turns a panic anywhere in decoding or encoding into an error: a decoder bug triggered

@@ -9,6 +9,7 @@ use crate::decode::{self, Deadline, Request};
 use crate::encode;
 use crate::exif::{self, ExifSummary};
 use crate::header::{self, Header, ImageFormat};
+use crate::input::{self, Input};
 use crate::options::{Fit, MediaOptions, OutputFormat, VariantSpec};
 use crate::placeholder;
 use crate::raster::{self, Raster};
@@ -137,22 +138,16 @@ fn encoded(
 }
 
 pub(crate) fn run(
-    bytes: &[u8],
+    input: Input<'_>,
     options: &MediaOptions,
     with_original: bool,
 ) -> Result<Outcome, MediaError> {
     let limits = &options.limits;
     let deadline = Deadline::new(limits.decode_timeout);
-    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > limits.max_bytes {
-        return Err(MediaError::TooLarge(format!(
-            "{} bytes exceed the {} byte limit",
-            bytes.len(),
-            limits.max_bytes
-        )));
-    }
-    let header = header::read(bytes)?;
+    input::check_size(input.len(), limits)?;
+    let header = input.header()?;
     header::check_limits(&header, limits)?;
-    let exif = header.exif.map_or(
+    let exif = header.exif.as_deref().map_or(
         ExifSummary {
             orientation: 1,
             ..ExifSummary::default()
@@ -190,7 +185,7 @@ pub(crate) fn run(
         base,
         icc,
         animation,
-    } = decode_shrunk(bytes, &request, target, &mut resampler)?;
+    } = decode_shrunk(input, &request, target, &mut resampler)?;
 
     let original = if with_original {
         Some(encode_original(
@@ -233,14 +228,14 @@ pub(crate) fn run(
 
 /// Decodes, shrinking to `target` on the way when given (see [`shrink_target`]).
 fn decode_shrunk(
-    bytes: &[u8],
+    input: Input<'_>,
     request: &Request<'_>,
     target: Option<(u32, u32)>,
     resampler: &mut Resampler,
 ) -> Result<decode::Decoded, MediaError> {
     let streamed = match target {
         Some(size) if request.header.info.format == ImageFormat::Png => {
-            decode::png_resized(bytes, request, size, resampler)?
+            input.png_resized(request, size, resampler)?
         }
         _ => None,
     };
@@ -253,7 +248,7 @@ fn decode_shrunk(
                 animation: None,
             }
         }
-        None => decode::decode(bytes, request)?,
+        None => input.decode(request)?,
     };
     let base = match target {
         // Only the largest variant and what cascades from it are needed: make it over
