@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use airlock_media::{Fit, MediaOptions, OutputFormat, VariantSpec};
+use airlock_media::{FileError, Fit, MediaError, MediaOptions, OutputFormat, VariantSpec};
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
@@ -81,10 +81,9 @@ pub struct MediaProcessArgs {
 /// Exit status when the image is refused (its reason code is printed).
 pub const EXIT_REFUSED: u8 = 4;
 
-/// Runs it; prints the metadata as JSON.
+/// Runs it; prints the metadata as JSON. An input that cannot be read is an error, not a
+/// refusal.
 pub fn run(args: &MediaProcessArgs) -> anyhow::Result<u8> {
-    let bytes =
-        std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
     let mut options = MediaOptions {
         original_quality: args.original_quality,
         placeholder: !args.no_placeholder,
@@ -93,19 +92,21 @@ pub fn run(args: &MediaProcessArgs) -> anyhow::Result<u8> {
     if !args.variants.is_empty() {
         options.variants = args.variants.iter().map(|v| v.0.clone()).collect();
     }
+    // From the path, so a PNG is read as it is decoded and never held whole.
+    let processed = if args.variants_only {
+        airlock_media::process_variants_only_file(&args.input, &options)
+            .map(|done| (None, done.variants, done.metadata))
+    } else {
+        airlock_media::process_file(&args.input, &options)
+            .map(|done| (Some(done.original), done.variants, done.metadata))
+    };
+    let (original, variants, metadata) = match processed {
+        Ok(done) => done,
+        Err(FileError::Media(err)) => return refused(&err),
+        Err(err @ FileError::Io { .. }) => return Err(err.into()),
+    };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let (original, variants, metadata) = if args.variants_only {
-        match airlock_media::process_variants_only(&bytes, &options) {
-            Ok(done) => (None, done.variants, done.metadata),
-            Err(err) => return refused(&err),
-        }
-    } else {
-        match airlock_media::process(&bytes, &options) {
-            Ok(done) => (Some(done.original), done.variants, done.metadata),
-            Err(err) => return refused(&err),
-        }
-    };
     let mut written = Vec::new();
     for (name, encoded) in original
         .iter()
@@ -126,8 +127,8 @@ pub fn run(args: &MediaProcessArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn refused(err: &airlock_media::MediaError) -> anyhow::Result<u8> {
-    if matches!(err, airlock_media::MediaError::TimedOut(_)) {
+fn refused(err: &MediaError) -> anyhow::Result<u8> {
+    if matches!(err, MediaError::TimedOut(_)) {
         bail!("{err}");
     }
     let mut out = std::io::stdout().lock();
