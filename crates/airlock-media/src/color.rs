@@ -50,6 +50,8 @@ impl SrgbTransform {
             Channels::Gray => (Layout::Gray, DataColorSpace::Gray),
             Channels::Rgb => (Layout::Rgb, DataColorSpace::Rgb),
             Channels::Rgba => (Layout::Rgba, DataColorSpace::Rgb),
+            // Never made when a profile is to be applied; see `Channels::YCbCr`.
+            Channels::YCbCr => return None,
         };
         if profile.color_space != expected_space {
             return None;
@@ -86,6 +88,9 @@ impl SrgbTransform {
 
 /// Converts the raster's colours to sRGB from `icc`; `Dropped` when the profile is unusable.
 pub(crate) fn convert_to_srgb(raster: &mut Raster, icc: &[u8]) -> IccOutcome {
+    if let Some(rgb) = raster.to_rgb() {
+        *raster = rgb;
+    }
     match SrgbTransform::new(icc, raster.channels) {
         Some(transform) if transform.apply(raster) => IccOutcome::Converted,
         _ => IccOutcome::Dropped,

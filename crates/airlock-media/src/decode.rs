@@ -172,7 +172,12 @@ fn jpeg(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
     if eighths == 8
         && !layout.progressive
         && layout.precision == 8
-        && let Some(mut base) = jpeg_full_scale(bytes, header.info.width, header.info.height)
+        && let Some(mut base) = jpeg_full_scale(
+            bytes,
+            header.info.width,
+            header.info.height,
+            header.icc.is_none() || request.color_profile == ColorProfile::Drop,
+        )
     {
         request.deadline.check()?;
         let icc = manage_color(&mut base, header.icc.as_deref(), request.color_profile);
@@ -244,7 +249,11 @@ fn jpeg(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
 /// (no full-size planes next to it). `None` for anything else — other colour models,
 /// anything its strict mode rejects — which then goes to `jpeg-decoder`, the reference
 /// for every JPEG feature and error.
-fn jpeg_full_scale(bytes: &[u8], width: u32, height: u32) -> Option<Raster> {
+///
+/// With `keep_ycbcr` (no colour profile is to be applied), colour comes out as YCbCr,
+/// the JPEG's own samples: converting them to RGB and back for JPEG outputs would cost
+/// two passes over every pixel for nothing.
+fn jpeg_full_scale(bytes: &[u8], width: u32, height: u32, keep_ycbcr: bool) -> Option<Raster> {
     use zune_jpeg::zune_core::bytestream::ZCursor;
     use zune_jpeg::zune_core::colorspace::ColorSpace;
     use zune_jpeg::zune_core::options::DecoderOptions;
@@ -260,6 +269,14 @@ fn jpeg_full_scale(bytes: &[u8], width: u32, height: u32) -> Option<Raster> {
         zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options(ColorSpace::RGB));
     decoder.decode_headers().ok()?;
     let channels = match decoder.input_colorspace()? {
+        ColorSpace::YCbCr if keep_ycbcr => {
+            decoder = zune_jpeg::JpegDecoder::new_with_options(
+                ZCursor::new(bytes),
+                options(ColorSpace::YCbCr),
+            );
+            decoder.decode_headers().ok()?;
+            Channels::YCbCr
+        }
         ColorSpace::YCbCr => Channels::Rgb,
         ColorSpace::Luma => {
             decoder = zune_jpeg::JpegDecoder::new_with_options(
@@ -829,16 +846,20 @@ mod tests {
 
     #[test]
     fn full_scale_fast_path_matches_the_reference_decoder() {
-        for (color, channels) in [
-            (jpeg_encoder::ColorType::Rgb, Channels::Rgb),
-            (jpeg_encoder::ColorType::Luma, Channels::Gray),
+        for (color, keep_ycbcr, channels) in [
+            (jpeg_encoder::ColorType::Rgb, false, Channels::Rgb),
+            (jpeg_encoder::ColorType::Rgb, true, Channels::YCbCr),
+            (jpeg_encoder::ColorType::Luma, false, Channels::Gray),
+            (jpeg_encoder::ColorType::Luma, true, Channels::Gray),
         ] {
             let bytes = encoded_jpeg(203, 117, color);
-            let fast = jpeg_full_scale(&bytes, 203, 117).expect("fast path");
+            let fast = jpeg_full_scale(&bytes, 203, 117, keep_ycbcr).expect("fast path");
             assert_eq!(
                 (fast.width, fast.height, fast.channels),
                 (203, 117, channels)
             );
+            // YCbCr samples, converted as any consumer needing RGB converts them.
+            let fast = fast.to_rgb().unwrap_or(fast);
             let (reference, _) = jpeg_decode_pixels(&bytes, 8, 1 << 26).unwrap();
             assert_eq!(fast.pixels.len(), reference.len());
             let total: u64 = fast
@@ -855,10 +876,10 @@ mod tests {
         }
         // Other colour models, wrong sizes and damaged data go to jpeg-decoder.
         let cmyk = encoded_jpeg(40, 30, jpeg_encoder::ColorType::Cmyk);
-        assert!(jpeg_full_scale(&cmyk, 40, 30).is_none());
+        assert!(jpeg_full_scale(&cmyk, 40, 30, true).is_none());
         let rgb = encoded_jpeg(40, 30, jpeg_encoder::ColorType::Rgb);
-        assert!(jpeg_full_scale(&rgb, 41, 30).is_none());
-        assert!(jpeg_full_scale(&rgb[..rgb.len() / 2], 40, 30).is_none());
+        assert!(jpeg_full_scale(&rgb, 41, 30, true).is_none());
+        assert!(jpeg_full_scale(&rgb[..rgb.len() / 2], 40, 30, true).is_none());
     }
 
     #[test]

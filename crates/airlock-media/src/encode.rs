@@ -49,6 +49,7 @@ pub(crate) fn jpeg(raster: &Raster, quality: u8) -> Result<Vec<u8>, MediaError> 
     let input = match raster.channels {
         Channels::Gray => JpegInput::Gray,
         Channels::Rgb => JpegInput::Rgb,
+        Channels::YCbCr => JpegInput::YCbCr,
         Channels::Rgba => {
             return Err(MediaError::Invalid(
                 "JPEG encoding failed: alpha was not flattened".into(),
@@ -69,11 +70,20 @@ pub(crate) fn jpeg(raster: &Raster, quality: u8) -> Result<Vec<u8>, MediaError> 
 /// 8-bit PNG with adaptive filtering and a fast deflate: sanitized originals can be large,
 /// and the fast compressor costs a fraction of zlib's time for a few percent in size.
 pub(crate) fn png(raster: &Raster) -> Result<Vec<u8>, MediaError> {
+    let converted;
+    let raster = match raster.to_rgb() {
+        Some(rgb) => {
+            converted = rgb;
+            &converted
+        }
+        None => raster,
+    };
     let mut out = Vec::with_capacity(raster.pixels.len() / 2);
     let mut encoder = png::Encoder::new(&mut out, raster.width, raster.height);
     encoder.set_color(match raster.channels {
         Channels::Gray => png::ColorType::Grayscale,
-        Channels::Rgb => png::ColorType::Rgb,
+        // YCbCr was converted above.
+        Channels::Rgb | Channels::YCbCr => png::ColorType::Rgb,
         Channels::Rgba => png::ColorType::Rgba,
     });
     encoder.set_depth(png::BitDepth::Eight);
@@ -89,13 +99,22 @@ pub(crate) fn png(raster: &Raster) -> Result<Vec<u8>, MediaError> {
 fn webp_color(channels: Channels) -> WebpColor {
     match channels {
         Channels::Gray => WebpColor::L8,
-        Channels::Rgb => WebpColor::Rgb8,
+        // YCbCr is converted before encoding.
+        Channels::Rgb | Channels::YCbCr => WebpColor::Rgb8,
         Channels::Rgba => WebpColor::Rgba8,
     }
 }
 
 /// Lossless WebP.
 pub(crate) fn webp(raster: &Raster) -> Result<Vec<u8>, MediaError> {
+    let converted;
+    let raster = match raster.to_rgb() {
+        Some(rgb) => {
+            converted = rgb;
+            &converted
+        }
+        None => raster,
+    };
     let mut out = Vec::new();
     WebPEncoder::new(&mut out)
         .encode(

@@ -20,6 +20,8 @@ pub(crate) enum JpegInput {
     Gray,
     /// Three bytes per pixel, R G B.
     Rgb,
+    /// Three bytes per pixel, JFIF Y Cb Cr: stored as they are, no conversion.
+    YCbCr,
 }
 
 /// Why an image cannot be encoded.
@@ -61,7 +63,7 @@ pub(crate) fn encode(
     }
     let samples = match input {
         JpegInput::Gray => 1,
-        JpegInput::Rgb => 3,
+        JpegInput::Rgb | JpegInput::YCbCr => 3,
     };
     let expected = width as usize * height as usize * samples;
     if pixels.len() < expected {
@@ -73,7 +75,7 @@ pub(crate) fn encode(
     let quality = quality.clamp(1, 100);
     let luma = scaled_table(&LUMA_QUANT, quality);
     let chroma = scaled_table(&CHROMA_QUANT, quality);
-    let color = input == JpegInput::Rgb;
+    let color = input != JpegInput::Gray;
 
     let mut out = BitWriter::with_capacity(expected / 8 + 1024);
     write_headers(&mut out.bytes, w16, h16, color, &luma, &chroma);
@@ -90,10 +92,10 @@ pub(crate) fn encode(
         width: width as usize,
         height: height as usize,
     };
-    if color {
-        encode_color(&image, &tables, &mut out);
-    } else {
-        encode_gray(&image, &tables, &mut out);
+    match input {
+        JpegInput::Rgb => encode_color::<Rgb>(&image, &tables, &mut out),
+        JpegInput::YCbCr => encode_color::<YCbCr>(&image, &tables, &mut out),
+        JpegInput::Gray => encode_gray(&image, &tables, &mut out),
     }
     out.finish();
     out.bytes.extend_from_slice(&[0xFF, 0xD9]);
@@ -120,7 +122,7 @@ struct Tables {
 /// 4:2:0: per 16-row strip, a Y plane and 2x2-averaged Cb and Cr planes (level-shifted,
 /// edges replicated to whole MCUs), then per 16x16 MCU four Y blocks, one Cb, one Cr.
 #[allow(clippy::similar_names, reason = "Cb and Cr planes")]
-fn encode_color(image: &Image<'_>, tables: &Tables, out: &mut BitWriter) {
+fn encode_color<P: PixelModel>(image: &Image<'_>, tables: &Tables, out: &mut BitWriter) {
     let mcus_across = image.width.div_ceil(16);
     let stride = mcus_across * 16;
     let half = stride / 2;
@@ -151,10 +153,10 @@ fn encode_color(image: &Image<'_>, tables: &Tables, out: &mut BitWriter) {
                 )
                 .zip(cb.iter_mut().zip(cr.iter_mut()));
             for (((a, b), (la, lb)), (cb, cr)) in quads {
-                la[0] = luma(a[0], a[1], a[2]);
-                la[1] = luma(a[3], a[4], a[5]);
-                lb[0] = luma(b[0], b[1], b[2]);
-                lb[1] = luma(b[3], b[4], b[5]);
+                la[0] = P::luma(a[0], a[1], a[2]);
+                la[1] = P::luma(a[3], a[4], a[5]);
+                lb[0] = P::luma(b[0], b[1], b[2]);
+                lb[1] = P::luma(b[3], b[4], b[5]);
                 let sum = |i: usize| {
                     f32::from(
                         u16::from(a[i])
@@ -163,16 +165,16 @@ fn encode_color(image: &Image<'_>, tables: &Tables, out: &mut BitWriter) {
                             + u16::from(b[i + 3]),
                     )
                 };
-                (*cb, *cr) = chroma(sum(0), sum(1), sum(2), 0.25);
+                (*cb, *cr) = P::chroma(sum(0), sum(1), sum(2), 0.25);
             }
             // Past the right edge the last column repeats (an odd width's last pair too).
             let last = image.width - 1;
             let (a, b) = (&upper[last * 3..], &lower[last * 3..]);
-            let edge_luma = (luma(a[0], a[1], a[2]), luma(b[0], b[1], b[2]));
+            let edge_luma = (P::luma(a[0], a[1], a[2]), P::luma(b[0], b[1], b[2]));
             luma_upper[last..].fill(edge_luma.0);
             luma_lower[last..].fill(edge_luma.1);
             let sum = |i: usize| f32::from(u16::from(a[i]) + u16::from(b[i]));
-            let edge_chroma = chroma(sum(0), sum(1), sum(2), 0.5);
+            let edge_chroma = P::chroma(sum(0), sum(1), sum(2), 0.5);
             cb[image.width / 2..].fill(edge_chroma.0);
             cr[image.width / 2..].fill(edge_chroma.1);
         }
@@ -211,21 +213,47 @@ fn encode_color(image: &Image<'_>, tables: &Tables, out: &mut BitWriter) {
     }
 }
 
-/// Level-shifted luma of one pixel.
-#[inline]
-fn luma(r: u8, g: u8, b: u8) -> f32 {
-    0.299 * f32::from(r) + 0.587 * f32::from(g) + 0.114 * f32::from(b) - 128.0
+/// How a colour input's three samples become level-shifted Y, Cb and Cr.
+trait PixelModel {
+    /// Y of one pixel.
+    fn luma(a: u8, b: u8, c: u8) -> f32;
+    /// Cb and Cr of the mean of pixels whose samples sum to `a`, `b`, `c`, with
+    /// `scale` = 1 / their count.
+    fn chroma(a: f32, b: f32, c: f32, scale: f32) -> (f32, f32);
 }
 
-/// Cb and Cr (level-shifted) of the mean colour of pixels whose channels sum to
-/// `r`, `g`, `b`, with `scale` = 1 / their count.
-#[inline]
-fn chroma(r: f32, g: f32, b: f32, scale: f32) -> (f32, f32) {
-    let (r, g, b) = (r * scale, g * scale, b * scale);
-    (
-        -0.168_736 * r - 0.331_264 * g + 0.5 * b,
-        0.5 * r - 0.418_688 * g - 0.081_312 * b,
-    )
+/// R G B, converted as JFIF does.
+struct Rgb;
+
+impl PixelModel for Rgb {
+    #[inline]
+    fn luma(r: u8, g: u8, b: u8) -> f32 {
+        0.299 * f32::from(r) + 0.587 * f32::from(g) + 0.114 * f32::from(b) - 128.0
+    }
+
+    #[inline]
+    fn chroma(r: f32, g: f32, b: f32, scale: f32) -> (f32, f32) {
+        let (r, g, b) = (r * scale, g * scale, b * scale);
+        (
+            -0.168_736 * r - 0.331_264 * g + 0.5 * b,
+            0.5 * r - 0.418_688 * g - 0.081_312 * b,
+        )
+    }
+}
+
+/// Y Cb Cr already.
+struct YCbCr;
+
+impl PixelModel for YCbCr {
+    #[inline]
+    fn luma(y: u8, _: u8, _: u8) -> f32 {
+        f32::from(y) - 128.0
+    }
+
+    #[inline]
+    fn chroma(_: f32, cb: f32, cr: f32, scale: f32) -> (f32, f32) {
+        (cb * scale - 128.0, cr * scale - 128.0)
+    }
 }
 
 /// One component, 8x8 MCUs.
@@ -788,6 +816,7 @@ mod tests {
         let color = match input {
             JpegInput::Rgb => jpeg_encoder::ColorType::Rgb,
             JpegInput::Gray => jpeg_encoder::ColorType::Luma,
+            JpegInput::YCbCr => jpeg_encoder::ColorType::Ycbcr,
         };
         let (w, h) = (
             u16::try_from(width).unwrap(),
@@ -890,6 +919,39 @@ mod tests {
             let info = zune.info().unwrap();
             assert_eq!((info.width, info.height), (97, 61));
         }
+    }
+
+    #[test]
+    fn ycbcr_input_is_stored_as_the_rgb_it_stands_for() {
+        let (width, height) = (67usize, 45usize);
+        let rgb = picture(width, height, 3);
+        let ycbcr: Vec<u8> = rgb
+            .chunks_exact(3)
+            .flat_map(|p| {
+                let (r, g, b) = (f32::from(p[0]), f32::from(p[1]), f32::from(p[2]));
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let sample = |v: f32| (v + 0.5).clamp(0.0, 255.0) as u8;
+                [
+                    sample(0.299 * r + 0.587 * g + 0.114 * b),
+                    sample(-0.168_736 * r - 0.331_264 * g + 0.5 * b + 128.0),
+                    sample(0.5 * r - 0.418_688 * g - 0.081_312 * b + 128.0),
+                ]
+            })
+            .collect();
+        let (w, h) = (
+            u32::try_from(width).unwrap(),
+            u32::try_from(height).unwrap(),
+        );
+        let from_rgb = encode(&rgb, w, h, JpegInput::Rgb, 90).unwrap();
+        let from_ycbcr = encode(&ycbcr, w, h, JpegInput::YCbCr, 90).unwrap();
+        let (_, _, format, decoded) = decode(&from_ycbcr);
+        assert_eq!(format, jpeg_decoder::PixelFormat::RGB24);
+        let rgb_error = mean_error(&rgb, &decode(&from_rgb).3);
+        let ycbcr_error = mean_error(&rgb, &decoded);
+        assert!(
+            (ycbcr_error - rgb_error).abs() < 0.25,
+            "from YCbCr {ycbcr_error}, from RGB {rgb_error}"
+        );
     }
 
     #[test]

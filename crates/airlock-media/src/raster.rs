@@ -4,15 +4,38 @@
 /// Interleaved 8-bit samples per pixel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Channels {
-    Gray = 1,
-    Rgb = 3,
-    Rgba = 4,
+    Gray,
+    Rgb,
+    Rgba,
+    /// JFIF Y, Cb, Cr (BT.601, full range), as a JPEG stores colour: a JPEG decoded this
+    /// way skips the conversion to RGB, and so does its re-encoding as JPEG. Only made
+    /// by the JPEG decoder when no colour profile has to be applied; [`Raster::to_rgb`]
+    /// converts it wherever RGB is needed.
+    YCbCr,
 }
 
 impl Channels {
     pub(crate) fn count(self) -> usize {
-        self as usize
+        match self {
+            Self::Gray => 1,
+            Self::Rgb | Self::YCbCr => 3,
+            Self::Rgba => 4,
+        }
     }
+}
+
+/// JFIF YCbCr to RGB of one pixel.
+fn ycbcr_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
+    let y = f32::from(y);
+    let cb = f32::from(cb) - 128.0;
+    let cr = f32::from(cr) - 128.0;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let channel = |v: f32| (v + 0.5).clamp(0.0, 255.0) as u8;
+    [
+        channel(y + 1.402 * cr),
+        channel(y - 0.344_136 * cb - 0.714_136 * cr),
+        channel(y + 1.772 * cb),
+    ]
 }
 
 /// An 8-bit image in memory, rows top to bottom without padding.
@@ -48,10 +71,32 @@ impl Raster {
         }
     }
 
+    /// The same image as RGB when it is YCbCr; `None` for every other layout (they are
+    /// RGB-based already).
+    pub(crate) fn to_rgb(&self) -> Option<Self> {
+        if self.channels != Channels::YCbCr {
+            return None;
+        }
+        let pixels = self
+            .pixels
+            .chunks_exact(3)
+            .flat_map(|p| ycbcr_to_rgb(p[0], p[1], p[2]))
+            .collect();
+        Some(Self::new(self.width, self.height, Channels::Rgb, pixels))
+    }
+
     /// The same pixels as RGBA (a copy unless already RGBA).
     pub(crate) fn to_rgba(&self) -> Vec<u8> {
         match self.channels {
             Channels::Rgba => self.pixels.clone(),
+            Channels::YCbCr => self
+                .pixels
+                .chunks_exact(3)
+                .flat_map(|p| {
+                    let [r, g, b] = ycbcr_to_rgb(p[0], p[1], p[2]);
+                    [r, g, b, 255]
+                })
+                .collect(),
             Channels::Rgb => self
                 .pixels
                 .chunks_exact(3)
@@ -109,7 +154,7 @@ pub(crate) fn orient(raster: &Raster, orientation: u16) -> Option<Raster> {
     }
     let pixels = match raster.channels {
         Channels::Gray => orient_samples::<1>(raster, orientation),
-        Channels::Rgb => orient_samples::<3>(raster, orientation),
+        Channels::Rgb | Channels::YCbCr => orient_samples::<3>(raster, orientation),
         Channels::Rgba => orient_samples::<4>(raster, orientation),
     };
     let (width, height) = if transposes(orientation) {

@@ -92,7 +92,7 @@ impl std::fmt::Debug for Resampler {
 fn pixel_type(channels: Channels) -> PixelType {
     match channels {
         Channels::Gray => PixelType::U8,
-        Channels::Rgb => PixelType::U8x3,
+        Channels::Rgb | Channels::YCbCr => PixelType::U8x3,
         Channels::Rgba => PixelType::U8x4,
     }
 }
