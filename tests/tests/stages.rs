@@ -3,9 +3,11 @@
 use airlock_core::intent::{IntentState, UploadIntent};
 use airlock_core::keys::{Purpose, TenantId, UploadId, UploadKey};
 use airlock_core::object::ObjectRef;
+use airlock_core::policy::Policies;
 use airlock_core::ports::{IntentStore, ObjectReader, ObjectWriter, SystemClock};
 use airlock_core::stages::{
-    PromoteFacts, QuarantineRecord, QuarantineReport, QuarantineRequest, Stage, promote, quarantine,
+    InspectOutcome, PromoteFacts, QuarantineRecord, QuarantineReport, QuarantineRequest, Stage,
+    inspect, promote, quarantine,
 };
 use airlock_core::verdict::{ReasonCode, Rejection};
 use airlock_local::{FsStore, JsonlEventSink, SqliteIntentStore};
@@ -100,6 +102,76 @@ async fn bytes_replaced_after_the_scan_are_never_promoted() {
     assert!(w.store.head(&w.upload.incoming()).await.unwrap().is_some());
     let intent = w.intents.get(w.upload.upload_id).await.unwrap().unwrap();
     assert_eq!(intent.state, IntentState::Processing);
+}
+
+#[tokio::test]
+async fn a_copy_left_in_incoming_by_a_promotion_is_skipped_not_quarantined() {
+    let w = world(IntentState::Processing).await;
+    // GIVEN an upload that was promoted
+    w.store
+        .put(&w.upload.incoming(), b"hello".to_vec(), "text/plain")
+        .await
+        .unwrap();
+    promote(
+        &w.store,
+        &w.intents,
+        &w.events,
+        &SystemClock,
+        &w.upload,
+        PromoteFacts {
+            sha256: &sha(b"hello"),
+            size: 5,
+            engine: "ClamAV 1.4.6",
+            media: None,
+        },
+    )
+    .await
+    .unwrap();
+    let object = ObjectRef::new("b", w.upload.incoming());
+    let policies = Policies::builtin();
+    let inspect_now = || inspect(&w.store, &w.intents, &policies, &SystemClock, &object);
+
+    // WHEN the same bytes are found in incoming/ again (promote's delete had failed) and
+    // the event is replayed
+    w.store
+        .put(&w.upload.incoming(), b"hello".to_vec(), "text/plain")
+        .await
+        .unwrap();
+    // THEN inspect skips it as the settled upload: no quarantine for security to chase
+    match inspect_now().await.unwrap() {
+        InspectOutcome::Skip { detail, state } => {
+            assert_eq!(state, Some(IntentState::Ready));
+            assert!(detail.contains("leftover copy"), "{detail}");
+        }
+        other => panic!("expected a skip, got {other:?}"),
+    }
+    assert_eq!(read(&w.store, &w.upload.trusted()).await, b"hello");
+
+    // AND other bytes of the same size under the used key are still rejected for review
+    w.store
+        .put(&w.upload.incoming(), b"HELLO".to_vec(), "text/plain")
+        .await
+        .unwrap();
+    match inspect_now().await.unwrap() {
+        InspectOutcome::Reject(rejection) => {
+            assert_eq!(rejection.reason, ReasonCode::IntentAlreadyUsed);
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+
+    // AND once the promoted object is gone from trusted/, nothing vouches for the copy
+    w.store.delete(&w.upload.trusted()).await.unwrap();
+    w.store
+        .put(&w.upload.incoming(), b"hello".to_vec(), "text/plain")
+        .await
+        .unwrap();
+    assert!(matches!(
+        inspect_now().await.unwrap(),
+        InspectOutcome::Reject(Rejection {
+            reason: ReasonCode::IntentAlreadyUsed,
+            ..
+        })
+    ));
 }
 
 /// Uploads `bytes` to the key, then quarantines them for `reason`.

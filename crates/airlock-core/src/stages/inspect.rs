@@ -131,6 +131,10 @@ pub async fn inspect(
         return Ok(skip(detail, state));
     };
 
+    if let Some(outcome) = promoted_leftover(store, &upload, intent.as_ref(), &meta).await? {
+        return Ok(outcome);
+    }
+
     let (intent, policy) = match check_intent(&upload, intent, &meta, policies, clock) {
         Ok(checked) => checked,
         Err(rejection) => return Ok(InspectOutcome::Reject(rejection)),
@@ -168,6 +172,55 @@ pub async fn inspect(
         expected_sha256: intent.sha256,
         bytes_read: bytes.len() as u64,
     }))
+}
+
+/// Recognises the copy promote leaves in `incoming/` when its final delete kept failing:
+/// the intent is READY, its promoted object is still in `trusted/`, and this object has
+/// the promoted size and SHA-256. That is the settled upload itself, not a second object
+/// sent to a used key, so it is skipped rather than quarantined as `intent-already-used`
+/// (which would show the security team a false alarm). The copy stays until deleted, or
+/// expired by the bucket's lifecycle rule for `incoming/`.
+///
+/// Costs a HEAD and, only when size and state match, a read of the whole object.
+async fn promoted_leftover(
+    store: &dyn ObjectReader,
+    upload: &UploadKey,
+    intent: Option<&UploadIntent>,
+    meta: &ObjectMeta,
+) -> Result<Option<InspectOutcome>, StageError> {
+    let Some(intent) = intent.filter(|i| {
+        i.state == IntentState::Ready && i.tenant == upload.tenant && i.purpose == upload.purpose
+    }) else {
+        return Ok(None);
+    };
+    let Some(outcome) = &intent.outcome else {
+        return Ok(None);
+    };
+    let (Some(promoted_sha256), Some(size)) = (&outcome.sha256, outcome.size) else {
+        return Ok(None);
+    };
+    if size != meta.size {
+        return Ok(None);
+    }
+    let trusted = store
+        .head(&outcome.key)
+        .await
+        .map_err(|e| StageError::store(Stage::Inspect, &e))?;
+    if trusted.is_none_or(|t| t.size != size) {
+        return Ok(None);
+    }
+    let key = upload.incoming();
+    let (sha256, read) = super::hash_object(store, &key, Stage::Inspect).await?;
+    if read != size || !sha256.eq_ignore_ascii_case(promoted_sha256) {
+        return Ok(None);
+    }
+    Ok(Some(skip(
+        format!(
+            "object {key} is a leftover copy of the upload promoted as {} (same {size} bytes, sha256 {sha256}); nothing to do",
+            outcome.key
+        ),
+        Some(IntentState::Ready),
+    )))
 }
 
 /// Checks the intent, the object's size and the declared type against the purpose's policy:
