@@ -6,8 +6,8 @@ use airlock_core::object::ObjectRef;
 use airlock_core::policy::Policies;
 use airlock_core::ports::{IntentStore, ObjectReader, ObjectWriter, SystemClock};
 use airlock_core::stages::{
-    InspectOutcome, PromoteFacts, QuarantineRecord, QuarantineReport, QuarantineRequest, Stage,
-    inspect, promote, quarantine,
+    InspectOutcome, PromoteFacts, PromoteReport, QuarantineRecord, QuarantineReport,
+    QuarantineRequest, Stage, StageError, inspect, promote, quarantine,
 };
 use airlock_core::verdict::{ReasonCode, Rejection};
 use airlock_local::{FsStore, JsonlEventSink, SqliteIntentStore};
@@ -68,6 +68,24 @@ fn sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Promotes the world's 5-byte upload as the scan of `sha256` found it.
+async fn promote_scanned(w: &World, sha256: &str) -> Result<PromoteReport, StageError> {
+    promote(
+        &w.store,
+        &w.intents,
+        &w.events,
+        &SystemClock,
+        &w.upload,
+        PromoteFacts {
+            sha256,
+            size: 5,
+            engine: "ClamAV 1.4.6",
+            media: None,
+        },
+    )
+    .await
+}
+
 #[tokio::test]
 async fn bytes_replaced_after_the_scan_are_never_promoted() {
     let w = world(IntentState::Processing).await;
@@ -78,20 +96,7 @@ async fn bytes_replaced_after_the_scan_are_never_promoted() {
         .await
         .unwrap();
     // WHEN promote runs with the scan's facts
-    let result = promote(
-        &w.store,
-        &w.intents,
-        &w.events,
-        &SystemClock,
-        &w.upload,
-        PromoteFacts {
-            sha256: &scanned,
-            size: 5,
-            engine: "ClamAV 1.4.6",
-            media: None,
-        },
-    )
-    .await;
+    let result = promote_scanned(&w, &scanned).await;
     // THEN it fails, nothing is in trusted/, the object waits in incoming/, the intent is unsettled
     let err = result.unwrap_err();
     assert!(
@@ -112,21 +117,7 @@ async fn a_copy_left_in_incoming_by_a_promotion_is_skipped_not_quarantined() {
         .put(&w.upload.incoming(), b"hello".to_vec(), "text/plain")
         .await
         .unwrap();
-    promote(
-        &w.store,
-        &w.intents,
-        &w.events,
-        &SystemClock,
-        &w.upload,
-        PromoteFacts {
-            sha256: &sha(b"hello"),
-            size: 5,
-            engine: "ClamAV 1.4.6",
-            media: None,
-        },
-    )
-    .await
-    .unwrap();
+    promote_scanned(&w, &sha(b"hello")).await.unwrap();
     let object = ObjectRef::new("b", w.upload.incoming());
     let policies = Policies::builtin();
     let inspect_now = || inspect(&w.store, &w.intents, &policies, &SystemClock, &object);

@@ -1,6 +1,8 @@
 //! Encoders for every output. None of them is given any metadata to write, so outputs
 //! carry pixels (and, for animations, timing) only.
 
+use std::borrow::Cow;
+
 use image_webp::{ColorType as WebpColor, WebPEncoder};
 
 use crate::MediaError;
@@ -34,18 +36,18 @@ pub(crate) fn content_type(format: OutputFormat) -> (&'static str, &'static str)
     }
 }
 
+/// The raster in an RGB-based layout: YCbCr converted, any other layout as it is.
+fn rgb_based(raster: &Raster) -> Cow<'_, Raster> {
+    raster.to_rgb().map_or(Cow::Borrowed(raster), Cow::Owned)
+}
+
 /// Baseline JPEG, 4:2:0 with chroma averaged (not point-sampled) before subsampling, which
 /// keeps small variants' colour edges as clean as libvips' output. Alpha is flattened onto
 /// white first.
 pub(crate) fn jpeg(raster: &Raster, quality: u8) -> Result<Vec<u8>, MediaError> {
-    let flattened;
-    let raster = match raster.flatten_onto_white() {
-        Some(flat) => {
-            flattened = flat;
-            &flattened
-        }
-        None => raster,
-    };
+    let raster = raster
+        .flatten_onto_white()
+        .map_or(Cow::Borrowed(raster), Cow::Owned);
     let input = match raster.channels {
         Channels::Gray => JpegInput::Gray,
         Channels::Rgb => JpegInput::Rgb,
@@ -70,14 +72,7 @@ pub(crate) fn jpeg(raster: &Raster, quality: u8) -> Result<Vec<u8>, MediaError> 
 /// 8-bit PNG with adaptive filtering and a fast deflate: sanitized originals can be large,
 /// and the fast compressor costs a fraction of zlib's time for a few percent in size.
 pub(crate) fn png(raster: &Raster) -> Result<Vec<u8>, MediaError> {
-    let converted;
-    let raster = match raster.to_rgb() {
-        Some(rgb) => {
-            converted = rgb;
-            &converted
-        }
-        None => raster,
-    };
+    let raster = rgb_based(raster);
     let mut out = Vec::with_capacity(raster.pixels.len() / 2);
     let mut encoder = png::Encoder::new(&mut out, raster.width, raster.height);
     encoder.set_color(match raster.channels {
@@ -107,14 +102,7 @@ fn webp_color(channels: Channels) -> WebpColor {
 
 /// Lossless WebP.
 pub(crate) fn webp(raster: &Raster) -> Result<Vec<u8>, MediaError> {
-    let converted;
-    let raster = match raster.to_rgb() {
-        Some(rgb) => {
-            converted = rgb;
-            &converted
-        }
-        None => raster,
-    };
+    let raster = rgb_based(raster);
     let mut out = Vec::new();
     WebPEncoder::new(&mut out)
         .encode(

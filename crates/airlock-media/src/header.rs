@@ -694,16 +694,7 @@ impl<R: Read + Seek> Window<'_, R> {
 fn read_at<R: Read + Seek>(reader: &mut R, pos: u64, buf: &mut [u8]) -> Result<usize, MediaError> {
     let failed = |error: io::Error| MediaError::Invalid(format!("reading the PNG failed: {error}"));
     reader.seek(SeekFrom::Start(pos)).map_err(failed)?;
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(read) => filled += read,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(failed(error)),
-        }
-    }
-    Ok(filled)
+    crate::input::read_up_to(reader, buf).map_err(failed)
 }
 
 // ---------------------------------------------------------------- GIF

@@ -226,7 +226,7 @@ pub(crate) fn check_size(len: u64, limits: &Limits) -> Result<(), MediaError> {
 }
 
 /// Fills `buf`, short only at the end of the file.
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..]) {
