@@ -7,7 +7,8 @@ variants to disk (for the quality check) happens after the clock stops.
 Two modes, both single-threaded (VIPS_CONCURRENCY=1 is forced before pyvips loads):
   serve               read JSON requests, one a line, from stdin:
                         {"tool": ..., "input": ..., "quality": 82, "sizes": [...], "out": DIR or null}
-                      run the tool once and answer {"seconds": ...} on stdout (one interpreter
+                      run the tool once and answer {"seconds": ..., "cpuSeconds": ...} on stdout
+                      (CPU time of every thread of the interpreter; one interpreter
                       serves every run, so a warm-up is simply a request whose answer is ignored)
   mem TOOL INPUT QUALITY SIZES
                       in a fresh interpreter: one warm-up run, one more run, then print
@@ -108,14 +109,16 @@ def serve():
             continue
         req = json.loads(line)
         tool = TOOLS[req["tool"]]
+        cpu_start = time.process_time()
         start = time.perf_counter()
         outputs = tool(req["input"], req["sizes"], req["quality"])
         seconds = time.perf_counter() - start
+        cpu_seconds = time.process_time() - cpu_start
         if any(not data for _, data in outputs):
             raise RuntimeError(f"{req['tool']} produced an empty output for {req['input']}")
         if req.get("out"):
             write_outputs(outputs, req["out"])
-        print(json.dumps({"seconds": seconds}), flush=True)
+        print(json.dumps({"seconds": seconds, "cpuSeconds": cpu_seconds}), flush=True)
 
 
 def mem(tool_name, path, quality, sizes):

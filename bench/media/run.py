@@ -122,6 +122,16 @@ def summary(seconds):
 # ---------------------------------------------------------------- section 1: whole process
 
 
+def cpu_summary(seconds):
+    """CPU-time figures of a tool's runs, when every run reported one."""
+    if not seconds or any(s is None for s in seconds):
+        return {}
+    return {
+        "cpuRunsMs": [round(s * 1000, 2) for s in seconds],
+        "cpuMedianMs": round(statistics.median(seconds) * 1000, 2),
+    }
+
+
 def whole_process_tools(args):
     sizes, q = args.sizes, args.quality
     largest = max(sizes)
@@ -216,7 +226,9 @@ def run_example(args, env, inp, out):
         )
     try:
         report = json.loads(proc.stdout)
-        return report["runsMs"][0] / 1000.0, int(report["vmHwmKib"])
+        cpu = report.get("cpuMs") or [None]
+        cpu_seconds = None if cpu[0] is None else cpu[0] / 1000.0
+        return report["runsMs"][0] / 1000.0, cpu_seconds, int(report["vmHwmKib"])
     except (ValueError, KeyError, IndexError) as e:
         raise BenchError(f"media_bench printed unexpected output: {proc.stdout[:500]!r}") from e
 
@@ -237,7 +249,8 @@ class Worker:
         line = self.proc.stdout.readline()
         if not line:
             raise BenchError(f"python worker died running {tool} on {inp}")
-        return json.loads(line)["seconds"]
+        answer = json.loads(line)
+        return answer["seconds"], answer.get("cpuSeconds")
 
     def close(self):
         self.proc.stdin.close()
@@ -263,23 +276,26 @@ def section_inproc(args, env, results):
             inp = os.path.join(args.inputs, input_name)
             names = ([AIRLOCK_INPROC] if not args.example_missing else []) + [n for n, _ in PY_TOOLS]
             times = {n: [] for n in names}
+            cpu = {n: [] for n in names}
             hwm = []
             for rnd in range(args.runs + 1):  # round 0 is the warm-up
                 if not args.example_missing:
                     out = os.path.join(args.work, "inproc", slug(AIRLOCK_INPROC), input_name)
                     clean_dir(out)
-                    seconds, peak = run_example(args, env, inp, out)
+                    seconds, cpu_seconds, peak = run_example(args, env, inp, out)
                     check_outputs(out, args.sizes, AIRLOCK_INPROC, input_name)
                     if rnd > 0:
                         times[AIRLOCK_INPROC].append(seconds)
+                        cpu[AIRLOCK_INPROC].append(cpu_seconds)
                         hwm.append(peak)
                 for name, tool in PY_TOOLS:
                     out = os.path.join(args.work, "inproc", tool, input_name)
                     clean_dir(out)
-                    seconds = worker.run(tool, inp, args.sizes, args.quality, out)
+                    seconds, cpu_seconds = worker.run(tool, inp, args.sizes, args.quality, out)
                     check_outputs(out, args.sizes, name, input_name)
                     if rnd > 0:
                         times[name].append(seconds)
+                        cpu[name].append(cpu_seconds)
                 busy_note()
                 if rnd > 0:
                     log(
@@ -294,6 +310,7 @@ def section_inproc(args, env, results):
             else:
                 row = {"section": "inproc", "input": input_name, "tool": AIRLOCK_INPROC}
                 row.update(summary(times[AIRLOCK_INPROC]))
+                row.update(cpu_summary(cpu[AIRLOCK_INPROC]))
                 row["peakRssKib"] = max(hwm)
                 out = os.path.join(args.work, "inproc", slug(AIRLOCK_INPROC), input_name)
                 row["mae"], row["dims"] = measure_quality(out, args.sizes, inp, args.refs, AIRLOCK_INPROC, input_name)
@@ -301,6 +318,7 @@ def section_inproc(args, env, results):
             for name, tool in PY_TOOLS:
                 row = {"section": "inproc", "input": input_name, "tool": name}
                 row.update(summary(times[name]))
+                row.update(cpu_summary(cpu[name]))
                 mem = python_peak(env, tool, inp, args)
                 row["peakRssKib"] = mem["peakKib"]
                 row["baselineRssKib"] = mem["baselineKib"]
@@ -362,12 +380,15 @@ def report(args, results, meta):
         "per tool per input, idle = the interpreter before any image work)"
     )
     lines.append("")
-    lines.append("| input | tool | median ms (min-max) | vs pyvips per variant | peak RSS MiB | MAE |")
-    lines.append("|---|---|---|---|---|---|")
+    lines.append(
+        "| input | tool | median ms (min-max) | vs pyvips per variant | peak RSS MiB | MAE | median CPU ms |"
+    )
+    lines.append("|---|---|---|---|---|---|---|")
     for input_name, label in INPUTS:
         base = find(results, "inproc", input_name, PY_TOOLS[0][0])
         for row in [r for r in results if r["section"] == "inproc" and r["input"] == input_name]:
-            lines.append(fmt_row(row, label, base))
+            cpu_ms = f"{row['cpuMedianMs']:.1f}" if "cpuMedianMs" in row else "n/a"
+            lines.append(fmt_row(row, label, base) + f" {cpu_ms} |")
     lines.append("")
     lines.append("MAE: mean absolute error per channel (0-255) against a lossless Lanczos3 reference "
                  "resize of the full decode, averaged over the variants.")
@@ -389,6 +410,8 @@ def report(args, results, meta):
         ps = find(results, "inproc", input_name, PY_TOOLS[1][0])
         lines.append(target_line("in-process time / pyvips per variant", short, ai, pv, "medianMs", 0.5, "ms"))
         lines.append(target_line("in-process time / pyvips single pass", short, ai, ps, "medianMs", 0.65, "ms"))
+        lines.append(target_line("in-process CPU time / pyvips per variant", short, ai, pv, "cpuMedianMs", 0.5, "ms"))
+        lines.append(target_line("in-process CPU time / pyvips single pass", short, ai, ps, "cpuMedianMs", 0.65, "ms"))
         lines.append(target_line("in-process MAE / pyvips per variant (same quality)", short, ai, pv, "mae", 1.05, ""))
     lines.append("")
     lines.append(
@@ -407,7 +430,7 @@ def report(args, results, meta):
 
 def target_line(what, short, a, ref, key, limit, unit):
     def val(row):
-        if row is None or "missing" in row:
+        if row is None or "missing" in row or key not in row:
             return None
         v = row[key]
         return v / MIB if unit == "MiB" else v

@@ -2,7 +2,8 @@
 //!
 //! Reads the input once (not timed), runs `--warmup` untimed passes, then `--runs` timed
 //! passes; only the call that decodes, resizes and encodes every variant is inside the clock.
-//! Prints one JSON object: per-run times, their median, and the process's peak RSS (`VmHWM`,
+//! Prints one JSON object: per-run times, their median, per-run CPU time of the process's
+//! threads (`cpuMs`, Linux), and the process's peak RSS (`VmHWM`,
 //! which includes the input bytes held in memory). With `--out DIR`, the variants of the last
 //! run are written to `DIR/{name}.{extension}` after timing.
 //!
@@ -110,13 +111,22 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         std::hint::black_box(process_variants_only(&bytes, &options).map_err(|e| e.to_string())?);
     }
     let mut times = Vec::with_capacity(args.runs);
+    let mut cpu_times = Vec::with_capacity(args.runs);
     let mut last = None;
     for _ in 0..args.runs {
+        let cpu_start = process_cpu_ns();
         let start = Instant::now();
         let processed = process_variants_only(std::hint::black_box(&bytes), &options);
         let elapsed = start.elapsed();
+        let cpu = process_cpu_ns()
+            .zip(cpu_start)
+            .map(|(end, begin)| end.saturating_sub(begin));
         let processed = processed.map_err(|e| format!("{} ({})", e, e.code()))?;
         times.push(elapsed.as_secs_f64() * 1000.0);
+        if let Some(ns) = cpu {
+            #[allow(clippy::cast_precision_loss)]
+            cpu_times.push(ns as f64 / 1e6);
+        }
         last = Some(processed);
     }
     let hwm = vm_hwm_kib();
@@ -152,9 +162,22 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         "warmup": args.warmup,
         "runsMs": times,
         "medianMs": median_ms(&times),
+        "cpuMs": cpu_times,
         "vmHwmKib": hwm,
         "variants": variants,
     }))
+}
+
+/// CPU time of every thread of this process so far, in nanoseconds, from the first field
+/// of `/proc/self/task/*/schedstat` (`None` where that is not available). Threads that
+/// already exited are not counted; the timed work starts none that outlive it.
+fn process_cpu_ns() -> Option<u64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
 }
 
 fn main() -> ExitCode {
