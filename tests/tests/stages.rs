@@ -201,3 +201,69 @@ async fn a_second_object_for_a_used_key_does_not_overwrite_the_first_ones_eviden
     let retried = upload_and_quarantine(&w, b"second", ReasonCode::IntentAlreadyUsed).await;
     assert_eq!(retried.quarantine_key, second.quarantine_key);
 }
+
+/// Puts `bytes` at `key` (outside the server's scheme: no intent), then quarantines it.
+async fn quarantine_stray(w: &World, key: &str, bytes: &[u8]) -> QuarantineReport {
+    w.store
+        .put(key, bytes.to_vec(), "application/octet-stream")
+        .await
+        .unwrap();
+    let request = QuarantineRequest {
+        object: ObjectRef::new("b", key),
+        rejection: Rejection::new(ReasonCode::NoIntent, "not a key the server made"),
+        stage: Stage::Inspect,
+        sha256: None,
+    };
+    quarantine(&w.store, &w.intents, &w.events, &SystemClock, &request)
+        .await
+        .unwrap()
+}
+
+/// Each report's object holds its bytes and its record describes exactly it.
+async fn assert_evidence(w: &World, placed: &[(&QuarantineReport, &str, &[u8])]) {
+    for (report, original, bytes) in placed {
+        assert_eq!(read(&w.store, &report.quarantine_key).await, *bytes);
+        let record: QuarantineRecord =
+            serde_json::from_slice(&read(&w.store, &report.record_key).await).unwrap();
+        assert_eq!(record.sha256, sha(bytes));
+        assert_eq!(record.original_key, *original);
+        assert_eq!(record.quarantine_key, report.quarantine_key);
+    }
+}
+
+#[tokio::test]
+async fn stray_keys_ending_in_json_never_overwrite_a_record_or_an_object() {
+    let w = world(IntentState::Processing).await;
+    // GIVEN a stray object x was quarantined (its record is quarantine/stray/x.json)
+    let x = quarantine_stray(&w, "incoming/stray/x", b"x bytes").await;
+    assert_eq!(x.record_key, "quarantine/stray/x.json");
+    // WHEN an object named x.json is quarantined: its natural place is x's record
+    let x_json = quarantine_stray(&w, "incoming/stray/x.json", b"{\"not\": \"a record\"}").await;
+    // THEN it goes elsewhere and both objects and both records are intact
+    assert_ne!(x_json.quarantine_key, "quarantine/stray/x.json");
+    assert_evidence(
+        &w,
+        &[
+            (&x, "incoming/stray/x", b"x bytes"),
+            (&x_json, "incoming/stray/x.json", b"{\"not\": \"a record\"}"),
+        ],
+    )
+    .await;
+
+    // AND the other way round: y.json first, then y, whose record's place is y.json
+    let y_json = quarantine_stray(&w, "incoming/stray/y.json", b"y json bytes").await;
+    let y = quarantine_stray(&w, "incoming/stray/y", b"y bytes").await;
+    assert_ne!(y.record_key, "quarantine/stray/y.json");
+    assert_evidence(
+        &w,
+        &[
+            (&y_json, "incoming/stray/y.json", b"y json bytes"),
+            (&y, "incoming/stray/y", b"y bytes"),
+        ],
+    )
+    .await;
+
+    // AND a retry of a quarantine lands on its own earlier place
+    let again = quarantine_stray(&w, "incoming/stray/y", b"y bytes").await;
+    assert_eq!(again.quarantine_key, y.quarantine_key);
+}

@@ -123,11 +123,29 @@ pub async fn quarantine(
     let facts = if let Some(meta) = &incoming_meta {
         Some(copy_with_record(store, request, &mut placement, meta).await?)
     } else {
-        let already_there = store
-            .head(&placement.destination)
-            .await
-            .map_err(|e| store_err(&e))?
-            .is_some();
+        // A retry after the object left incoming/: it is at its place, or, when its hash
+        // is known, at the place a taken key made it take.
+        // The hashed place first: it exists only if the plain one was taken by another.
+        let mut candidates = Vec::new();
+        if let Some(sha) = &request.sha256 {
+            let short = sha.get(..16).unwrap_or(sha);
+            candidates.push(format!("{}.{short}", placement.destination));
+        }
+        candidates.push(placement.destination.clone());
+        let mut already_there = false;
+        for candidate in candidates {
+            if store
+                .head(&candidate)
+                .await
+                .map_err(|e| store_err(&e))?
+                .is_some()
+            {
+                placement.record_key = format!("{candidate}.json");
+                placement.destination = candidate;
+                already_there = true;
+                break;
+            }
+        }
         if !already_there {
             return Err(StageError::new(
                 Stage::Quarantine,
@@ -181,15 +199,7 @@ async fn copy_with_record(
         Some(sha) => (sha.clone(), meta.size),
         None => super::hash_object(store, incoming, Stage::Quarantine).await?,
     };
-    // Never overwrite another object's evidence (a second upload to a used key): a
-    // different object goes beside it, under its own hash.
-    if let Some(existing) = recorded_sha256(store, &placement.record_key).await?
-        && !existing.eq_ignore_ascii_case(&sha256)
-    {
-        let short = sha256.get(..16).unwrap_or(&sha256);
-        placement.destination = format!("{}.{short}", placement.destination);
-        placement.record_key = format!("{}.json", placement.destination);
-    }
+    choose_place(store, incoming, placement, &sha256).await?;
     let destination = placement.destination.as_str();
     super::copy_confirmed(Stage::Quarantine, store, incoming, destination, meta.size).await?;
     let upload = placement.upload.as_ref();
@@ -224,27 +234,105 @@ async fn copy_with_record(
     Ok((sha256, size))
 }
 
-/// The SHA-256 in an existing quarantine record, if there is one.
-async fn recorded_sha256(
+/// Places at most this many objects under one quarantine key (the key, then the key with
+/// the object's hash, then numbered).
+const MAX_PLACES: usize = 8;
+
+/// Picks where the object and its record go, never overwriting anything but this same
+/// object's earlier quarantine (a retry): not another object's evidence (a second upload
+/// to a used key), and, for keys outside the server's scheme where `x.json` is a possible
+/// object name, neither another object's record nor an object where a record would go.
+/// A taken key gets the object's hash appended.
+async fn choose_place(
     store: &dyn ObjectStore,
+    incoming: &str,
+    placement: &mut Placement,
+    sha256: &str,
+) -> Result<(), StageError> {
+    let base = placement.destination.clone();
+    let short = sha256.get(..16).unwrap_or(sha256);
+    for attempt in 0..MAX_PLACES {
+        let destination = match attempt {
+            0 => base.clone(),
+            1 => format!("{base}.{short}"),
+            n => format!("{base}.{short}-{n}"),
+        };
+        let record_key = format!("{destination}.json");
+        if place_is_free_or_ours(store, incoming, &destination, &record_key, sha256).await? {
+            placement.destination = destination;
+            placement.record_key = record_key;
+            return Ok(());
+        }
+    }
+    Err(StageError::new(
+        Stage::Quarantine,
+        Retry::Permanent,
+        format!("{MAX_PLACES} quarantine keys from {base} on are taken by other objects"),
+    ))
+}
+
+/// Whether `destination` and `record_key` are free, or hold this object's own earlier
+/// quarantine.
+async fn place_is_free_or_ours(
+    store: &dyn ObjectStore,
+    incoming: &str,
+    destination: &str,
     record_key: &str,
-) -> Result<Option<String>, StageError> {
+    sha256: &str,
+) -> Result<bool, StageError> {
+    let store_err = |e: &StoreError| StageError::store(Stage::Quarantine, e);
     if store
         .head(record_key)
         .await
-        .map_err(|e| StageError::store(Stage::Quarantine, &e))?
+        .map_err(|e| store_err(&e))?
+        .is_some()
+    {
+        // Ours only if it is a record of this very object at this very place; anything
+        // else there (another object's record, or an object) must stay untouched.
+        return Ok(read_record(store, record_key).await?.is_some_and(|record| {
+            record.sha256.eq_ignore_ascii_case(sha256)
+                && record.quarantine_key == destination
+                && record.original_key == incoming
+        }));
+    }
+    if store
+        .head(destination)
+        .await
+        .map_err(|e| store_err(&e))?
         .is_none()
     {
+        return Ok(true);
+    }
+    // Something without a record: this object from a run interrupted before its record
+    // was written, or another object's record or evidence. Only the bytes tell.
+    let (existing, _) = super::hash_object(store, destination, Stage::Quarantine).await?;
+    Ok(existing.eq_ignore_ascii_case(sha256))
+}
+
+/// An existing quarantine record, if `record_key` holds one.
+async fn read_record(
+    store: &dyn ObjectStore,
+    record_key: &str,
+) -> Result<Option<QuarantineRecord>, StageError> {
+    let Some(meta) = store
+        .head(record_key)
+        .await
+        .map_err(|e| StageError::store(Stage::Quarantine, &e))?
+    else {
+        return Ok(None);
+    };
+    if meta.size > MAX_RECORD_BYTES {
         return Ok(None);
     }
     let bytes = store
-        .read_range(record_key, 0, 1 << 20)
+        .read_range(record_key, 0, meta.size)
         .await
         .map_err(|e| StageError::store(Stage::Quarantine, &e))?;
-    Ok(serde_json::from_slice::<QuarantineRecord>(&bytes)
-        .ok()
-        .map(|record| record.sha256))
+    Ok(serde_json::from_slice::<QuarantineRecord>(&bytes).ok())
 }
+
+/// Records are a few hundred bytes; anything much larger is not one.
+const MAX_RECORD_BYTES: u64 = 1 << 20;
 
 /// Moves the intent (if there is one) to QUARANTINED; an intent already settled (a used key)
 /// is left alone. Returns whether this call changed it.
