@@ -955,6 +955,42 @@ mod tests {
     }
 
     #[test]
+    fn random_sizes_qualities_and_layouts_always_decode() {
+        // Every MCU-edge case (widths and heights around multiples of 8 and 16) with
+        // random content, qualities and layouts: both decoders accept every file.
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        for _ in 0..120 {
+            let width = usize::try_from(1 + next(40)).unwrap();
+            let height = usize::try_from(1 + next(40)).unwrap();
+            let quality = u8::try_from(1 + next(100)).unwrap();
+            let (input, samples) = match next(3) {
+                0 => (JpegInput::Gray, 1),
+                1 => (JpegInput::Rgb, 3),
+                _ => (JpegInput::YCbCr, 3),
+            };
+            let pixels = noise(width * height * samples, next(u64::MAX));
+            let (w, h) = (
+                u32::try_from(width).unwrap(),
+                u32::try_from(height).unwrap(),
+            );
+            let jpeg = encode(&pixels, w, h, input, quality).unwrap();
+            let (dw, dh, _, decoded) = decode(&jpeg);
+            assert_eq!((usize::from(dw), usize::from(dh)), (width, height));
+            assert_eq!(decoded.len(), width * height * samples);
+            let mut zune =
+                zune_jpeg::JpegDecoder::new(zune_jpeg::zune_core::bytestream::ZCursor::new(&jpeg));
+            zune.decode()
+                .unwrap_or_else(|e| panic!("{width}x{height} q{quality} {input:?}: {e:?}"));
+        }
+    }
+
+    #[test]
     fn extremes_stay_within_the_tables() {
         // Black-white checkerboards give the largest coefficients there are.
         let mut pixels = Vec::new();
