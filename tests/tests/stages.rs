@@ -4,7 +4,10 @@ use airlock_core::intent::{IntentState, UploadIntent};
 use airlock_core::keys::{Purpose, TenantId, UploadId, UploadKey};
 use airlock_core::object::ObjectRef;
 use airlock_core::policy::Policies;
-use airlock_core::ports::{IntentStore, ObjectReader, ObjectWriter, SystemClock};
+use airlock_core::ports::{
+    EventSink, EventSinkError, IntentStore, ObjectReader, ObjectWriter, PipelineEvent,
+    PipelineEventKind, Retry, SystemClock,
+};
 use airlock_core::stages::{
     InspectOutcome, PromoteFacts, PromoteReport, QuarantineRecord, QuarantineReport,
     QuarantineRequest, Stage, StageError, inspect, promote, quarantine,
@@ -266,4 +269,103 @@ async fn stray_keys_ending_in_json_never_overwrite_a_record_or_an_object() {
     // AND a retry of a quarantine lands on its own earlier place
     let again = quarantine_stray(&w, "incoming/stray/y", b"y bytes").await;
     assert_eq!(again.quarantine_key, y.quarantine_key);
+}
+
+/// The real event log, refusing the first `failures` publishes as a broker outage would.
+struct FlakyEvents<'a> {
+    inner: &'a JsonlEventSink,
+    failures: std::sync::atomic::AtomicUsize,
+}
+
+impl<'a> FlakyEvents<'a> {
+    fn failing_once(inner: &'a JsonlEventSink) -> Self {
+        Self {
+            inner,
+            failures: std::sync::atomic::AtomicUsize::new(1),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventSink for FlakyEvents<'_> {
+    async fn publish(&self, event: &PipelineEvent) -> Result<(), EventSinkError> {
+        use std::sync::atomic::Ordering;
+        if self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(EventSinkError {
+                message: "event bus unavailable".into(),
+                retry: Retry::Transient,
+            });
+        }
+        self.inner.publish(event).await
+    }
+}
+
+fn published(w: &World) -> Vec<PipelineEventKind> {
+    JsonlEventSink::read_all(w.events.path())
+        .unwrap()
+        .into_iter()
+        .map(|event| event.kind)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_promotion_retried_after_a_failed_publish_still_announces_the_upload() {
+    let w = world(IntentState::Processing).await;
+    w.store
+        .put(&w.upload.incoming(), b"hello".to_vec(), "text/plain")
+        .await
+        .unwrap();
+    let events = FlakyEvents::failing_once(&w.events);
+    let hello = sha(b"hello");
+    let promote_once = || {
+        promote(
+            &w.store,
+            &w.intents,
+            &events,
+            &SystemClock,
+            &w.upload,
+            PromoteFacts {
+                sha256: &hello,
+                size: 5,
+                engine: "ClamAV 1.4.6",
+                media: None,
+            },
+        )
+    };
+    // GIVEN the promotion settled the upload but could not publish
+    let failed = promote_once().await.unwrap_err();
+    assert_eq!(failed.retry, Retry::Transient, "{failed}");
+    assert!(published(&w).is_empty());
+    // WHEN the orchestrator retries it (the object already left incoming/)
+    let retried = promote_once().await.unwrap();
+    // THEN the retry publishes: products hear about the upload
+    assert!(!retried.promoted_now);
+    assert_eq!(published(&w), [PipelineEventKind::Ready]);
+}
+
+#[tokio::test]
+async fn a_quarantine_retried_after_a_failed_publish_still_announces_the_upload() {
+    let w = world(IntentState::Processing).await;
+    w.store
+        .put(&w.upload.incoming(), b"EICAR".to_vec(), "text/plain")
+        .await
+        .unwrap();
+    let events = FlakyEvents::failing_once(&w.events);
+    let request = QuarantineRequest {
+        object: ObjectRef::new("b", w.upload.incoming()),
+        rejection: Rejection::new(ReasonCode::Infected, "test signature"),
+        stage: Stage::Scan,
+        sha256: Some(sha(b"EICAR")),
+    };
+    let quarantine_once = || quarantine(&w.store, &w.intents, &events, &SystemClock, &request);
+    let failed = quarantine_once().await.unwrap_err();
+    assert_eq!(failed.retry, Retry::Transient, "{failed}");
+    assert!(published(&w).is_empty());
+    let retried = quarantine_once().await.unwrap();
+    assert!(!retried.quarantined_now);
+    assert_eq!(published(&w), [PipelineEventKind::Quarantined]);
 }

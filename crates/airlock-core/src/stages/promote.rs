@@ -160,6 +160,26 @@ async fn copy_to_trusted(
     .await
 }
 
+/// Whether the READY intent was settled by this object (an earlier attempt of this
+/// promotion): its outcome names this trusted key and the scanned SHA-256.
+async fn settled_by_this_object(
+    intents: &dyn IntentStore,
+    upload: &UploadKey,
+    trusted: &str,
+    sha256: &str,
+) -> Result<bool, StageError> {
+    let intent = intents
+        .get(upload.upload_id)
+        .await
+        .map_err(|e| StageError::intents(Stage::Promote, &e))?;
+    Ok(intent.and_then(|i| i.outcome).is_some_and(|outcome| {
+        outcome.key == trusted
+            && outcome
+                .sha256
+                .is_some_and(|recorded| recorded.eq_ignore_ascii_case(sha256))
+    }))
+}
+
 /// Promotes the object of `upload` with the facts the earlier stages established.
 pub async fn promote(
     store: &dyn ObjectStore,
@@ -215,11 +235,11 @@ pub async fn promote(
         )
         .await
         .map_err(|e| StageError::intents(Stage::Promote, &e))?;
-    let newly_ready = match result {
+    let announce = match result {
         TransitionResult::Applied(_) => true,
         TransitionResult::Refused {
             current: IntentState::Ready,
-        } => false,
+        } => settled_by_this_object(intents, upload, &trusted, facts.sha256).await?,
         TransitionResult::Refused { current } => {
             // Settled otherwise meanwhile (e.g. quarantined by another run): what this run
             // put in trusted/ must not stay there.
@@ -254,7 +274,9 @@ pub async fn promote(
         }
     }
 
-    if newly_ready {
+    // At least once: a retry after a failed publish finds the intent READY already, by
+    // this same object, and publishes again (consumers deduplicate on the upload id).
+    if announce {
         events
             .publish(&PipelineEvent {
                 kind: PipelineEventKind::Ready,

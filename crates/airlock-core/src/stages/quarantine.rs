@@ -160,9 +160,20 @@ pub async fn quarantine(
 
     store.delete(incoming).await.map_err(|e| store_err(&e))?;
 
-    // Tell products once per upload: not again for an upload already settled (a second
-    // object sent to a used key is for security review, not a new outcome).
-    let announce = newly_quarantined || (placement.intent.is_none() && quarantined_now);
+    // Tell products about the upload at least once: when this call settled it, or when an
+    // earlier attempt of this same quarantine did (a retry after a failed publish; the
+    // intent's outcome names this place). Not for a second object sent to a used key: that
+    // is for security review, not a new outcome.
+    let settled_earlier_here = placement.intent.as_ref().is_some_and(|intent| {
+        intent.state == IntentState::Quarantined
+            && intent
+                .outcome
+                .as_ref()
+                .is_some_and(|outcome| outcome.key == placement.destination)
+    });
+    let announce = newly_quarantined
+        || settled_earlier_here
+        || (placement.intent.is_none() && quarantined_now);
     if let (Some(upload), true) = (&placement.upload, announce) {
         events
             .publish(&PipelineEvent {
