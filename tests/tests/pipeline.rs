@@ -10,10 +10,11 @@ use airlock_core::ports::{IntentStore, ObjectReader, Scanner};
 use airlock_core::stages::QuarantineRecord;
 use airlock_core::verdict::ReasonCode;
 use airlock_embedded::cases::{self, Case, Prepared};
+use airlock_embedded::pipeline::PIPELINE_DEFINITION;
 use airlock_embedded::{EmbeddedPipeline, PipelineConfig, Settlement};
 use airlock_local::JsonlEventSink;
 use airlock_tests::{repo_root, snapshot};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn start_clamd() -> ManagedClamd {
     ManagedClamd::builder()
@@ -374,4 +375,104 @@ async fn a_camera_photo_is_promoted_sanitized_oriented_and_with_variants() {
     // Nothing is left waiting in staging/.
     assert!(snapshot(&bucket).keys().all(|k| !k.starts_with("staging/")));
     pipeline.shutdown().await;
+}
+
+/// The pipeline with Scan given one attempt of at most 3 s that must show signs of life
+/// every second, against a clamd that accepts connections and never answers; `heartbeat_every`
+/// is how often the worker says it is alive. Returns why the Scan attempt timed out.
+async fn scan_against_a_hung_clamd(heartbeat_every: std::time::Duration) -> (String, Settlement) {
+    // A real socket that accepts and then says nothing, as a wedged clamd would.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let hung = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    // It gives up reading after 4 s, after the 3 s the task may take: the task's limit,
+    // not the scanner's, ends a run that keeps its heartbeats.
+    let scanner = ClamdScanner::new(
+        ClamdConfig::new(ClamdAddress::Tcp(address.to_string()))
+            .io_timeout(std::time::Duration::from_secs(4)),
+    );
+
+    let mut definition: Value = serde_json::from_str(PIPELINE_DEFINITION).unwrap();
+    let scan = &mut definition["States"]["Scan"];
+    scan["TimeoutSeconds"] = json!(3);
+    scan["HeartbeatSeconds"] = json!(1);
+    scan["Retry"] = json!([]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = PipelineConfig::new(
+        dir.path(),
+        "airlock-uploads",
+        Arc::new(scanner),
+        Arc::new(airlock_media::ImageProcessor),
+    );
+    config.definition = definition.to_string();
+    config.delay_scale = 0.001;
+    config.heartbeat_every = heartbeat_every;
+    let pipeline = EmbeddedPipeline::start(config).unwrap();
+    let case = load_cases()
+        .into_iter()
+        .find(|c| c.name == "clean-pdf")
+        .expect("the clean-pdf case");
+    let prepared = cases::prepare(
+        &case,
+        pipeline.store().as_ref(),
+        pipeline.intents().as_ref(),
+        &pipeline.config().policies,
+        "airlock-uploads",
+    )
+    .await
+    .unwrap();
+    let Prepared::Ready(items) = prepared else {
+        panic!("clean-pdf: not prepared");
+    };
+    let run = pipeline
+        .process(items[0].object().expect("an object"))
+        .await
+        .unwrap();
+    pipeline.shutdown().await;
+    hung.abort();
+    (
+        timed_out_with(&run.history).unwrap_or_default(),
+        run.settlement,
+    )
+}
+
+/// The cause of the first `TaskTimedOut` event in an execution history.
+fn timed_out_with(history: &Value) -> Option<String> {
+    match history {
+        Value::Object(map) => map
+            .get("taskTimedOutEventDetails")
+            .and_then(|details| details["cause"].as_str().map(str::to_owned))
+            .or_else(|| map.values().find_map(timed_out_with)),
+        Value::Array(items) => items.iter().find_map(timed_out_with),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_stage_keeps_its_task_alive_with_heartbeats() {
+    // WHEN the worker says it is alive every 200 ms while the scan hangs
+    let (failed, settlement) =
+        scan_against_a_hung_clamd(std::time::Duration::from_millis(200)).await;
+    // THEN the task lives until its own time limit, not the heartbeat limit, and the
+    // object is quarantined as unscannable, never promoted
+    assert!(failed.contains("TimeoutSeconds of 3s"), "{failed}");
+    assert!(
+        matches!(
+            settlement,
+            Settlement::Quarantine {
+                reason: ReasonCode::ScanUnavailable,
+                ..
+            }
+        ),
+        "{settlement:?}"
+    );
+
+    // AND without heartbeats in time the same task dies of silence after one second
+    let (failed, _) = scan_against_a_hung_clamd(std::time::Duration::from_mins(1)).await;
+    assert!(failed.contains("HeartbeatSeconds of 1s"), "{failed}");
 }

@@ -242,4 +242,8 @@ pub struct TaskAnswerError {
 pub trait TaskAnswers: Send + Sync {
     async fn succeed(&self, token: &str, output: serde_json::Value) -> Result<(), TaskAnswerError>;
     async fn fail(&self, token: &str, error: &str, cause: &str) -> Result<(), TaskAnswerError>;
+    /// Tells the orchestrator the task is still being worked on. A permanent error means
+    /// nobody waits for this token any more (the task timed out or was answered): the
+    /// work should stop.
+    async fn heartbeat(&self, token: &str) -> Result<(), TaskAnswerError>;
 }

@@ -5,6 +5,7 @@
 //! same code answers Step Functions, the local executor, or the emulator's executor.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -124,7 +125,14 @@ pub struct Worker {
     pub media_permits: Arc<Semaphore>,
     /// The bucket this worker's store serves; tasks for another bucket are refused.
     pub bucket: String,
+    /// How often a running task tells the orchestrator it is alive: well under the
+    /// state machine's smallest `HeartbeatSeconds` (see [`HEARTBEAT_EVERY`]).
+    pub heartbeat_every: Duration,
 }
+
+/// The default for [`Worker::heartbeat_every`]: a quarter of the pipeline's shortest
+/// `HeartbeatSeconds` (120).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -332,7 +340,28 @@ impl Worker {
                     .map_err(|e| HandleError::Answer(e.to_string()));
             }
         };
-        let answered = match self.run(&task).await {
+        // Alive at once: a message that waited in the queue past its heartbeat, or that
+        // belongs to an attempt that already timed out, is dropped here unrun.
+        if let Err(err) = answers.heartbeat(&task.task_token).await {
+            if err.retry == Retry::Permanent {
+                return Err(HandleError::Stale(format!(
+                    "{} of {}: {}",
+                    task.stage, task.object.key, err.message
+                )));
+            }
+            tracing::warn!(stage = %task.stage, error = %err.message, "heartbeat failed");
+        }
+        let outcome = tokio::select! {
+            outcome = self.run(&task) => outcome,
+            stale = self.keep_alive(&task.task_token, answers) => {
+                // Nobody waits for this attempt any more (a retry may run it again): stop.
+                return Err(HandleError::Stale(format!(
+                    "{} of {} stopped: {stale}",
+                    task.stage, task.object.key
+                )));
+            }
+        };
+        let answered = match outcome {
             Ok(output) => answers.succeed(&task.task_token, output).await,
             Err(err) => {
                 tracing::warn!(stage = %task.stage, key = %task.object.key, error = %err, "stage failed");
@@ -345,9 +374,28 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// Sends a heartbeat every [`Worker::heartbeat_every`]; returns only when the
+    /// orchestrator says nobody waits for the token any more.
+    async fn keep_alive(&self, token: &str, answers: &dyn TaskAnswers) -> String {
+        loop {
+            tokio::time::sleep(self.heartbeat_every).await;
+            match answers.heartbeat(token).await {
+                Ok(()) => {}
+                Err(err) if err.retry == Retry::Permanent => return err.message,
+                Err(err) => tracing::warn!(error = %err.message, "heartbeat failed"),
+            }
+        }
+    }
+}
+
 /// A message the worker could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum HandleError {
+    /// The task timed out or was answered before or while it ran: nobody waits for the
+    /// answer, so the message is dropped.
+    #[error("stale task: {0}")]
+    Stale(String),
     #[error("cannot answer: {0}")]
     Unanswerable(String),
     #[error("answering failed: {0}")]

@@ -20,7 +20,7 @@ use airlock_core::policy::Policies;
 use airlock_core::ports::{Clock, Retry, Scanner, SystemClock, TaskAnswerError, TaskAnswers};
 use airlock_core::stages::{Stage, error_names};
 use airlock_core::verdict::ReasonCode;
-use airlock_core::worker::Worker;
+use airlock_core::worker::{HandleError, Worker};
 use airlock_local::{FsStore, InProcessQueue, JsonlEventSink, SqliteIntentStore};
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -64,6 +64,8 @@ pub struct PipelineConfig {
     pub delay_scale: f64,
     /// Workers per stage queue.
     pub workers_per_stage: usize,
+    /// How often a running task sends a heartbeat (see `Worker::heartbeat_every`).
+    pub heartbeat_every: std::time::Duration,
 }
 
 impl std::fmt::Debug for PipelineConfig {
@@ -95,6 +97,7 @@ impl PipelineConfig {
             media_concurrency: std::thread::available_parallelism().map_or(1, usize::from),
             delay_scale: 1.0,
             workers_per_stage: 4,
+            heartbeat_every: airlock_core::worker::HEARTBEAT_EVERY,
         }
     }
 
@@ -169,6 +172,15 @@ impl TaskAnswers for ExecutorAnswers {
     async fn fail(&self, token: &str, error: &str, cause: &str) -> Result<(), TaskAnswerError> {
         self.0
             .send_task_failure(token, error, cause)
+            .map_err(|e| TaskAnswerError {
+                message: e.to_string(),
+                retry: Retry::Permanent,
+            })
+    }
+
+    async fn heartbeat(&self, token: &str) -> Result<(), TaskAnswerError> {
+        self.0
+            .send_task_heartbeat(token)
             .map_err(|e| TaskAnswerError {
                 message: e.to_string(),
                 retry: Retry::Permanent,
@@ -444,6 +456,7 @@ impl EmbeddedPipeline {
             media: Arc::clone(&config.media),
             media_permits: Arc::new(Semaphore::new(config.media_concurrency.max(1))),
             bucket: config.bucket.clone(),
+            heartbeat_every: config.heartbeat_every,
         });
         let answers: Arc<dyn TaskAnswers> = Arc::new(ExecutorAnswers(Arc::clone(&executor)));
         let mut workers = JoinSet::new();
@@ -465,6 +478,11 @@ impl EmbeddedPipeline {
                         };
                         let failure = match handled {
                             Ok(Ok(())) => continue,
+                            Ok(Err(HandleError::Stale(detail))) => {
+                                // The orchestrator gave up on this attempt and moved on.
+                                tracing::info!(queue = queue.name(), %detail, "stale task dropped");
+                                continue;
+                            }
                             Ok(Err(err)) => err.to_string(),
                             Err(join) => {
                                 let cause = format!("worker crashed: {join}");
