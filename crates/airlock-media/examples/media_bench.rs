@@ -1,4 +1,6 @@
-//! Times `airlock_media::process_variants_only` in one process, for scripts/bench-media.sh.
+//! Times `airlock_media::process_variants_only` in one process, for scripts/bench-media.sh
+//! (or, with `--with-original`, `airlock_media::process`: the media stage's whole job, the
+//! sanitized full-size original re-encoded as well).
 //!
 //! Reads the input once (not timed), runs `--warmup` untimed passes, then `--runs` timed
 //! passes; only the call that decodes, resizes and encodes every variant is inside the clock.
@@ -10,6 +12,7 @@
 //! ```text
 //! cargo run --release -p airlock-media --example media_bench -- INPUT \
 //!     [--quality 82] [--runs 5] [--warmup 1] [--size 2048 --size 1024 --size 256] [--out DIR]
+//!     [--with-original]
 //! ```
 //! Variants are JPEG, "Contain" fit, named `w{size}`; no placeholder is computed.
 
@@ -17,7 +20,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use airlock_media::{MediaOptions, VariantSpec, process_variants_only};
+use airlock_media::{
+    Encoded, MediaError, MediaOptions, VariantSpec, process, process_variants_only,
+};
 
 struct Args {
     input: PathBuf,
@@ -26,10 +31,10 @@ struct Args {
     warmup: usize,
     sizes: Vec<u32>,
     out: Option<PathBuf>,
+    with_original: bool,
 }
 
-const USAGE: &str =
-    "usage: media_bench INPUT [--quality Q] [--runs N] [--warmup N] [--size S]... [--out DIR]";
+const USAGE: &str = "usage: media_bench INPUT [--quality Q] [--runs N] [--warmup N] [--size S]... [--out DIR] [--with-original]";
 
 fn parse_args() -> Result<Args, String> {
     let mut input = None;
@@ -38,6 +43,7 @@ fn parse_args() -> Result<Args, String> {
     let mut warmup = 1;
     let mut sizes = Vec::new();
     let mut out = None;
+    let mut with_original = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -47,6 +53,7 @@ fn parse_args() -> Result<Args, String> {
             "--warmup" => warmup = parse(&value("--warmup")?, "--warmup")?,
             "--size" => sizes.push(parse(&value("--size")?, "--size")?),
             "--out" => out = Some(PathBuf::from(value("--out")?)),
+            "--with-original" => with_original = true,
             "-h" | "--help" => return Err(USAGE.into()),
             flag if flag.starts_with("--") => {
                 return Err(format!("unknown option {flag}\n{USAGE}"));
@@ -68,6 +75,7 @@ fn parse_args() -> Result<Args, String> {
         warmup,
         sizes,
         out,
+        with_original,
     })
 }
 
@@ -107,8 +115,19 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         ..MediaOptions::default()
     };
 
+    // Every output of one run, named: the variants, and the original with --with-original.
+    let job = |bytes: &[u8]| -> Result<Vec<(String, Encoded)>, MediaError> {
+        if args.with_original {
+            let done = process(bytes, &options)?;
+            let mut outputs = done.variants;
+            outputs.push(("original".to_owned(), done.original));
+            Ok(outputs)
+        } else {
+            Ok(process_variants_only(bytes, &options)?.variants)
+        }
+    };
     for _ in 0..args.warmup {
-        std::hint::black_box(process_variants_only(&bytes, &options).map_err(|e| e.to_string())?);
+        std::hint::black_box(job(&bytes).map_err(|e| e.to_string())?);
     }
     let mut times = Vec::with_capacity(args.runs);
     let mut cpu_times = Vec::with_capacity(args.runs);
@@ -116,7 +135,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     for _ in 0..args.runs {
         let cpu_start = process_cpu_ns();
         let start = Instant::now();
-        let processed = process_variants_only(std::hint::black_box(&bytes), &options);
+        let processed = job(std::hint::black_box(&bytes));
         let elapsed = start.elapsed();
         let cpu = process_cpu_ns()
             .zip(cpu_start)
@@ -135,7 +154,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        for (name, encoded) in &processed.variants {
+        for (name, encoded) in &processed {
             let path = dir.join(format!("{name}.{}", encoded.extension));
             std::fs::write(&path, &encoded.bytes)
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -143,7 +162,6 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     }
 
     let variants: Vec<_> = processed
-        .variants
         .iter()
         .map(|(name, encoded)| {
             serde_json::json!({
