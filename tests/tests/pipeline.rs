@@ -476,3 +476,72 @@ async fn a_long_stage_keeps_its_task_alive_with_heartbeats() {
     let (failed, _) = scan_against_a_hung_clamd(std::time::Duration::from_mins(1)).await;
     assert!(failed.contains("HeartbeatSeconds of 1s"), "{failed}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_png_is_processed_from_a_spooled_file_with_the_same_result() {
+    // GIVEN a photo PNG over the spooling threshold (noise does not compress)
+    let (width, height) = (1400u32, 1100u32);
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let pixels: Vec<u8> = (0..width * height * 3)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[5]
+        })
+        .collect();
+    let mut png_bytes = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut png_bytes, width, height);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().unwrap();
+        writer.write_image_data(&pixels).unwrap();
+    }
+    assert!(png_bytes.len() as u64 >= airlock_core::stages::SPOOL_FROM_BYTES);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("big.png"), &png_bytes).unwrap();
+    let case_path = dir.path().join("big-png.json");
+    let case = Case::from_value(
+        &case_path,
+        json!({
+            "description": "a PNG large enough to be spooled",
+            "intent": {
+                "id": "01937a3b-33d0-704a-a006-1a2b3c4d9f01",
+                "tenant": "acme",
+                "purpose": "photo",
+                "declaredType": "image/png",
+                "filename": "big.png"
+            },
+            "object": { "file": "big.png" },
+            "event": "s3-put",
+            "expect": { "destination": "trusted", "intentState": "READY" }
+        }),
+    )
+    .unwrap();
+
+    // WHEN it goes through the pipeline
+    let clamd = start_clamd();
+    let pipeline = pipeline_at(&dir.path().join("data"), Arc::new(clamd.scanner()));
+    let results = replay_all(&pipeline, std::slice::from_ref(&case)).await;
+
+    // THEN it is promoted, and its sanitized original is exactly what the library makes
+    // of the bytes in memory
+    assert_eq!(results[0].1.label(), "trusted", "{:?}", results[0].1);
+    let trusted_key = case.key().replacen("incoming/", "trusted/", 1);
+    let promoted = std::fs::read(pipeline.config().bucket_root().join(&trusted_key)).unwrap();
+    let policies = &pipeline.config().policies;
+    let policy = policies
+        .get(&airlock_core::keys::Purpose::new("photo").unwrap())
+        .and_then(|p| p.media.clone())
+        .expect("photo has a media policy");
+    let in_memory = airlock_core::media::MediaProcessor::process(
+        &airlock_media::ImageProcessor,
+        &png_bytes,
+        "image/png",
+        &policy,
+    )
+    .unwrap();
+    assert_eq!(promoted, in_memory.original.bytes);
+    pipeline.shutdown().await;
+}

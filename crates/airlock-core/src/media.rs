@@ -119,6 +119,15 @@ pub struct MediaRejection {
     pub detail: String,
 }
 
+/// Why an image in a file produced nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaFileFailure {
+    /// The image was refused, as [`MediaProcessor::process`] refuses.
+    Rejected(MediaRejection),
+    /// The file could not be read: an infrastructure failure, not a verdict on the image.
+    Unreadable(String),
+}
+
 /// An image library: synchronous and CPU-bound (the stage runs it off the async threads).
 pub trait MediaProcessor: Send + Sync {
     /// Sanitizes `bytes` (declared and sniffed as `content_type`) and makes the variants.
@@ -128,4 +137,19 @@ pub trait MediaProcessor: Send + Sync {
         content_type: &str,
         policy: &MediaPolicy,
     ) -> Result<MediaProduct, MediaRejection>;
+
+    /// [`Self::process`] for an image the stage spooled to a file. A library that can
+    /// decode some format from a reader (PNG) then never holds such a file in memory; by
+    /// default the file is read whole.
+    fn process_file(
+        &self,
+        path: &std::path::Path,
+        content_type: &str,
+        policy: &MediaPolicy,
+    ) -> Result<MediaProduct, MediaFileFailure> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| MediaFileFailure::Unreadable(format!("{}: {e}", path.display())))?;
+        self.process(&bytes, content_type, policy)
+            .map_err(MediaFileFailure::Rejected)
+    }
 }

@@ -1,14 +1,17 @@
 //! The media stage's port, [`airlock_core::media::MediaProcessor`], over this library: maps a
 //! purpose's media policy to [`MediaOptions`] and the library's errors to reason codes.
 
+use std::path::Path;
+
 use airlock_core::media::{
-    ColorHandling, ImageFormat, MediaOutput, MediaPolicy, MediaProcessor, MediaProduct,
-    MediaRejection, VariantFit,
+    ColorHandling, ImageFormat, MediaFileFailure, MediaOutput, MediaPolicy, MediaProcessor,
+    MediaProduct, MediaRejection, VariantFit,
 };
 use airlock_core::verdict::ReasonCode;
 
 use crate::{
-    ColorProfile, Encoded, Fit, Limits, MediaError, MediaOptions, OutputFormat, VariantSpec,
+    ColorProfile, Encoded, FileError, Fit, Limits, MediaError, MediaOptions, OutputFormat,
+    VariantSpec,
 };
 
 /// The image library as the media stage sees it.
@@ -78,6 +81,13 @@ pub fn reason_for(error: &MediaError) -> ReasonCode {
     }
 }
 
+fn rejection(error: &MediaError) -> MediaRejection {
+    MediaRejection {
+        reason: reason_for(error),
+        detail: error.to_string(),
+    }
+}
+
 impl MediaProcessor for ImageProcessor {
     fn process(
         &self,
@@ -85,23 +95,39 @@ impl MediaProcessor for ImageProcessor {
         _content_type: &str,
         policy: &MediaPolicy,
     ) -> Result<MediaProduct, MediaRejection> {
-        let processed =
-            crate::process(bytes, &options_for(policy)).map_err(|e| MediaRejection {
-                reason: reason_for(&e),
-                detail: e.to_string(),
-            })?;
-        let metadata = serde_json::to_value(&processed.metadata).map_err(|e| MediaRejection {
-            reason: ReasonCode::ImageInvalid,
-            detail: format!("metadata could not be recorded: {e}"),
-        })?;
-        Ok(MediaProduct {
-            original: output("original", processed.original),
-            variants: processed
-                .variants
-                .into_iter()
-                .map(|(name, encoded)| output(&name, encoded))
-                .collect(),
-            metadata,
-        })
+        let processed = crate::process(bytes, &options_for(policy)).map_err(|e| rejection(&e))?;
+        product(processed)
     }
+
+    /// Reads a PNG from the file as it decodes ([`crate::process_file`]).
+    fn process_file(
+        &self,
+        path: &Path,
+        _content_type: &str,
+        policy: &MediaPolicy,
+    ) -> Result<MediaProduct, MediaFileFailure> {
+        let processed =
+            crate::process_file(path, &options_for(policy)).map_err(|error| match error {
+                FileError::Io { .. } => MediaFileFailure::Unreadable(error.to_string()),
+                FileError::Media(e) => MediaFileFailure::Rejected(rejection(&e)),
+            })?;
+        product(processed).map_err(MediaFileFailure::Rejected)
+    }
+}
+
+/// The port's view of what the library made.
+fn product(processed: crate::Processed) -> Result<MediaProduct, MediaRejection> {
+    let metadata = serde_json::to_value(&processed.metadata).map_err(|e| MediaRejection {
+        reason: ReasonCode::ImageInvalid,
+        detail: format!("metadata could not be recorded: {e}"),
+    })?;
+    Ok(MediaProduct {
+        original: output("original", processed.original),
+        variants: processed
+            .variants
+            .into_iter()
+            .map(|(name, encoded)| output(&name, encoded))
+            .collect(),
+        metadata,
+    })
 }

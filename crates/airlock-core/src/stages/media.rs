@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 
 use super::{Stage, StageError};
 use crate::keys::UploadKey;
-use crate::media::{MediaOutput, MediaPolicy, MediaProcessor};
+use crate::media::{MediaFileFailure, MediaOutput, MediaPolicy, MediaProcessor};
 use crate::ports::{ObjectStore, Retry, StoreError};
 use crate::verdict::Rejection;
 
@@ -86,6 +86,103 @@ pub struct MediaJob<'a> {
     pub policy: &'a MediaPolicy,
 }
 
+/// PNGs at least this large are spooled to a temporary file and decoded from it, so the
+/// worker never holds the upload in memory next to its decoded pixels (a 12-megapixel PNG
+/// is over 30 MB). Other formats are read whole: their decoders want the bytes at hand,
+/// and their files are compressed.
+pub const SPOOL_FROM_BYTES: u64 = 4 << 20;
+
+/// Where the bytes the library works on are.
+enum Source {
+    Bytes(Vec<u8>),
+    /// A temporary file, deleted when dropped.
+    Spooled(tempfile::TempPath),
+}
+
+fn not_scanned(key: &str, size: u64, sha256: &str, read: u64, scanned_sha256: &str) -> StageError {
+    StageError::new(
+        Stage::Media,
+        Retry::Permanent,
+        format!(
+            "{key} is not the object that was scanned ({read} bytes, sha256 {sha256}; scanned {size} bytes, sha256 {scanned_sha256})"
+        ),
+    )
+}
+
+/// The object's bytes, if they are the ones the scan saw.
+async fn read_scanned(
+    store: &dyn ObjectStore,
+    key: &str,
+    size: u64,
+    scanned_sha256: &str,
+) -> Result<Vec<u8>, StageError> {
+    let bytes = store
+        .read_range(key, 0, size)
+        .await
+        .map_err(|e| StageError::store(Stage::Media, &e))?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let read = bytes.len() as u64;
+    if read != size || !sha256.eq_ignore_ascii_case(scanned_sha256) {
+        return Err(not_scanned(key, size, &sha256, read, scanned_sha256));
+    }
+    Ok(bytes)
+}
+
+/// Streams the object into a temporary file, hashing on the way; the file if the bytes
+/// are the ones the scan saw.
+async fn spool(
+    store: &dyn ObjectStore,
+    key: &str,
+    size: u64,
+    scanned_sha256: &str,
+) -> Result<tempfile::TempPath, StageError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let local = |what: &str, e: std::io::Error| {
+        StageError::new(
+            Stage::Media,
+            Retry::Transient,
+            format!("spooling {key} to a temporary file: {what}: {e}"),
+        )
+    };
+    let file = tempfile::Builder::new()
+        .prefix("airlock-media-")
+        .tempfile()
+        .map_err(|e| local("create", e))?;
+    let (file, path) = file.into_parts();
+    let mut out = tokio::fs::File::from_std(file);
+    let mut stream = store
+        .open(key)
+        .await
+        .map_err(|e| StageError::store(Stage::Media, &e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut read = 0u64;
+    loop {
+        let n = stream.read(&mut buf).await.map_err(|e| {
+            StageError::new(
+                Stage::Media,
+                Retry::Transient,
+                format!("reading {key}: {e}"),
+            )
+        })?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .await
+            .map_err(|e| local("write", e))?;
+        read += n as u64;
+    }
+    out.flush().await.map_err(|e| local("flush", e))?;
+    drop(out);
+    let sha256 = hex::encode(hasher.finalize());
+    if read != size || !sha256.eq_ignore_ascii_case(scanned_sha256) {
+        return Err(not_scanned(key, size, &sha256, read, scanned_sha256));
+    }
+    Ok(path)
+}
+
 /// Processes the image of `job.upload`. `permits` caps how many images are decoded at once.
 pub async fn media(
     store: &dyn ObjectStore,
@@ -101,21 +198,11 @@ pub async fn media(
         policy,
     } = job;
     let key = upload.incoming();
-    let bytes = store
-        .read_range(&key, 0, size)
-        .await
-        .map_err(|e| StageError::store(Stage::Media, &e))?;
-    let sha256 = hex::encode(Sha256::digest(&bytes));
-    if bytes.len() as u64 != size || !sha256.eq_ignore_ascii_case(scanned_sha256) {
-        return Err(StageError::new(
-            Stage::Media,
-            Retry::Permanent,
-            format!(
-                "{key} is not the object that was scanned ({} bytes, sha256 {sha256}; scanned {size} bytes, sha256 {scanned_sha256})",
-                bytes.len()
-            ),
-        ));
-    }
+    let source = if content_type == "image/png" && size >= SPOOL_FROM_BYTES {
+        Source::Spooled(spool(store, &key, size, scanned_sha256).await?)
+    } else {
+        Source::Bytes(read_scanned(store, &key, size, scanned_sha256).await?)
+    };
     // Owned by the decode itself: if the backstop below gives up on it, the slot stays
     // taken until the decode really ends.
     let permit = permits
@@ -125,8 +212,15 @@ pub async fn media(
     let job_policy = policy.clone();
     let job_type = content_type.to_owned();
     let job = tokio::task::spawn_blocking(move || {
-        let result = processor.process(&bytes, &job_type, &job_policy);
+        let result = match &source {
+            Source::Bytes(bytes) => processor
+                .process(bytes, &job_type, &job_policy)
+                .map_err(MediaFileFailure::Rejected),
+            Source::Spooled(path) => processor.process_file(path, &job_type, &job_policy),
+        };
         drop(permit);
+        // The spooled file goes with `source`, here, once the library is done with it.
+        drop(source);
         result
     });
     // The library bounds its own decode time; this is the backstop if it ever does not.
@@ -150,11 +244,18 @@ pub async fn media(
     };
     let product = match result {
         Ok(product) => product,
-        Err(rejection) => {
+        Err(MediaFileFailure::Rejected(rejection)) => {
             return Ok(MediaOutcome::Reject(Rejection::new(
                 rejection.reason,
                 rejection.detail,
             )));
+        }
+        Err(MediaFileFailure::Unreadable(detail)) => {
+            return Err(StageError::new(
+                Stage::Media,
+                Retry::Transient,
+                format!("the spooled copy of {key} could not be read: {detail}"),
+            ));
         }
     };
     let original = stage_output(store, upload, product.original).await?;

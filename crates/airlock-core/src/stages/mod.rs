@@ -15,7 +15,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use inspect::{InspectOutcome, InspectReport, SNIFF_LEN, inspect, sniff_type};
-pub use media::{MediaJob, MediaOutcome, MediaReport, StagedOutput, media};
+pub use media::{MediaJob, MediaOutcome, MediaReport, SPOOL_FROM_BYTES, StagedOutput, media};
 pub use promote::{PromoteFacts, PromoteReport, promote};
 pub use quarantine::{QuarantineRecord, QuarantineReport, QuarantineRequest, quarantine};
 pub use scan::{ScanOutcome, ScanPass, scan};
