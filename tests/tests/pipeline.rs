@@ -11,7 +11,7 @@ use airlock_core::stages::QuarantineRecord;
 use airlock_core::verdict::ReasonCode;
 use airlock_embedded::cases::{self, Case, Prepared};
 use airlock_embedded::pipeline::PIPELINE_DEFINITION;
-use airlock_embedded::{EmbeddedPipeline, PipelineConfig, Settlement};
+use airlock_embedded::{EmbeddedPipeline, PipelineConfig, PipelineRun, Settlement};
 use airlock_local::JsonlEventSink;
 use airlock_tests::{repo_root, snapshot};
 use serde_json::{Value, json};
@@ -78,27 +78,32 @@ fn expected(name: &str) -> (&'static str, Option<ReasonCode>) {
 async fn replay_all(pipeline: &EmbeddedPipeline, cases: &[Case]) -> Vec<(String, Settlement)> {
     let mut out = Vec::new();
     for case in cases {
-        let prepared = cases::prepare(
-            case,
-            pipeline.store().as_ref(),
-            pipeline.intents().as_ref(),
-            &pipeline.config().policies,
-            "airlock-uploads",
-        )
-        .await
-        .unwrap();
-        let Prepared::Ready(items) = prepared else {
-            panic!(
-                "{}: optional object missing (install clamav-testfiles: scripts/setup.sh)",
-                case.name
-            );
-        };
-        assert_eq!(items.len(), 1, "{}", case.name);
-        let object = items[0].object().expect("case event yields an object");
-        let run = pipeline.process(object).await.unwrap();
+        let run = run_case(pipeline, case).await;
         out.push((case.name.clone(), run.settlement));
     }
     out
+}
+
+/// Uploads a case's object (and intent) and runs it through the pipeline.
+async fn run_case(pipeline: &EmbeddedPipeline, case: &Case) -> PipelineRun {
+    let prepared = cases::prepare(
+        case,
+        pipeline.store().as_ref(),
+        pipeline.intents().as_ref(),
+        &pipeline.config().policies,
+        "airlock-uploads",
+    )
+    .await
+    .unwrap();
+    let Prepared::Ready(items) = prepared else {
+        panic!(
+            "{}: optional object missing (install clamav-testfiles: scripts/setup.sh)",
+            case.name
+        );
+    };
+    assert_eq!(items.len(), 1, "{}", case.name);
+    let object = items[0].object().expect("case event yields an object");
+    pipeline.process(object).await.unwrap()
 }
 
 /// Asserts that a case's object is in exactly the place it should be, with its record and
@@ -417,22 +422,7 @@ async fn scan_against_a_hung_clamd(heartbeat_every: std::time::Duration) -> (Str
         .into_iter()
         .find(|c| c.name == "clean-pdf")
         .expect("the clean-pdf case");
-    let prepared = cases::prepare(
-        &case,
-        pipeline.store().as_ref(),
-        pipeline.intents().as_ref(),
-        &pipeline.config().policies,
-        "airlock-uploads",
-    )
-    .await
-    .unwrap();
-    let Prepared::Ready(items) = prepared else {
-        panic!("clean-pdf: not prepared");
-    };
-    let run = pipeline
-        .process(items[0].object().expect("an object"))
-        .await
-        .unwrap();
+    let run = run_case(&pipeline, &case).await;
     pipeline.shutdown().await;
     hung.abort();
     (
