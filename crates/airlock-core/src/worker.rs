@@ -351,9 +351,21 @@ impl Worker {
             }
             tracing::warn!(stage = %task.stage, error = %err.message, "heartbeat failed");
         }
+        // Inspect, Scan and Media only read or stage, so an attempt nobody waits for any
+        // more is stopped. Promote and Quarantine finish what they started (their steps
+        // are ordered so that finishing, or a repeat, leaves a consistent state; stopping
+        // halfway could leave copies in trusted/ behind an unsettled intent).
+        let stoppable = matches!(task.stage, Stage::Inspect | Stage::Scan | Stage::Media);
+        let stopper = async {
+            let stale = self.keep_alive(&task.task_token, answers).await;
+            if !stoppable {
+                std::future::pending::<()>().await;
+            }
+            stale
+        };
         let outcome = tokio::select! {
             outcome = self.run(&task) => outcome,
-            stale = self.keep_alive(&task.task_token, answers) => {
+            stale = stopper => {
                 // Nobody waits for this attempt any more (a retry may run it again): stop.
                 return Err(HandleError::Stale(format!(
                     "{} of {} stopped: {stale}",
