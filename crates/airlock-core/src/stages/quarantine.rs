@@ -292,19 +292,16 @@ async fn place_is_free_or_ours(
     sha256: &str,
 ) -> Result<bool, StageError> {
     let store_err = |e: &StoreError| StageError::store(Stage::Quarantine, e);
-    if store
-        .head(record_key)
-        .await
-        .map_err(|e| store_err(&e))?
-        .is_some()
-    {
+    if let Some(meta) = store.head(record_key).await.map_err(|e| store_err(&e))? {
         // Ours only if it is a record of this very object at this very place; anything
         // else there (another object's record, or an object) must stay untouched.
-        return Ok(read_record(store, record_key).await?.is_some_and(|record| {
-            record.sha256.eq_ignore_ascii_case(sha256)
-                && record.quarantine_key == destination
-                && record.original_key == incoming
-        }));
+        return Ok(read_record(store, record_key, meta.size)
+            .await?
+            .is_some_and(|record| {
+                record.sha256.eq_ignore_ascii_case(sha256)
+                    && record.quarantine_key == destination
+                    && record.original_key == incoming
+            }));
     }
     if store
         .head(destination)
@@ -320,23 +317,17 @@ async fn place_is_free_or_ours(
     Ok(existing.eq_ignore_ascii_case(sha256))
 }
 
-/// An existing quarantine record, if `record_key` holds one.
+/// The quarantine record at `record_key` (`size` bytes), if what is there is one.
 async fn read_record(
     store: &dyn ObjectStore,
     record_key: &str,
+    size: u64,
 ) -> Result<Option<QuarantineRecord>, StageError> {
-    let Some(meta) = store
-        .head(record_key)
-        .await
-        .map_err(|e| StageError::store(Stage::Quarantine, &e))?
-    else {
-        return Ok(None);
-    };
-    if meta.size > MAX_RECORD_BYTES {
+    if size > MAX_RECORD_BYTES {
         return Ok(None);
     }
     let bytes = store
-        .read_range(record_key, 0, meta.size)
+        .read_range(record_key, 0, size)
         .await
         .map_err(|e| StageError::store(Stage::Quarantine, &e))?;
     Ok(serde_json::from_slice::<QuarantineRecord>(&bytes).ok())
