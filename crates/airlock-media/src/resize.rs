@@ -389,6 +389,20 @@ impl<'r> RowResizer<'r> {
 mod tests {
     use super::*;
 
+    /// A detailed test pattern of `channels`.
+    fn pattern(w: u32, h: u32, channels: Channels) -> Raster {
+        let n = u32::try_from(channels.count()).unwrap();
+        let pixels = (0..w * h * n)
+            .map(|i| u8::try_from((i * 7 + i / 900 * 13 + i / 5000) % 256).unwrap())
+            .collect();
+        Raster::new(w, h, channels, pixels)
+    }
+
+    /// The largest difference between two equally long sample runs.
+    fn worst_difference(a: &[u8], b: &[u8]) -> u8 {
+        a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap()
+    }
+
     #[test]
     fn tabled_kernel_matches_the_exact_lanczos3() {
         let mut worst = 0.0f64;
@@ -431,13 +445,7 @@ mod tests {
                 &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)),
             )
             .unwrap();
-        let worst = striped
-            .pixels
-            .iter()
-            .zip(whole.buffer())
-            .map(|(a, b)| a.abs_diff(*b))
-            .max()
-            .unwrap();
+        let worst = worst_difference(&striped.pixels, whole.buffer());
         assert!(worst <= 1, "strips differ by up to {worst}");
     }
 
@@ -449,10 +457,7 @@ mod tests {
             (Channels::Gray, (64, 600), (64, 599)),
         ] {
             let n = channels.count();
-            let pixels: Vec<u8> = (0..w * h * u32::try_from(n).unwrap())
-                .map(|i| u8::try_from((i * 7 + i / 900 * 13 + i / 5000) % 256).unwrap())
-                .collect();
-            let source = Raster::new(w, h, channels, pixels);
+            let source = pattern(w, h, channels);
             let whole = Resampler::new().resize(&source, None, dw, dh).unwrap();
             let mut resampler = Resampler::new();
             let mut rows = RowResizer::new(&mut resampler, (w, h), channels, dw, dh);
@@ -468,13 +473,7 @@ mod tests {
             );
             let streamed = rows.finish().unwrap();
             assert_eq!((streamed.width, streamed.height), (dw, dh));
-            let worst = streamed
-                .pixels
-                .iter()
-                .zip(&whole.pixels)
-                .map(|(a, b)| a.abs_diff(*b))
-                .max()
-                .unwrap();
+            let worst = worst_difference(&streamed.pixels, &whole.pixels);
             assert!(
                 worst <= 1,
                 "{channels:?}: streamed differs by up to {worst}"
@@ -490,22 +489,12 @@ mod tests {
             // Too little shrink to write over the source: resized the ordinary way.
             (Channels::Gray, (64, 600), (64, 599)),
         ] {
-            let n = u32::try_from(channels.count()).unwrap();
-            let pixels: Vec<u8> = (0..w * h * n)
-                .map(|i| u8::try_from((i * 7 + i / 900 * 13 + i / 5000) % 256).unwrap())
-                .collect();
-            let source = Raster::new(w, h, channels, pixels);
+            let source = pattern(w, h, channels);
             let whole = Resampler::new().resize(&source, None, dw, dh).unwrap();
             let shrunk = Resampler::new().shrink_in_place(source, dw, dh).unwrap();
             assert_eq!((shrunk.width, shrunk.height), (dw, dh));
             assert_eq!(shrunk.pixels.len(), whole.pixels.len());
-            let worst = shrunk
-                .pixels
-                .iter()
-                .zip(&whole.pixels)
-                .map(|(a, b)| a.abs_diff(*b))
-                .max()
-                .unwrap();
+            let worst = worst_difference(&shrunk.pixels, &whole.pixels);
             assert!(worst <= 1, "{channels:?}: differs by up to {worst}");
         }
     }
