@@ -5,8 +5,8 @@ use airlock_core::keys::{Purpose, TenantId, UploadId, UploadKey};
 use airlock_core::object::ObjectRef;
 use airlock_core::policy::Policies;
 use airlock_core::ports::{
-    EventSink, EventSinkError, IntentStore, ObjectReader, ObjectWriter, PipelineEvent,
-    PipelineEventKind, Retry, SystemClock,
+    EventSink, EventSinkError, IntentStore, ObjectReader, ObjectVersion, ObjectWriter,
+    PipelineEvent, PipelineEventKind, Retry, SystemClock, WriteMode,
 };
 use airlock_core::stages::{
     InspectOutcome, PromoteFacts, PromoteReport, QuarantineRecord, QuarantineReport,
@@ -64,7 +64,7 @@ async fn world(state: IntentState) -> World {
 
 async fn read(store: &FsStore, key: &str) -> Vec<u8> {
     let meta = store.head(key).await.unwrap().unwrap();
-    store.read_range(key, 0, meta.size).await.unwrap()
+    store.read_range(key, None, 0, meta.size).await.unwrap()
 }
 
 fn sha(bytes: &[u8]) -> String {
@@ -73,6 +73,15 @@ fn sha(bytes: &[u8]) -> String {
 
 /// Promotes the world's 5-byte upload as the scan of `sha256` found it.
 async fn promote_scanned(w: &World, sha256: &str) -> Result<PromoteReport, StageError> {
+    promote_version(w, sha256, None).await
+}
+
+/// Promotes exactly `version` of the world's 5-byte upload as the scan of `sha256` found it.
+async fn promote_version(
+    w: &World,
+    sha256: &str,
+    version: Option<&ObjectVersion>,
+) -> Result<PromoteReport, StageError> {
     promote(
         &w.store,
         &w.intents,
@@ -83,6 +92,7 @@ async fn promote_scanned(w: &World, sha256: &str) -> Result<PromoteReport, Stage
             sha256,
             size: 5,
             engine: "ClamAV 1.4.6",
+            version,
             media: None,
         },
     )
@@ -94,18 +104,31 @@ async fn bytes_replaced_after_the_scan_are_never_promoted() {
     let w = world(IntentState::Processing).await;
     // GIVEN clean bytes were scanned, then the key was overwritten with other bytes
     let scanned = sha(b"clean");
+    let version = w
+        .store
+        .put(
+            &w.upload.incoming(),
+            b"clean".to_vec(),
+            "text/plain",
+            WriteMode::Overwrite,
+        )
+        .await
+        .unwrap()
+        .version;
     w.store
-        .put(&w.upload.incoming(), b"EVIL!".to_vec(), "text/plain")
+        .put(
+            &w.upload.incoming(),
+            b"EVIL!".to_vec(),
+            "text/plain",
+            WriteMode::Overwrite,
+        )
         .await
         .unwrap();
     // WHEN promote runs with the scan's facts
-    let result = promote_scanned(&w, &scanned).await;
+    let result = promote_version(&w, &scanned, version.as_ref()).await;
     // THEN it fails, nothing is in trusted/, the object waits in incoming/, the intent is unsettled
     let err = result.unwrap_err();
-    assert!(
-        err.to_string().contains("not the object that was scanned"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("not the object that was"), "{err}");
     assert!(w.store.head(&w.upload.trusted()).await.unwrap().is_none());
     assert!(w.store.head(&w.upload.incoming()).await.unwrap().is_some());
     let intent = w.intents.get(w.upload.upload_id).await.unwrap().unwrap();
@@ -113,11 +136,16 @@ async fn bytes_replaced_after_the_scan_are_never_promoted() {
 }
 
 #[tokio::test]
-async fn a_copy_left_in_incoming_by_a_promotion_is_skipped_not_quarantined() {
+async fn a_copy_left_in_incoming_by_a_promotion_is_finished_not_quarantined() {
     let w = world(IntentState::Processing).await;
     // GIVEN an upload that was promoted
     w.store
-        .put(&w.upload.incoming(), b"hello".to_vec(), "text/plain")
+        .put(
+            &w.upload.incoming(),
+            b"hello".to_vec(),
+            "text/plain",
+            WriteMode::Overwrite,
+        )
         .await
         .unwrap();
     promote_scanned(&w, &sha(b"hello")).await.unwrap();
@@ -128,22 +156,38 @@ async fn a_copy_left_in_incoming_by_a_promotion_is_skipped_not_quarantined() {
     // WHEN the same bytes are found in incoming/ again (promote's delete had failed) and
     // the event is replayed
     w.store
-        .put(&w.upload.incoming(), b"hello".to_vec(), "text/plain")
+        .put(
+            &w.upload.incoming(),
+            b"hello".to_vec(),
+            "text/plain",
+            WriteMode::Overwrite,
+        )
         .await
         .unwrap();
-    // THEN inspect skips it as the settled upload: no quarantine for security to chase
+    // THEN inspect finds the settled upload, to be finished: no quarantine for security
+    // to chase
     match inspect_now().await.unwrap() {
-        InspectOutcome::Skip { detail, state } => {
-            assert_eq!(state, Some(IntentState::Ready));
-            assert!(detail.contains("leftover copy"), "{detail}");
+        InspectOutcome::Settled(leftover) => {
+            assert_eq!(leftover.state, IntentState::Ready);
+            assert_eq!(leftover.settled_key, w.upload.trusted());
+            assert!(
+                leftover.detail.contains("leftover copy"),
+                "{}",
+                leftover.detail
+            );
         }
-        other => panic!("expected a skip, got {other:?}"),
+        other => panic!("expected a settled leftover, got {other:?}"),
     }
     assert_eq!(read(&w.store, &w.upload.trusted()).await, b"hello");
 
     // AND other bytes of the same size under the used key are still rejected for review
     w.store
-        .put(&w.upload.incoming(), b"HELLO".to_vec(), "text/plain")
+        .put(
+            &w.upload.incoming(),
+            b"HELLO".to_vec(),
+            "text/plain",
+            WriteMode::Overwrite,
+        )
         .await
         .unwrap();
     match inspect_now().await.unwrap() {
@@ -154,9 +198,14 @@ async fn a_copy_left_in_incoming_by_a_promotion_is_skipped_not_quarantined() {
     }
 
     // AND once the promoted object is gone from trusted/, nothing vouches for the copy
-    w.store.delete(&w.upload.trusted()).await.unwrap();
+    w.store.delete(&w.upload.trusted(), None).await.unwrap();
     w.store
-        .put(&w.upload.incoming(), b"hello".to_vec(), "text/plain")
+        .put(
+            &w.upload.incoming(),
+            b"hello".to_vec(),
+            "text/plain",
+            WriteMode::Overwrite,
+        )
         .await
         .unwrap();
     assert!(matches!(
@@ -171,7 +220,12 @@ async fn a_copy_left_in_incoming_by_a_promotion_is_skipped_not_quarantined() {
 /// Uploads `bytes` to the key, then quarantines them for `reason`.
 async fn upload_and_quarantine(w: &World, bytes: &[u8], reason: ReasonCode) -> QuarantineReport {
     w.store
-        .put(&w.upload.incoming(), bytes.to_vec(), "text/plain")
+        .put(
+            &w.upload.incoming(),
+            bytes.to_vec(),
+            "text/plain",
+            WriteMode::Overwrite,
+        )
         .await
         .unwrap();
     let request = QuarantineRequest {
@@ -179,6 +233,7 @@ async fn upload_and_quarantine(w: &World, bytes: &[u8], reason: ReasonCode) -> Q
         rejection: Rejection::new(reason, String::from_utf8_lossy(bytes)),
         stage: Stage::Scan,
         sha256: None,
+        version: None,
     };
     quarantine(&w.store, &w.intents, &w.events, &SystemClock, &request)
         .await
@@ -208,7 +263,12 @@ async fn a_second_object_for_a_used_key_does_not_overwrite_the_first_ones_eviden
 /// Puts `bytes` at `key` (outside the server's scheme: no intent), then quarantines it.
 async fn quarantine_stray(w: &World, key: &str, bytes: &[u8]) -> QuarantineReport {
     w.store
-        .put(key, bytes.to_vec(), "application/octet-stream")
+        .put(
+            key,
+            bytes.to_vec(),
+            "application/octet-stream",
+            WriteMode::Overwrite,
+        )
         .await
         .unwrap();
     let request = QuarantineRequest {
@@ -216,6 +276,7 @@ async fn quarantine_stray(w: &World, key: &str, bytes: &[u8]) -> QuarantineRepor
         rejection: Rejection::new(ReasonCode::NoIntent, "not a key the server made"),
         stage: Stage::Inspect,
         sha256: None,
+        version: None,
     };
     quarantine(&w.store, &w.intents, &w.events, &SystemClock, &request)
         .await
@@ -316,7 +377,12 @@ fn published(w: &World) -> Vec<PipelineEventKind> {
 async fn a_promotion_retried_after_a_failed_publish_still_announces_the_upload() {
     let w = world(IntentState::Processing).await;
     w.store
-        .put(&w.upload.incoming(), b"hello".to_vec(), "text/plain")
+        .put(
+            &w.upload.incoming(),
+            b"hello".to_vec(),
+            "text/plain",
+            WriteMode::Overwrite,
+        )
         .await
         .unwrap();
     let events = FlakyEvents::failing_once(&w.events);
@@ -332,6 +398,7 @@ async fn a_promotion_retried_after_a_failed_publish_still_announces_the_upload()
                 sha256: &hello,
                 size: 5,
                 engine: "ClamAV 1.4.6",
+                version: None,
                 media: None,
             },
         )
@@ -351,7 +418,12 @@ async fn a_promotion_retried_after_a_failed_publish_still_announces_the_upload()
 async fn a_quarantine_retried_after_a_failed_publish_still_announces_the_upload() {
     let w = world(IntentState::Processing).await;
     w.store
-        .put(&w.upload.incoming(), b"EICAR".to_vec(), "text/plain")
+        .put(
+            &w.upload.incoming(),
+            b"EICAR".to_vec(),
+            "text/plain",
+            WriteMode::Overwrite,
+        )
         .await
         .unwrap();
     let events = FlakyEvents::failing_once(&w.events);
@@ -360,6 +432,7 @@ async fn a_quarantine_retried_after_a_failed_publish_still_announces_the_upload(
         rejection: Rejection::new(ReasonCode::Infected, "test signature"),
         stage: Stage::Scan,
         sha256: Some(sha(b"EICAR")),
+        version: None,
     };
     let quarantine_once = || quarantine(&w.store, &w.intents, &events, &SystemClock, &request);
     let failed = quarantine_once().await.unwrap_err();

@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::ports::ObjectVersion;
+
 /// An object a storage event announced. The key is already decoded (events carry it
 /// form-URL-encoded). Fields other than bucket and key are what the event said, if anything:
 /// stages check the store itself rather than trust them.
@@ -79,6 +81,9 @@ impl ObjectRef {
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
     pub size: u64,
+    /// Which version this is, where the store tells (see [`ObjectVersion`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<ObjectVersion>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

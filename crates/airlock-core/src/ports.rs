@@ -26,6 +26,37 @@ pub enum Retry {
     Permanent,
 }
 
+/// Which stored version of a key: what the store says identifies exactly these bytes (on S3
+/// the `VersionId` of a versioned bucket, else the ETag; the local store's own version
+/// token). Opaque: stages only keep it and hand it back, so every stage after Inspect
+/// reads, copies and deletes exactly the object Inspect judged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ObjectVersion(pub String);
+
+impl ObjectVersion {
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ObjectVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whether a write may replace an existing object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Replace whatever is there.
+    Overwrite,
+    /// Only if nothing is at the key (S3 `If-None-Match: *`): the write that finds the key
+    /// taken fails with [`StoreError::AlreadyExists`], atomically.
+    CreateOnly,
+}
+
 /// A failure of the object store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -33,11 +64,24 @@ pub enum StoreError {
     NotFound { key: String },
     #[error("key {key:?} is not allowed: {reason}")]
     InvalidKey { key: String, reason: String },
+    /// The object at the key is not the version asked for (it was replaced or deleted):
+    /// S3's 412 Precondition Failed on `If-Match`, or a `VersionId` that no longer exists.
+    #[error("object {key:?} is no longer version {expected} (now {})", found.as_ref().map_or("absent".to_owned(), ToString::to_string))]
+    VersionMismatch {
+        key: String,
+        expected: ObjectVersion,
+        found: Option<ObjectVersion>,
+    },
+    /// A [`WriteMode::CreateOnly`] write found the key taken.
+    #[error("object {key:?} already exists")]
+    AlreadyExists { key: String },
     #[error("object store failed on {key:?}: {message}")]
     Backend {
         key: String,
         message: String,
         retry: Retry,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 }
 
@@ -46,31 +90,74 @@ impl StoreError {
     pub fn retry(&self) -> Retry {
         match self {
             Self::Backend { retry, .. } => *retry,
-            Self::NotFound { .. } | Self::InvalidKey { .. } => Retry::Permanent,
+            Self::NotFound { .. }
+            | Self::InvalidKey { .. }
+            | Self::VersionMismatch { .. }
+            | Self::AlreadyExists { .. } => Retry::Permanent,
+        }
+    }
+
+    /// A backend failure with its cause kept as the error's source.
+    pub fn backend(
+        key: &str,
+        retry: Retry,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Backend {
+            key: key.to_owned(),
+            message: source.to_string(),
+            retry,
+            source: Some(Box::new(source)),
         }
     }
 }
 
-/// Reading objects.
+/// Reading objects. `version`, when given, names the exact object meant: a read of a key
+/// that now holds another version fails with [`StoreError::VersionMismatch`] (or, where
+/// the store keeps old versions, reads the version asked for).
 #[async_trait]
 pub trait ObjectReader: Send + Sync {
-    /// HEAD: `None` when the object does not exist.
+    /// HEAD of the current object: `None` when there is none.
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError>;
     /// At most `len` bytes from `offset` (fewer at the end of the object).
-    async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError>;
+    async fn read_range(
+        &self,
+        key: &str,
+        version: Option<&ObjectVersion>,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, StoreError>;
     /// The whole object as a stream.
-    async fn open(&self, key: &str) -> Result<ByteStream, StoreError>;
+    async fn open(
+        &self,
+        key: &str,
+        version: Option<&ObjectVersion>,
+    ) -> Result<ByteStream, StoreError>;
 }
 
-/// Writing objects.
+/// Writing objects. Writes return what was written, so a later step can name it exactly.
 #[async_trait]
 pub trait ObjectWriter: Send + Sync {
-    /// Server-side copy; overwrites the destination.
-    async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError>;
-    /// Writes a small object (records, metadata); overwrites.
-    async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), StoreError>;
-    /// Deletes; deleting a missing object is not an error.
-    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Server-side copy of `from` (exactly `version`, when given: S3's
+    /// `x-amz-copy-source-if-match` / `versionId`) to `to`.
+    async fn copy(
+        &self,
+        from: &str,
+        version: Option<&ObjectVersion>,
+        to: &str,
+        mode: WriteMode,
+    ) -> Result<ObjectMeta, StoreError>;
+    /// Writes a small object (records, metadata, media outputs).
+    async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+        mode: WriteMode,
+    ) -> Result<ObjectMeta, StoreError>;
+    /// Deletes the object (only `version` of it, when given: a newer object at the key is
+    /// left alone); deleting a missing object is not an error.
+    async fn delete(&self, key: &str, version: Option<&ObjectVersion>) -> Result<(), StoreError>;
 }
 
 /// Both halves, for the stages that move objects.

@@ -48,11 +48,14 @@ pub enum ReasonCode {
     ImageUnsupported,
     /// The media stage failed, after retries.
     MediaUnavailable,
+    /// The object at the key was replaced (or changed) after it was inspected: the bytes
+    /// that would be scanned or promoted are not the bytes that were judged.
+    ObjectReplaced,
 }
 
 impl ReasonCode {
     /// Every code, in a stable order (for docs and tests).
-    pub const ALL: [ReasonCode; 18] = [
+    pub const ALL: [ReasonCode; 19] = [
         Self::NoIntent,
         Self::IntentExpired,
         Self::IntentAlreadyUsed,
@@ -71,6 +74,7 @@ impl ReasonCode {
         Self::ImageInvalid,
         Self::ImageUnsupported,
         Self::MediaUnavailable,
+        Self::ObjectReplaced,
     ];
 
     #[must_use]
@@ -94,6 +98,7 @@ impl ReasonCode {
             Self::ImageInvalid => "image-invalid",
             Self::ImageUnsupported => "image-unsupported",
             Self::MediaUnavailable => "media-unavailable",
+            Self::ObjectReplaced => "object-replaced",
         }
     }
 }

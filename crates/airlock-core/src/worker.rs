@@ -74,12 +74,24 @@ pub fn quarantine_request(
 ) -> Result<QuarantineRequest, StageError> {
     let findings: Findings = serde_json::from_value(findings.clone())
         .map_err(|e| bad_message(Stage::Quarantine, format!("findings are malformed: {e}")))?;
-    let sha256 = match &findings.scan {
-        Some(ScanOutcome::Pass(pass)) => Some(pass.sha256.clone()),
-        _ => None,
+    let (mut sha256, mut version) = match &findings.scan {
+        Some(ScanOutcome::Pass(pass)) => (Some(pass.sha256.clone()), pass.version.clone()),
+        _ => (None, None),
     };
     let (stage, rejection) = if let Some(InspectOutcome::Reject(r)) = findings.inspect {
         (Stage::Inspect, r)
+    } else if let Some(InspectOutcome::Settled(leftover)) = findings.inspect {
+        // Finishing an interrupted quarantine: its record, already written, keeps its
+        // verdict; this reason only stands in for it.
+        let reason = leftover.reason.ok_or_else(|| {
+            bad_message(
+                Stage::Quarantine,
+                "a settled leftover to quarantine has no recorded reason",
+            )
+        })?;
+        sha256 = Some(leftover.sha256);
+        version = leftover.version;
+        (Stage::Inspect, Rejection::new(reason, leftover.detail))
     } else if let Some(ScanOutcome::Reject(r)) = findings.scan {
         (Stage::Scan, r)
     } else if let Some(MediaOutcome::Reject(r)) = findings.media {
@@ -107,6 +119,7 @@ pub fn quarantine_request(
         rejection,
         stage,
         sha256,
+        version,
     })
 }
 
@@ -196,15 +209,19 @@ impl Worker {
                 to_value(Stage::Inspect, &outcome)
             }
             Stage::Scan => {
-                let expected = task
-                    .findings
-                    .pointer("/inspect/expectedSha256")
-                    .and_then(Value::as_str);
+                let InspectOutcome::Pass(inspected) =
+                    required::<InspectOutcome>(task, "inspect", Stage::Scan)?
+                else {
+                    return Err(bad_message(
+                        Stage::Scan,
+                        "findings hold no passing inspection",
+                    ));
+                };
                 let outcome = stages::scan(
                     self.store.as_ref(),
                     self.scanner.as_ref(),
                     &task.object.key,
-                    expected,
+                    &inspected,
                 )
                 .await?;
                 to_value(Stage::Scan, &outcome)
@@ -259,6 +276,7 @@ impl Worker {
                 content_type: &inspect.detected_type,
                 size: inspect.size,
                 scanned_sha256: &scan.sha256,
+                version: scan.version.as_ref(),
                 policy,
             },
         )
@@ -270,10 +288,21 @@ impl Worker {
         let upload = UploadKey::parse_incoming(&task.object.key)
             .map_err(|e| bad_message(Stage::Promote, e.to_string()))?;
         let refuse = |why: &str| bad_message(Stage::Promote, format!("{why}: refusing to promote"));
-        let InspectOutcome::Pass(inspect) =
-            required::<InspectOutcome>(task, "inspect", Stage::Promote)?
-        else {
-            return Err(refuse("findings hold no passing inspection"));
+        let inspect = match required::<InspectOutcome>(task, "inspect", Stage::Promote)? {
+            InspectOutcome::Pass(inspect) => inspect,
+            // A promotion an interrupted run left half done: finish it, judge nothing anew.
+            InspectOutcome::Settled(leftover) => {
+                let report = stages::finish_promotion(
+                    self.store.as_ref(),
+                    self.events.as_ref(),
+                    self.clock.as_ref(),
+                    &upload,
+                    &leftover,
+                )
+                .await?;
+                return to_value(Stage::Promote, &report);
+            }
+            _ => return Err(refuse("findings hold no passing inspection")),
         };
         let ScanOutcome::Pass(scan) = required::<ScanOutcome>(task, "scan", Stage::Promote)? else {
             return Err(refuse("findings hold no passing scan"));
@@ -307,6 +336,7 @@ impl Worker {
                 sha256: &scan.sha256,
                 size: scan.size,
                 engine: &scan.engine,
+                version: scan.version.as_ref(),
                 media: media.as_deref(),
             },
         )

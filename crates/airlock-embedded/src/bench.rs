@@ -13,7 +13,9 @@ use airlock_core::intent::{IntentState, UploadIntent};
 use airlock_core::keys::{Purpose, TenantId, UploadId, UploadKey};
 use airlock_core::object::{ObjectMeta, ObjectRef};
 use airlock_core::policy::{Policies, parse_size};
-use airlock_core::ports::{ByteStream, IntentStore, ObjectReader, StoreError, SystemClock};
+use airlock_core::ports::{
+    ByteStream, IntentStore, ObjectReader, ObjectVersion, StoreError, SystemClock,
+};
 use airlock_core::stages::{self, InspectOutcome, ScanOutcome};
 use airlock_local::{FsStore, SqliteIntentStore};
 use anyhow::{Context as _, bail};
@@ -53,15 +55,25 @@ impl ObjectReader for CountingReader {
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
         self.inner.head(key).await
     }
-    async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
-        let bytes = self.inner.read_range(key, offset, len).await?;
+    async fn read_range(
+        &self,
+        key: &str,
+        version: Option<&ObjectVersion>,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        let bytes = self.inner.read_range(key, version, offset, len).await?;
         self.range_bytes
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(bytes)
     }
-    async fn open(&self, key: &str) -> Result<ByteStream, StoreError> {
+    async fn open(
+        &self,
+        key: &str,
+        version: Option<&ObjectVersion>,
+    ) -> Result<ByteStream, StoreError> {
         self.opened.fetch_add(1, Ordering::Relaxed);
-        self.inner.open(key).await
+        self.inner.open(key, version).await
     }
 }
 
@@ -166,7 +178,7 @@ pub async fn run_scan(args: BenchScanArgs) -> anyhow::Result<u8> {
     );
     scanner.ping().await.context("clamd does not answer PING")?;
     let started = Instant::now();
-    let outcome = stages::scan(reader.as_ref(), &scanner, &key, None).await?;
+    let outcome = stages::scan(reader.as_ref(), &scanner, &key, &report).await?;
     let seconds = started.elapsed().as_secs_f64();
     let verdict = match &outcome {
         ScanOutcome::Pass(pass) => {

@@ -31,7 +31,7 @@ use airlock_core::keys::{
     Purpose, QUARANTINE_PREFIX, TRUSTED_PREFIX, TenantId, UploadId, counterpart,
 };
 use airlock_core::policy::Policies;
-use airlock_core::ports::{IntentStore, ObjectReader, ObjectWriter};
+use airlock_core::ports::{IntentStore, ObjectReader, ObjectWriter, WriteMode};
 use airlock_core::verdict::ReasonCode;
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Duration, Utc};
@@ -440,7 +440,7 @@ pub async fn prepare(
             .as_ref()
             .map_or("application/octet-stream", |i| i.declared_type.as_str());
         store
-            .put(&key, bytes.clone(), content_type)
+            .put(&key, bytes.clone(), content_type, WriteMode::Overwrite)
             .await
             .with_context(|| format!("uploading {key}"))?;
     }

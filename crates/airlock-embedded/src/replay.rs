@@ -207,7 +207,7 @@ async fn locate(
     }
     let quarantined = counterpart(&key, QUARANTINE_PREFIX)?;
     let record = store
-        .read_range(&format!("{quarantined}.json"), 0, 1 << 20)
+        .read_range(&format!("{quarantined}.json"), None, 0, 1 << 20)
         .await
         .ok()?;
     let record: QuarantineRecord = serde_json::from_slice(&record).ok()?;

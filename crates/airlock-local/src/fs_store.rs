@@ -3,13 +3,22 @@
 //! Keys map to paths below the root and can never leave it: `.` and `..` segments, empty
 //! segments, absolute keys, backslashes and NUL are refused, and a path that resolves through
 //! a symlink to somewhere outside the root is refused too. Writes go to a temporary file that
-//! is renamed into place, so a reader never sees half an object.
+//! is flushed, synced and then renamed (or, for create-only writes, hard-linked) into place,
+//! so a reader never sees half an object and an object is never changed in place.
+//!
+//! Versions: because objects are only ever replaced whole, an object's inode, modification
+//! time and size identify its bytes. That is the version token ([`ObjectVersion`]) this store
+//! reports and checks; a read of a pinned version checks it on the opened file, so the read
+//! is of exactly that object even if the key is replaced meanwhile.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use airlock_core::object::ObjectMeta;
-use airlock_core::ports::{ByteStream, ObjectReader, ObjectWriter, Retry, StoreError};
+use airlock_core::ports::{
+    ByteStream, ObjectReader, ObjectVersion, ObjectWriter, Retry, StoreError, WriteMode,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
@@ -18,6 +27,9 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 const TMP_DIR: &str = ".airlock-tmp";
 /// Read buffer for streamed objects.
 const STREAM_BUFFER: usize = 256 * 1024;
+/// Temporary files older than this, found when the store is opened, were left by a process
+/// that died mid-write; younger ones may belong to a live writer.
+const STALE_TEMP_AGE: Duration = Duration::from_mins(15);
 
 /// A filesystem object store confined to `root`.
 #[derive(Debug, Clone)]
@@ -25,16 +37,23 @@ pub struct FsStore {
     root: PathBuf,
 }
 
-fn backend(key: &str, err: &std::io::Error) -> StoreError {
-    let retry = match err.kind() {
-        ErrorKind::Interrupted | ErrorKind::WouldBlock | ErrorKind::TimedOut => Retry::Transient,
+/// Whether an I/O failure may go away: a full disk or quota may be freed, an interrupted or
+/// timed-out call may succeed next time.
+fn io_retry(err: &std::io::Error) -> Retry {
+    match err.kind() {
+        ErrorKind::Interrupted
+        | ErrorKind::WouldBlock
+        | ErrorKind::TimedOut
+        | ErrorKind::StorageFull
+        | ErrorKind::QuotaExceeded
+        | ErrorKind::ResourceBusy => Retry::Transient,
         _ => Retry::Permanent,
-    };
-    StoreError::Backend {
-        key: key.to_owned(),
-        message: err.to_string(),
-        retry,
     }
+}
+
+fn backend(key: &str, err: std::io::Error) -> StoreError {
+    let retry = io_retry(&err);
+    StoreError::backend(key, retry, err)
 }
 
 fn invalid(key: &str, reason: &str) -> StoreError {
@@ -44,18 +63,77 @@ fn invalid(key: &str, reason: &str) -> StoreError {
     }
 }
 
+/// The version token of a file: inode, modification time and size.
+fn version_of(meta: &std::fs::Metadata) -> ObjectVersion {
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(meta);
+    #[cfg(not(unix))]
+    let inode = 0u64;
+    ObjectVersion(format!("{inode:x}-{modified:x}-{:x}", meta.len()))
+}
+
+fn meta_of(meta: &std::fs::Metadata) -> ObjectMeta {
+    ObjectMeta {
+        size: meta.len(),
+        version: Some(version_of(meta)),
+        etag: None,
+        content_type: None,
+        last_modified: meta.modified().ok().map(DateTime::<Utc>::from),
+    }
+}
+
+/// A temporary file that is removed when dropped, unless it was installed.
+struct TempFile {
+    path: PathBuf,
+    installed: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.installed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 impl FsStore {
-    /// Opens (creating if needed) a store rooted at `root`.
+    /// Opens (creating if needed) a store rooted at `root`, removing temporary files that a
+    /// process which died mid-write left behind.
     pub fn open(root: impl AsRef<Path>) -> std::io::Result<Self> {
         std::fs::create_dir_all(root.as_ref())?;
         let root = std::fs::canonicalize(root.as_ref())?;
-        std::fs::create_dir_all(root.join(TMP_DIR))?;
-        Ok(Self { root })
+        let tmp = root.join(TMP_DIR);
+        std::fs::create_dir_all(&tmp)?;
+        let store = Self { root };
+        store.sweep_temp(STALE_TEMP_AGE)?;
+        Ok(store)
     }
 
     #[must_use]
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Removes temporary files older than `age`; returns how many.
+    pub fn sweep_temp(&self, age: Duration) -> std::io::Result<usize> {
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for entry in std::fs::read_dir(self.root.join(TMP_DIR))? {
+            let entry = entry?;
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| now.duration_since(modified).unwrap_or_default() >= age);
+            if stale && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// The path of `key`, checked lexically (symlinks are checked when the path is used).
@@ -109,7 +187,7 @@ impl FsStore {
                         }
                     }
                 }
-                Err(e) => return Err(backend(key, &e)),
+                Err(e) => return Err(backend(key, e)),
             }
         }
     }
@@ -120,10 +198,14 @@ impl FsStore {
         Ok(path)
     }
 
-    fn temp_path(&self) -> PathBuf {
-        self.root
-            .join(TMP_DIR)
-            .join(uuid::Uuid::new_v4().simple().to_string())
+    fn temp_file(&self) -> TempFile {
+        TempFile {
+            path: self
+                .root
+                .join(TMP_DIR)
+                .join(uuid::Uuid::new_v4().simple().to_string()),
+            installed: false,
+        }
     }
 
     async fn prepare_parent(&self, key: &str, path: &Path) -> Result<(), StoreError> {
@@ -133,28 +215,99 @@ impl FsStore {
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent)
                 .await
-                .map_err(|e| backend(key, &e))?;
+                .map_err(|e| backend(key, e))?;
         }
         // Check again now the folders exist: one of them may be a symlink.
         self.confine(key, path)
     }
 
-    async fn install(&self, key: &str, temp: &Path, path: &Path) -> Result<(), StoreError> {
-        self.prepare_parent(key, path).await?;
-        if let Err(e) = tokio::fs::rename(temp, path).await {
-            let _ = tokio::fs::remove_file(temp).await;
-            return Err(backend(key, &e));
+    /// Writes `file`'s pending bytes and syncs it: a write error (a full disk) surfaces
+    /// here, before anything is put in place.
+    async fn finish_temp(key: &str, mut file: tokio::fs::File) -> Result<ObjectMeta, StoreError> {
+        file.flush().await.map_err(|e| backend(key, e))?;
+        file.sync_all().await.map_err(|e| backend(key, e))?;
+        let meta = file.metadata().await.map_err(|e| backend(key, e))?;
+        Ok(meta_of(&meta))
+    }
+
+    /// Moves a finished temporary file to `key`: replacing what is there, or only if
+    /// nothing is (a hard link fails atomically on an existing name).
+    async fn install(
+        &self,
+        key: &str,
+        mut temp: TempFile,
+        mode: WriteMode,
+    ) -> Result<(), StoreError> {
+        let path = self.path_of(key)?;
+        self.prepare_parent(key, &path).await?;
+        match mode {
+            WriteMode::Overwrite => {
+                tokio::fs::rename(&temp.path, &path)
+                    .await
+                    .map_err(|e| backend(key, e))?;
+                temp.installed = true;
+            }
+            WriteMode::CreateOnly => match tokio::fs::hard_link(&temp.path, &path).await {
+                // The temporary name goes with `temp`; the object keeps the inode.
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    return Err(StoreError::AlreadyExists {
+                        key: key.to_owned(),
+                    });
+                }
+                Err(e) => return Err(backend(key, e)),
+            },
         }
-        // The rename is durable only once its folder is synced: callers delete the source
+        // The new name is durable only once its folder is synced: callers delete the source
         // of a copy right after, so the copy must survive a crash.
         if let Some(parent) = path.parent() {
             let parent = parent.to_path_buf();
             tokio::task::spawn_blocking(move || std::fs::File::open(&parent)?.sync_all())
                 .await
-                .map_err(|e| backend(key, &std::io::Error::other(e)))?
-                .map_err(|e| backend(key, &e))?;
+                .map_err(|e| backend(key, std::io::Error::other(e)))?
+                .map_err(|e| backend(key, e))?;
         }
         Ok(())
+    }
+
+    /// Opens the object at `key`, checking it is `version` when one is given. The check is
+    /// made on the opened file, so what is read is that version whatever happens to the key.
+    async fn open_file(
+        &self,
+        key: &str,
+        version: Option<&ObjectVersion>,
+    ) -> Result<(tokio::fs::File, std::fs::Metadata), StoreError> {
+        let path = self.checked_path(key)?;
+        let not_found = || match version {
+            Some(expected) => StoreError::VersionMismatch {
+                key: key.to_owned(),
+                expected: expected.clone(),
+                found: None,
+            },
+            None => StoreError::NotFound {
+                key: key.to_owned(),
+            },
+        };
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(not_found()),
+            Err(e) => return Err(backend(key, e)),
+        };
+        let meta = file.metadata().await.map_err(|e| backend(key, e))?;
+        if !meta.is_file() {
+            return Err(not_found());
+        }
+        if let Some(expected) = version {
+            let found = version_of(&meta);
+            if &found != expected {
+                return Err(StoreError::VersionMismatch {
+                    key: key.to_owned(),
+                    expected: expected.clone(),
+                    found: Some(found),
+                });
+            }
+        }
+        Ok((file, meta))
     }
 }
 
@@ -163,33 +316,40 @@ impl ObjectReader for FsStore {
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
         let path = self.checked_path(key)?;
         match tokio::fs::metadata(&path).await {
-            Ok(meta) if meta.is_file() => Ok(Some(ObjectMeta {
-                size: meta.len(),
-                etag: None,
-                content_type: None,
-                last_modified: meta.modified().ok().map(DateTime::<Utc>::from),
-            })),
+            Ok(meta) if meta.is_file() => Ok(Some(meta_of(&meta))),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(backend(key, &e)),
+            Err(e) => Err(backend(key, e)),
         }
     }
 
-    async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
-        let mut file = self.open_file(key).await?;
+    async fn read_range(
+        &self,
+        key: &str,
+        version: Option<&ObjectVersion>,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        let (mut file, meta) = self.open_file(key, version).await?;
         file.seek(std::io::SeekFrom::Start(offset))
             .await
-            .map_err(|e| backend(key, &e))?;
-        let mut bytes = Vec::with_capacity(usize::try_from(len.min(1 << 20)).unwrap_or(0));
-        file.take(len)
+            .map_err(|e| backend(key, e))?;
+        // Never more than the object holds, whatever `len` says.
+        let want = len.min(meta.len().saturating_sub(offset));
+        let mut bytes = Vec::with_capacity(usize::try_from(want.min(1 << 20)).unwrap_or(0));
+        file.take(want)
             .read_to_end(&mut bytes)
             .await
-            .map_err(|e| backend(key, &e))?;
+            .map_err(|e| backend(key, e))?;
         Ok(bytes)
     }
 
-    async fn open(&self, key: &str) -> Result<ByteStream, StoreError> {
-        let file = self.open_file(key).await?;
+    async fn open(
+        &self,
+        key: &str,
+        version: Option<&ObjectVersion>,
+    ) -> Result<ByteStream, StoreError> {
+        let (file, _) = self.open_file(key, version).await?;
         Ok(Box::new(tokio::io::BufReader::with_capacity(
             STREAM_BUFFER,
             file,
@@ -197,76 +357,64 @@ impl ObjectReader for FsStore {
     }
 }
 
-impl FsStore {
-    async fn open_file(&self, key: &str) -> Result<tokio::fs::File, StoreError> {
-        let path = self.checked_path(key)?;
-        match tokio::fs::File::open(&path).await {
-            Ok(file) => {
-                let meta = file.metadata().await.map_err(|e| backend(key, &e))?;
-                if meta.is_file() {
-                    Ok(file)
-                } else {
-                    Err(StoreError::NotFound {
-                        key: key.to_owned(),
-                    })
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => Err(StoreError::NotFound {
-                key: key.to_owned(),
-            }),
-            Err(e) => Err(backend(key, &e)),
-        }
-    }
-}
-
 #[async_trait]
 impl ObjectWriter for FsStore {
-    async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
-        let source = self.checked_path(from)?;
-        let destination = self.path_of(to)?;
-        let temp = self.temp_path();
-        match tokio::fs::copy(&source, &temp).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(StoreError::NotFound {
-                    key: from.to_owned(),
-                });
-            }
-            Err(e) => return Err(backend(from, &e)),
-        }
-        let synced = async {
-            tokio::fs::OpenOptions::new()
-                .write(true)
-                .open(&temp)
-                .await?
-                .sync_all()
-                .await
-        };
-        if let Err(e) = synced.await {
-            let _ = tokio::fs::remove_file(&temp).await;
-            return Err(backend(to, &e));
-        }
-        self.install(to, &temp, &destination).await
-    }
-
-    async fn put(&self, key: &str, bytes: Vec<u8>, _content_type: &str) -> Result<(), StoreError> {
-        let destination = self.path_of(key)?;
-        let temp = self.temp_path();
-        let mut file = tokio::fs::File::create(&temp)
+    async fn copy(
+        &self,
+        from: &str,
+        version: Option<&ObjectVersion>,
+        to: &str,
+        mode: WriteMode,
+    ) -> Result<ObjectMeta, StoreError> {
+        self.path_of(to)?;
+        // Copy from the opened (and checked) file, not from the path: the bytes copied are
+        // the version asked for even if the key is replaced meanwhile.
+        let (mut source, _) = self.open_file(from, version).await?;
+        let temp = self.temp_file();
+        let mut out = tokio::fs::File::create(&temp.path)
             .await
-            .map_err(|e| backend(key, &e))?;
-        file.write_all(&bytes).await.map_err(|e| backend(key, &e))?;
-        file.sync_all().await.map_err(|e| backend(key, &e))?;
-        drop(file);
-        self.install(key, &temp, &destination).await
+            .map_err(|e| backend(to, e))?;
+        tokio::io::copy(&mut source, &mut out)
+            .await
+            .map_err(|e| backend(to, e))?;
+        let meta = Self::finish_temp(to, out).await?;
+        self.install(to, temp, mode).await?;
+        Ok(meta)
     }
 
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+    async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        _content_type: &str,
+        mode: WriteMode,
+    ) -> Result<ObjectMeta, StoreError> {
+        self.path_of(key)?;
+        let temp = self.temp_file();
+        let mut file = tokio::fs::File::create(&temp.path)
+            .await
+            .map_err(|e| backend(key, e))?;
+        file.write_all(&bytes).await.map_err(|e| backend(key, e))?;
+        let meta = Self::finish_temp(key, file).await?;
+        self.install(key, temp, mode).await?;
+        Ok(meta)
+    }
+
+    async fn delete(&self, key: &str, version: Option<&ObjectVersion>) -> Result<(), StoreError> {
         let path = self.checked_path(key)?;
+        if let Some(expected) = version {
+            // Only that version: a newer object at the key is not ours to delete.
+            match tokio::fs::metadata(&path).await {
+                Ok(meta) if meta.is_file() && &version_of(&meta) == expected => {}
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(backend(key, e)),
+            }
+        }
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(backend(key, &e)),
+            Err(e) => Err(backend(key, e)),
         }
     }
 }
@@ -285,42 +433,216 @@ mod tests {
     async fn put_head_read_copy_delete() {
         let (_dir, store) = store();
         store
-            .put("incoming/a/b/c", b"hello world".to_vec(), "text/plain")
+            .put(
+                "incoming/a/b/c",
+                b"hello world".to_vec(),
+                "text/plain",
+                WriteMode::Overwrite,
+            )
             .await
             .unwrap();
         let meta = store.head("incoming/a/b/c").await.unwrap().unwrap();
         assert_eq!(meta.size, 11);
         assert_eq!(
-            store.read_range("incoming/a/b/c", 6, 100).await.unwrap(),
+            store
+                .read_range("incoming/a/b/c", None, 6, 100)
+                .await
+                .unwrap(),
             b"world"
         );
         assert_eq!(
-            store.read_range("incoming/a/b/c", 0, 5).await.unwrap(),
+            store
+                .read_range("incoming/a/b/c", None, 0, 5)
+                .await
+                .unwrap(),
             b"hello"
         );
-        store.copy("incoming/a/b/c", "trusted/a/b/c").await.unwrap();
+        store
+            .copy(
+                "incoming/a/b/c",
+                None,
+                "trusted/a/b/c",
+                WriteMode::Overwrite,
+            )
+            .await
+            .unwrap();
         let mut text = String::new();
         store
-            .open("trusted/a/b/c")
+            .open("trusted/a/b/c", None)
             .await
             .unwrap()
             .read_to_string(&mut text)
             .await
             .unwrap();
         assert_eq!(text, "hello world");
-        store.delete("incoming/a/b/c").await.unwrap();
-        store.delete("incoming/a/b/c").await.unwrap();
+        store.delete("incoming/a/b/c", None).await.unwrap();
+        store.delete("incoming/a/b/c", None).await.unwrap();
         assert!(store.head("incoming/a/b/c").await.unwrap().is_none());
         assert!(matches!(
-            store.open("incoming/a/b/c").await,
+            store.open("incoming/a/b/c", None).await,
             Err(StoreError::NotFound { .. })
         ));
         assert!(matches!(
-            store.copy("incoming/a/b/c", "x").await,
+            store
+                .copy("incoming/a/b/c", None, "x", WriteMode::Overwrite)
+                .await,
             Err(StoreError::NotFound { .. })
         ));
         // A folder is not an object.
         assert!(store.head("trusted/a").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn versions_name_exactly_one_object() {
+        let (_dir, store) = store();
+        let key = "incoming/a/b/c";
+        let first = store
+            .put(key, b"first".to_vec(), "text/plain", WriteMode::Overwrite)
+            .await
+            .unwrap();
+        let v1 = first.version.clone().unwrap();
+        assert_eq!(
+            store.head(key).await.unwrap().unwrap().version,
+            Some(v1.clone())
+        );
+        // A stream opened on v1 reads v1 even after the key is replaced.
+        let mut pinned = store.open(key, Some(&v1)).await.unwrap();
+        let second = store
+            .put(key, b"other".to_vec(), "text/plain", WriteMode::Overwrite)
+            .await
+            .unwrap();
+        let v2 = second.version.unwrap();
+        assert_ne!(v1, v2);
+        let mut text = String::new();
+        pinned.read_to_string(&mut text).await.unwrap();
+        assert_eq!(text, "first");
+        // New reads, copies and deletes of v1 find it gone.
+        for result in [
+            store.read_range(key, Some(&v1), 0, 5).await.map(drop),
+            store.open(key, Some(&v1)).await.map(drop),
+            store
+                .copy(key, Some(&v1), "trusted/x", WriteMode::Overwrite)
+                .await
+                .map(drop),
+        ] {
+            match result {
+                Err(StoreError::VersionMismatch {
+                    expected, found, ..
+                }) => {
+                    assert_eq!(expected, v1);
+                    assert_eq!(found, Some(v2.clone()));
+                }
+                other => panic!("expected a version mismatch, got {other:?}"),
+            }
+        }
+        assert!(store.head("trusted/x").await.unwrap().is_none());
+        store.delete(key, Some(&v1)).await.unwrap();
+        assert_eq!(
+            store.head(key).await.unwrap().unwrap().version,
+            Some(v2.clone())
+        );
+        // A copy keeps the version's bytes, and reports its own version.
+        let copy = store
+            .copy(key, Some(&v2), "trusted/x", WriteMode::Overwrite)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.head("trusted/x").await.unwrap().unwrap().version,
+            copy.version
+        );
+        store.delete(key, Some(&v2)).await.unwrap();
+        assert!(store.head(key).await.unwrap().is_none());
+        assert!(matches!(
+            store.open(key, Some(&v2)).await,
+            Err(StoreError::VersionMismatch { found: None, .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn create_only_never_replaces_and_leaves_no_temporary_file() {
+        let (_dir, store) = store();
+        store
+            .put(
+                "q/x",
+                b"evidence".to_vec(),
+                "text/plain",
+                WriteMode::CreateOnly,
+            )
+            .await
+            .unwrap();
+        let err = store
+            .put(
+                "q/x",
+                b"other".to_vec(),
+                "text/plain",
+                WriteMode::CreateOnly,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err}");
+        store
+            .put("src", b"bytes".to_vec(), "text/plain", WriteMode::Overwrite)
+            .await
+            .unwrap();
+        let err = store
+            .copy("src", None, "q/x", WriteMode::CreateOnly)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err}");
+        assert_eq!(
+            store.read_range("q/x", None, 0, 100).await.unwrap(),
+            b"evidence"
+        );
+        let temps = std::fs::read_dir(store.root().join(TMP_DIR))
+            .unwrap()
+            .count();
+        assert_eq!(temps, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_create_only_writes_have_exactly_one_winner() {
+        let (_dir, store) = store();
+        let store = std::sync::Arc::new(store);
+        let mut tasks = Vec::new();
+        for i in 0..32u8 {
+            let store = std::sync::Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                store
+                    .put(
+                        "q/contended",
+                        vec![i; 64],
+                        "text/plain",
+                        WriteMode::CreateOnly,
+                    )
+                    .await
+                    .map(|_| i)
+            }));
+        }
+        let mut winners = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(i) => winners.push(i),
+                Err(StoreError::AlreadyExists { .. }) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(winners.len(), 1);
+        let bytes = store.read_range("q/contended", None, 0, 100).await.unwrap();
+        assert_eq!(bytes, vec![winners[0]; 64]);
+    }
+
+    #[test]
+    fn stale_temporary_files_are_swept_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("bucket");
+        FsStore::open(&root).unwrap();
+        let stale = root.join(TMP_DIR).join("left-by-a-crash");
+        std::fs::write(&stale, b"half").unwrap();
+        let store = FsStore::open(&root).unwrap();
+        // Young: it may belong to a live writer.
+        assert!(stale.exists());
+        assert_eq!(store.sweep_temp(Duration::ZERO).unwrap(), 1);
+        assert!(!stale.exists());
     }
 
     #[tokio::test]
@@ -343,7 +665,10 @@ mod tests {
                 "{key:?} was accepted"
             );
             assert!(
-                store.put(key, b"x".to_vec(), "text/plain").await.is_err(),
+                store
+                    .put(key, b"x".to_vec(), "text/plain", WriteMode::Overwrite)
+                    .await
+                    .is_err(),
                 "{key:?} was written"
             );
         }
@@ -360,7 +685,9 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let key = format!("incoming/t{}/p/{i}", i % 4);
                 store.head(&key).await?;
-                store.put(&key, vec![1; 10], "text/plain").await?;
+                store
+                    .put(&key, vec![1; 10], "text/plain", WriteMode::Overwrite)
+                    .await?;
                 store.head(&key).await
             }));
         }
@@ -385,13 +712,18 @@ mod tests {
                 matches!(store.head(key).await, Err(StoreError::InvalidKey { .. })),
                 "{key}"
             );
-            assert!(store.open(key).await.is_err(), "{key}");
-            assert!(store.read_range(key, 0, 10).await.is_err(), "{key}");
-            assert!(store.delete(key).await.is_err(), "{key}");
+            assert!(store.open(key, None).await.is_err(), "{key}");
+            assert!(store.read_range(key, None, 0, 10).await.is_err(), "{key}");
+            assert!(store.delete(key, None).await.is_err(), "{key}");
         }
         assert!(
             store
-                .put("link/new", b"x".to_vec(), "text/plain")
+                .put(
+                    "link/new",
+                    b"x".to_vec(),
+                    "text/plain",
+                    WriteMode::Overwrite
+                )
                 .await
                 .is_err()
         );
@@ -399,22 +731,42 @@ mod tests {
         // Not even a folder is created through the link.
         assert!(
             store
-                .put("link/deeper/new", b"x".to_vec(), "text/plain")
+                .put(
+                    "link/deeper/new",
+                    b"x".to_vec(),
+                    "text/plain",
+                    WriteMode::Overwrite
+                )
                 .await
                 .is_err()
         );
         assert!(!outside.join("deeper").exists());
         assert!(
             store
-                .put("dangling/new", b"x".to_vec(), "text/plain")
+                .put(
+                    "dangling/new",
+                    b"x".to_vec(),
+                    "text/plain",
+                    WriteMode::Overwrite
+                )
                 .await
                 .is_err()
         );
-        assert!(store.copy("file-link", "stolen").await.is_err());
+        assert!(
+            store
+                .copy("file-link", None, "stolen", WriteMode::Overwrite)
+                .await
+                .is_err()
+        );
         assert!(store.head("stolen").await.unwrap().is_none());
         // A symlink that stays inside the root is fine.
         store
-            .put("real/obj", b"ok".to_vec(), "text/plain")
+            .put(
+                "real/obj",
+                b"ok".to_vec(),
+                "text/plain",
+                WriteMode::Overwrite,
+            )
             .await
             .unwrap();
         std::os::unix::fs::symlink(store.root().join("real"), store.root().join("alias")).unwrap();

@@ -10,7 +10,9 @@ use crate::keys::{Purpose, TenantId, UploadId, UploadKey};
 use crate::object::ObjectMeta;
 use crate::object::ObjectRef;
 use crate::policy::{Policies, UploadPolicy, normalize_type};
-use crate::ports::{Clock, IntentStore, ObjectReader, Retry, StoreError, Transition};
+use crate::ports::{
+    Clock, IntentStore, ObjectReader, ObjectVersion, Retry, StoreError, Transition,
+};
 use crate::verdict::{ReasonCode, Rejection};
 
 /// How many leading bytes inspect reads to recognise a type.
@@ -33,6 +35,9 @@ pub struct InspectReport {
     pub expected_sha256: Option<String>,
     /// Bytes read from the object's content (not counting the HEAD).
     pub bytes_read: u64,
+    /// The version judged: every later stage reads exactly this object, or stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<ObjectVersion>,
 }
 
 /// The result of inspect.
@@ -48,6 +53,30 @@ pub enum InspectOutcome {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         state: Option<IntentState>,
     },
+    /// The object is this upload's own bytes, left in `incoming/` by a run interrupted
+    /// after it settled the intent (READY or QUARANTINED, by an object with this SHA-256)
+    /// and before it removed the object: the settling stage runs again to finish the job
+    /// (remove this copy, announce the upload at least once), never judging it anew.
+    Settled(SettledLeftover),
+}
+
+/// A leftover of an upload already settled by these same bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettledLeftover {
+    /// READY or QUARANTINED.
+    pub state: IntentState,
+    /// Where the settled object is.
+    pub settled_key: String,
+    pub sha256: String,
+    pub size: u64,
+    /// The quarantine reason, when quarantined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ReasonCode>,
+    /// The leftover's version: only it is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<ObjectVersion>,
+    pub detail: String,
 }
 
 /// What the first bytes of an object say it is.
@@ -131,8 +160,8 @@ pub async fn inspect(
         return Ok(skip(detail, state));
     };
 
-    if let Some(outcome) = promoted_leftover(store, &upload, intent.as_ref(), &meta).await? {
-        return Ok(outcome);
+    if let Some(leftover) = settled_leftover(store, &upload, intent.as_ref(), &meta).await? {
+        return Ok(InspectOutcome::Settled(leftover));
     }
 
     let (intent, policy) = match check_intent(&upload, intent, &meta, policies, clock) {
@@ -143,11 +172,12 @@ pub async fn inspect(
 
     let want = meta.size.min(SNIFF_LEN);
     let bytes = store
-        .read_range(&object.key, 0, want)
+        .read_range(&object.key, meta.version.as_ref(), 0, want)
         .await
         .map_err(|e| match e {
-            // It was there a moment ago: let a retry see whether it was settled meanwhile.
-            StoreError::NotFound { .. } => {
+            // It was there (or was another version) a moment ago: let a retry judge what is
+            // there now, or see that it was settled meanwhile.
+            StoreError::NotFound { .. } | StoreError::VersionMismatch { .. } => {
                 StageError::new(Stage::Inspect, Retry::Transient, e.to_string())
             }
             other => store_err(&other),
@@ -171,56 +201,67 @@ pub async fn inspect(
         media,
         expected_sha256: intent.sha256,
         bytes_read: bytes.len() as u64,
+        version: meta.version,
     }))
 }
 
-/// Recognises the copy promote leaves in `incoming/` when its final delete kept failing:
-/// the intent is READY, its promoted object is still in `trusted/`, and this object has
-/// the promoted size and SHA-256. That is the settled upload itself, not a second object
-/// sent to a used key, so it is skipped rather than quarantined as `intent-already-used`
-/// (which would show the security team a false alarm). The copy stays until deleted, or
-/// expired by the bucket's lifecycle rule for `incoming/`.
+/// Recognises the copy a settling stage leaves in `incoming/` when it was interrupted (or
+/// its final delete kept failing) after it settled the intent: the intent is READY or
+/// QUARANTINED, what it settled is still in place, and this object has the settled size
+/// and SHA-256. That is the settled upload itself, not a second object sent to a used key,
+/// so it is finished rather than quarantined as `intent-already-used` (which would show the
+/// security team a false alarm, and leave an image both trusted and quarantined).
 ///
 /// Costs a HEAD and, only when size and state match, a read of the whole object.
-async fn promoted_leftover(
+async fn settled_leftover(
     store: &dyn ObjectReader,
     upload: &UploadKey,
     intent: Option<&UploadIntent>,
     meta: &ObjectMeta,
-) -> Result<Option<InspectOutcome>, StageError> {
+) -> Result<Option<SettledLeftover>, StageError> {
     let Some(intent) = intent.filter(|i| {
-        i.state == IntentState::Ready && i.tenant == upload.tenant && i.purpose == upload.purpose
+        matches!(i.state, IntentState::Ready | IntentState::Quarantined)
+            && i.tenant == upload.tenant
+            && i.purpose == upload.purpose
     }) else {
         return Ok(None);
     };
     let Some(outcome) = &intent.outcome else {
         return Ok(None);
     };
-    let (Some(promoted_sha256), Some(size)) = (&outcome.sha256, outcome.size) else {
+    let (Some(settled_sha256), Some(size)) = (&outcome.sha256, outcome.size) else {
         return Ok(None);
     };
     if size != meta.size {
         return Ok(None);
     }
-    let trusted = store
+    // For images trusted/ holds the sanitized original, of another size: its presence is
+    // what counts.
+    let settled = store
         .head(&outcome.key)
         .await
         .map_err(|e| StageError::store(Stage::Inspect, &e))?;
-    if trusted.is_none_or(|t| t.size != size) {
+    if settled.is_none() {
         return Ok(None);
     }
     let key = upload.incoming();
-    let (sha256, read) = super::hash_object(store, &key, Stage::Inspect).await?;
-    if read != size || !sha256.eq_ignore_ascii_case(promoted_sha256) {
+    let (sha256, read) =
+        super::hash_object(store, &key, meta.version.as_ref(), Stage::Inspect).await?;
+    if read != size || !sha256.eq_ignore_ascii_case(settled_sha256) {
         return Ok(None);
     }
-    Ok(Some(skip(
-        format!(
-            "object {key} is a leftover copy of the upload promoted as {} (same {size} bytes, sha256 {sha256}); nothing to do",
-            outcome.key
+    Ok(Some(SettledLeftover {
+        state: intent.state,
+        settled_key: outcome.key.clone(),
+        detail: format!(
+            "object {key} is a leftover copy of the upload settled as {} ({} bytes, sha256 {sha256}); finishing the settlement",
+            outcome.key, size
         ),
-        Some(IntentState::Ready),
-    )))
+        sha256,
+        size,
+        reason: outcome.reason,
+        version: meta.version.clone(),
+    }))
 }
 
 /// Checks the intent, the object's size and the declared type against the purpose's policy:
@@ -317,7 +358,7 @@ fn check_intent<'p>(
 }
 
 /// Checks sniffed content against a declared type; returns the detected type.
-fn check_type(declared: &str, sniffed: Sniffed) -> Result<String, String> {
+pub(crate) fn check_type(declared: &str, sniffed: Sniffed) -> Result<String, String> {
     match sniffed {
         Sniffed::Binary(mime) if mime == declared => Ok(mime.to_owned()),
         Sniffed::Binary(mime) => Err(format!("declared {declared}, content is {mime}")),

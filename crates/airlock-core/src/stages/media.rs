@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use super::{Stage, StageError};
 use crate::keys::UploadKey;
 use crate::media::{MediaFileFailure, MediaOutput, MediaPolicy, MediaProcessor};
-use crate::ports::{ObjectStore, Retry, StoreError};
+use crate::ports::{ObjectStore, ObjectVersion, Retry, StoreError, WriteMode};
 use crate::verdict::Rejection;
 
 /// One staged output.
@@ -29,6 +29,9 @@ pub struct StagedOutput {
     pub height: u32,
     pub size: u64,
     pub sha256: String,
+    /// The staged version: promotion copies exactly it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<ObjectVersion>,
 }
 
 /// What the media stage made.
@@ -58,8 +61,14 @@ async fn stage_output(
 ) -> Result<StagedOutput, StageError> {
     let staging_key = upload.staging(&format!("{}.{}", output.name, output.extension));
     let size = output.bytes.len() as u64;
-    store
-        .put(&staging_key, output.bytes, &output.content_type)
+    // A retry rewrites its own earlier outputs: staging/ is never readable.
+    let staged = store
+        .put(
+            &staging_key,
+            output.bytes,
+            &output.content_type,
+            WriteMode::Overwrite,
+        )
         .await
         .map_err(|e: StoreError| StageError::store(Stage::Media, &e))?;
     Ok(StagedOutput {
@@ -71,6 +80,7 @@ async fn stage_output(
         height: output.height,
         size,
         sha256: output.sha256,
+        version: staged.version,
     })
 }
 
@@ -83,6 +93,8 @@ pub struct MediaJob<'a> {
     pub size: u64,
     /// The scanned bytes' SHA-256: only those bytes may be processed.
     pub scanned_sha256: &'a str,
+    /// The version scanned.
+    pub version: Option<&'a ObjectVersion>,
     pub policy: &'a MediaPolicy,
 }
 
@@ -112,12 +124,12 @@ fn not_scanned(key: &str, size: u64, sha256: &str, read: u64, scanned_sha256: &s
 /// The object's bytes, if they are the ones the scan saw.
 async fn read_scanned(
     store: &dyn ObjectStore,
-    key: &str,
+    (key, version): (&str, Option<&ObjectVersion>),
     size: u64,
     scanned_sha256: &str,
 ) -> Result<Vec<u8>, StageError> {
     let bytes = store
-        .read_range(key, 0, size)
+        .read_range(key, version, 0, size)
         .await
         .map_err(|e| StageError::store(Stage::Media, &e))?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
@@ -132,7 +144,7 @@ async fn read_scanned(
 /// are the ones the scan saw.
 async fn spool(
     store: &dyn ObjectStore,
-    key: &str,
+    (key, version): (&str, Option<&ObjectVersion>),
     size: u64,
     scanned_sha256: &str,
 ) -> Result<tempfile::TempPath, StageError> {
@@ -151,7 +163,7 @@ async fn spool(
     let (file, path) = file.into_parts();
     let mut out = tokio::fs::File::from_std(file);
     let mut stream = store
-        .open(key)
+        .open(key, version)
         .await
         .map_err(|e| StageError::store(Stage::Media, &e))?;
     let mut hasher = Sha256::new();
@@ -195,13 +207,14 @@ pub async fn media(
         content_type,
         size,
         scanned_sha256,
+        version,
         policy,
     } = job;
     let key = upload.incoming();
     let source = if content_type == "image/png" && size >= SPOOL_FROM_BYTES {
-        Source::Spooled(spool(store, &key, size, scanned_sha256).await?)
+        Source::Spooled(spool(store, (&key, version), size, scanned_sha256).await?)
     } else {
-        Source::Bytes(read_scanned(store, &key, size, scanned_sha256).await?)
+        Source::Bytes(read_scanned(store, (&key, version), size, scanned_sha256).await?)
     };
     // Owned by the decode itself: if the backstop below gives up on it, the slot stays
     // taken until the decode really ends.

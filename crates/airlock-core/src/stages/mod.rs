@@ -14,13 +14,16 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use inspect::{InspectOutcome, InspectReport, SNIFF_LEN, inspect, sniff_type};
+pub use inspect::{InspectOutcome, InspectReport, SNIFF_LEN, SettledLeftover, inspect, sniff_type};
 pub use media::{MediaJob, MediaOutcome, MediaReport, SPOOL_FROM_BYTES, StagedOutput, media};
-pub use promote::{PromoteFacts, PromoteReport, promote};
+pub use promote::{PromoteFacts, PromoteReport, finish_promotion, promote};
 pub use quarantine::{QuarantineRecord, QuarantineReport, QuarantineRequest, quarantine};
 pub use scan::{ScanOutcome, ScanPass, scan};
 
-use crate::ports::{EventSinkError, IntentStoreError, Retry, ScanError, StoreError};
+use crate::object::ObjectMeta;
+use crate::ports::{
+    EventSinkError, IntentStoreError, ObjectVersion, Retry, ScanError, StoreError, WriteMode,
+};
 
 /// The stages, as named in worker messages and in the state machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -107,16 +110,17 @@ impl StageError {
     }
 }
 
-/// SHA-256 and size of a stored object, read as a stream.
+/// SHA-256 and size of a stored object (exactly `version`, when given), read as a stream.
 pub(crate) async fn hash_object(
     store: &dyn crate::ports::ObjectReader,
     key: &str,
+    version: Option<&ObjectVersion>,
     stage: Stage,
 ) -> Result<(String, u64), StageError> {
     use sha2::{Digest, Sha256};
     use tokio::io::AsyncReadExt;
     let mut stream = store
-        .open(key)
+        .open(key, version)
         .await
         .map_err(|e| StageError::store(stage, &e))?;
     let mut hasher = Sha256::new();
@@ -136,26 +140,37 @@ pub(crate) async fn hash_object(
     Ok((hex::encode(hasher.finalize()), size))
 }
 
-/// Copies `from` to `to` and confirms the copy has `size` bytes: a source is never deleted
-/// before its copy is confirmed.
+/// Copies exactly `version` of `from` to `to` and confirms the copy has `size` bytes: a
+/// source is never deleted before its copy is confirmed.
 pub(crate) async fn copy_confirmed(
     stage: Stage,
     store: &dyn crate::ports::ObjectStore,
-    from: &str,
+    from: (&str, Option<&ObjectVersion>),
     to: &str,
+    mode: WriteMode,
     size: u64,
-) -> Result<(), StageError> {
-    let store_err = |e: &StoreError| StageError::store(stage, e);
-    store.copy(from, to).await.map_err(|e| store_err(&e))?;
-    match store.head(to).await.map_err(|e| store_err(&e))? {
-        Some(copy) if copy.size == size => Ok(()),
-        other => Err(StageError::new(
+) -> Result<ObjectMeta, StageError> {
+    let copy = store
+        .copy(from.0, from.1, to, mode)
+        .await
+        .map_err(|e| match e {
+            StoreError::VersionMismatch { .. } => StageError::new(
+                stage,
+                Retry::Permanent,
+                format!("{} is not the object that was judged: {e}", from.0),
+            ),
+            other => StageError::store(stage, &other),
+        })?;
+    if copy.size == size {
+        Ok(copy)
+    } else {
+        Err(StageError::new(
             stage,
             Retry::Transient,
             format!(
-                "copy to {to} not confirmed: expected {size} bytes, found {:?}",
-                other.map(|m| m.size)
+                "copy to {to} not confirmed: expected {size} bytes, found {}",
+                copy.size
             ),
-        )),
+        ))
     }
 }

@@ -11,7 +11,8 @@ use crate::ports::{
     Clock, EventSink, IntentStore, ObjectStore, PipelineEvent, PipelineEventKind, Retry,
     Transition, TransitionResult,
 };
-use crate::stages::{MediaReport, StagedOutput};
+use crate::ports::{ObjectVersion, WriteMode};
+use crate::stages::{MediaReport, SettledLeftover, StagedOutput};
 
 /// What promote did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,33 +31,11 @@ pub struct PromoteFacts<'a> {
     pub size: u64,
     /// The scanner engine and definitions that passed it.
     pub engine: &'a str,
+    /// The version inspected and scanned: exactly it is copied, so the bytes in `trusted/`
+    /// are the scanned bytes from the moment they appear there (no copy-then-check window).
+    pub version: Option<&'a ObjectVersion>,
     /// For images: the sanitized original and variants waiting under `staging/`.
     pub media: Option<&'a MediaReport>,
-}
-
-/// Checks that a copy holds exactly the bytes that were scanned; if the upload was replaced
-/// after its scan, the copy is removed and promotion fails: unscanned bytes never stay in
-/// `trusted/`.
-async fn verify_scanned(
-    store: &dyn ObjectStore,
-    key: &str,
-    scanned_sha256: &str,
-) -> Result<(), StageError> {
-    let (sha256, _) = super::hash_object(store, key, Stage::Promote).await?;
-    if sha256.eq_ignore_ascii_case(scanned_sha256) {
-        return Ok(());
-    }
-    store
-        .delete(key)
-        .await
-        .map_err(|e| StageError::store(Stage::Promote, &e))?;
-    Err(StageError::new(
-        Stage::Promote,
-        Retry::Permanent,
-        format!(
-            "{key} is not the object that was scanned (sha256 {sha256}, scanned {scanned_sha256})"
-        ),
-    ))
 }
 
 /// Removes what this run wrote to `trusted/` (when it may not promote after all).
@@ -73,7 +52,7 @@ async fn remove_trusted(
     }
     for key in keys {
         store
-            .delete(&key)
+            .delete(&key, None)
             .await
             .map_err(|e| StageError::store(Stage::Promote, &e))?;
     }
@@ -112,52 +91,50 @@ fn variant_key(upload: &UploadKey, variant: &StagedOutput) -> String {
 }
 
 /// Copies what trusted/ gets: the upload itself, or for images the sanitized original,
-/// variants and metadata (and the upload too if the policy keeps it).
+/// variants and metadata (and the upload too if the policy keeps it). Every copy names the
+/// exact version it copies; a source that was replaced fails the copy.
 async fn copy_to_trusted(
     store: &dyn ObjectStore,
     upload: &UploadKey,
-    size: u64,
-    scanned_sha256: &str,
+    facts: &PromoteFacts<'_>,
     media: Option<&(&MediaReport, serde_json::Value)>,
 ) -> Result<(), StageError> {
-    let store_err = |e: &crate::ports::StoreError| StageError::store(Stage::Promote, e);
     let incoming = upload.incoming();
     let trusted = upload.trusted();
+    let copy = async |from: (&str, Option<&ObjectVersion>), to: &str, size: u64| {
+        copy_confirmed(Stage::Promote, store, from, to, WriteMode::Overwrite, size).await
+    };
     let Some((report, summary)) = media else {
-        copy_confirmed(Stage::Promote, store, &incoming, &trusted, size).await?;
-        return verify_scanned(store, &trusted, scanned_sha256).await;
+        copy((&incoming, facts.version), &trusted, facts.size).await?;
+        return Ok(());
     };
     // Variants and metadata first, the original last: once `trusted/{id}` exists,
     // everything beside it does too.
     for variant in &report.variants {
-        copy_confirmed(
-            Stage::Promote,
-            store,
-            &variant.staging_key,
-            &variant_key(upload, variant),
-            variant.size,
-        )
-        .await?;
+        let from = (variant.staging_key.as_str(), variant.version.as_ref());
+        copy(from, &variant_key(upload, variant), variant.size).await?;
     }
     let json = serde_json::to_vec_pretty(summary)
         .map_err(|e| StageError::new(Stage::Promote, Retry::Permanent, e.to_string()))?;
     store
-        .put(&upload.trusted_derived("json"), json, "application/json")
+        .put(
+            &upload.trusted_derived("json"),
+            json,
+            "application/json",
+            WriteMode::Overwrite,
+        )
         .await
-        .map_err(|e| store_err(&e))?;
+        .map_err(|e| StageError::store(Stage::Promote, &e))?;
     if report.keep_original {
         let original = upload.trusted_derived("original");
-        copy_confirmed(Stage::Promote, store, &incoming, &original, size).await?;
-        verify_scanned(store, &original, scanned_sha256).await?;
+        copy((&incoming, facts.version), &original, facts.size).await?;
     }
-    copy_confirmed(
-        Stage::Promote,
-        store,
-        &report.original.staging_key,
-        &trusted,
-        report.original.size,
-    )
-    .await
+    let from = (
+        report.original.staging_key.as_str(),
+        report.original.version.as_ref(),
+    );
+    copy(from, &trusted, report.original.size).await?;
+    Ok(())
 }
 
 /// Whether the READY intent was settled by this object (an earlier attempt of this
@@ -198,8 +175,8 @@ pub async fn promote(
 
     let incoming_meta = store.head(&incoming).await.map_err(|e| store_err(&e))?;
     let promoted_now = incoming_meta.is_some();
-    if let Some(meta) = incoming_meta {
-        copy_to_trusted(store, upload, meta.size, facts.sha256, media.as_ref()).await?;
+    if incoming_meta.is_some() {
+        copy_to_trusted(store, upload, &facts, media.as_ref()).await?;
     } else if store
         .head(&trusted)
         .await
@@ -264,11 +241,15 @@ pub async fn promote(
         }
     };
 
-    store.delete(&incoming).await.map_err(|e| store_err(&e))?;
+    // Only the version promoted: a newer object at the key is left for its own run.
+    store
+        .delete(&incoming, facts.version)
+        .await
+        .map_err(|e| store_err(&e))?;
     if let Some((report, _)) = &media {
         for staged in std::iter::once(&report.original).chain(&report.variants) {
             store
-                .delete(&staged.staging_key)
+                .delete(&staged.staging_key, None)
                 .await
                 .map_err(|e| store_err(&e))?;
         }
@@ -277,21 +258,62 @@ pub async fn promote(
     // At least once: a retry after a failed publish finds the intent READY already, by
     // this same object, and publishes again (consumers deduplicate on the upload id).
     if announce {
-        events
-            .publish(&PipelineEvent {
-                kind: PipelineEventKind::Ready,
-                upload_id: upload.upload_id,
-                tenant: upload.tenant.clone(),
-                purpose: upload.purpose.clone(),
-                key: trusted.clone(),
-                reason: None,
-                at: now,
-            })
-            .await
-            .map_err(|e| StageError::events(Stage::Promote, &e))?;
+        publish_ready(events, upload, &trusted, now).await?;
     }
     Ok(PromoteReport {
         trusted_key: trusted,
         promoted_now,
+    })
+}
+
+async fn publish_ready(
+    events: &dyn EventSink,
+    upload: &UploadKey,
+    trusted: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StageError> {
+    events
+        .publish(&PipelineEvent {
+            kind: PipelineEventKind::Ready,
+            upload_id: upload.upload_id,
+            tenant: upload.tenant.clone(),
+            purpose: upload.purpose.clone(),
+            key: trusted.to_owned(),
+            reason: None,
+            at,
+        })
+        .await
+        .map_err(|e| StageError::events(Stage::Promote, &e))
+}
+
+/// Finishes a promotion that an interrupted run left half done: the intent is READY by
+/// these bytes and `trusted/` holds them, but the copy in `incoming/` (exactly
+/// `leftover.version`) was not removed, and `upload.ready` may not have been published.
+/// Removes the copy and publishes (at least once; consumers deduplicate on the upload id).
+pub async fn finish_promotion(
+    store: &dyn ObjectStore,
+    events: &dyn EventSink,
+    clock: &dyn Clock,
+    upload: &UploadKey,
+    leftover: &SettledLeftover,
+) -> Result<PromoteReport, StageError> {
+    if leftover.state != IntentState::Ready {
+        return Err(StageError::new(
+            Stage::Promote,
+            Retry::Permanent,
+            format!(
+                "upload {} was settled as {}, not READY: refusing to promote",
+                upload.upload_id, leftover.state
+            ),
+        ));
+    }
+    store
+        .delete(&upload.incoming(), leftover.version.as_ref())
+        .await
+        .map_err(|e| StageError::store(Stage::Promote, &e))?;
+    publish_ready(events, upload, &leftover.settled_key, clock.now()).await?;
+    Ok(PromoteReport {
+        trusted_key: leftover.settled_key.clone(),
+        promoted_now: false,
     })
 }

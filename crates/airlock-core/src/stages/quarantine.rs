@@ -9,8 +9,8 @@ use crate::intent::{IntentOutcome, IntentState, UploadIntent};
 use crate::keys::{QUARANTINE_PREFIX, UploadKey, counterpart};
 use crate::object::{ObjectMeta, ObjectRef};
 use crate::ports::{
-    Clock, EventSink, IntentStore, ObjectStore, PipelineEvent, PipelineEventKind, Retry,
-    StoreError, Transition, TransitionResult,
+    Clock, EventSink, IntentStore, ObjectStore, ObjectVersion, PipelineEvent, PipelineEventKind,
+    Retry, StoreError, Transition, TransitionResult, WriteMode,
 };
 use crate::verdict::{ReasonCode, Rejection};
 
@@ -25,6 +25,9 @@ pub struct QuarantineRequest {
     /// Known from the scan, if it ran; otherwise quarantine hashes the object itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// The version `sha256` belongs to (the one inspected and scanned), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<ObjectVersion>,
 }
 
 /// The JSON record written beside a quarantined object, for security review.
@@ -74,16 +77,26 @@ pub struct QuarantineReport {
     pub quarantined_now: bool,
 }
 
-/// Where a rejected object goes, and what is known about it.
-struct Placement {
-    upload: Option<UploadKey>,
-    intent: Option<UploadIntent>,
+/// Where the object and its record are, and the record there: the one this run wrote, or
+/// an earlier run's (which stands: evidence is never rewritten).
+struct Placed {
     destination: String,
     record_key: String,
-    now: DateTime<Utc>,
+    record: QuarantineRecord,
 }
 
-/// Quarantines `request.object`.
+/// What is known about the upload an object belongs to.
+struct Owner {
+    upload: Option<UploadKey>,
+    intent: Option<UploadIntent>,
+}
+
+/// Quarantines `request.object`: the object and a record of why go to a place in
+/// `quarantine/` that nothing else holds, the intent becomes QUARANTINED, the object
+/// leaves `incoming/`, and products are told.
+///
+/// Safe to repeat, and after a crash at any point a rerun finishes the job with the first
+/// verdict: a record, once written, is never replaced.
 pub async fn quarantine(
     store: &dyn ObjectStore,
     intents: &dyn IntentStore,
@@ -91,15 +104,75 @@ pub async fn quarantine(
     clock: &dyn Clock,
     request: &QuarantineRequest,
 ) -> Result<QuarantineReport, StageError> {
-    let store_err = |e: &StoreError| StageError::store(Stage::Quarantine, e);
     let incoming = request.object.key.as_str();
-    let destination = counterpart(incoming, QUARANTINE_PREFIX).ok_or_else(|| {
+    let base = counterpart(incoming, QUARANTINE_PREFIX).ok_or_else(|| {
         StageError::new(
             Stage::Quarantine,
             Retry::Permanent,
             format!("{incoming} is not an incoming key"),
         )
     })?;
+    let owner = owner_of(intents, incoming).await?;
+    let now = clock.now();
+
+    let incoming_meta = store
+        .head(incoming)
+        .await
+        .map_err(|e| StageError::store(Stage::Quarantine, &e))?;
+    let quarantined_now = incoming_meta.is_some();
+    let placed = match &incoming_meta {
+        Some(meta) => place(store, request, &owner, &base, meta, now).await?,
+        None => find_placed(store, request, &owner, &base).await?,
+    };
+
+    let newly_quarantined = mark_quarantined(intents, &owner, &placed).await?;
+
+    // Only the version quarantined: a newer object at the key is left for its own run.
+    store
+        .delete(
+            incoming,
+            incoming_meta.as_ref().and_then(|m| m.version.as_ref()),
+        )
+        .await
+        .map_err(|e| StageError::store(Stage::Quarantine, &e))?;
+
+    // Tell products about the upload at least once: when this call settled it, or when an
+    // earlier attempt of this same quarantine did (a retry after a failed publish; the
+    // intent's outcome names this place). Not for a second object sent to a used key: that
+    // is for security review, not a new outcome.
+    let settled_earlier_here = owner.intent.as_ref().is_some_and(|intent| {
+        intent.state == IntentState::Quarantined
+            && intent
+                .outcome
+                .as_ref()
+                .is_some_and(|outcome| outcome.key == placed.destination)
+    });
+    let announce =
+        newly_quarantined || settled_earlier_here || (owner.intent.is_none() && quarantined_now);
+    if let (Some(upload), true) = (&owner.upload, announce) {
+        events
+            .publish(&PipelineEvent {
+                kind: PipelineEventKind::Quarantined,
+                upload_id: upload.upload_id,
+                tenant: upload.tenant.clone(),
+                purpose: upload.purpose.clone(),
+                key: placed.destination.clone(),
+                // The first verdict, as recorded: never a conflicting second reason.
+                reason: Some(placed.record.reason),
+                at: now,
+            })
+            .await
+            .map_err(|e| StageError::events(Stage::Quarantine, &e))?;
+    }
+    Ok(QuarantineReport {
+        quarantine_key: placed.destination,
+        record_key: placed.record_key,
+        reason: placed.record.reason,
+        quarantined_now,
+    })
+}
+
+async fn owner_of(intents: &dyn IntentStore, incoming: &str) -> Result<Owner, StageError> {
     let upload = UploadKey::parse_incoming(incoming).ok();
     let intent = match &upload {
         Some(upload) => intents
@@ -110,120 +183,231 @@ pub async fn quarantine(
             .filter(|i| i.tenant == upload.tenant && i.purpose == upload.purpose),
         None => None,
     };
-    let mut placement = Placement {
-        upload,
-        intent,
-        record_key: format!("{destination}.json"),
-        destination,
-        now: clock.now(),
-    };
+    Ok(Owner { upload, intent })
+}
 
-    let incoming_meta = store.head(incoming).await.map_err(|e| store_err(&e))?;
-    let quarantined_now = incoming_meta.is_some();
-    let facts = if let Some(meta) = &incoming_meta {
-        Some(copy_with_record(store, request, &mut placement, meta).await?)
-    } else {
-        // A retry after the object left incoming/: it is at its place, or, when its hash
-        // is known, at the place a taken key made it take.
-        // The hashed place first: it exists only if the plain one was taken by another.
-        let mut candidates = Vec::new();
-        if let Some(sha) = &request.sha256 {
-            let short = sha.get(..16).unwrap_or(sha);
-            candidates.push(format!("{}.{short}", placement.destination));
-        }
-        candidates.push(placement.destination.clone());
-        let mut already_there = false;
-        for candidate in candidates {
-            if store
-                .head(&candidate)
-                .await
-                .map_err(|e| store_err(&e))?
-                .is_some()
-            {
-                placement.record_key = format!("{candidate}.json");
-                placement.destination = candidate;
-                already_there = true;
-                break;
-            }
-        }
-        if !already_there {
-            return Err(StageError::new(
+/// The SHA-256 and size of the object now in `incoming/` (`meta`): from the scan when it is
+/// still the version scanned, else read.
+async fn facts_of(
+    store: &dyn ObjectStore,
+    request: &QuarantineRequest,
+    meta: &ObjectMeta,
+) -> Result<(String, u64), StageError> {
+    match (&request.sha256, &request.version, &meta.version) {
+        (Some(sha), Some(scanned), Some(now)) if scanned == now => Ok((sha.clone(), meta.size)),
+        (Some(sha), None, _) => Ok((sha.clone(), meta.size)),
+        _ => {
+            super::hash_object(
+                store,
+                &request.object.key,
+                meta.version.as_ref(),
                 Stage::Quarantine,
-                Retry::Permanent,
-                format!("neither {incoming} nor {} exists", placement.destination),
-            ));
-        }
-        None
-    };
-
-    let newly_quarantined = mark_quarantined(intents, request, &placement, facts).await?;
-
-    store.delete(incoming).await.map_err(|e| store_err(&e))?;
-
-    // Tell products about the upload at least once: when this call settled it, or when an
-    // earlier attempt of this same quarantine did (a retry after a failed publish; the
-    // intent's outcome names this place). Not for a second object sent to a used key: that
-    // is for security review, not a new outcome.
-    let settled_earlier_here = placement.intent.as_ref().is_some_and(|intent| {
-        intent.state == IntentState::Quarantined
-            && intent
-                .outcome
-                .as_ref()
-                .is_some_and(|outcome| outcome.key == placement.destination)
-    });
-    let announce = newly_quarantined
-        || settled_earlier_here
-        || (placement.intent.is_none() && quarantined_now);
-    if let (Some(upload), true) = (&placement.upload, announce) {
-        events
-            .publish(&PipelineEvent {
-                kind: PipelineEventKind::Quarantined,
-                upload_id: upload.upload_id,
-                tenant: upload.tenant.clone(),
-                purpose: upload.purpose.clone(),
-                key: placement.destination.clone(),
-                reason: Some(request.rejection.reason),
-                at: placement.now,
-            })
+            )
             .await
-            .map_err(|e| StageError::events(Stage::Quarantine, &e))?;
+        }
     }
-    Ok(QuarantineReport {
-        quarantine_key: placement.destination,
-        record_key: placement.record_key,
-        reason: request.rejection.reason,
-        quarantined_now,
+}
+
+/// The place names for a base key, in order: the key, then with the object's hash, then
+/// numbered.
+fn place_names(base: &str, sha256: &str) -> impl Iterator<Item = String> {
+    let short = sha256.get(..16).unwrap_or(sha256).to_owned();
+    let base = base.to_owned();
+    (0..MAX_PLACES).map(move |attempt| match attempt {
+        0 => base.clone(),
+        1 => format!("{base}.{short}"),
+        n => format!("{base}.{short}-{n}"),
     })
 }
 
-/// Copies the object to quarantine, confirms the copy, and writes the record beside it.
-/// Returns the object's SHA-256 and size.
-async fn copy_with_record(
+/// Puts the object and its record at the first place that is free or holds this object's
+/// own earlier quarantine. Both writes are create-only, so two objects can never take one
+/// place, whatever runs at the same time: not another object's evidence (a second upload
+/// to a used key), and, for keys outside the server's scheme where `x.json` is a possible
+/// object name, neither another object's record nor an object where a record would go.
+async fn place(
     store: &dyn ObjectStore,
     request: &QuarantineRequest,
-    placement: &mut Placement,
+    owner: &Owner,
+    base: &str,
     meta: &ObjectMeta,
-) -> Result<(String, u64), StageError> {
-    let store_err = |e: &StoreError| StageError::store(Stage::Quarantine, e);
+    now: DateTime<Utc>,
+) -> Result<Placed, StageError> {
+    let (sha256, size) = facts_of(store, request, meta).await?;
     let incoming = request.object.key.as_str();
-    let (sha256, size) = match &request.sha256 {
-        Some(sha) => (sha.clone(), meta.size),
-        None => super::hash_object(store, incoming, Stage::Quarantine).await?,
-    };
-    choose_place(store, incoming, placement, &sha256).await?;
-    let destination = placement.destination.as_str();
-    super::copy_confirmed(Stage::Quarantine, store, incoming, destination, meta.size).await?;
-    let upload = placement.upload.as_ref();
-    let intent = placement.intent.as_ref();
-    let record = QuarantineRecord {
+    for destination in place_names(base, &sha256) {
+        let record_key = format!("{destination}.json");
+        let ours = |r: &QuarantineRecord| describes(r, incoming, &destination, &sha256);
+        // 1. The object.
+        let copied = match store
+            .copy(
+                incoming,
+                meta.version.as_ref(),
+                &destination,
+                WriteMode::CreateOnly,
+            )
+            .await
+        {
+            Ok(copy) if copy.size == size => Some(copy),
+            Ok(copy) => {
+                return Err(StageError::new(
+                    Stage::Quarantine,
+                    Retry::Transient,
+                    format!(
+                        "copy to {destination} not confirmed: expected {size} bytes, found {}",
+                        copy.size
+                    ),
+                ));
+            }
+            Err(StoreError::AlreadyExists { .. }) => {
+                if let Some(record) = read_record(store, &record_key).await? {
+                    if ours(&record) {
+                        // Both already there: an earlier run of this same quarantine.
+                        return Ok(Placed {
+                            destination,
+                            record_key,
+                            record,
+                        });
+                    }
+                    continue;
+                }
+                // No record: this object from a run interrupted before its record was
+                // written, or something else. Only the bytes tell.
+                let (existing, _) =
+                    super::hash_object(store, &destination, None, Stage::Quarantine).await?;
+                if !existing.eq_ignore_ascii_case(&sha256) {
+                    continue;
+                }
+                None
+            }
+            Err(e @ StoreError::VersionMismatch { .. }) => {
+                // Replaced since its HEAD: a retry quarantines what is there then.
+                return Err(StageError::new(
+                    Stage::Quarantine,
+                    Retry::Transient,
+                    e.to_string(),
+                ));
+            }
+            Err(e) => return Err(StageError::store(Stage::Quarantine, &e)),
+        };
+        // 2. The record, beside it.
+        let record = new_record(request, owner, meta, (&sha256, size), &destination, now);
+        let json = serde_json::to_vec_pretty(&record)
+            .map_err(|e| StageError::new(Stage::Quarantine, Retry::Permanent, e.to_string()))?;
+        match store
+            .put(&record_key, json, "application/json", WriteMode::CreateOnly)
+            .await
+        {
+            Ok(_) => {
+                return Ok(Placed {
+                    destination,
+                    record_key,
+                    record,
+                });
+            }
+            Err(StoreError::AlreadyExists { .. }) => {
+                if let Some(existing) = read_record(store, &record_key)
+                    .await?
+                    .filter(|existing| ours(existing))
+                {
+                    return Ok(Placed {
+                        destination,
+                        record_key,
+                        record: existing,
+                    });
+                }
+                // The record's place is another object's: this place is not ours after all.
+                // Take back the copy (only this run's version of it) and try the next.
+                let version = copied.as_ref().and_then(|c| c.version.as_ref());
+                if copied.is_some() {
+                    store
+                        .delete(&destination, version)
+                        .await
+                        .map_err(|e| StageError::store(Stage::Quarantine, &e))?;
+                }
+            }
+            Err(e) => return Err(StageError::store(Stage::Quarantine, &e)),
+        }
+    }
+    Err(StageError::new(
+        Stage::Quarantine,
+        Retry::Permanent,
+        format!("{MAX_PLACES} quarantine keys from {base} on are taken by other objects"),
+    ))
+}
+
+/// After the object left `incoming/` (a retry of a quarantine that got past its delete):
+/// where an earlier run placed it, by its record.
+async fn find_placed(
+    store: &dyn ObjectStore,
+    request: &QuarantineRequest,
+    owner: &Owner,
+    base: &str,
+) -> Result<Placed, StageError> {
+    let incoming = request.object.key.as_str();
+    let mut candidates = Vec::new();
+    if let Some(outcome) = owner
+        .intent
+        .as_ref()
+        .filter(|i| i.state == IntentState::Quarantined)
+        .and_then(|i| i.outcome.as_ref())
+    {
+        candidates.push(outcome.key.clone());
+    }
+    match &request.sha256 {
+        Some(sha) => candidates.extend(place_names(base, sha)),
+        None => candidates.push(base.to_owned()),
+    }
+    for destination in candidates {
+        let record_key = format!("{destination}.json");
+        let Some(record) = read_record(store, &record_key).await? else {
+            continue;
+        };
+        let same_object = request
+            .sha256
+            .as_ref()
+            .is_none_or(|sha| record.sha256.eq_ignore_ascii_case(sha));
+        if record.original_key == incoming && record.quarantine_key == destination && same_object {
+            return Ok(Placed {
+                destination,
+                record_key,
+                record,
+            });
+        }
+    }
+    Err(StageError::new(
+        Stage::Quarantine,
+        Retry::Permanent,
+        format!("{incoming} is gone and no quarantine record from {base} on describes it"),
+    ))
+}
+
+/// Whether `record` is the record of this object at this place.
+fn describes(record: &QuarantineRecord, incoming: &str, destination: &str, sha256: &str) -> bool {
+    record.sha256.eq_ignore_ascii_case(sha256)
+        && record.quarantine_key == destination
+        && record.original_key == incoming
+}
+
+fn new_record(
+    request: &QuarantineRequest,
+    owner: &Owner,
+    meta: &ObjectMeta,
+    (sha256, size): (&str, u64),
+    destination: &str,
+    now: DateTime<Utc>,
+) -> QuarantineRecord {
+    let upload = owner.upload.as_ref();
+    let intent = owner.intent.as_ref();
+    QuarantineRecord {
         reason: request.rejection.reason,
         detail: request.rejection.detail.clone(),
         signature: request.rejection.signature.clone(),
         stage: request.stage,
-        sha256: sha256.clone(),
+        sha256: sha256.to_owned(),
         size,
         bucket: request.object.bucket.clone(),
-        original_key: incoming.to_owned(),
+        original_key: request.object.key.clone(),
         quarantine_key: destination.to_owned(),
         tenant: upload.map(|u| u.tenant.to_string()),
         purpose: upload.map(|u| u.purpose.to_string()),
@@ -234,134 +418,74 @@ async fn copy_with_record(
         declared_size: intent.map(|i| i.declared_size),
         engine: request.rejection.engine.clone(),
         uploaded_at: meta.last_modified,
-        quarantined_at: placement.now,
-    };
-    let json = serde_json::to_vec_pretty(&record)
-        .map_err(|e| StageError::new(Stage::Quarantine, Retry::Permanent, e.to_string()))?;
-    store
-        .put(&placement.record_key, json, "application/json")
-        .await
-        .map_err(|e| store_err(&e))?;
-    Ok((sha256, size))
+        quarantined_at: now,
+    }
 }
 
 /// Places at most this many objects under one quarantine key (the key, then the key with
 /// the object's hash, then numbered).
 const MAX_PLACES: usize = 8;
 
-/// Picks where the object and its record go, never overwriting anything but this same
-/// object's earlier quarantine (a retry): not another object's evidence (a second upload
-/// to a used key), and, for keys outside the server's scheme where `x.json` is a possible
-/// object name, neither another object's record nor an object where a record would go.
-/// A taken key gets the object's hash appended.
-async fn choose_place(
-    store: &dyn ObjectStore,
-    incoming: &str,
-    placement: &mut Placement,
-    sha256: &str,
-) -> Result<(), StageError> {
-    let base = placement.destination.clone();
-    let short = sha256.get(..16).unwrap_or(sha256);
-    for attempt in 0..MAX_PLACES {
-        let destination = match attempt {
-            0 => base.clone(),
-            1 => format!("{base}.{short}"),
-            n => format!("{base}.{short}-{n}"),
-        };
-        let record_key = format!("{destination}.json");
-        if place_is_free_or_ours(store, incoming, &destination, &record_key, sha256).await? {
-            placement.destination = destination;
-            placement.record_key = record_key;
-            return Ok(());
-        }
-    }
-    Err(StageError::new(
-        Stage::Quarantine,
-        Retry::Permanent,
-        format!("{MAX_PLACES} quarantine keys from {base} on are taken by other objects"),
-    ))
-}
-
-/// Whether `destination` and `record_key` are free, or hold this object's own earlier
-/// quarantine.
-async fn place_is_free_or_ours(
-    store: &dyn ObjectStore,
-    incoming: &str,
-    destination: &str,
-    record_key: &str,
-    sha256: &str,
-) -> Result<bool, StageError> {
-    let store_err = |e: &StoreError| StageError::store(Stage::Quarantine, e);
-    if let Some(meta) = store.head(record_key).await.map_err(|e| store_err(&e))? {
-        // Ours only if it is a record of this very object at this very place; anything
-        // else there (another object's record, or an object) must stay untouched.
-        return Ok(read_record(store, record_key, meta.size)
-            .await?
-            .is_some_and(|record| {
-                record.sha256.eq_ignore_ascii_case(sha256)
-                    && record.quarantine_key == destination
-                    && record.original_key == incoming
-            }));
-    }
-    if store
-        .head(destination)
-        .await
-        .map_err(|e| store_err(&e))?
-        .is_none()
-    {
-        return Ok(true);
-    }
-    // Something without a record: this object from a run interrupted before its record
-    // was written, or another object's record or evidence. Only the bytes tell.
-    let (existing, _) = super::hash_object(store, destination, Stage::Quarantine).await?;
-    Ok(existing.eq_ignore_ascii_case(sha256))
-}
-
-/// The quarantine record at `record_key` (`size` bytes), if what is there is one.
+/// The quarantine record at `record_key`, if there is one there.
 async fn read_record(
     store: &dyn ObjectStore,
     record_key: &str,
-    size: u64,
 ) -> Result<Option<QuarantineRecord>, StageError> {
-    if size > MAX_RECORD_BYTES {
+    let Some(meta) = store
+        .head(record_key)
+        .await
+        .map_err(|e| StageError::store(Stage::Quarantine, &e))?
+    else {
+        return Ok(None);
+    };
+    if meta.size > MAX_RECORD_BYTES {
         return Ok(None);
     }
-    let bytes = store
-        .read_range(record_key, 0, size)
+    let bytes = match store
+        .read_range(record_key, meta.version.as_ref(), 0, meta.size)
         .await
-        .map_err(|e| StageError::store(Stage::Quarantine, &e))?;
+    {
+        Ok(bytes) => bytes,
+        Err(StoreError::NotFound { .. } | StoreError::VersionMismatch { .. }) => {
+            return Err(StageError::new(
+                Stage::Quarantine,
+                Retry::Transient,
+                format!("{record_key} changed while it was read"),
+            ));
+        }
+        Err(e) => return Err(StageError::store(Stage::Quarantine, &e)),
+    };
     Ok(serde_json::from_slice::<QuarantineRecord>(&bytes).ok())
 }
 
 /// Records are a few hundred bytes; anything much larger is not one.
 const MAX_RECORD_BYTES: u64 = 1 << 20;
 
-/// Moves the intent (if there is one) to QUARANTINED; an intent already settled (a used key)
-/// is left alone. Returns whether this call changed it.
+/// Moves the intent (if there is one) to QUARANTINED with what the record says; an intent
+/// already settled (a used key) is left alone. Returns whether this call changed it.
 async fn mark_quarantined(
     intents: &dyn IntentStore,
-    request: &QuarantineRequest,
-    placement: &Placement,
-    facts: Option<(String, u64)>,
+    owner: &Owner,
+    placed: &Placed,
 ) -> Result<bool, StageError> {
-    let Some(intent) = &placement.intent else {
+    let Some(intent) = &owner.intent else {
         return Ok(false);
     };
-    let (sha256, size) = facts.unzip();
+    let record = &placed.record;
     let result = intents
         .transition(
             intent.id,
             Transition {
                 from: IntentState::sources_of(IntentState::Quarantined),
                 to: IntentState::Quarantined,
-                at: placement.now,
+                at: record.quarantined_at,
                 outcome: Some(IntentOutcome {
-                    key: placement.destination.clone(),
-                    reason: Some(request.rejection.reason),
-                    detail: Some(request.rejection.detail.clone()),
-                    sha256,
-                    size,
-                    engine: request.rejection.engine.clone(),
+                    key: placed.destination.clone(),
+                    reason: Some(record.reason),
+                    detail: Some(record.detail.clone()),
+                    sha256: Some(record.sha256.clone()),
+                    size: Some(record.size),
+                    engine: record.engine.clone(),
                     media: None,
                 }),
             },

@@ -9,8 +9,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
 
-use super::{Stage, StageError};
-use crate::ports::{ByteStream, ObjectReader, ScanVerdict, Scanner};
+use super::inspect::{check_type, sniff_type};
+use super::{InspectReport, SNIFF_LEN, Stage, StageError};
+use crate::ports::{
+    ByteStream, ObjectReader, ObjectVersion, Retry, ScanVerdict, Scanner, StoreError,
+};
 use crate::verdict::{ReasonCode, Rejection};
 
 /// What scanning found in a clean object.
@@ -23,6 +26,9 @@ pub struct ScanPass {
     pub size: u64,
     /// Engine and definitions version.
     pub engine: String,
+    /// The version scanned (the one inspect judged): promotion copies exactly it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<ObjectVersion>,
 }
 
 /// The result of scanning.
@@ -33,10 +39,18 @@ pub enum ScanOutcome {
     Reject(Rejection),
 }
 
-/// Hashes and counts what passes through it.
+/// What passed through the scanner: hash, count, and the first bytes (to sniff the type
+/// of the very bytes scanned).
+struct Streamed {
+    hasher: Sha256,
+    size: u64,
+    head: Vec<u8>,
+}
+
+/// Hashes, counts and keeps the head of what passes through it.
 struct HashingReader {
     inner: ByteStream,
-    state: Arc<Mutex<(Sha256, u64)>>,
+    state: Arc<Mutex<Streamed>>,
 }
 
 impl AsyncRead for HashingReader {
@@ -51,27 +65,48 @@ impl AsyncRead for HashingReader {
             let new = &buf.filled()[before..];
             if !new.is_empty() {
                 let mut state = self.state.lock().expect("hash state lock");
-                state.0.update(new);
-                state.1 += new.len() as u64;
+                state.hasher.update(new);
+                state.size += new.len() as u64;
+                let room = usize::try_from(SNIFF_LEN)
+                    .unwrap_or(usize::MAX)
+                    .saturating_sub(state.head.len());
+                state.head.extend_from_slice(&new[..room.min(new.len())]);
             }
         }
         poll
     }
 }
 
-/// Scans the object at `key`. A clean object whose hash differs from `expected_sha256` (when
-/// the client declared one) is rejected as `checksum-mismatch`.
+/// Scans exactly the object `inspected` judged at `key`, and checks that the bytes scanned
+/// are those bytes: the same size and the same detected type. A clean object whose hash
+/// differs from the SHA-256 the client declared is rejected as `checksum-mismatch`.
 pub async fn scan(
     store: &dyn ObjectReader,
     scanner: &dyn Scanner,
     key: &str,
-    expected_sha256: Option<&str>,
+    inspected: &InspectReport,
 ) -> Result<ScanOutcome, StageError> {
-    let stream = store
-        .open(key)
-        .await
-        .map_err(|e| StageError::store(Stage::Scan, &e))?;
-    let state = Arc::new(Mutex::new((Sha256::new(), 0u64)));
+    let version = inspected.version.as_ref();
+    let stream = match store.open(key, version).await {
+        Ok(stream) => stream,
+        Err(StoreError::VersionMismatch {
+            expected, found, ..
+        }) => {
+            return Ok(ScanOutcome::Reject(Rejection::new(
+                ReasonCode::ObjectReplaced,
+                format!(
+                    "{key} was replaced after inspection (inspected version {expected}, now {})",
+                    found.map_or("none".to_owned(), |v| v.to_string())
+                ),
+            )));
+        }
+        Err(e) => return Err(StageError::store(Stage::Scan, &e)),
+    };
+    let state = Arc::new(Mutex::new(Streamed {
+        hasher: Sha256::new(),
+        size: 0,
+        head: Vec::new(),
+    }));
     let reader = HashingReader {
         inner: stream,
         state: Arc::clone(&state),
@@ -80,27 +115,20 @@ pub async fn scan(
         .scan(Box::new(reader))
         .await
         .map_err(|e| StageError::scan(Stage::Scan, &e))?;
-    let (hasher, size) = {
-        let state = state.lock().expect("hash state lock");
-        (state.0.clone(), state.1)
+    let Streamed { hasher, size, head } = {
+        let mut state = state.lock().expect("hash state lock");
+        std::mem::replace(
+            &mut *state,
+            Streamed {
+                hasher: Sha256::new(),
+                size: 0,
+                head: Vec::new(),
+            },
+        )
     };
     let sha256 = hex::encode(hasher.finalize());
     let outcome = match report.verdict {
-        ScanVerdict::Clean => match expected_sha256 {
-            Some(expected) if !expected.eq_ignore_ascii_case(&sha256) => {
-                let mut rejection = Rejection::new(
-                    ReasonCode::ChecksumMismatch,
-                    format!("declared sha256 {expected}, object has {sha256}"),
-                );
-                rejection.engine = Some(report.engine);
-                ScanOutcome::Reject(rejection)
-            }
-            _ => ScanOutcome::Pass(ScanPass {
-                sha256,
-                size,
-                engine: report.engine,
-            }),
-        },
+        ScanVerdict::Clean => judge_clean(key, inspected, report.engine, sha256, size, &head)?,
         ScanVerdict::Infected { signature } => {
             let mut rejection =
                 Rejection::new(ReasonCode::Infected, format!("signature {signature} found"));
@@ -122,4 +150,76 @@ pub async fn scan(
         }
     };
     Ok(outcome)
+}
+
+/// A clean verdict counts only for the whole object, as inspected: every byte was sent to
+/// the scanner, and the bytes sent are of the type inspect saw.
+fn judge_clean(
+    key: &str,
+    inspected: &InspectReport,
+    engine: String,
+    sha256: String,
+    size: u64,
+    head: &[u8],
+) -> Result<ScanOutcome, StageError> {
+    if size < inspected.size {
+        // The scanner answered before it had the whole object: no verdict at all.
+        return Err(StageError::new(
+            Stage::Scan,
+            Retry::Transient,
+            format!(
+                "the scanner answered clean after {size} of {} bytes of {key}: a verdict must cover the whole object",
+                inspected.size
+            ),
+        ));
+    }
+    let reject = |reason: ReasonCode, detail: String| {
+        let mut rejection = Rejection::new(reason, detail);
+        rejection.engine = Some(engine.clone());
+        Ok(ScanOutcome::Reject(rejection))
+    };
+    if size > inspected.size {
+        return reject(
+            ReasonCode::ObjectReplaced,
+            format!(
+                "{key} had {} bytes when inspected, {size} when scanned",
+                inspected.size
+            ),
+        );
+    }
+    let sniffed = sniff_type(head, size <= SNIFF_LEN);
+    match check_type(&inspected.declared_type, sniffed) {
+        Ok(detected) if detected == inspected.detected_type => {}
+        Ok(detected) => {
+            return reject(
+                ReasonCode::ObjectReplaced,
+                format!(
+                    "the bytes scanned are {detected}, the bytes inspected were {}",
+                    inspected.detected_type
+                ),
+            );
+        }
+        Err(detail) => {
+            return reject(
+                ReasonCode::TypeMismatch,
+                format!("the bytes scanned do not match the declared type: {detail}"),
+            );
+        }
+    }
+    if let Some(expected) = inspected
+        .expected_sha256
+        .as_ref()
+        .filter(|expected| !expected.eq_ignore_ascii_case(&sha256))
+    {
+        return reject(
+            ReasonCode::ChecksumMismatch,
+            format!("declared sha256 {expected}, object has {sha256}"),
+        );
+    }
+    Ok(ScanOutcome::Pass(ScanPass {
+        sha256,
+        size,
+        engine,
+        version: inspected.version.clone(),
+    }))
 }
