@@ -610,3 +610,24 @@ fn policy_reads_from_toml() {
     assert_eq!(limits.max_file_size, 25_000_000);
     assert_eq!(limits.max_files, 10_000);
 }
+
+#[test]
+fn streamed_zip_with_data_descriptors_and_directories_passes() {
+    // Written to a non-seekable sink: sizes follow each member in a data descriptor and the
+    // local headers carry zeros, as in zips made by streaming tools.
+    let mut writer = ZipWriter::new_stream(Vec::new());
+    writer.add_directory("docs/", deflated()).unwrap();
+    writer.start_file("docs/a.txt", deflated()).unwrap();
+    writer.write_all(&b"streamed member ".repeat(64)).unwrap();
+    writer.start_file("docs/b.txt", deflated()).unwrap();
+    writer.write_all(b"second").unwrap();
+    let bytes = writer.finish().unwrap().into_inner();
+    let descriptors = (0..bytes.len() - 8)
+        .filter(|&at| &bytes[at..at + 4] == b"PK\x03\x04")
+        .filter(|&at| u16::from_le_bytes([bytes[at + 6], bytes[at + 7]]) & 8 != 0)
+        .count();
+    assert_eq!(descriptors, 2, "both files have a data descriptor");
+    let report = accepted(judge(&bytes));
+    assert_eq!(report.members, 3);
+    assert_eq!(report.total_uncompressed, 16 * 64 + 6);
+}
