@@ -10,7 +10,7 @@ use airlock_core::ports::{
 };
 use airlock_core::stages::{
     InspectOutcome, PromoteFacts, PromoteReport, QuarantineRecord, QuarantineReport,
-    QuarantineRequest, Stage, StageError, inspect, promote, quarantine,
+    QuarantineRequest, ScanOutcome, Stage, StageError, inspect, promote, quarantine, scan,
 };
 use airlock_core::verdict::{ReasonCode, Rejection};
 use airlock_local::{FsStore, JsonlEventSink, SqliteIntentStore};
@@ -441,4 +441,166 @@ async fn a_quarantine_retried_after_a_failed_publish_still_announces_the_upload(
     let retried = quarantine_once().await.unwrap();
     assert!(!retried.quarantined_now);
     assert_eq!(published(&w), [PipelineEventKind::Quarantined]);
+}
+
+#[tokio::test]
+async fn an_object_overwritten_between_inspect_and_scan_is_quarantined_not_scanned() {
+    let w = world(IntentState::Pending).await;
+    let clamd = airlock_clamd::ManagedClamd::builder()
+        .database_dir(airlock_tests::repo_root().join("fixtures/clamav"))
+        .start()
+        .expect("clamd starts (install clamav-daemon: scripts/setup.sh)");
+    let scanner = clamd.scanner();
+    // GIVEN text that passes inspection
+    w.store
+        .put(
+            &w.upload.incoming(),
+            b"hello".to_vec(),
+            "text/plain",
+            WriteMode::Overwrite,
+        )
+        .await
+        .unwrap();
+    let object = ObjectRef::new("b", w.upload.incoming());
+    let policies = Policies::builtin();
+    let InspectOutcome::Pass(inspected) =
+        inspect(&w.store, &w.intents, &policies, &SystemClock, &object)
+            .await
+            .unwrap()
+    else {
+        panic!("inspect did not pass");
+    };
+    assert!(inspected.version.is_some());
+    // WHEN the key is overwritten with other bytes of the same size and another type
+    let evil = b"\x7fELF\x02".to_vec();
+    w.store
+        .put(
+            &w.upload.incoming(),
+            evil.clone(),
+            "text/plain",
+            WriteMode::Overwrite,
+        )
+        .await
+        .unwrap();
+    let archives = airlock_archive::ArchivePolicy::default();
+    let outcome = scan(
+        &w.store,
+        &scanner,
+        &w.upload.incoming(),
+        &inspected,
+        &archives,
+    )
+    .await
+    .unwrap();
+    // THEN the scan judges nothing: the object is rejected as replaced
+    let ScanOutcome::Reject(rejection) = outcome else {
+        panic!("replaced bytes passed the scan: {outcome:?}");
+    };
+    assert_eq!(rejection.reason, ReasonCode::ObjectReplaced);
+    // AND quarantine keeps what is there now, with its own hash in the record
+    let report = quarantine(
+        &w.store,
+        &w.intents,
+        &w.events,
+        &SystemClock,
+        &QuarantineRequest {
+            object,
+            rejection,
+            stage: Stage::Scan,
+            sha256: None,
+            version: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(read(&w.store, &report.quarantine_key).await, evil);
+    let record: QuarantineRecord =
+        serde_json::from_slice(&read(&w.store, &report.record_key).await).unwrap();
+    assert_eq!(record.sha256, sha(&evil));
+    assert_eq!(record.reason, ReasonCode::ObjectReplaced);
+    assert!(w.store.head(&w.upload.trusted()).await.unwrap().is_none());
+    assert!(w.store.head(&w.upload.incoming()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_interrupted_quarantine_keeps_its_first_verdict_on_rerun() {
+    let w = world(IntentState::Processing).await;
+    // GIVEN an infected upload was quarantined but the run died before it left incoming/
+    let first = upload_and_quarantine(&w, b"virus", ReasonCode::Infected).await;
+    w.store
+        .put(
+            &w.upload.incoming(),
+            b"virus".to_vec(),
+            "text/plain",
+            WriteMode::Overwrite,
+        )
+        .await
+        .unwrap();
+    // WHEN the event is replayed: inspect finds the settled upload's own bytes
+    let object = ObjectRef::new("b", w.upload.incoming());
+    let policies = Policies::builtin();
+    let InspectOutcome::Settled(leftover) =
+        inspect(&w.store, &w.intents, &policies, &SystemClock, &object)
+            .await
+            .unwrap()
+    else {
+        panic!("expected a settled leftover");
+    };
+    assert_eq!(leftover.state, IntentState::Quarantined);
+    assert_eq!(leftover.reason, Some(ReasonCode::Infected));
+    // AND even a quarantine asked to record another reason keeps the first record
+    let rerun = upload_and_quarantine(&w, b"virus", ReasonCode::IntentAlreadyUsed).await;
+    assert_eq!(rerun.quarantine_key, first.quarantine_key);
+    assert_eq!(rerun.reason, ReasonCode::Infected);
+    let record: QuarantineRecord =
+        serde_json::from_slice(&read(&w.store, &first.record_key).await).unwrap();
+    assert_eq!(record.reason, ReasonCode::Infected);
+    assert!(w.store.head(&w.upload.incoming()).await.unwrap().is_none());
+    // AND every event published says the first reason
+    let events = JsonlEventSink::read_all(w.events.path()).unwrap();
+    assert!(!events.is_empty());
+    assert!(
+        events
+            .iter()
+            .all(|e| e.reason == Some(ReasonCode::Infected))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_stray_pairs_never_share_a_place() {
+    // GIVEN 300 no-intent pairs K and K.json, quarantined 8 at a time, each pair's two
+    // objects at the same moment (K's record and K.json's object want one key)
+    let w = std::sync::Arc::new(world(IntentState::Processing).await);
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..300 {
+        for (key, bytes) in [
+            (format!("incoming/stray/k{i}"), format!("object {i}")),
+            (
+                format!("incoming/stray/k{i}.json"),
+                format!("{{\"json\": {i}}}"),
+            ),
+        ] {
+            let (w, permits) = (std::sync::Arc::clone(&w), std::sync::Arc::clone(&permits));
+            tasks.spawn(async move {
+                let _permit = permits.acquire().await.unwrap();
+                let report = quarantine_stray(&w, &key, bytes.as_bytes()).await;
+                (report, key, bytes)
+            });
+        }
+    }
+    let mut placed = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        placed.push(done.unwrap());
+    }
+    // THEN every object is at its own place with its own record, intact
+    let mut keys: Vec<_> = placed.iter().map(|(r, _, _)| &r.quarantine_key).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 600);
+    let evidence: Vec<_> = placed
+        .iter()
+        .map(|(r, key, bytes)| (r, key.as_str(), bytes.as_bytes()))
+        .collect();
+    assert_evidence(&w, &evidence).await;
 }

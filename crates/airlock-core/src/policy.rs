@@ -10,12 +10,22 @@
 //! allowed_types = ["image/jpeg", "image/png", "image/gif", "image/webp"]
 //! max_size = "10 MiB"
 //! media = true
+//!
+//! [purposes.attachment]
+//! allowed_types = ["application/zip", "application/pdf"]
+//!
+//! [purposes.attachment.archives]
+//! max_members = 1000
+//! max_total_size = "512 MiB"
+//! max_depth = 2
 //! ```
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
+
+use airlock_archive::ArchivePolicy;
 
 use crate::keys::Purpose;
 use crate::media::{ColorHandling, ImageFormat, MediaPolicy, VariantFit, VariantPolicy};
@@ -31,6 +41,9 @@ pub struct UploadPolicy {
     pub media: Option<MediaPolicy>,
     /// How long an intent accepts its upload.
     pub intent_ttl_seconds: u64,
+    /// What an archive or container (zip and OOXML/ODF, gzip, tar, 7z, ...) may hold to be
+    /// promoted, judged by airlock itself after the scanner said clean.
+    pub archives: ArchivePolicy,
 }
 
 impl UploadPolicy {
@@ -132,6 +145,7 @@ struct RawPolicy {
     max_size: Option<RawSize>,
     media: Option<RawMedia>,
     intent_ttl_seconds: Option<u64>,
+    archives: Option<ArchivePolicy>,
 }
 
 /// `media = true`, `media = false`, or a `[purposes.x.media]` table.
@@ -453,6 +467,10 @@ impl Policies {
                     max_size,
                     media,
                     intent_ttl_seconds,
+                    archives: policy
+                        .archives
+                        .or_else(|| raw.defaults.archives.clone())
+                        .unwrap_or_default(),
                 },
             );
         }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use airlock_archive::ScannerLimits;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -259,6 +260,13 @@ impl ScanError {
 pub trait Scanner: Send + Sync {
     /// Scans the stream to its end (or until the scanner stops it).
     async fn scan(&self, stream: ByteStream) -> Result<ScanReport, ScanError>;
+
+    /// The limits past which this scanner does not read an archive's content (clamd's
+    /// `MaxFileSize`, `MaxScanSize`, `MaxFiles`, `MaxRecursion`): an archive reaching one
+    /// is judged unscannable, since a clean answer would not cover all of it.
+    fn limits(&self) -> ScannerLimits {
+        ScannerLimits::default()
+    }
 }
 
 /// The current time (a port so tests and replays can fix it).

@@ -51,11 +51,25 @@ pub enum ReasonCode {
     /// The object at the key was replaced (or changed) after it was inspected: the bytes
     /// that would be scanned or promoted are not the bytes that were judged.
     ObjectReplaced,
+    /// An archive or container, for a purpose (or of a format) that does not allow one.
+    ArchiveNotAllowed,
+    /// An archive with an encrypted member or header: its content cannot be scanned.
+    ArchiveEncrypted,
+    /// An archive the scanner cannot fully have read (ZIP64, a member past its limits,
+    /// too deep for it, a format airlock cannot list, a corrupt structure), so its clean
+    /// answer does not cover all of it.
+    ArchiveUnscannable,
+    /// More members or more uncompressed bytes than the purpose allows.
+    ArchiveTooLarge,
+    /// A compression ratio past the purpose's limit (a decompression bomb).
+    ArchiveRatio,
+    /// Archives nested deeper than the purpose allows.
+    ArchiveTooDeep,
 }
 
 impl ReasonCode {
     /// Every code, in a stable order (for docs and tests).
-    pub const ALL: [ReasonCode; 19] = [
+    pub const ALL: [ReasonCode; 25] = [
         Self::NoIntent,
         Self::IntentExpired,
         Self::IntentAlreadyUsed,
@@ -75,6 +89,12 @@ impl ReasonCode {
         Self::ImageUnsupported,
         Self::MediaUnavailable,
         Self::ObjectReplaced,
+        Self::ArchiveNotAllowed,
+        Self::ArchiveEncrypted,
+        Self::ArchiveUnscannable,
+        Self::ArchiveTooLarge,
+        Self::ArchiveRatio,
+        Self::ArchiveTooDeep,
     ];
 
     #[must_use]
@@ -99,6 +119,26 @@ impl ReasonCode {
             Self::ImageUnsupported => "image-unsupported",
             Self::MediaUnavailable => "media-unavailable",
             Self::ObjectReplaced => "object-replaced",
+            Self::ArchiveNotAllowed => "archive-not-allowed",
+            Self::ArchiveEncrypted => "archive-encrypted",
+            Self::ArchiveUnscannable => "archive-unscannable",
+            Self::ArchiveTooLarge => "archive-too-large",
+            Self::ArchiveRatio => "archive-ratio",
+            Self::ArchiveTooDeep => "archive-too-deep",
+        }
+    }
+}
+
+impl From<airlock_archive::Finding> for ReasonCode {
+    fn from(finding: airlock_archive::Finding) -> Self {
+        use airlock_archive::Finding;
+        match finding {
+            Finding::NotAllowed => Self::ArchiveNotAllowed,
+            Finding::Encrypted => Self::ArchiveEncrypted,
+            Finding::Unscannable => Self::ArchiveUnscannable,
+            Finding::TooLarge => Self::ArchiveTooLarge,
+            Finding::Ratio => Self::ArchiveRatio,
+            Finding::TooDeep => Self::ArchiveTooDeep,
         }
     }
 }

@@ -217,11 +217,18 @@ impl Worker {
                         "findings hold no passing inspection",
                     ));
                 };
+                let policy = self.policies.get(&inspected.purpose).ok_or_else(|| {
+                    bad_message(
+                        Stage::Scan,
+                        format!("purpose {} has no policy", inspected.purpose),
+                    )
+                })?;
                 let outcome = stages::scan(
                     self.store.as_ref(),
                     self.scanner.as_ref(),
                     &task.object.key,
                     &inspected,
+                    &policy.archives,
                 )
                 .await?;
                 to_value(Stage::Scan, &outcome)

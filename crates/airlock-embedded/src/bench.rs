@@ -178,7 +178,14 @@ pub async fn run_scan(args: BenchScanArgs) -> anyhow::Result<u8> {
     );
     scanner.ping().await.context("clamd does not answer PING")?;
     let started = Instant::now();
-    let outcome = stages::scan(reader.as_ref(), &scanner, &key, &report).await?;
+    let outcome = stages::scan(
+        reader.as_ref(),
+        &scanner,
+        &key,
+        &report,
+        &airlock_archive::ArchivePolicy::default(),
+    )
+    .await?;
     let seconds = started.elapsed().as_secs_f64();
     let verdict = match &outcome {
         ScanOutcome::Pass(pass) => {

@@ -2,6 +2,7 @@
 //! bytes of a range read (never the whole object), both checked against the intent and the
 //! purpose's policy.
 
+use airlock_archive::ArchiveFormat;
 use serde::{Deserialize, Serialize};
 
 use super::{Stage, StageError};
@@ -38,6 +39,10 @@ pub struct InspectReport {
     /// The version judged: every later stage reads exactly this object, or stops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<ObjectVersion>,
+    /// The archive or container format its first bytes show (zip, also for OOXML/ODF;
+    /// gzip, tar, 7z, ...): after a clean scan, airlock judges what it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveFormat>,
 }
 
 /// The result of inspect.
@@ -202,6 +207,7 @@ pub async fn inspect(
         expected_sha256: intent.sha256,
         bytes_read: bytes.len() as u64,
         version: meta.version,
+        archive: airlock_archive::detect(&bytes),
     }))
 }
 

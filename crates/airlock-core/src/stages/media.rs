@@ -111,16 +111,6 @@ enum Source {
     Spooled(tempfile::TempPath),
 }
 
-fn not_scanned(key: &str, size: u64, sha256: &str, read: u64, scanned_sha256: &str) -> StageError {
-    StageError::new(
-        Stage::Media,
-        Retry::Permanent,
-        format!(
-            "{key} is not the object that was scanned ({read} bytes, sha256 {sha256}; scanned {size} bytes, sha256 {scanned_sha256})"
-        ),
-    )
-}
-
 /// The object's bytes, if they are the ones the scan saw.
 async fn read_scanned(
     store: &dyn ObjectStore,
@@ -135,64 +125,16 @@ async fn read_scanned(
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let read = bytes.len() as u64;
     if read != size || !sha256.eq_ignore_ascii_case(scanned_sha256) {
-        return Err(not_scanned(key, size, &sha256, read, scanned_sha256));
+        return Err(super::not_scanned(
+            Stage::Media,
+            key,
+            size,
+            &sha256,
+            read,
+            scanned_sha256,
+        ));
     }
     Ok(bytes)
-}
-
-/// Streams the object into a temporary file, hashing on the way; the file if the bytes
-/// are the ones the scan saw.
-async fn spool(
-    store: &dyn ObjectStore,
-    (key, version): (&str, Option<&ObjectVersion>),
-    size: u64,
-    scanned_sha256: &str,
-) -> Result<tempfile::TempPath, StageError> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let local = |what: &str, e: std::io::Error| {
-        StageError::new(
-            Stage::Media,
-            Retry::Transient,
-            format!("spooling {key} to a temporary file: {what}: {e}"),
-        )
-    };
-    let file = tempfile::Builder::new()
-        .prefix("airlock-media-")
-        .tempfile()
-        .map_err(|e| local("create", e))?;
-    let (file, path) = file.into_parts();
-    let mut out = tokio::fs::File::from_std(file);
-    let mut stream = store
-        .open(key, version)
-        .await
-        .map_err(|e| StageError::store(Stage::Media, &e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut read = 0u64;
-    loop {
-        let n = stream.read(&mut buf).await.map_err(|e| {
-            StageError::new(
-                Stage::Media,
-                Retry::Transient,
-                format!("reading {key}: {e}"),
-            )
-        })?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .await
-            .map_err(|e| local("write", e))?;
-        read += n as u64;
-    }
-    out.flush().await.map_err(|e| local("flush", e))?;
-    drop(out);
-    let sha256 = hex::encode(hasher.finalize());
-    if read != size || !sha256.eq_ignore_ascii_case(scanned_sha256) {
-        return Err(not_scanned(key, size, &sha256, read, scanned_sha256));
-    }
-    Ok(path)
 }
 
 /// Processes the image of `job.upload`. `permits` caps how many images are decoded at once.
@@ -212,7 +154,10 @@ pub async fn media(
     } = job;
     let key = upload.incoming();
     let source = if content_type == "image/png" && size >= SPOOL_FROM_BYTES {
-        Source::Spooled(spool(store, (&key, version), size, scanned_sha256).await?)
+        Source::Spooled(
+            super::spool_scanned(Stage::Media, store, (&key, version), size, scanned_sha256)
+                .await?,
+        )
     } else {
         Source::Bytes(read_scanned(store, (&key, version), size, scanned_sha256).await?)
     };

@@ -174,3 +174,79 @@ pub(crate) async fn copy_confirmed(
         ))
     }
 }
+
+/// A scanned object's bytes that differ from what was scanned: never used.
+fn not_scanned(
+    stage: Stage,
+    key: &str,
+    size: u64,
+    sha256: &str,
+    read: u64,
+    scanned_sha256: &str,
+) -> StageError {
+    StageError::new(
+        stage,
+        Retry::Permanent,
+        format!(
+            "{key} is not the object that was scanned ({read} bytes, sha256 {sha256}; scanned {size} bytes, sha256 {scanned_sha256})"
+        ),
+    )
+}
+
+/// Streams exactly `version` of the object into a temporary file (deleted when the path is
+/// dropped), hashing on the way; the file if its bytes are the ones the scan saw.
+pub(crate) async fn spool_scanned(
+    stage: Stage,
+    store: &dyn crate::ports::ObjectReader,
+    (key, version): (&str, Option<&ObjectVersion>),
+    size: u64,
+    scanned_sha256: &str,
+) -> Result<tempfile::TempPath, StageError> {
+    use sha2::{Digest, Sha256};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let local = |what: &str, e: std::io::Error| {
+        StageError::new(
+            stage,
+            Retry::Transient,
+            format!("spooling {key} to a temporary file: {what}: {e}"),
+        )
+    };
+    let file = tempfile::Builder::new()
+        .prefix("airlock-spool-")
+        .tempfile()
+        .map_err(|e| local("create", e))?;
+    let (file, path) = file.into_parts();
+    let mut out = tokio::fs::File::from_std(file);
+    let mut stream = store
+        .open(key, version)
+        .await
+        .map_err(|e| StageError::store(stage, &e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut read = 0u64;
+    loop {
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| StageError::new(stage, Retry::Transient, format!("reading {key}: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+        if read > size {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .await
+            .map_err(|e| local("write", e))?;
+    }
+    out.flush().await.map_err(|e| local("flush", e))?;
+    out.sync_all().await.map_err(|e| local("sync", e))?;
+    drop(out);
+    let sha256 = hex::encode(hasher.finalize());
+    if read != size || !sha256.eq_ignore_ascii_case(scanned_sha256) {
+        return Err(not_scanned(stage, key, size, &sha256, read, scanned_sha256));
+    }
+    Ok(path)
+}

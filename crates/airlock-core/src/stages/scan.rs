@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use airlock_archive::{ArchivePolicy, Judgement, ScannerLimits};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -80,11 +81,17 @@ impl AsyncRead for HashingReader {
 /// Scans exactly the object `inspected` judged at `key`, and checks that the bytes scanned
 /// are those bytes: the same size and the same detected type. A clean object whose hash
 /// differs from the SHA-256 the client declared is rejected as `checksum-mismatch`.
+///
+/// An archive or container that the scanner passed is then judged by airlock itself
+/// against `archives` and the scanner's limits: a clean answer only covers what the scanner
+/// could read, and clamd reads neither ZIP64 nor encrypted members, and trims members past
+/// its limits without saying so.
 pub async fn scan(
     store: &dyn ObjectReader,
     scanner: &dyn Scanner,
     key: &str,
     inspected: &InspectReport,
+    archives: &ArchivePolicy,
 ) -> Result<ScanOutcome, StageError> {
     let version = inspected.version.as_ref();
     let stream = match store.open(key, version).await {
@@ -128,7 +135,14 @@ pub async fn scan(
     };
     let sha256 = hex::encode(hasher.finalize());
     let outcome = match report.verdict {
-        ScanVerdict::Clean => judge_clean(key, inspected, report.engine, sha256, size, &head)?,
+        ScanVerdict::Clean => {
+            match judge_clean(key, inspected, report.engine, sha256, size, &head)? {
+                ScanOutcome::Pass(pass) if inspected.archive.is_some() => {
+                    judge_archive(store, key, pass, archives, &scanner.limits()).await?
+                }
+                other => other,
+            }
+        }
         ScanVerdict::Infected { signature } => {
             let mut rejection =
                 Rejection::new(ReasonCode::Infected, format!("signature {signature} found"));
@@ -187,6 +201,17 @@ fn judge_clean(
             ),
         );
     }
+    let archive = airlock_archive::detect(head);
+    if archive != inspected.archive {
+        return reject(
+            ReasonCode::ObjectReplaced,
+            format!(
+                "the bytes scanned are {}, the bytes inspected were {}",
+                archive.map_or("no archive", |f| f.name()),
+                inspected.archive.map_or("no archive", |f| f.name()),
+            ),
+        );
+    }
     let sniffed = sniff_type(head, size <= SNIFF_LEN);
     match check_type(&inspected.declared_type, sniffed) {
         Ok(detected) if detected == inspected.detected_type => {}
@@ -222,4 +247,46 @@ fn judge_clean(
         engine,
         version: inspected.version.clone(),
     }))
+}
+
+/// Judges the archive that passed the scan: its members, sizes, ratio, depth, encryption
+/// and the features the scanner cannot read, from a spooled copy of the scanned bytes.
+async fn judge_archive(
+    store: &dyn ObjectReader,
+    key: &str,
+    pass: ScanPass,
+    policy: &ArchivePolicy,
+    limits: &ScannerLimits,
+) -> Result<ScanOutcome, StageError> {
+    let spooled = super::spool_scanned(
+        Stage::Scan,
+        store,
+        (key, pass.version.as_ref()),
+        pass.size,
+        &pass.sha256,
+    )
+    .await?;
+    let (policy, limits) = (policy.clone(), *limits);
+    let judged = tokio::task::spawn_blocking(move || {
+        let judged = airlock_archive::judge_file(&spooled, &policy, &limits);
+        drop(spooled);
+        judged
+    })
+    .await
+    .map_err(|e| {
+        StageError::new(
+            Stage::Scan,
+            Retry::Permanent,
+            format!("judging the archive crashed: {e}"),
+        )
+    })?
+    .map_err(|e| StageError::new(Stage::Scan, Retry::Transient, e.to_string()))?;
+    Ok(match judged {
+        Judgement::NotArchive | Judgement::Accepted(_) => ScanOutcome::Pass(pass),
+        Judgement::Rejected(finding) => {
+            let mut rejection = Rejection::new(finding.finding.into(), finding.detail);
+            rejection.engine = Some(pass.engine);
+            ScanOutcome::Reject(rejection)
+        }
+    })
 }

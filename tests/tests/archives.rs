@@ -1,0 +1,191 @@
+//! Archives through the whole pipeline with the real clamd: what clamd cannot fully read is
+//! quarantined by airlock's own archive judge, never promoted on clamd's "OK".
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use airlock_clamd::ManagedClamd;
+use airlock_core::verdict::ReasonCode;
+use airlock_embedded::cases::{self, Case, Prepared, eicar};
+use airlock_embedded::{EmbeddedPipeline, PipelineConfig, Settlement};
+use airlock_tests::repo_root;
+use serde_json::json;
+use zip::write::SimpleFileOptions;
+
+fn start_clamd() -> ManagedClamd {
+    ManagedClamd::builder()
+        .database_dir(repo_root().join("fixtures/clamav"))
+        .start()
+        .expect("clamd starts (install clamav-daemon: scripts/setup.sh)")
+}
+
+fn pipeline_at(data_dir: &Path, clamd: &ManagedClamd) -> EmbeddedPipeline {
+    let mut config = PipelineConfig::new(
+        data_dir,
+        "airlock-uploads",
+        Arc::new(clamd.scanner()),
+        Arc::new(airlock_media::ImageProcessor),
+    );
+    config.delay_scale = 0.001;
+    EmbeddedPipeline::start(config).unwrap()
+}
+
+/// A zip of `(name, bytes)` members, with the options each member gets.
+fn zip_of(members: &[(&str, &[u8])], options: SimpleFileOptions) -> Vec<u8> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes) in members {
+        writer.start_file(*name, options).unwrap();
+        writer.write_all(bytes).unwrap();
+    }
+    writer.finish().unwrap().into_inner()
+}
+
+fn deflated() -> SimpleFileOptions {
+    SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated)
+}
+
+/// Uploads `bytes` as an attachment of `declared_type` through the pipeline; where it ended.
+async fn settle(
+    pipeline: &EmbeddedPipeline,
+    dir: &Path,
+    name: &str,
+    declared_type: &str,
+    bytes: &[u8],
+) -> Settlement {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let case = Case::from_value(
+        &dir.join(format!("{name}.json")),
+        json!({
+            "description": name,
+            "intent": {
+                "id": uuid::Uuid::now_v7().to_string(),
+                "tenant": "umbrella",
+                "purpose": "attachment",
+                "declaredType": declared_type,
+            },
+            "object": {"path": path},
+            "event": "s3-put",
+        }),
+    )
+    .unwrap();
+    let Prepared::Ready(items) = cases::prepare(
+        &case,
+        pipeline.store().as_ref(),
+        pipeline.intents().as_ref(),
+        &pipeline.config().policies,
+        "airlock-uploads",
+    )
+    .await
+    .unwrap() else {
+        panic!("{name}: not prepared");
+    };
+    let object = items[0].object().expect("an object");
+    pipeline.process(object).await.unwrap().settlement
+}
+
+fn reason(settlement: &Settlement) -> Option<ReasonCode> {
+    match settlement {
+        Settlement::Quarantine { reason, .. } => Some(*reason),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archives_clamd_cannot_fully_read_are_quarantined() {
+    let clamd = start_clamd();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline_at(&dir.path().join("data"), &clamd);
+    let eicar = eicar();
+
+    // A plain zip with EICAR: clamd finds it.
+    let plain = zip_of(
+        &[("readme.txt", b"hello"), ("eicar.com", &eicar)],
+        deflated(),
+    );
+    let settled = settle(
+        &pipeline,
+        dir.path(),
+        "plain.zip",
+        "application/zip",
+        &plain,
+    )
+    .await;
+    assert_eq!(reason(&settled), Some(ReasonCode::Infected), "{settled:?}");
+
+    // A ZIP64 zip: clamd 1.4 does not read ZIP64 central directories, so its "OK" for one
+    // covers nothing; airlock quarantines it even with clean members.
+    let zip64 = zip_of(
+        &[("readme.txt", b"hello"), ("notes.txt", b"clean")],
+        deflated().large_file(true),
+    );
+    let settled = settle(
+        &pipeline,
+        dir.path(),
+        "zip64.zip",
+        "application/zip",
+        &zip64,
+    )
+    .await;
+    assert_eq!(
+        reason(&settled),
+        Some(ReasonCode::ArchiveUnscannable),
+        "{settled:?}"
+    );
+    // With EICAR inside it is quarantined whichever of the two sees it first.
+    let zip64 = zip_of(
+        &[("readme.txt", b"hello"), ("eicar.com", &eicar)],
+        deflated().large_file(true),
+    );
+    let settled = settle(
+        &pipeline,
+        dir.path(),
+        "zip64-eicar.zip",
+        "application/zip",
+        &zip64,
+    )
+    .await;
+    assert!(
+        matches!(
+            reason(&settled),
+            Some(ReasonCode::Infected | ReasonCode::ArchiveUnscannable)
+        ),
+        "{settled:?}"
+    );
+
+    // Nested deeper than the purpose allows (zip in zip in ... , 6 levels).
+    let mut nested = zip_of(&[("inner.txt", b"clean")], deflated());
+    for level in 0..5 {
+        nested = zip_of(&[(&format!("level{level}.zip"), &nested)], deflated());
+    }
+    let settled = settle(
+        &pipeline,
+        dir.path(),
+        "deep.zip",
+        "application/zip",
+        &nested,
+    )
+    .await;
+    assert_eq!(
+        reason(&settled),
+        Some(ReasonCode::ArchiveTooDeep),
+        "{settled:?}"
+    );
+
+    // More members than the purpose allows.
+    let names: Vec<String> = (0..5001).map(|i| format!("f{i}.txt")).collect();
+    let members: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+    let many = zip_of(&members, SimpleFileOptions::default());
+    let settled = settle(&pipeline, dir.path(), "many.zip", "application/zip", &many).await;
+    assert_eq!(
+        reason(&settled),
+        Some(ReasonCode::ArchiveTooLarge),
+        "{settled:?}"
+    );
+
+    // A clean zip within every limit is promoted.
+    let fine = zip_of(&[("a.txt", b"alpha"), ("b.csv", b"1,2\n")], deflated());
+    let settled = settle(&pipeline, dir.path(), "fine.zip", "application/zip", &fine).await;
+    assert!(matches!(settled, Settlement::Trusted { .. }), "{settled:?}");
+}
