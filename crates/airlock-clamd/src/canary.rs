@@ -72,11 +72,19 @@ pub fn nested_zip(depth: usize, innermost: &[u8]) -> Vec<u8> {
         } else {
             format!("level-{level}.zip")
         };
-        let mut zip = ZipWriter::default();
-        zip.add(&name, current.len(), crc32(&current), &current, 0);
-        current = zip.finish();
+        current = stored_zip(&[(&name, &current)]);
     }
     current
+}
+
+/// A zip of stored (uncompressed) members, in order.
+#[must_use]
+pub fn stored_zip(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut zip = ZipWriter::default();
+    for (name, content) in members {
+        zip.add(name, content.len(), crc32(content), content, 0);
+    }
+    zip.finish()
 }
 
 /// General purpose flag bit 0: the member is encrypted.
