@@ -1,8 +1,9 @@
 //! [`ManagedClamd`]: a private clamd process for tests and local runs.
 //!
-//! It writes a `clamd.conf` into a fresh temporary directory, starts clamd in the foreground
-//! on a free port of 127.0.0.1 (and on a Unix socket in that directory), waits until it
-//! answers `PING`, and stops it when dropped.
+//! It writes a `clamd.conf` (explicit limits, and the alerts the self-test checks for) into a
+//! fresh temporary directory, starts clamd in the foreground on a free port of 127.0.0.1
+//! (and on a Unix socket in that directory), waits until it answers `PING`, and stops it
+//! when dropped.
 //!
 //! clamd is started under a small `sh` watchdog that holds a pipe from this process: when
 //! this process goes away for any reason (even `SIGKILL`, or a `static` that is never
