@@ -237,7 +237,7 @@ async fn early_ok_while_the_rest_is_unread_is_not_a_verdict() {
 async fn early_ok_then_close_is_not_a_verdict() {
     let server = fake(Behaviour::EarlyOkThenClose).await;
     let scanner = ClamdScanner::new(config(server.address));
-    for source in [endless(), stream(&vec![1_u8; 4 << 20])] {
+    for source in [endless(), stream(&vec![1_u8; 16 << 20])] {
         let error = scanner.scan(source).await.unwrap_err();
         assert!(is_early_answer(&error), "{error:?}");
     }
