@@ -34,6 +34,7 @@ MaxFileSize 2000M
 MaxScanSize 4000M
 MaxScanTime 3600000
 AlertExceedsMax yes
+AlertEncrypted yes
 CONF
 /usr/sbin/clamd -c "$conf" >"$work/clamd/stdout.log" 2>&1 &
 clamd_pid=$!

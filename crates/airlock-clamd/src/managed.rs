@@ -1,8 +1,9 @@
 //! [`ManagedClamd`]: a private clamd process for tests and local runs.
 //!
-//! It writes a `clamd.conf` into a fresh temporary directory, starts clamd in the foreground
-//! on a free port of 127.0.0.1 (and on a Unix socket in that directory), waits until it
-//! answers `PING`, and stops it when dropped.
+//! It writes a `clamd.conf` (explicit limits, and the alerts the self-test checks for) into a
+//! fresh temporary directory, starts clamd in the foreground on a free port of 127.0.0.1
+//! (and on a Unix socket in that directory), waits until it answers `PING`, and stops it
+//! when dropped.
 //!
 //! clamd is started under a small `sh` watchdog that holds a pipe from this process: when
 //! this process goes away for any reason (even `SIGKILL`, or a `static` that is never
@@ -29,6 +30,10 @@ pub const FIXTURE_DATABASE_DIR: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/clamav");
 
 const MIB: u64 = 1024 * 1024;
+
+/// How much longer than clamd's `MaxScanTime` the scanner of a managed clamd waits for a
+/// verdict.
+pub const VERDICT_MARGIN: Duration = Duration::from_secs(10);
 
 /// Runs clamd under a watchdog: `$0` is clamd, `$1` its config, `$2` the temporary directory.
 /// fd 3 keeps the pipe from the parent (a background job's stdin is /dev/null in a
@@ -83,9 +88,32 @@ pub struct ManagedClamdBuilder {
     stream_max_length: u64,
     max_file_size: u64,
     max_scan_size: u64,
+    max_files: u32,
+    max_recursion: u32,
     max_scan_time: Duration,
     startup_timeout: Duration,
     extra_config: Vec<String>,
+    omitted: Vec<String>,
+}
+
+/// The scan limits a [`ManagedClamd`] was configured with (`clamd.conf` names in brackets).
+/// Sizes are in bytes. With `AlertExceedsMax yes` (always set), exceeding any of them is a
+/// `Heuristics.Limits.Exceeded.*` verdict, except that an archive member inflating past
+/// `max_file_size` is trimmed to it and scanned in part without an alert (clamd 1.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClamdLimits {
+    /// Longest `INSTREAM` stream (`StreamMaxLength`).
+    pub stream_max_length: u64,
+    /// Largest file or archive member scanned (`MaxFileSize`).
+    pub max_file_size: u64,
+    /// Most data scanned per stream, archive contents included (`MaxScanSize`).
+    pub max_scan_size: u64,
+    /// Most files scanned inside one container (`MaxFiles`).
+    pub max_files: u32,
+    /// Deepest archive nesting unpacked (`MaxRecursion`).
+    pub max_recursion: u32,
+    /// Longest scan (`MaxScanTime`).
+    pub max_scan_time: Duration,
 }
 
 impl Default for ManagedClamdBuilder {
@@ -96,9 +124,12 @@ impl Default for ManagedClamdBuilder {
             stream_max_length: 100 * MIB,
             max_file_size: 100 * MIB,
             max_scan_size: 400 * MIB,
+            max_files: 10_000,
+            max_recursion: 17,
             max_scan_time: Duration::from_mins(2),
             startup_timeout: Duration::from_secs(30),
             extra_config: Vec::new(),
+            omitted: Vec::new(),
         }
     }
 }
@@ -143,7 +174,24 @@ impl ManagedClamdBuilder {
         self
     }
 
-    /// `MaxScanTime`. Default 120 s (clamd's own default).
+    /// `MaxFiles`: the most files scanned inside one archive or document. Default 10 000
+    /// (clamd's own default).
+    #[must_use]
+    pub fn max_files(mut self, count: u32) -> Self {
+        self.max_files = count;
+        self
+    }
+
+    /// `MaxRecursion`: the deepest archive nesting unpacked. Default 17 (clamd's own
+    /// default); must stay at or below [`crate::SELF_TEST_NESTING`] for the self-test to pass.
+    #[must_use]
+    pub fn max_recursion(mut self, levels: u32) -> Self {
+        self.max_recursion = levels;
+        self
+    }
+
+    /// `MaxScanTime`. Default 120 s (clamd's own default). The scanner from
+    /// [`ManagedClamd::scanner_config`] waits a little longer than this for a verdict.
     #[must_use]
     pub fn max_scan_time(mut self, time: Duration) -> Self {
         self.max_scan_time = time;
@@ -159,9 +207,20 @@ impl ManagedClamdBuilder {
     }
 
     /// Adds a raw `clamd.conf` line (e.g. `"MaxThreads 4"`), written after the generated ones.
+    /// clamd keeps the first value of a repeated option: to change a generated one, leave it
+    /// out with [`ManagedClamdBuilder::omit_option`] first.
     #[must_use]
     pub fn config_line(mut self, line: impl Into<String>) -> Self {
         self.extra_config.push(line.into());
+        self
+    }
+
+    /// Leaves the generated `clamd.conf` line of `option` (e.g. `"AlertEncrypted"`) out, so
+    /// clamd uses its default or a [`ManagedClamdBuilder::config_line`]. For tests of how
+    /// airlock treats a clamd configured differently; such a clamd may fail the self-test.
+    #[must_use]
+    pub fn omit_option(mut self, option: impl Into<String>) -> Self {
+        self.omitted.push(option.into());
         self
     }
 
@@ -241,14 +300,23 @@ impl ManagedClamdBuilder {
             address: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             socket,
             log_path,
-            stream_max_length: self.stream_max_length,
-            max_file_size: self.max_file_size,
-            max_scan_size: self.max_scan_size,
+            limits: self.limits(),
             dir,
         };
         clamd.wait_ready(self.startup_timeout)?;
         tracing::debug!(address = %clamd.address, "managed clamd is ready");
         Ok(clamd)
+    }
+
+    fn limits(&self) -> ClamdLimits {
+        ClamdLimits {
+            stream_max_length: self.stream_max_length,
+            max_file_size: self.max_file_size,
+            max_scan_size: self.max_scan_size,
+            max_files: self.max_files,
+            max_recursion: self.max_recursion,
+            max_scan_time: self.max_scan_time,
+        }
     }
 
     fn config_text(
@@ -284,10 +352,23 @@ impl ManagedClamdBuilder {
             format!("StreamMaxLength {}", self.stream_max_length),
             format!("MaxFileSize {}", self.max_file_size),
             format!("MaxScanSize {}", self.max_scan_size),
+            format!("MaxFiles {}", self.max_files),
+            format!("MaxRecursion {}", self.max_recursion),
             format!("MaxScanTime {}", self.max_scan_time.as_millis()),
+            // Without it, whatever exceeds a limit above comes back OK, unscanned.
             "AlertExceedsMax yes".to_owned(),
+            // Without these, encrypted zip/7z/rar members and PDFs come back OK, unread.
+            "AlertEncrypted yes".to_owned(),
+            "AlertEncryptedArchive yes".to_owned(),
+            "AlertEncryptedDoc yes".to_owned(),
+            // Malformed PE/ELF files are a known way to slip past unpackers.
+            "AlertBrokenExecutables yes".to_owned(),
             "LogTime yes".to_owned(),
         ];
+        lines.retain(|line| {
+            let option = line.split_whitespace().next().unwrap_or_default();
+            !self.omitted.iter().any(|o| o.eq_ignore_ascii_case(option))
+        });
         for line in &self.extra_config {
             if line.contains('\n') {
                 return Err(ManagedClamdError::Io(std::io::Error::other(format!(
@@ -311,9 +392,7 @@ pub struct ManagedClamd {
     address: SocketAddr,
     socket: PathBuf,
     log_path: PathBuf,
-    stream_max_length: u64,
-    max_file_size: u64,
-    max_scan_size: u64,
+    limits: ClamdLimits,
     /// Holds clamd.conf, the log, the Unix socket and clamd's scratch space.
     dir: TempDir,
 }
@@ -359,26 +438,30 @@ impl ManagedClamd {
         ClamdAddress::from(self.address)
     }
 
-    /// A scanner config for this clamd with the default timeouts.
+    /// A scanner config for this clamd with the default timeouts, except the wait for a
+    /// verdict, which is its `MaxScanTime` plus [`VERDICT_MARGIN`]: a scan that long ends
+    /// with clamd's own `Heuristics.Limits.Exceeded.MaxScanTime` first.
     #[must_use]
     pub fn scanner_config(&self) -> ClamdConfig {
         ClamdConfig::new(self.clamd_address())
+            .verdict_timeout(self.limits.max_scan_time + VERDICT_MARGIN)
     }
 
-    /// A scanner for this clamd with the default timeouts.
+    /// A scanner for this clamd with the timeouts of [`ManagedClamd::scanner_config`].
     #[must_use]
     pub fn scanner(&self) -> ClamdScanner {
         ClamdScanner::new(self.scanner_config())
     }
 
-    /// The configured `StreamMaxLength`, `MaxFileSize` and `MaxScanSize`, in bytes.
+    /// The limits written to its `clamd.conf`.
     #[must_use]
-    pub fn limits(&self) -> (u64, u64, u64) {
-        (
-            self.stream_max_length,
-            self.max_file_size,
-            self.max_scan_size,
-        )
+    pub fn limits(&self) -> ClamdLimits {
+        self.limits
+    }
+
+    /// The generated `clamd.conf`.
+    pub fn config_text(&self) -> std::io::Result<String> {
+        fs::read_to_string(self.dir.path().join("clamd.conf"))
     }
 
     /// The process id of the watchdog shell that runs clamd (clamd is its child), while

@@ -22,6 +22,19 @@ pub const LIMITS_EXCEEDED_PREFIX: &str = "Heuristics.Limits.Exceeded.";
 /// The error text clamd sends when the stream exceeds `StreamMaxLength`.
 pub const STREAM_LIMIT_ERROR: &str = "INSTREAM size limit exceeded.";
 
+/// The start of the `LimitExceeded` detail for [`STREAM_LIMIT_ERROR`].
+const STREAM_LIMIT_DETAIL: &str = "clamd StreamMaxLength";
+
+/// Whether `reply` is clamd's `StreamMaxLength` error: the one answer clamd gives before the
+/// end of a stream (as soon as the stream passes the limit).
+#[must_use]
+pub fn is_stream_limit_reply(reply: &[u8]) -> bool {
+    matches!(
+        parse_reply(reply),
+        Ok(ScanVerdict::LimitExceeded { detail }) if detail.starts_with(STREAM_LIMIT_DETAIL)
+    )
+}
+
 /// The longest reply accepted; a real verdict line is far shorter.
 pub const MAX_REPLY_LEN: usize = 16 * 1024;
 
@@ -72,7 +85,7 @@ pub fn parse_reply(reply: &[u8]) -> Result<ScanVerdict, ReplyError> {
         let message = rest.strip_prefix("stream:").map_or(rest, str::trim);
         if message == STREAM_LIMIT_ERROR {
             return Ok(ScanVerdict::LimitExceeded {
-                detail: format!("clamd StreamMaxLength: {message}"),
+                detail: format!("{STREAM_LIMIT_DETAIL}: {message}"),
             });
         }
         return Err(ReplyError::Server(message.to_owned()));
@@ -145,6 +158,21 @@ mod tests {
         assert_eq!(parse_reply(b"\0"), Err(ReplyError::Empty));
         let long = vec![b'a'; MAX_REPLY_LEN + 1];
         assert!(matches!(parse_reply(&long), Err(ReplyError::Unexpected(_))));
+    }
+
+    #[test]
+    fn only_the_stream_limit_error_is_a_stream_limit_reply() {
+        assert!(is_stream_limit_reply(
+            b"INSTREAM size limit exceeded. ERROR\0"
+        ));
+        assert!(is_stream_limit_reply(
+            b"stream: INSTREAM size limit exceeded. ERROR\0"
+        ));
+        assert!(!is_stream_limit_reply(b"stream: OK\0"));
+        assert!(!is_stream_limit_reply(
+            b"stream: Heuristics.Limits.Exceeded.MaxFileSize FOUND\0"
+        ));
+        assert!(!is_stream_limit_reply(b"stream: Some other ERROR\0"));
     }
 
     #[test]

@@ -5,13 +5,14 @@ use std::io;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use airlock_core::ports::{ByteStream, ScanError, ScanReport, ScanVerdict, Scanner};
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::reply::{MAX_REPLY_LEN, ReplyError, parse_reply};
+use crate::reply::{MAX_REPLY_LEN, ReplyError, is_stream_limit_reply, parse_reply};
 
 /// Where clamd listens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -69,6 +70,12 @@ impl From<std::net::SocketAddr> for ClamdAddress {
 }
 
 /// How to reach clamd and how long to wait for it.
+///
+/// Time is bounded at three levels: `connect_timeout` for the connection; `io_timeout` as an
+/// idle limit on every single socket read and write (no byte moves for that long: the scan
+/// fails with [`ScanError::Timeout`]); `verdict_timeout` for the silence while clamd scans
+/// after the whole stream is sent; and `scan_timeout` over everything, including reading the
+/// source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClamdConfig {
@@ -77,15 +84,26 @@ pub struct ClamdConfig {
     pub chunk_size: usize,
     /// Limit on establishing the connection. Default 5 s.
     pub connect_timeout: Duration,
-    /// Limit on any single socket operation while talking to clamd: sending one chunk,
-    /// or waiting for the answer to `PING`/`VERSION`. Not applied to the wait for the
-    /// verdict once the whole stream is sent (that is scanning time). Default 30 s.
+    /// Idle limit on each socket write (the command, every chunk, the terminator) and each
+    /// socket read of a reply other than the verdict (`PING`, `VERSION`, an answer that
+    /// arrives while the stream is sent). A clamd that stops reading fails the scan after
+    /// this long. Default 30 s.
     pub io_timeout: Duration,
+    /// Limit on the wait for the verdict once the whole stream is sent. clamd sends
+    /// nothing while it scans and ends a long scan itself after its `MaxScanTime` (with
+    /// `AlertExceedsMax`, as `Heuristics.Limits.Exceeded.MaxScanTime`), so this should be a
+    /// little more than that clamd's `MaxScanTime`; a clamd that takes the stream and never
+    /// answers fails after this long. Default 130 s (clamd's default `MaxScanTime` is 120 s).
+    pub verdict_timeout: Duration,
     /// Limit on a whole scan, from connecting to the verdict, including reading the
     /// source. Default 10 min.
     pub scan_timeout: Duration,
     /// How long the engine version from `VERSION` is reused. Default 10 min.
     pub version_ttl: Duration,
+    /// Whether [`Scanner::scan`] trusts a verdict only from a clamd that passed
+    /// [`ClamdScanner::self_test`] (at first use and again after any failure to talk to
+    /// it). Default true; turn it off only for test doubles that cannot answer the canaries.
+    pub require_self_test: bool,
 }
 
 impl ClamdConfig {
@@ -99,8 +117,10 @@ impl ClamdConfig {
             chunk_size: Self::DEFAULT_CHUNK_SIZE,
             connect_timeout: Duration::from_secs(5),
             io_timeout: Duration::from_secs(30),
+            verdict_timeout: Duration::from_secs(130),
             scan_timeout: Duration::from_mins(10),
             version_ttl: Duration::from_mins(10),
+            require_self_test: true,
         }
     }
 
@@ -124,6 +144,12 @@ impl ClamdConfig {
     }
 
     #[must_use]
+    pub fn verdict_timeout(mut self, timeout: Duration) -> Self {
+        self.verdict_timeout = timeout;
+        self
+    }
+
+    #[must_use]
     pub fn scan_timeout(mut self, timeout: Duration) -> Self {
         self.scan_timeout = timeout;
         self
@@ -134,16 +160,38 @@ impl ClamdConfig {
         self.version_ttl = ttl;
         self
     }
+
+    #[must_use]
+    pub fn require_self_test(mut self, required: bool) -> Self {
+        self.require_self_test = required;
+        self
+    }
 }
 
 /// Scans streams with clamd's `INSTREAM` command, one connection per scan.
 ///
 /// Cheap to share: wrap it in an `Arc` (it is usable as `Arc<dyn Scanner>`).
+///
+/// With [`ClamdConfig::require_self_test`] (the default), a verdict is returned only while
+/// the clamd is known to pass [`ClamdScanner::self_test`]. The check is lazy and costs one
+/// self-test per (re)connection, not per scan: every failure to talk to clamd (refused or
+/// reset connection, timeout, a reply that is not understood) bumps a failure counter; the
+/// self-test records the counter it started at; a scan runs the self-test first when the
+/// counter moved since the last pass, and again before returning its verdict when the
+/// counter moved during the scan (clamd may have been restarted with another
+/// configuration). Concurrent scans wait for one self-test. A clamd restarted between two
+/// scans without any failed connection is not noticed.
 #[derive(Debug)]
 pub struct ClamdScanner {
     config: ClamdConfig,
     /// The engine string and when it was fetched.
     engine: Mutex<Option<(String, Instant)>>,
+    /// Failures to talk to clamd so far.
+    failures: AtomicU64,
+    /// `failures + 1` as it was when the last passing self-test started; 0 before any.
+    verified: AtomicU64,
+    /// Serializes self-tests.
+    verifying: tokio::sync::Mutex<()>,
 }
 
 trait Connection: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -151,12 +199,31 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
 
 type Conn = Box<dyn Connection>;
 
+/// How sending a stream ended early.
+enum SendError {
+    /// The source failed.
+    Source(io::Error),
+    /// Writing to clamd failed or stalled.
+    Socket(ScanError),
+}
+
+/// What stopped the sending before the stream was complete.
+enum Interruption {
+    /// Writing failed or stalled.
+    WriteFailed(ScanError),
+    /// clamd sent something (or closed, `Ok(0)`) before the end of the stream.
+    Replied(io::Result<usize>),
+}
+
 impl ClamdScanner {
     #[must_use]
     pub fn new(config: ClamdConfig) -> Self {
         Self {
             config,
             engine: Mutex::new(None),
+            failures: AtomicU64::new(0),
+            verified: AtomicU64::new(0),
+            verifying: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -165,16 +232,57 @@ impl ClamdScanner {
         &self.config
     }
 
+    /// Whether the clamd passed a self-test since the last failure to talk to it.
+    #[must_use]
+    pub fn is_verified(&self) -> bool {
+        self.verified.load(Ordering::SeqCst) == self.failures.load(Ordering::SeqCst) + 1
+    }
+
+    /// Runs [`ClamdScanner::self_test`] unless the clamd passed one since the last failure
+    /// to talk to it (or the config does not require it). A failed self-test is
+    /// [`ScanError::Protocol`] naming the missing `clamd.conf` setting (retrying does not
+    /// help); a failure to reach clamd keeps its own kind.
+    pub async fn ensure_verified(&self) -> Result<(), ScanError> {
+        if !self.config.require_self_test || self.is_verified() {
+            return Ok(());
+        }
+        let _one_at_a_time = self.verifying.lock().await;
+        let failures = self.failures.load(Ordering::SeqCst);
+        if self.verified.load(Ordering::SeqCst) == failures + 1 {
+            return Ok(());
+        }
+        match self.self_test().await {
+            Ok(report) => {
+                tracing::info!(address = %self.config.address, ?report, "clamd passed the self-test");
+                self.verified.store(failures + 1, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(address = %self.config.address, %error, "clamd failed the self-test");
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Counts a failure to talk to clamd, so the next verdict waits for a new self-test.
+    /// A failing source says nothing about clamd.
+    pub(crate) fn failed(&self, error: ScanError) -> ScanError {
+        if !matches!(error, ScanError::Source(_)) {
+            self.failures.fetch_add(1, Ordering::SeqCst);
+        }
+        error
+    }
+
     /// `PING`: succeeds when clamd answers `PONG`.
     pub async fn ping(&self) -> Result<(), ScanError> {
         let reply = self.command("zPING\0").await?;
         if reply == b"PONG\0" {
             Ok(())
         } else {
-            Err(ScanError::Protocol(format!(
+            Err(self.failed(ScanError::Protocol(format!(
                 "PING answered {:?}",
                 String::from_utf8_lossy(&reply)
-            )))
+            ))))
         }
     }
 
@@ -186,104 +294,172 @@ impl ClamdScanner {
         {
             return Ok(engine);
         }
-        let engine = self.fetch_engine().await?;
-        *self.engine.lock().expect("engine cache poisoned") =
-            Some((engine.clone(), Instant::now()));
-        Ok(engine)
+        self.fetch_engine().await
     }
 
     fn cached_engine(&self) -> Option<(String, Instant)> {
         self.engine.lock().expect("engine cache poisoned").clone()
     }
 
-    async fn fetch_engine(&self) -> Result<String, ScanError> {
+    /// `VERSION`, bypassing and refreshing the cache.
+    pub(crate) async fn fetch_engine(&self) -> Result<String, ScanError> {
         let reply = self.command("zVERSION\0").await?;
-        parse_version(&reply)
+        let engine = parse_version(&reply).map_err(|e| self.failed(e))?;
+        *self.engine.lock().expect("engine cache poisoned") =
+            Some((engine.clone(), Instant::now()));
+        Ok(engine)
     }
 
     /// Streams `stream` to clamd and returns its raw reply (with the terminating NUL),
-    /// without interpreting it. [`Scanner::scan`] is this plus [`parse_reply`].
+    /// without interpreting it and without the self-test. [`Scanner::scan`] is the
+    /// self-test check, this, and [`parse_reply`]. An answer that arrives before the whole
+    /// stream is sent is an error, except clamd's `StreamMaxLength` error.
     pub async fn instream_reply(&self, stream: ByteStream) -> Result<Vec<u8>, ScanError> {
         let limit = self.config.scan_timeout;
         tokio::time::timeout(limit, self.instream(stream))
             .await
-            .unwrap_or(Err(ScanError::Timeout(limit)))
+            .unwrap_or_else(|_| Err(self.failed(ScanError::Timeout(limit))))
     }
 
-    async fn instream(&self, mut stream: ByteStream) -> Result<Vec<u8>, ScanError> {
-        let mut conn = self.connect().await?;
-        self.write(&mut conn, b"zINSTREAM\0", "sending INSTREAM")
-            .await?;
+    pub(crate) async fn instream(&self, stream: ByteStream) -> Result<Vec<u8>, ScanError> {
+        self.try_instream(stream).await.map_err(|e| self.failed(e))
+    }
 
+    async fn try_instream(&self, mut stream: ByteStream) -> Result<Vec<u8>, ScanError> {
+        let conn = self.connect().await?;
+        let (mut reader, mut writer) = tokio::io::split(conn);
+        let sent = AtomicU64::new(0);
+        let mut first = [0_u8; 256];
+        // Watch for an answer while sending: a reply before the end of the stream is about
+        // part of it at most. `read` is cancel-safe, so nothing is lost when sending ends
+        // first.
+        let interruption = tokio::select! {
+            biased;
+            result = self.send_stream(&mut writer, &mut stream, &sent) => match result {
+                Ok(()) => None,
+                Err(SendError::Source(e)) => return Err(ScanError::Source(e)),
+                Err(SendError::Socket(e)) => Some(Interruption::WriteFailed(e)),
+            },
+            read = reader.read(&mut first) => Some(Interruption::Replied(read)),
+        };
+        let sent = sent.load(Ordering::SeqCst);
+        let address = &self.config.address;
+        match interruption {
+            None => {
+                // The whole stream is sent; clamd is scanning and says nothing until the
+                // verdict.
+                let reply =
+                    read_reply(&mut reader, Vec::new(), self.config.verdict_timeout).await?;
+                if reply.is_empty() {
+                    return Err(ScanError::Unavailable(format!(
+                        "clamd at {address} closed the connection without a verdict \
+                         after the whole stream ({sent} bytes)"
+                    )));
+                }
+                Ok(reply)
+            }
+            Some(Interruption::Replied(Ok(0))) => Err(ScanError::Unavailable(format!(
+                "clamd at {address} closed the connection after {sent} bytes, before the \
+                 end of the stream, without a reply"
+            ))),
+            Some(Interruption::Replied(Ok(n))) => {
+                let reply =
+                    read_reply(&mut reader, first[..n].to_vec(), self.config.io_timeout).await?;
+                self.early_reply(reply, sent)
+            }
+            Some(Interruption::Replied(Err(e))) => Err(unavailable("reading its reply", &e)),
+            // clamd answers and closes as soon as the stream exceeds `StreamMaxLength`; the
+            // client then sees a broken pipe or a reset while sending, and the answer may
+            // still be waiting in the socket. A stalled write has no answer waiting (the
+            // select above would have seen it).
+            Some(Interruption::WriteFailed(error @ ScanError::Unavailable(_))) => {
+                match read_reply(&mut reader, Vec::new(), self.config.io_timeout).await {
+                    Ok(reply) if !reply.is_empty() => self.early_reply(reply, sent),
+                    _ => Err(error),
+                }
+            }
+            Some(Interruption::WriteFailed(error)) => Err(error),
+        }
+    }
+
+    /// A reply that came before the end of the stream: only clamd's `StreamMaxLength` error
+    /// (which it sends as soon as the limit is passed) is an answer; anything else, a clean
+    /// `OK` above all, does not cover the whole stream.
+    fn early_reply(&self, reply: Vec<u8>, sent: u64) -> Result<Vec<u8>, ScanError> {
+        if is_stream_limit_reply(&reply) {
+            return Ok(reply);
+        }
+        let text = describe_reply(&reply);
+        let address = &self.config.address;
+        Err(match parse_reply(&reply) {
+            Err(ReplyError::ReadTimedOut | ReplyError::Empty) => ScanError::Unavailable(format!(
+                "clamd at {address} answered {text:?} after {sent} bytes, before the end of \
+                 the stream"
+            )),
+            _ => ScanError::Protocol(format!(
+                "clamd at {address} answered {text:?} after {sent} bytes, before the end of \
+                 the stream: an answer about part of a stream is not a verdict"
+            )),
+        })
+    }
+
+    /// Sends `zINSTREAM`, the stream in chunks, and the zero-length terminator; counts the
+    /// payload bytes written in `sent`.
+    async fn send_stream<W: AsyncWrite + Unpin>(
+        &self,
+        writer: &mut W,
+        stream: &mut ByteStream,
+        sent: &AtomicU64,
+    ) -> Result<(), SendError> {
+        self.write(writer, b"zINSTREAM\0", "sending INSTREAM")
+            .await
+            .map_err(SendError::Socket)?;
         // Two buffers (a 4-byte length prefix, then the chunk): the next chunk is read while
         // the current one is sent, so reading the source and clamd's receiving overlap.
         // Memory stays at two chunks whatever the object's size.
         let chunk_size = self.config.chunk_size;
         let mut current = vec![0_u8; 4 + chunk_size];
         let mut next = vec![0_u8; 4 + chunk_size];
-        let mut len = fill(&mut stream, &mut current[4..])
+        let mut len = fill(stream, &mut current[4..])
             .await
-            .map_err(ScanError::Source)?;
+            .map_err(SendError::Source)?;
         loop {
             let prefix = u32::try_from(len).expect("chunk size is at most 16 MiB");
             current[..4].copy_from_slice(&prefix.to_be_bytes());
             if len == 0 {
                 // The zero-length chunk ends the stream.
-                if let Err(error) = self
-                    .write(&mut conn, &current[..4], "ending the stream")
+                return self
+                    .write(writer, &current[..4], "ending the stream")
                     .await
-                {
-                    return self.reply_after_failed_write(&mut conn, error).await;
-                }
-                break;
+                    .map_err(SendError::Socket);
             }
-            let (sent, read) = tokio::join!(
-                self.write(&mut conn, &current[..4 + len], "sending a chunk"),
-                fill(&mut stream, &mut next[4..]),
+            let (written, read) = tokio::join!(
+                self.write(writer, &current[..4 + len], "sending a chunk"),
+                fill(stream, &mut next[4..]),
             );
-            if let Err(error) = sent {
-                return self.reply_after_failed_write(&mut conn, error).await;
-            }
-            len = read.map_err(ScanError::Source)?;
+            written.map_err(SendError::Socket)?;
+            sent.fetch_add(len as u64, Ordering::SeqCst);
+            len = read.map_err(SendError::Source)?;
             std::mem::swap(&mut current, &mut next);
-        }
-        // The stream is sent; clamd is scanning. Only the overall limit applies now.
-        read_reply(&mut conn)
-            .await
-            .map_err(|e| unavailable("reading the verdict", &e))
-    }
-
-    /// clamd answers and closes as soon as the stream exceeds `StreamMaxLength` (and on
-    /// other errors); the client then sees a broken pipe or a reset while sending. The
-    /// answer may still be waiting in the socket: read it before calling it a failure.
-    async fn reply_after_failed_write(
-        &self,
-        conn: &mut Conn,
-        error: ScanError,
-    ) -> Result<Vec<u8>, ScanError> {
-        if !matches!(error, ScanError::Unavailable(_)) {
-            return Err(error);
-        }
-        match tokio::time::timeout(self.config.io_timeout, read_reply(conn)).await {
-            Ok(Ok(reply)) if !reply.is_empty() => Ok(reply),
-            _ => Err(error),
         }
     }
 
     async fn command(&self, command: &str) -> Result<Vec<u8>, ScanError> {
+        self.try_command(command).await.map_err(|e| self.failed(e))
+    }
+
+    async fn try_command(&self, command: &str) -> Result<Vec<u8>, ScanError> {
         let mut conn = self.connect().await?;
         self.write(&mut conn, command.as_bytes(), "sending a command")
             .await?;
-        let limit = self.config.io_timeout;
-        match tokio::time::timeout(limit, read_reply(&mut conn)).await {
-            Err(_) => Err(ScanError::Timeout(limit)),
-            Ok(Err(e)) => Err(unavailable("reading a reply", &e)),
-            Ok(Ok(reply)) if reply.is_empty() => Err(ScanError::Unavailable(format!(
+        let reply = read_reply(&mut conn, Vec::new(), self.config.io_timeout).await?;
+        if reply.is_empty() {
+            return Err(ScanError::Unavailable(format!(
                 "clamd at {} closed the connection without a reply",
                 self.config.address
-            ))),
-            Ok(Ok(reply)) => Ok(reply),
+            )));
         }
+        Ok(reply)
     }
 
     async fn connect(&self) -> Result<Conn, ScanError> {
@@ -316,13 +492,30 @@ impl ClamdScanner {
         }
     }
 
-    async fn write(&self, conn: &mut Conn, bytes: &[u8], doing: &str) -> Result<(), ScanError> {
-        let limit = self.config.io_timeout;
-        match tokio::time::timeout(limit, conn.write_all(bytes)).await {
-            Err(_) => Err(ScanError::Timeout(limit)),
-            Ok(Err(e)) => Err(unavailable(doing, &e)),
-            Ok(Ok(())) => Ok(()),
+    /// Writes all of `bytes`; fails when a single write makes no progress for
+    /// `io_timeout`.
+    async fn write<W: AsyncWrite + Unpin>(
+        &self,
+        writer: &mut W,
+        mut bytes: &[u8],
+        doing: &str,
+    ) -> Result<(), ScanError> {
+        let idle = self.config.io_timeout;
+        while !bytes.is_empty() {
+            match tokio::time::timeout(idle, writer.write(bytes)).await {
+                Err(_) => {
+                    tracing::debug!(address = %self.config.address, doing, "clamd stopped reading");
+                    return Err(ScanError::Timeout(idle));
+                }
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return Err(unavailable(doing, &e)),
+                Ok(Ok(0)) => {
+                    return Err(unavailable(doing, &io::ErrorKind::WriteZero.into()));
+                }
+                Ok(Ok(n)) => bytes = &bytes[n..],
+            }
         }
+        Ok(())
     }
 }
 
@@ -331,14 +524,21 @@ impl Scanner for ClamdScanner {
     async fn scan(&self, stream: ByteStream) -> Result<ScanReport, ScanError> {
         let limit = self.config.scan_timeout;
         let scanning = async {
+            self.ensure_verified().await?;
+            let failures = self.failures.load(Ordering::SeqCst);
             let engine = self.engine().await?;
             let reply = self.instream(stream).await?;
-            let verdict = verdict_of(&reply)?;
+            let verdict = verdict_of(&reply).map_err(|e| self.failed(e))?;
+            if self.failures.load(Ordering::SeqCst) != failures {
+                // Talking to clamd failed somewhere meanwhile: the verdict counts only if
+                // clamd passes the self-test again.
+                self.ensure_verified().await?;
+            }
             Ok(ScanReport { verdict, engine })
         };
         let result = tokio::time::timeout(limit, scanning)
             .await
-            .unwrap_or(Err(ScanError::Timeout(limit)));
+            .unwrap_or_else(|_| Err(self.failed(ScanError::Timeout(limit))));
         match &result {
             Ok(report) => {
                 tracing::debug!(verdict = ?report.verdict, engine = %report.engine, "clamd scan");
@@ -357,6 +557,12 @@ fn verdict_of(reply: &[u8]) -> Result<ScanVerdict, ScanError> {
         ReplyError::Empty | ReplyError::ReadTimedOut => ScanError::Unavailable(error.to_string()),
         ReplyError::Server(_) | ReplyError::Unexpected(_) => ScanError::Protocol(error.to_string()),
     })
+}
+
+/// A reply as text for messages, without its terminator.
+pub(crate) fn describe_reply(reply: &[u8]) -> String {
+    let text = String::from_utf8_lossy(reply);
+    text.trim_end_matches(['\0', '\n']).to_owned()
 }
 
 /// `ClamAV 1.4.3/27500/Mon Dec  2 09:35:29 2024` → `ClamAV 1.4.3/27500`;
@@ -394,31 +600,38 @@ async fn fill(stream: &mut ByteStream, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// Reads one reply: up to and including the first NUL, or to the end of the connection
-/// (clamd ends a few replies with a newline and closes). Stops after `MAX_REPLY_LEN + 1`
-/// bytes so a misbehaving peer cannot make it grow.
-async fn read_reply(conn: &mut Conn) -> io::Result<Vec<u8>> {
-    let mut reply = Vec::with_capacity(64);
+/// Reads one reply after the `initial` bytes already read: up to and including the first
+/// NUL, or to the end of the connection (clamd ends a few replies with a newline and
+/// closes). Fails when a single read waits longer than `idle`. Stops after
+/// `MAX_REPLY_LEN + 1` bytes so a misbehaving peer cannot make it grow.
+async fn read_reply<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    mut reply: Vec<u8>,
+    idle: Duration,
+) -> Result<Vec<u8>, ScanError> {
+    if let Some(end) = reply.iter().position(|&b| b == 0) {
+        reply.truncate(end + 1);
+        return Ok(reply);
+    }
     let mut buf = [0_u8; 1024];
-    loop {
-        let n = match conn.read(&mut buf).await {
-            Ok(n) => n,
+    while reply.len() <= MAX_REPLY_LEN {
+        let n = match tokio::time::timeout(idle, reader.read(&mut buf)).await {
+            Err(_) => return Err(ScanError::Timeout(idle)),
+            Ok(Ok(n)) => n,
             // A reset after part of a reply: keep what arrived.
-            Err(e) if !reply.is_empty() && e.kind() == io::ErrorKind::ConnectionReset => 0,
-            Err(e) => return Err(e),
+            Ok(Err(e)) if !reply.is_empty() && e.kind() == io::ErrorKind::ConnectionReset => 0,
+            Ok(Err(e)) => return Err(unavailable("reading its reply", &e)),
         };
         if n == 0 {
-            return Ok(reply);
+            break;
         }
         if let Some(end) = buf[..n].iter().position(|&b| b == 0) {
             reply.extend_from_slice(&buf[..=end]);
-            return Ok(reply);
+            break;
         }
         reply.extend_from_slice(&buf[..n]);
-        if reply.len() > MAX_REPLY_LEN {
-            return Ok(reply);
-        }
     }
+    Ok(reply)
 }
 
 fn unavailable(doing: &str, error: &io::Error) -> ScanError {

@@ -6,9 +6,12 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use airlock_clamd::{ClamdAddress, ClamdConfig, ClamdScanner, ManagedClamd, ManagedClamdError};
+use airlock_clamd::{
+    ClamdAddress, ClamdConfig, ClamdLimits, ClamdScanner, ManagedClamd, ManagedClamdError,
+    SELF_TEST_NESTING, SelfTestError, canary,
+};
 use airlock_core::ports::{ByteStream, Retry, ScanError, ScanVerdict, Scanner};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -25,7 +28,7 @@ fn clamd() -> &'static ManagedClamd {
 
 /// Small limits: `StreamMaxLength` 1 MiB, `MaxFileSize` 768 KiB, `MaxScanSize` 256 KiB (a
 /// file larger than `MaxFileSize` is reported as such; an archive under `MaxFileSize` whose
-/// members add up to more than `MaxScanSize` is reported as `MaxScanSize`).
+/// members add up to more than `MaxScanSize` is reported as `MaxScanSize`), `MaxFiles` 16.
 fn limited_clamd() -> &'static ManagedClamd {
     static CLAMD: OnceLock<ManagedClamd> = OnceLock::new();
     CLAMD.get_or_init(|| {
@@ -33,7 +36,8 @@ fn limited_clamd() -> &'static ManagedClamd {
             ManagedClamd::builder()
                 .stream_max_length(MIB as u64)
                 .max_file_size(768 * KIB as u64)
-                .max_scan_size(256 * KIB as u64),
+                .max_scan_size(256 * KIB as u64)
+                .max_files(16),
         )
     })
 }
@@ -44,16 +48,10 @@ fn start(builder: airlock_clamd::ManagedClamdBuilder) -> ManagedClamd {
         .unwrap_or_else(|e| panic!("these tests need a real clamd: {e}"))
 }
 
-/// The EICAR test string, assembled here so it never sits in the repository in one piece.
+/// The EICAR test string, assembled at run time so it never sits in the repository in one
+/// piece.
 fn eicar() -> Vec<u8> {
-    [
-        r"X5O!P%@AP[4\PZX54(P^)7CC)7}$",
-        "EICAR-STANDARD-",
-        "ANTIVIRUS-TEST-",
-        "FILE!$H+H*",
-    ]
-    .concat()
-    .into_bytes()
+    canary::eicar()
 }
 
 /// The file `Airlock.Test.HashFixture` in `fixtures/clamav/airlock-test.hsb` matches.
@@ -475,4 +473,264 @@ fn tar_of_noise(count: usize, size: usize) -> Vec<u8> {
     }
     tar.resize(tar.len() + 1024, 0);
     tar
+}
+
+#[tokio::test]
+async fn managed_clamd_passes_the_self_test() {
+    let scanner = clamd().scanner();
+    let report = scanner.self_test().await.unwrap();
+    assert_eq!(report.eicar, "Airlock.Test.EICAR.UNOFFICIAL");
+    assert_eq!(report.encrypted, "Heuristics.Encrypted.Zip");
+    assert_eq!(report.limits, "Heuristics.Limits.Exceeded.MaxRecursion");
+    assert!(report.engine.starts_with("ClamAV 1."), "{report:?}");
+    println!("self-test took {:?}", report.elapsed);
+    // Calling it directly does not mark the scanner verified; a scan does.
+    assert!(!scanner.is_verified());
+    scanner.scan(stream(b"x".to_vec())).await.unwrap();
+    assert!(scanner.is_verified());
+}
+
+/// A managed clamd whose config leaves `options` out (clamd's default for each is `no`).
+fn clamd_without(options: &[&str]) -> ManagedClamd {
+    let builder = options
+        .iter()
+        .fold(ManagedClamd::builder(), |b, option| b.omit_option(*option));
+    let clamd = start(builder);
+    let config = clamd.config_text().unwrap();
+    for option in options {
+        assert!(!config.contains(option), "{config}");
+    }
+    clamd
+}
+
+#[tokio::test]
+async fn clamd_without_alert_encrypted_is_refused() {
+    let clamd = clamd_without(&[
+        "AlertEncrypted",
+        "AlertEncryptedArchive",
+        "AlertEncryptedDoc",
+    ]);
+    let scanner = clamd.scanner();
+    let error = scanner.self_test().await.unwrap_err();
+    assert!(
+        matches!(error, SelfTestError::EncryptedNotFlagged { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("`AlertEncrypted yes`"), "{message}");
+    assert!(message.contains(&clamd.address().to_string()), "{message}");
+    // Scans are refused too, even of what this clamd does detect.
+    let error = scanner.scan(stream(eicar())).await.unwrap_err();
+    assert!(
+        matches!(&error, ScanError::Protocol(m) if m.contains("AlertEncrypted")),
+        "{error:?}"
+    );
+    assert_eq!(error.retry(), Retry::Permanent);
+}
+
+#[tokio::test]
+async fn clamd_without_alert_exceeds_max_is_refused() {
+    let clamd = clamd_without(&["AlertExceedsMax"]);
+    let scanner = clamd.scanner();
+    let error = scanner.self_test().await.unwrap_err();
+    assert!(
+        matches!(error, SelfTestError::LimitsNotFlagged { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("`AlertExceedsMax yes`"),
+        "{error}"
+    );
+    let error = scanner.scan(stream(b"x".to_vec())).await.unwrap_err();
+    assert!(
+        matches!(&error, ScanError::Protocol(m) if m.contains("AlertExceedsMax")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn clamd_with_a_high_max_recursion_is_refused() {
+    let nesting = u32::try_from(SELF_TEST_NESTING).unwrap();
+    let clamd = start(ManagedClamd::builder().max_recursion(nesting + 1));
+    let error = clamd.scanner().self_test().await.unwrap_err();
+    assert!(
+        error.to_string().contains("`MaxRecursion` at most 64"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn encrypted_zip_with_eicar_is_flagged_as_encrypted() {
+    let zip = canary::encrypted_zip("eicar.com", &eicar(), b"infected");
+    let report = clamd().scanner().scan(stream(zip)).await.unwrap();
+    assert_eq!(report.verdict, infected("Heuristics.Encrypted.Zip"));
+}
+
+#[tokio::test]
+async fn zips_nested_past_max_recursion_are_limit_exceeded() {
+    let limits = clamd().limits();
+    let depth = usize::try_from(limits.max_recursion).unwrap();
+    let scanner = clamd().scanner();
+    let shallow = canary::nested_zip(depth - 2, &noise(64, 7));
+    assert_eq!(
+        scanner.scan(stream(shallow)).await.unwrap().verdict,
+        ScanVerdict::Clean
+    );
+    let deep = canary::nested_zip(depth, &noise(64, 8));
+    assert_eq!(
+        scanner.scan(stream(deep)).await.unwrap().verdict,
+        ScanVerdict::LimitExceeded {
+            detail: "Heuristics.Limits.Exceeded.MaxRecursion".to_owned()
+        }
+    );
+}
+
+#[tokio::test]
+async fn zip_with_more_members_than_max_files_is_limit_exceeded() {
+    let max_files = usize::try_from(limited_clamd().limits().max_files).unwrap();
+    let names: Vec<String> = (0..=max_files).map(|i| format!("member-{i}.txt")).collect();
+    let contents: Vec<Vec<u8>> = (0..=max_files)
+        .map(|i| noise(100, 200 + i as u64))
+        .collect();
+    let members: Vec<(&str, &[u8])> = names
+        .iter()
+        .zip(&contents)
+        .map(|(name, content)| (name.as_str(), content.as_slice()))
+        .collect();
+    let scanner = limited_clamd().scanner();
+    let few = canary::stored_zip(&members[..max_files / 2]);
+    assert_eq!(
+        scanner.scan(stream(few)).await.unwrap().verdict,
+        ScanVerdict::Clean
+    );
+    let many = canary::stored_zip(&members);
+    assert_eq!(
+        scanner.scan(stream(many)).await.unwrap().verdict,
+        ScanVerdict::LimitExceeded {
+            detail: "Heuristics.Limits.Exceeded.MaxFiles".to_owned()
+        }
+    );
+}
+
+#[test]
+fn managed_clamd_reports_and_writes_its_limits() {
+    let clamd = limited_clamd();
+    let limits = clamd.limits();
+    assert_eq!(
+        limits,
+        ClamdLimits {
+            stream_max_length: MIB as u64,
+            max_file_size: 768 * KIB as u64,
+            max_scan_size: 256 * KIB as u64,
+            max_files: 16,
+            max_recursion: 17,
+            max_scan_time: Duration::from_mins(2),
+        }
+    );
+    let config = clamd.config_text().unwrap();
+    for line in [
+        "StreamMaxLength 1048576",
+        "MaxFileSize 786432",
+        "MaxScanSize 262144",
+        "MaxFiles 16",
+        "MaxRecursion 17",
+        "MaxScanTime 120000",
+        "AlertExceedsMax yes",
+        "AlertEncrypted yes",
+        "AlertEncryptedArchive yes",
+        "AlertEncryptedDoc yes",
+    ] {
+        assert!(
+            config.lines().any(|l| l == line),
+            "{line} missing:\n{config}"
+        );
+    }
+    assert_eq!(
+        clamd.scanner_config().verdict_timeout,
+        Duration::from_mins(2) + airlock_clamd::managed::VERDICT_MARGIN
+    );
+}
+
+/// Forwards connections to a clamd that can be switched, counts them, and can drop the
+/// next one at once (a failed connection, as when clamd restarts).
+struct Proxy {
+    address: std::net::SocketAddr,
+    state: Arc<std::sync::Mutex<ProxyState>>,
+}
+
+struct ProxyState {
+    target: std::net::SocketAddr,
+    drop_next: bool,
+    connections: usize,
+}
+
+impl Proxy {
+    async fn start(target: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let state = Arc::new(std::sync::Mutex::new(ProxyState {
+            target,
+            drop_next: false,
+            connections: 0,
+        }));
+        let shared = Arc::clone(&state);
+        tokio::spawn(async move {
+            loop {
+                let (mut client, _) = listener.accept().await.unwrap();
+                let target = {
+                    let mut state = shared.lock().unwrap();
+                    state.connections += 1;
+                    if std::mem::take(&mut state.drop_next) {
+                        continue;
+                    }
+                    state.target
+                };
+                tokio::spawn(async move {
+                    let mut server = tokio::net::TcpStream::connect(target).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+            }
+        });
+        Self { address, state }
+    }
+
+    fn connections(&self) -> usize {
+        self.state.lock().unwrap().connections
+    }
+}
+
+#[tokio::test]
+async fn self_test_runs_once_then_again_after_a_failed_connection() {
+    let misconfigured = clamd_without(&["AlertExceedsMax"]);
+    let proxy = Proxy::start(clamd().address()).await;
+    let scanner = ClamdScanner::new(ClamdConfig::new(ClamdAddress::from(proxy.address)));
+
+    // First use: VERSION and three canaries, then the scan.
+    let report = scanner.scan(stream(eicar())).await.unwrap();
+    assert_eq!(report.verdict, infected("Airlock.Test.EICAR.UNOFFICIAL"));
+    assert_eq!(proxy.connections(), 5);
+    // Verified: one connection per scan.
+    scanner.scan(stream(b"x".to_vec())).await.unwrap();
+    assert_eq!(proxy.connections(), 6);
+
+    // clamd "restarts" with another configuration: the connection in between fails.
+    {
+        let mut state = proxy.state.lock().unwrap();
+        state.target = misconfigured.address();
+        state.drop_next = true;
+    }
+    let error = scanner.scan(stream(b"x".to_vec())).await.unwrap_err();
+    assert!(matches!(error, ScanError::Unavailable(_)), "{error:?}");
+    assert!(!scanner.is_verified());
+    let error = scanner.scan(stream(eicar())).await.unwrap_err();
+    assert!(
+        matches!(&error, ScanError::Protocol(m) if m.contains("AlertExceedsMax")),
+        "{error:?}"
+    );
+
+    // Back to a well-configured clamd: the next scan passes the self-test again.
+    proxy.state.lock().unwrap().target = clamd().address();
+    let report = scanner.scan(stream(eicar())).await.unwrap();
+    assert_eq!(report.verdict, infected("Airlock.Test.EICAR.UNOFFICIAL"));
+    assert!(scanner.is_verified());
 }

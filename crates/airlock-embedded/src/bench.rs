@@ -174,6 +174,7 @@ pub async fn run_scan(args: BenchScanArgs) -> anyhow::Result<u8> {
     let scanner = ClamdScanner::new(
         ClamdConfig::new(address)
             .chunk_size(args.chunk_size)
+            .verdict_timeout(std::time::Duration::from_hours(1))
             .scan_timeout(std::time::Duration::from_hours(1)),
     );
     scanner.ping().await.context("clamd does not answer PING")?;

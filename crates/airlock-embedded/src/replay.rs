@@ -182,6 +182,11 @@ async fn scanner_for(
             .with_context(|| format!("--clamd {address}"))?;
         let scanner = ClamdScanner::new(ClamdConfig::new(address));
         scanner.ping().await.context("clamd does not answer PING")?;
+        // Refuse a clamd that misses the canaries (e.g. no `AlertEncrypted yes`) at start.
+        scanner
+            .ensure_verified()
+            .await
+            .context("clamd failed airlock's self-test")?;
         return Ok((Arc::new(scanner), None));
     }
     let signatures = args.signatures.clone();
@@ -190,7 +195,12 @@ async fn scanner_for(
     })
     .await?
     .context("starting clamd (pass --clamd to use a running one)")?;
-    Ok((Arc::new(managed.scanner()), Some(managed)))
+    let scanner = managed.scanner();
+    scanner
+        .ensure_verified()
+        .await
+        .context("clamd failed airlock's self-test")?;
+    Ok((Arc::new(scanner), Some(managed)))
 }
 
 /// Where a case's object is now, for a run that found it settled earlier: the destination
