@@ -184,8 +184,84 @@ async fn archives_clamd_cannot_fully_read_are_quarantined() {
         "{settled:?}"
     );
 
+    // An encrypted member: the managed clamd (AlertEncrypted, checked by its self-test)
+    // reports it, and airlock would anyway (archive-encrypted).
+    let encrypted = airlock_clamd::canary::encrypted_zip("eicar.com", &eicar, b"infected");
+    let settled = settle(
+        &pipeline,
+        dir.path(),
+        "encrypted.zip",
+        "application/zip",
+        &encrypted,
+    )
+    .await;
+    match &settled {
+        Settlement::Quarantine {
+            reason: ReasonCode::Infected,
+            signature: Some(signature),
+            ..
+        } => assert!(signature.starts_with("Heuristics.Encrypted"), "{signature}"),
+        other => panic!("encrypted zip: {other:?}"),
+    }
+
     // A clean zip within every limit is promoted.
     let fine = zip_of(&[("a.txt", b"alpha"), ("b.csv", b"1,2\n")], deflated());
     let settled = settle(&pipeline, dir.path(), "fine.zip", "application/zip", &fine).await;
     assert!(matches!(settled, Settlement::Trusted { .. }), "{settled:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_past_the_scanners_file_limit_is_unscannable() {
+    // GIVEN a clamd that reads at most 1 MiB of any file (and archive member)
+    let clamd = ManagedClamd::builder()
+        .database_dir(repo_root().join("fixtures/clamav"))
+        .max_file_size(1 << 20)
+        .start()
+        .expect("clamd starts (install clamav-daemon: scripts/setup.sh)");
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline_at(&dir.path().join("data"), &clamd);
+    // WHEN EICAR sits in a zip member after its first 2 MiB (clamd trims the member to its
+    // limit and says nothing)
+    // Filler that compresses about 100:1 (under the ratio limit), so the zip itself stays
+    // far below the scanner's limit while its member inflates past it.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut member: Vec<u8> = (0..24 << 10)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect();
+    member.resize(2 << 20, b'a');
+    member.extend_from_slice(&eicar());
+    let zip = zip_of(&[("big.txt", &member)], deflated());
+    let settled = settle(&pipeline, dir.path(), "big.zip", "application/zip", &zip).await;
+    // THEN airlock, knowing the scanner's limit, quarantines it as unscannable
+    assert_eq!(
+        reason(&settled),
+        Some(ReasonCode::ArchiveUnscannable),
+        "{settled:?}"
+    );
+    // AND a .tar.gz with EICAR is found by clamd itself
+    let mut tar = tar::Builder::new(Vec::new());
+    let bytes = eicar();
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "eicar.com", bytes.as_slice())
+        .unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar.into_inner().unwrap()).unwrap();
+    let tgz = gz.finish().unwrap();
+    let settled = settle(
+        &pipeline,
+        dir.path(),
+        "eicar.tar.gz",
+        "application/gzip",
+        &tgz,
+    )
+    .await;
+    assert_eq!(reason(&settled), Some(ReasonCode::Infected), "{settled:?}");
 }

@@ -445,6 +445,12 @@ impl ManagedClamd {
     pub fn scanner_config(&self) -> ClamdConfig {
         ClamdConfig::new(self.clamd_address())
             .verdict_timeout(self.limits.max_scan_time + VERDICT_MARGIN)
+            .limits(airlock_archive::ScannerLimits {
+                max_file_size: self.limits.max_file_size,
+                max_scan_size: self.limits.max_scan_size,
+                max_files: u64::from(self.limits.max_files),
+                max_recursion: self.limits.max_recursion,
+            })
     }
 
     /// A scanner for this clamd with the timeouts of [`ManagedClamd::scanner_config`].

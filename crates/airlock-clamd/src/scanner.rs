@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use airlock_archive::ScannerLimits;
 use airlock_core::ports::{ByteStream, ScanError, ScanReport, ScanVerdict, Scanner};
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -104,6 +105,11 @@ pub struct ClamdConfig {
     /// [`ClamdScanner::self_test`] (at first use and again after any failure to talk to
     /// it). Default true; turn it off only for test doubles that cannot answer the canaries.
     pub require_self_test: bool,
+    /// The limits of that clamd's `clamd.conf` (`MaxFileSize`, `MaxScanSize`, `MaxFiles`,
+    /// `MaxRecursion`), for airlock's own archive judge: an archive reaching one is judged
+    /// unscannable. Default: clamd's own defaults, which is what an external clamd has
+    /// unless told otherwise.
+    pub limits: ScannerLimits,
 }
 
 impl ClamdConfig {
@@ -121,7 +127,14 @@ impl ClamdConfig {
             scan_timeout: Duration::from_mins(10),
             version_ttl: Duration::from_mins(10),
             require_self_test: true,
+            limits: ScannerLimits::default(),
         }
+    }
+
+    #[must_use]
+    pub fn limits(mut self, limits: ScannerLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Sets the chunk size, clamped to 1 byte ..= 16 MiB.
@@ -548,6 +561,10 @@ impl Scanner for ClamdScanner {
             }
         }
         result
+    }
+
+    fn limits(&self) -> ScannerLimits {
+        self.config.limits
     }
 }
 

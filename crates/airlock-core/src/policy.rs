@@ -125,7 +125,7 @@ allowed_types = ["application/pdf", "text/plain", "text/csv", "application/json"
 max_size = "100 MiB"
 
 [purposes.attachment]
-allowed_types = ["image/*", "application/pdf", "text/plain", "text/csv", "application/json", "application/zip"]
+allowed_types = ["image/*", "application/pdf", "text/plain", "text/csv", "application/json", "application/zip", "application/gzip", "application/x-tar"]
 max_size = "1 GiB"
 "#;
 
@@ -490,6 +490,49 @@ impl Policies {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn archive_policies_come_from_the_purpose_or_the_defaults() {
+        let policies = Policies::from_toml(
+            r#"
+[defaults.archives]
+max_depth = 2
+
+[purposes.attachment]
+allowed_types = ["application/zip"]
+
+[purposes.attachment.archives]
+max_members = 10
+max_total_size = "1 MiB"
+formats = ["zip"]
+
+[purposes.bundle]
+allowed_types = ["application/zip"]
+"#,
+        )
+        .unwrap();
+        let attachment = &policies
+            .get(&Purpose::new("attachment").unwrap())
+            .unwrap()
+            .archives;
+        assert_eq!(attachment.max_members, 10);
+        assert_eq!(attachment.max_total_size, 1 << 20);
+        assert_eq!(attachment.formats, [airlock_archive::ArchiveFormat::Zip]);
+        // A purpose's own table replaces the defaults' table whole.
+        assert_eq!(attachment.max_depth, ArchivePolicy::default().max_depth);
+        let bundle = &policies
+            .get(&Purpose::new("bundle").unwrap())
+            .unwrap()
+            .archives;
+        assert_eq!(bundle.max_depth, 2);
+        assert_eq!(bundle.max_members, ArchivePolicy::default().max_members);
+
+        let err = Policies::from_toml(
+            "[purposes.a]\nallowed_types = [\"application/zip\"]\n[purposes.a.archives]\nmax_memberz = 1\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("max_memberz"), "{err}");
+    }
 
     #[test]
     fn builtin_policies_load() {
