@@ -389,6 +389,8 @@ pub struct EmbeddedPipeline {
     workers: JoinSet<()>,
     store: Arc<FsStore>,
     intents: Arc<SqliteIntentStore>,
+    /// Held while the pipeline lives: one process per data dir.
+    _lock: crate::lock::DataDirLock,
 }
 
 impl std::fmt::Debug for EmbeddedPipeline {
@@ -399,23 +401,40 @@ impl std::fmt::Debug for EmbeddedPipeline {
     }
 }
 
+/// The data dir's lock and its stores, opened.
+#[allow(clippy::type_complexity)] // Reason: one call site, destructured at once.
+fn open_stores(
+    config: &PipelineConfig,
+) -> anyhow::Result<(
+    crate::lock::DataDirLock,
+    Arc<FsStore>,
+    Arc<SqliteIntentStore>,
+    Arc<JsonlEventSink>,
+)> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let lock = crate::lock::DataDirLock::acquire(&config.data_dir)?;
+    let store = Arc::new(
+        FsStore::open(config.bucket_root())
+            .with_context(|| format!("opening object store {}", config.bucket_root().display()))?,
+    );
+    let intents = Arc::new(
+        SqliteIntentStore::open(config.intents_path())
+            .with_context(|| format!("opening intent store {}", config.intents_path().display()))?,
+    );
+    let events = Arc::new(
+        JsonlEventSink::open(config.events_path())
+            .with_context(|| format!("opening event log {}", config.events_path().display()))?,
+    );
+
+    Ok((lock, store, intents, events))
+}
+
 impl EmbeddedPipeline {
     /// Opens the stores, loads the state machine and starts the workers. Must be called
     /// inside a Tokio runtime.
     pub fn start(config: PipelineConfig) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating {}", config.data_dir.display()))?;
-        let store =
-            Arc::new(FsStore::open(config.bucket_root()).with_context(|| {
-                format!("opening object store {}", config.bucket_root().display())
-            })?);
-        let intents = Arc::new(SqliteIntentStore::open(config.intents_path()).with_context(
-            || format!("opening intent store {}", config.intents_path().display()),
-        )?);
-        let events =
-            Arc::new(JsonlEventSink::open(config.events_path()).with_context(|| {
-                format!("opening event log {}", config.events_path().display())
-            })?);
+        let (lock, store, intents, events) = open_stores(&config)?;
 
         let mut substitutions = BTreeMap::new();
         let mut by_url = BTreeMap::new();
@@ -507,6 +526,7 @@ impl EmbeddedPipeline {
             workers,
             store,
             intents,
+            _lock: lock,
         })
     }
 
