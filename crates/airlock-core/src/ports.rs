@@ -342,3 +342,34 @@ pub trait TaskAnswers: Send + Sync {
     /// work should stop.
     async fn heartbeat(&self, token: &str) -> Result<(), TaskAnswerError>;
 }
+
+/// An upload whose settling (promote or quarantine) failed after every retry: it stays in
+/// `incoming/`, its intent is FAILED, and this entry waits for an operator to look and
+/// retry (`airlock dead-letters` locally; on AWS the failed execution and this record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub object: crate::object::ObjectRef,
+    /// The stage that failed.
+    pub stage: crate::stages::Stage,
+    /// The error name the state machine caught, e.g. `Airlock.Permanent`.
+    pub error: String,
+    pub cause: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A failure to record a dead letter.
+#[derive(Debug, thiserror::Error)]
+#[error("dead-letter store failed: {message}")]
+pub struct DeadLetterError {
+    pub message: String,
+    pub retry: Retry,
+}
+
+/// Where failed uploads are recorded for operators.
+#[async_trait]
+pub trait DeadLetters: Send + Sync {
+    /// Records `letter`; a second failure of the same object and stage replaces the first
+    /// entry (one entry per stuck object, with its latest failure).
+    async fn record(&self, letter: &DeadLetter) -> Result<(), DeadLetterError>;
+}

@@ -14,7 +14,9 @@ use crate::keys::UploadKey;
 use crate::media::MediaProcessor;
 use crate::object::ObjectRef;
 use crate::policy::Policies;
-use crate::ports::{Clock, EventSink, IntentStore, ObjectStore, Retry, Scanner, TaskAnswers};
+use crate::ports::{
+    Clock, DeadLetters, EventSink, IntentStore, ObjectStore, Retry, Scanner, TaskAnswers,
+};
 use crate::stages::{
     self, InspectOutcome, MediaJob, MediaOutcome, PromoteFacts, QuarantineRequest, ScanOutcome,
     Stage, StageError, error_names,
@@ -130,6 +132,8 @@ pub struct Worker {
     pub intents: Arc<dyn IntentStore>,
     pub scanner: Arc<dyn Scanner>,
     pub events: Arc<dyn EventSink>,
+    /// Where uploads whose settling failed for good are recorded.
+    pub dead_letters: Arc<dyn DeadLetters>,
     pub clock: Arc<dyn Clock>,
     pub policies: Arc<Policies>,
     /// The image library for the media stage.
@@ -247,7 +251,34 @@ impl Worker {
                 .await?;
                 to_value(Stage::Quarantine, &report)
             }
+            Stage::RecordFailure => self.run_record_failure(task).await,
         }
+    }
+
+    async fn run_record_failure(&self, task: &TaskMessage) -> Result<Value, StageError> {
+        let (stage, failure) = if let Some(f) =
+            optional::<CaughtError>(task, "quarantineFailure", Stage::RecordFailure)?
+        {
+            (Stage::Quarantine, f)
+        } else if let Some(f) =
+            optional::<CaughtError>(task, "promoteFailure", Stage::RecordFailure)?
+        {
+            (Stage::Promote, f)
+        } else {
+            return Err(bad_message(
+                Stage::RecordFailure,
+                "findings hold no promoteFailure or quarantineFailure",
+            ));
+        };
+        let report = stages::record_failure(
+            self.intents.as_ref(),
+            self.dead_letters.as_ref(),
+            self.clock.as_ref(),
+            &task.object,
+            (stage, &failure.error, &failure.cause),
+        )
+        .await?;
+        to_value(Stage::RecordFailure, &report)
     }
 
     async fn run_media(&self, task: &TaskMessage) -> Result<Value, StageError> {

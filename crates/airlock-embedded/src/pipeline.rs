@@ -470,6 +470,7 @@ impl EmbeddedPipeline {
             intents: intents.clone(),
             scanner: Arc::clone(&config.scanner),
             events,
+            dead_letters: intents.clone(),
             clock,
             policies: Arc::clone(&config.policies),
             media: Arc::clone(&config.media),

@@ -10,4 +10,4 @@ mod sqlite_intents;
 pub use events::JsonlEventSink;
 pub use fs_store::FsStore;
 pub use queue::{DeadLetter, InProcessQueue, QueueMessage};
-pub use sqlite_intents::SqliteIntentStore;
+pub use sqlite_intents::{SqliteIntentStore, StoredDeadLetter};

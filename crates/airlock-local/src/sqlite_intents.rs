@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use airlock_core::intent::{IntentOutcome, IntentState, UploadIntent};
 use airlock_core::keys::UploadId;
-use airlock_core::ports::{IntentStore, IntentStoreError, Retry, Transition, TransitionResult};
+use airlock_core::ports::{
+    DeadLetter, DeadLetterError, DeadLetters, IntentStore, IntentStoreError, Retry, Transition,
+    TransitionResult,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -34,7 +37,22 @@ CREATE TABLE IF NOT EXISTS intent_transitions (
     to_state   TEXT NOT NULL,
     at         TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    bucket     TEXT NOT NULL,
+    object_key TEXT NOT NULL,
+    stage      TEXT NOT NULL,
+    letter     TEXT NOT NULL,
+    UNIQUE (bucket, object_key, stage)
+);
 ";
+
+/// A dead letter as stored, with the id operators use to retry or drop it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDeadLetter {
+    pub id: i64,
+    pub letter: DeadLetter,
+}
 
 /// One recorded state change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +175,37 @@ impl SqliteIntentStore {
         .map_err(db_err)?
     }
 
+    /// Every dead letter, oldest first.
+    pub async fn dead_letters(&self) -> Result<Vec<StoredDeadLetter>, IntentStoreError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT id, letter FROM dead_letters ORDER BY id")
+                .map_err(|e| sqlite_err(&e))?;
+            let rows = stmt
+                .query_map([], |row| {
+                    let letter: String = row.get(1)?;
+                    Ok(StoredDeadLetter {
+                        id: row.get(0)?,
+                        letter: serde_json::from_str(&letter).map_err(conversion)?,
+                    })
+                })
+                .map_err(|e| sqlite_err(&e))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(|e| sqlite_err(&e))
+        })
+        .await
+    }
+
+    /// Removes a dead letter (once its object is settled); returns whether it existed.
+    pub async fn remove_dead_letter(&self, id: i64) -> Result<bool, IntentStoreError> {
+        self.with_conn(move |conn| {
+            conn.execute("DELETE FROM dead_letters WHERE id = ?1", [id])
+                .map(|n| n > 0)
+                .map_err(|e| sqlite_err(&e))
+        })
+        .await
+    }
+
     /// The recorded state changes of an intent, oldest first.
     pub async fn transitions(
         &self,
@@ -178,6 +227,33 @@ impl SqliteIntentStore {
             rows.collect::<Result<Vec<_>, _>>().map_err(|e| sqlite_err(&e))
         })
         .await
+    }
+}
+
+#[async_trait]
+impl DeadLetters for SqliteIntentStore {
+    async fn record(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
+        let letter = letter.clone();
+        self.with_conn(move |conn| {
+            let text = serde_json::to_string(&letter).map_err(db_err)?;
+            conn.execute(
+                "INSERT INTO dead_letters (bucket, object_key, stage, letter) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (bucket, object_key, stage) DO UPDATE SET letter = excluded.letter",
+                params![
+                    letter.object.bucket,
+                    letter.object.key,
+                    letter.stage.as_str(),
+                    text
+                ],
+            )
+            .map(drop)
+            .map_err(|e| sqlite_err(&e))
+        })
+        .await
+        .map_err(|e| DeadLetterError {
+            message: e.message,
+            retry: e.retry,
+        })
     }
 }
 

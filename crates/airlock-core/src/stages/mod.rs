@@ -4,6 +4,7 @@
 //! or nothing left to do) or `Err(StageError)` for an infrastructure failure, which the state
 //! machine may retry. A rejected file is never an `Err`.
 
+mod failure;
 mod inspect;
 mod media;
 mod promote;
@@ -14,6 +15,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use failure::{FailureReport, record_failure};
 pub use inspect::{InspectOutcome, InspectReport, SNIFF_LEN, SettledLeftover, inspect, sniff_type};
 pub use media::{MediaJob, MediaOutcome, MediaReport, SPOOL_FROM_BYTES, StagedOutput, media};
 pub use promote::{PromoteFacts, PromoteReport, finish_promotion, promote};
@@ -34,6 +36,9 @@ pub enum Stage {
     Media,
     Promote,
     Quarantine,
+    /// After promote or quarantine failed for good: the intent becomes FAILED and a dead
+    /// letter is recorded.
+    RecordFailure,
 }
 
 impl Stage {
@@ -45,6 +50,7 @@ impl Stage {
             Self::Media => "media",
             Self::Promote => "promote",
             Self::Quarantine => "quarantine",
+            Self::RecordFailure => "record-failure",
         }
     }
 }
