@@ -108,11 +108,10 @@ fn manage_color(
     })
 }
 
-/// Bytes a decoder may allocate for its output and working buffers: the largest image
-/// allowed, at four 16-bit samples per pixel, plus slack for tables.
+/// Bytes a decoder may allocate for its output and working buffers: the job's memory
+/// budget.
 fn decoder_memory_budget(limits: &Limits) -> usize {
-    usize::try_from(limits.max_pixels.saturating_mul(8).saturating_add(1 << 24))
-        .unwrap_or(usize::MAX)
+    usize::try_from(limits.max_memory).unwrap_or(usize::MAX)
 }
 
 // ---------------------------------------------------------------- JPEG
@@ -351,6 +350,9 @@ fn png_reader<R: BufRead + Seek>(
     let mut decoder = png::Decoder::new_with_limits(source, limits);
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     decoder.set_ignore_text_chunk(true);
+    // The header walk has the profile already, inflated with a much smaller bound than
+    // the decoder's (which is the whole memory budget).
+    decoder.set_ignore_iccp_chunk(true);
     let reader = decoder.read_info().map_err(png_error)?;
     let info = reader.info();
     let expected = &request.header.info;
@@ -397,7 +399,7 @@ fn png<R: BufRead + Seek>(source: R, request: &Request<'_>) -> Result<Decoded, M
     let mut reader = png_reader(source, request)?;
     let info = reader.info();
     let (width, height) = (info.width, info.height);
-    let icc = info.icc_profile.as_ref().map(|profile| profile.to_vec());
+    let icc = request.header.icc.clone();
     let interlaced = info.interlaced;
     let samples = match reader.output_color_type().0 {
         png::ColorType::Grayscale => 1,
@@ -486,7 +488,7 @@ pub(crate) fn png_resized_from<R: BufRead + Seek>(
         return Ok(None);
     }
     let (width, height) = (info.width, info.height);
-    let icc = info.icc_profile.as_ref().map(|profile| profile.to_vec());
+    let icc = request.header.icc.clone();
     let (samples, channels) = match reader.output_color_type().0 {
         png::ColorType::Grayscale => (1, Channels::Gray),
         png::ColorType::GrayscaleAlpha => (2, Channels::Rgba),
@@ -561,18 +563,7 @@ fn gif(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
     let mut decoder = options.read_info(bytes).map_err(gif_error)?;
     let (canvas_w, canvas_h) = (decoder.width(), decoder.height());
 
-    let icc = decoder.icc_profile().map(<[u8]>::to_vec);
-    let transform = match (request.color_profile, &icc) {
-        (ColorProfile::ConvertToSrgb, Some(icc)) => SrgbTransform::new(icc, Channels::Rgb),
-        _ => None,
-    };
-    let icc_outcome = icc.as_ref().map(|_| {
-        if transform.is_some() {
-            IccOutcome::Converted
-        } else {
-            IccOutcome::Dropped
-        }
-    });
+    let (transform, icc_outcome) = palette_transform(decoder.icc_profile(), request);
     // Palettes are colours, so converting them converts the whole image.
     let convert_palette = |palette: &[u8]| -> Vec<u8> {
         let mut palette = palette.to_vec();
@@ -643,6 +634,7 @@ fn gif(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
         encoder
             .write_frame(&clean)
             .map_err(|e| MediaError::Invalid(format!("GIF encoding failed: {e}")))?;
+        check_gif_growth(encoder.get_ref(), limits)?;
     }
     let base = base.ok_or_else(|| MediaError::Invalid("GIF has no frames".into()))?;
     let animation = encoder
@@ -657,6 +649,37 @@ fn gif(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
         icc: icc_outcome,
         animation,
     })
+}
+
+/// The transform a GIF's palettes go through, and what that makes of its profile.
+fn palette_transform(
+    icc: Option<&[u8]>,
+    request: &Request<'_>,
+) -> (Option<SrgbTransform>, Option<IccOutcome>) {
+    let transform = match (request.color_profile, icc) {
+        (ColorProfile::ConvertToSrgb, Some(icc)) => SrgbTransform::new(icc, Channels::Rgb),
+        _ => None,
+    };
+    let outcome = icc.map(|_| {
+        if transform.is_some() {
+            IccOutcome::Converted
+        } else {
+            IccOutcome::Dropped
+        }
+    });
+    (transform, outcome)
+}
+
+/// The re-encoded GIF grows by about a frame's compressed size at a time; it may take half
+/// the memory budget, leaving room for the buffer's reallocation.
+fn check_gif_growth(written: &[u8], limits: &Limits) -> Result<(), MediaError> {
+    if u64::try_from(written.len()).unwrap_or(u64::MAX) > limits.max_memory / 2 {
+        return Err(MediaError::TooLarge(format!(
+            "the re-encoded GIF outgrows half the {}-byte memory budget",
+            limits.max_memory
+        )));
+    }
+    Ok(())
 }
 
 /// Draws a frame onto a transparent canvas; RGB when nothing ends up transparent.
@@ -779,7 +802,7 @@ fn webp(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
         } else {
             (width, height)
         };
-        AnimatedWebp::new(w, h, loop_count)
+        AnimatedWebp::new(w, h, loop_count, request.limits.max_memory / 2)
     });
     let mut base = None;
     for _ in 0..frames {
