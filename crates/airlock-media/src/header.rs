@@ -115,6 +115,14 @@ pub(crate) fn check_limits(header: &Header<'_>, limits: &Limits) -> Result<(), M
             limits.max_pixels
         )));
     }
+    // Every decode holds the image at up to four bytes a pixel, in the budget.
+    let decoded = pixels.max(header.largest_frame_pixels).saturating_mul(4);
+    if decoded > limits.max_memory {
+        return Err(MediaError::TooLarge(format!(
+            "{decoded} bytes of decoded pixels exceed the {}-byte memory budget",
+            limits.max_memory
+        )));
+    }
     if info.frame_count > limits.max_frames {
         return Err(MediaError::TooLarge(format!(
             "{} frames exceed the {} frame limit",

@@ -31,7 +31,11 @@
 //!
 //! Decoders run behind `catch_unwind`, and decoding is bounded in time (see
 //! [`Limits::decode_timeout`] and the `decode` module notes): hostile input ends in a
-//! [`MediaError`], never a crash or a hang.
+//! [`MediaError`], never a crash or a hang. Memory is bounded the same way: every
+//! allocation whose size the input controls is checked first against
+//! [`Limits::max_memory`] or a fixed cap (64 KiB of EXIF, read in place; 4 MiB of ICC
+//! profile), so a hostile file is refused as [`MediaError::TooLarge`] instead of
+//! exhausting memory.
 
 mod color;
 mod decode;

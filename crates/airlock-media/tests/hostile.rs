@@ -131,6 +131,25 @@ fn jpeg_frame_claiming_65000_squared_is_too_large() {
 }
 
 #[test]
+fn an_image_past_the_memory_budget_is_too_large_before_decoding() {
+    let options = MediaOptions {
+        limits: Limits {
+            max_memory: 1024 * 1024,
+            ..Limits::default()
+        },
+        ..MediaOptions::default()
+    };
+    // 600x600 is within the pixel limits, but its 1.44 MB of decoded pixels are not
+    // within a 1 MiB budget; 500x500 (1 MB) is.
+    let input = png_with_ihdr(600, 600, &common::zlib_zeros(601 * 600));
+    let error = run_bounded("PNG 600x600, 1 MiB budget", &input, &options).unwrap_err();
+    assert_eq!(error.code(), "image-too-large");
+    assert!(error.to_string().contains("memory budget"), "{error}");
+    let input = png_with_ihdr(500, 500, &common::zlib_zeros(501 * 500));
+    run_bounded("PNG 500x500, 1 MiB budget", &input, &options).unwrap();
+}
+
+#[test]
 fn gif_with_5000_frames_is_too_large() {
     let frames: Vec<GifFrame> = (0..5000)
         .map(|i| GifFrame {
