@@ -409,6 +409,13 @@ fn jpeg_frame(marker: u8, body: &[u8]) -> Result<JpegFrame, MediaError> {
     if body.len() < 6 + 3 * usize::from(components) {
         return Err(truncated("JPEG frame header"));
     }
+    // More than 8 bits a sample is only lossless (anything else is refused by the decoder
+    // as unsupported too), and its decoder gives such samples for grayscale alone.
+    if precision != 8 && components != 1 {
+        return Err(MediaError::Unsupported(format!(
+            "{precision}-bit JPEG with {components} colour components"
+        )));
+    }
     let mut component_ids = [0; 4];
     for (i, id) in component_ids
         .iter_mut()

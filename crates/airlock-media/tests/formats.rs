@@ -595,3 +595,49 @@ fn processing_is_deterministic() {
         );
     }
 }
+
+/// A lossless (SOF3) 8x8 JPEG of `components` components at `precision` bits, every
+/// sample at the predictor's start value (half the range): one 1-bit Huffman code, "no
+/// difference", per sample.
+fn lossless_jpeg(precision: u8, components: u8) -> Vec<u8> {
+    let mut sof = vec![precision, 0, 8, 0, 8, components];
+    for id in 1..=components {
+        sof.extend_from_slice(&[id, 0x11, 0]);
+    }
+    let mut dht = vec![0x00, 1];
+    dht.extend_from_slice(&[0; 15]);
+    dht.push(0);
+    let mut sos = vec![components];
+    for id in 1..=components {
+        sos.extend_from_slice(&[id, 0x00]);
+    }
+    sos.extend_from_slice(&[1, 0, 0]); // predictor 1, no point transform
+    let mut out = vec![0xFF, 0xD8];
+    out.extend_from_slice(&common::segment(0xC3, &sof));
+    out.extend_from_slice(&common::segment(0xC4, &dht));
+    out.extend_from_slice(&common::segment(0xDA, &sos));
+    out.extend_from_slice(&vec![0; 8 * usize::from(components)]);
+    out.extend_from_slice(&[0xFF, 0xD9]);
+    out
+}
+
+#[test]
+fn deep_lossless_jpegs_decode_in_gray_and_are_unsupported_in_colour() {
+    let gray = process(&lossless_jpeg(16, 1), &MediaOptions::default()).unwrap();
+    assert_eq!(gray.metadata.bit_depth, 16);
+    assert_eq!(gray.metadata.color_type, "gray");
+    let pixel = decode(&gray.original).to_luma8().get_pixel(3, 3).0[0];
+    assert!(pixel.abs_diff(128) <= 1, "{pixel}");
+    for precision in [12, 16] {
+        let error = process(&lossless_jpeg(precision, 3), &MediaOptions::default()).unwrap_err();
+        assert_eq!(
+            error.code(),
+            "image-unsupported",
+            "{precision} bits: {error}"
+        );
+        assert_eq!(
+            probe(&lossless_jpeg(precision, 3)).unwrap_err().code(),
+            "image-unsupported"
+        );
+    }
+}
