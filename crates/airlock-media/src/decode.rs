@@ -348,7 +348,9 @@ fn png_reader<R: BufRead + Seek>(
         bytes: decoder_memory_budget(request.limits),
     };
     let mut decoder = png::Decoder::new_with_limits(source, limits);
-    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    // 16-bit samples come out whole and are rounded by `read_png_row`; the decoder's own
+    // reduction truncates.
+    decoder.set_transformations(png::Transformations::EXPAND);
     decoder.set_ignore_text_chunk(true);
     // The header walk has the profile already, inflated with a much smaller bound than
     // the decoder's (which is the whole memory budget).
@@ -372,6 +374,41 @@ fn png_reader<R: BufRead + Seek>(
         ));
     }
     Ok(reader)
+}
+
+/// A buffer for one row of 16-bit samples when the PNG has them (`stride` 8-bit samples
+/// a row), else empty.
+fn wide_row_buffer<R: BufRead + Seek>(reader: &png::Reader<R>, stride: usize) -> Vec<u8> {
+    if reader.output_color_type().1 == png::BitDepth::Sixteen {
+        vec![0u8; stride * 2]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Reads the next row as 8-bit samples into `row`, through `wide` when that is not empty
+/// (see [`wide_row_buffer`]). False when the image data ended.
+fn read_png_row<R: BufRead + Seek>(
+    reader: &mut png::Reader<R>,
+    wide: &mut [u8],
+    row: &mut [u8],
+) -> Result<bool, MediaError> {
+    if wide.is_empty() {
+        return Ok(reader.read_row(row).map_err(png_error)?.is_some());
+    }
+    if reader.read_row(wide).map_err(png_error)?.is_none() {
+        return Ok(false);
+    }
+    narrow_16(wide, row);
+    Ok(true)
+}
+
+/// Big-endian 16-bit samples to the nearest 8-bit value, `round(v * 255 / 65535)`.
+fn narrow_16(wide: &[u8], out: &mut [u8]) {
+    for (out, sample) in out.iter_mut().zip(wide.chunks_exact(2)) {
+        let value = u32::from(u16::from_be_bytes([sample[0], sample[1]]));
+        *out = u8::try_from((value * 255 + 32_767) / 65_535).unwrap_or(u8::MAX);
+    }
 }
 
 /// The IHDR colour type behind a [`crate::ImageInfo::color_type`] name.
@@ -411,13 +448,22 @@ fn png<R: BufRead + Seek>(source: R, request: &Request<'_>) -> Result<Decoded, M
         }
     };
     let stride = width as usize * samples;
+    let mut wide = wide_row_buffer(&reader, stride);
     let mut pixels = vec![0u8; stride * height as usize];
     if interlaced {
         let bits_per_pixel = u8::try_from(samples * 8).unwrap_or(32);
         let mut rows = 0usize;
+        let mut narrowed = Vec::new();
         while let Some(row) = reader.next_interlaced_row().map_err(png_error)? {
             if let png::InterlaceInfo::Adam7(pass) = row.interlace() {
-                png::expand_interlaced_row(&mut pixels, stride, row.data(), pass, bits_per_pixel);
+                let data = if wide.is_empty() {
+                    row.data()
+                } else {
+                    narrowed.resize(row.data().len() / 2, 0);
+                    narrow_16(row.data(), &mut narrowed);
+                    &narrowed
+                };
+                png::expand_interlaced_row(&mut pixels, stride, data, pass, bits_per_pixel);
             }
             rows += 1;
             if rows.is_multiple_of(ROWS_PER_CHECK) {
@@ -429,7 +475,7 @@ fn png<R: BufRead + Seek>(source: R, request: &Request<'_>) -> Result<Decoded, M
             if index.is_multiple_of(ROWS_PER_CHECK) {
                 request.deadline.check()?;
             }
-            if reader.read_row(row).map_err(png_error)?.is_none() {
+            if !read_png_row(&mut reader, &mut wide, row)? {
                 return Err(MediaError::Invalid("PNG image data ends early".into()));
             }
         }
@@ -505,12 +551,13 @@ pub(crate) fn png_resized_from<R: BufRead + Seek>(
     let mut converted = transform.is_some();
     let mut resizer = RowResizer::new(resampler, (width, height), channels, size.0, size.1);
     let mut raw_row = vec![0u8; width as usize * samples];
+    let mut wide = wide_row_buffer(&reader, raw_row.len());
     let mut expanded = Vec::new();
     for index in 0..height as usize {
         if index.is_multiple_of(ROWS_PER_CHECK) {
             request.deadline.check()?;
         }
-        if reader.read_row(&mut raw_row).map_err(png_error)?.is_none() {
+        if !read_png_row(&mut reader, &mut wide, &mut raw_row)? {
             return Err(MediaError::Invalid("PNG image data ends early".into()));
         }
         let row = if samples == 2 {

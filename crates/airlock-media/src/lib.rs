@@ -24,7 +24,7 @@
 //! rasterized.
 //!
 //! Sanitized originals: JPEG to JPEG at [`MediaOptions::original_quality`], PNG to 8-bit
-//! PNG (16-bit samples are reduced, palettes expanded), GIF to GIF (frames, palettes,
+//! PNG (16-bit samples are rounded to 8 bits, palettes expanded), GIF to GIF (frames, palettes,
 //! timing and looping kept; every extension dropped), WebP to lossless WebP (animations
 //! stay animated). All pixel work is single-threaded and deterministic: the same input
 //! and options always give the same bytes.

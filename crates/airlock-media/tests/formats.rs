@@ -300,6 +300,58 @@ fn sixteen_bit_png_keeps_its_colours() {
     assert_eq!(original.get_pixel(w - 1, h - 1).0, BOTTOM_RIGHT);
 }
 
+#[test]
+fn sixteen_bit_png_samples_are_rounded_to_eight_bits() {
+    // (16-bit sample, nearest 8-bit value): truncating to the high byte would give 18, 0
+    // and 0 for the first three.
+    let cases: [(u16, u8); 5] = [
+        (0x12FF, 19),
+        (0x0081, 1),
+        (0x00FF, 1),
+        (0x1280, 18),
+        (0xFFFF, 255),
+    ];
+    // Runs of 16 pixels, so that a half-size variant has runs of 8 whose middles are
+    // untouched by the resampling filter.
+    let run = 16u32;
+    let (w, h) = (cases.len() as u32 * run, 8u32);
+    let row: Vec<u8> = cases
+        .iter()
+        .flat_map(|(v, _)| v.to_be_bytes().repeat(run as usize))
+        .collect();
+    let input = common::png(
+        w,
+        h,
+        png::ColorType::Grayscale,
+        png::BitDepth::Sixteen,
+        &row.repeat(h as usize),
+        None,
+    );
+    let options = MediaOptions {
+        variants: vec![VariantSpec {
+            format: OutputFormat::Png,
+            ..VariantSpec::jpeg_contain(w / 2, 90)
+        }],
+        ..MediaOptions::default()
+    };
+    // The original comes from the whole decode, the variant (made without an original)
+    // from the decode streamed into its resize.
+    let original = decode(&process(&input, &options).unwrap().original).to_luma8();
+    let variant = process_variants_only(&input, &options).unwrap().variants[0]
+        .1
+        .clone();
+    let variant = decode(&variant).to_luma8();
+    for (i, (sample, expected)) in cases.iter().enumerate() {
+        let x = i as u32 * run + run / 2;
+        assert_eq!(original.get_pixel(x, 1).0[0], *expected, "{sample:#06x}");
+        assert_eq!(
+            variant.get_pixel(x / 2, 1).0[0],
+            *expected,
+            "{sample:#06x}, streamed"
+        );
+    }
+}
+
 fn gif_palette() -> Vec<u8> {
     let mut palette = vec![0u8; 4 * 3];
     palette[..3].copy_from_slice(&TOP_LEFT);
