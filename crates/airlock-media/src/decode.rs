@@ -675,7 +675,7 @@ fn gif(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
             width: frame.width,
             height: frame.height,
             interlaced: false,
-            palette: local_palette,
+            palette: frame_palette(local_palette, global_palette.as_deref(), frame.transparent),
             buffer: Cow::Borrowed(&frame.buffer),
         };
         encoder
@@ -715,6 +715,33 @@ fn palette_transform(
         }
     });
     (transform, outcome)
+}
+
+/// The palette a re-encoded GIF frame carries: its own, with the colour of its transparent
+/// index zeroed (never shown, it could only carry hidden data). A frame drawn with the
+/// global palette gets a copy with that entry zeroed, unless it is black already.
+fn frame_palette(
+    local: Option<Vec<u8>>,
+    global: Option<&[u8]>,
+    transparent: Option<u8>,
+) -> Option<Vec<u8>> {
+    let Some(index) = transparent.map(usize::from) else {
+        return local;
+    };
+    let entry = index * 3..index * 3 + 3;
+    let mut palette = match local {
+        Some(palette) => palette,
+        None => match global {
+            Some(global) if global.get(entry.clone()).is_some_and(|c| c != [0, 0, 0]) => {
+                global.to_vec()
+            }
+            _ => return None,
+        },
+    };
+    if let Some(colour) = palette.get_mut(entry) {
+        colour.fill(0);
+    }
+    Some(palette)
 }
 
 /// The re-encoded GIF grows by about a frame's compressed size at a time; it may take half

@@ -36,9 +36,11 @@ pub(crate) fn content_type(format: OutputFormat) -> (&'static str, &'static str)
     }
 }
 
-/// The raster in an RGB-based layout: YCbCr converted, any other layout as it is.
+/// The raster in an RGB-based layout (YCbCr converted, any other layout as it is), with
+/// no colour left under fully transparent pixels.
 fn rgb_based(raster: &Raster) -> Cow<'_, Raster> {
-    raster.to_rgb().map_or(Cow::Borrowed(raster), Cow::Owned)
+    let raster = raster.to_rgb().map_or(Cow::Borrowed(raster), Cow::Owned);
+    raster.without_hidden_colour().map_or(raster, Cow::Owned)
 }
 
 /// Baseline JPEG, 4:2:0 with chroma averaged (not point-sampled) before subsampling, which

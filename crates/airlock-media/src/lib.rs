@@ -6,7 +6,9 @@
 //! orientation, converts or drops the ICC profile, re-encodes a sanitized original in the
 //! source's family, resamples each [`VariantSpec`] from the nearest larger image already
 //! made, and reports [`ImageMetadata`]. Outputs are encoded from pixels alone, so no EXIF,
-//! GPS, XMP, IPTC, ICC, comment, text chunk or appended payload of the input survives.
+//! GPS, XMP, IPTC, ICC, comment, text chunk or appended payload of the input survives;
+//! nor does colour under fully transparent pixels (zeroed in every PNG and WebP output,
+//! and in the transparent entry of each re-encoded GIF frame's palette).
 //! [`process_variants_only`] skips the full-size original, which lets large JPEGs decode
 //! at reduced scale, and a PNG decode row by row straight into the largest variant's
 //! resize without ever holding the full-size image: the fast, low-memory path for thumbnails.

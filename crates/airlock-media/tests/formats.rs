@@ -693,3 +693,80 @@ fn deep_lossless_jpegs_decode_in_gray_and_are_unsupported_in_colour() {
         );
     }
 }
+
+#[test]
+fn colour_under_full_transparency_is_zeroed_in_every_output() {
+    let (w, h) = (16u32, 16u32);
+    // Left half opaque, right half fully transparent but coloured.
+    let rgba: Vec<u8> = (0..w * h)
+        .flat_map(|i| {
+            if i % w < w / 2 {
+                [220, 30, 30, 255]
+            } else {
+                [12, 34, 56, 0]
+            }
+        })
+        .collect();
+    let input = common::png(
+        w,
+        h,
+        png::ColorType::Rgba,
+        png::BitDepth::Eight,
+        &rgba,
+        None,
+    );
+    let variant = |name: &str, size: u32, format: OutputFormat| VariantSpec {
+        name: name.into(),
+        format,
+        ..VariantSpec::jpeg_contain(size, 80)
+    };
+    let options = MediaOptions {
+        variants: vec![
+            variant("png", 8, OutputFormat::Png),
+            variant("webp", 8, OutputFormat::WebP),
+            variant("webp-full", 16, OutputFormat::WebP),
+        ],
+        ..MediaOptions::default()
+    };
+    let processed = process(&input, &options).unwrap();
+    for (name, output) in common::all_outputs(&processed) {
+        let image = decode(output).to_rgba8();
+        let transparent: Vec<[u8; 4]> = image.pixels().map(|p| p.0).filter(|p| p[3] == 0).collect();
+        assert!(!transparent.is_empty(), "{name}");
+        assert!(transparent.iter().all(|p| *p == [0; 4]), "{name}");
+    }
+
+    // A GIF: the transparent index's palette colour is zeroed in the frames' palettes.
+    let palette = [TOP_LEFT, [9, 8, 7]].concat();
+    let frame = |delay: u16| GifFrame {
+        width: 8,
+        height: 8,
+        left: 0,
+        top: 0,
+        indices: (0..64).map(|i| u8::from(i % 8 >= 4)).collect(),
+        delay,
+        transparent: Some(1),
+    };
+    let gif = common::gif(8, 8, &palette, &[frame(5), frame(7)]);
+    let processed = process(&gif, &MediaOptions::default()).unwrap();
+    assert_eq!(processed.original.content_type, "image/gif");
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::Indexed);
+    let mut decoder = options
+        .read_info(processed.original.bytes.as_slice())
+        .unwrap();
+    let global = decoder.global_palette().map(<[u8]>::to_vec);
+    let mut frames = 0;
+    while let Some(frame) = decoder.read_next_frame().unwrap() {
+        frames += 1;
+        let index = usize::from(frame.transparent.expect("transparency kept"));
+        let palette = frame.palette.clone().or_else(|| global.clone()).unwrap();
+        assert_eq!(
+            palette[index * 3..index * 3 + 3],
+            [0, 0, 0],
+            "frame {frames}"
+        );
+        assert_eq!(palette[..3], TOP_LEFT, "frame {frames}");
+    }
+    assert_eq!(frames, 2);
+}
