@@ -41,6 +41,8 @@ const TYPE_BYTE: u16 = 1;
 const TYPE_ASCII: u16 = 2;
 const TYPE_SHORT: u16 = 3;
 const TYPE_LONG: u16 = 4;
+/// An IFD offset; some writers type sub-IFD pointers so instead of LONG.
+const TYPE_IFD: u16 = 13;
 
 /// A TIFF structure: bounds-checked reads in its byte order.
 struct Tiff<'a> {
@@ -108,7 +110,7 @@ impl<'a> Tiff<'a> {
         self.data.get(start..start.checked_add(len)?)
     }
 
-    /// First value of a BYTE, SHORT or LONG entry.
+    /// First value of a BYTE, SHORT, LONG or IFD entry.
     fn uint(&self, entry: Entry) -> Option<u32> {
         if entry.count == 0 {
             return None;
@@ -116,9 +118,16 @@ impl<'a> Tiff<'a> {
         match entry.kind {
             TYPE_BYTE => self.data.get(entry.field).copied().map(u32::from),
             TYPE_SHORT => self.u16_at(entry.field).map(u32::from),
-            TYPE_LONG => self.u32_at(entry.field),
+            TYPE_LONG | TYPE_IFD => self.u32_at(entry.field),
             _ => None,
         }
+    }
+
+    /// The offset in a sub-IFD pointer entry.
+    fn pointer(&self, entry: Entry) -> Option<u32> {
+        matches!(entry.kind, TYPE_LONG | TYPE_IFD)
+            .then(|| self.uint(entry))
+            .flatten()
     }
 
     /// The first string of an ASCII entry (up to its first zero byte), at most `max` bytes
@@ -177,12 +186,11 @@ pub(crate) fn summarize(block: &[u8]) -> ExifSummary {
             TAG_MODEL => {
                 summary.camera_model = tiff.ascii(entry, 4 * MAX_TEXT_CHARS).and_then(text);
             }
-            TAG_EXIF_IFD => exif_ifd = tiff.uint(entry).filter(|_| entry.kind == TYPE_LONG),
+            TAG_EXIF_IFD => exif_ifd = tiff.pointer(entry),
             _ => {
                 // Only the entry count: the GPS values are never parsed.
                 summary.gps_present = tiff
-                    .uint(entry)
-                    .filter(|_| entry.kind == TYPE_LONG)
+                    .pointer(entry)
                     .and_then(|offset| tiff.u16_at(usize::try_from(offset).ok()?))
                     .is_some_and(|count| count > 0);
             }
@@ -277,6 +285,38 @@ mod tests {
         assert_eq!(summary.camera_model.as_deref(), Some("X1"));
         assert_eq!(summary.captured_at, None);
         assert!(!summary.gps_present);
+    }
+
+    #[test]
+    fn reads_a_little_endian_block_with_ifd_typed_pointers() {
+        // Header | IFD0 (3 entries) at 8 | EXIF IFD at 50 | GPS IFD at 68 | time at 86.
+        let mut tiff = b"II*\0\x08\0\0\0".to_vec();
+        tiff.extend_from_slice(&3u16.to_le_bytes());
+        entry(&mut tiff, TAG_MAKE, TYPE_ASCII, 4, *b"Abc\0");
+        entry(&mut tiff, TAG_EXIF_IFD, TYPE_IFD, 1, 50u32.to_le_bytes());
+        entry(&mut tiff, TAG_GPS_IFD, TYPE_LONG, 1, 68u32.to_le_bytes());
+        tiff.extend_from_slice(&0u32.to_le_bytes());
+        assert_eq!(tiff.len(), 50);
+        tiff.extend_from_slice(&1u16.to_le_bytes());
+        entry(
+            &mut tiff,
+            TAG_DATE_TIME_ORIGINAL,
+            TYPE_ASCII,
+            20,
+            86u32.to_le_bytes(),
+        );
+        tiff.extend_from_slice(&0u32.to_le_bytes());
+        tiff.extend_from_slice(&1u16.to_le_bytes());
+        entry(&mut tiff, 0x0001, TYPE_ASCII, 2, *b"S\0\0\0");
+        tiff.extend_from_slice(&0u32.to_le_bytes());
+        assert_eq!(tiff.len(), 86);
+        tiff.extend_from_slice(b"2001:02:03 04:05:06\0");
+        let summary = summarize(&tiff);
+        assert_eq!(summary.orientation, 1);
+        assert_eq!(summary.camera_make.as_deref(), Some("Abc"));
+        assert_eq!(summary.camera_model, None);
+        assert_eq!(summary.captured_at.as_deref(), Some("2001-02-03T04:05:06"));
+        assert!(summary.gps_present);
     }
 
     #[test]
