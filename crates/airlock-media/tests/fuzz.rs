@@ -377,6 +377,25 @@ fn write_corpus() {
             "animated-canvas.webp",
             common::animated_lossy_webp(128, 96, 3),
         ),
+        // Past the fuzzing budget: four frames of a 2000x500 canvas.
+        (
+            "animated-past-budget.webp",
+            common::animated_lossy_webp(2000, 500, 4),
+        ),
+        ("iccp-bomb.png", {
+            let mut bomb = b"bomb\0\0".to_vec();
+            bomb.extend_from_slice(&common::zlib_zeros(8 << 20));
+            let small = common::photo_like(16, 16);
+            let png = common::png(
+                16,
+                16,
+                png::ColorType::Rgb,
+                png::BitDepth::Eight,
+                &small,
+                None,
+            );
+            common::png_with_chunk(&png, *b"iCCP", &bomb)
+        }),
     ];
     let dir = corpus_dir();
     std::fs::create_dir_all(&dir).unwrap();
