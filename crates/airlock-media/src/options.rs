@@ -20,12 +20,15 @@ pub struct Limits {
     pub max_animation_pixels: u64,
     /// Wall-clock budget for decoding.
     pub decode_timeout: Duration,
-    /// Memory budget of one job, in bytes: what any one decoder may allocate, and twice
-    /// what a re-encoded animation may grow to (its frames times its canvas at four bytes
-    /// a pixel is checked against half of this before decoding, and its encoded size as
-    /// it grows). Everything else the input sizes is bounded far below it (EXIF is read
-    /// in place, at most 64 KiB of it; ICC profiles are never copied or inflated past
-    /// 4 MiB). See [`Limits::memory_for_pixels`] for a budget matching `max_pixels`.
+    /// Memory budget of one job, in bytes, checked before the allocations it bounds: the
+    /// decoded image at four bytes a pixel must fit in it (checked from the header), any
+    /// one decoder may allocate up to it, and a re-encoded animation may take half of it
+    /// (its frames times its canvas at four bytes a pixel is checked before decoding, and
+    /// its encoded size as it grows; the other half is room for the growing buffer). What
+    /// else the input sizes is bounded far below it: EXIF is read in place, at most 64 KiB
+    /// of it; ICC profiles are never copied or inflated past 4 MiB. Exceeding it is
+    /// [`crate::MediaError::TooLarge`]. See [`Limits::memory_for_pixels`] for the budget
+    /// that matches `max_pixels`.
     pub max_memory: u64,
 }
 
