@@ -246,7 +246,10 @@ fn mutated_inputs_never_escape_the_bounds() {
             .lines()
             .find_map(|line| line.split("fuzz: ").nth(1))
             .unwrap_or_default();
-        println!("fuzz: {summary}; peak RSS {} KiB", run.peak_rss / 1024);
+        // Straight to stderr, past the test harness's capture: the count belongs in every
+        // test log.
+        let line = format!("fuzz: {summary}; peak RSS {} KiB\n", run.peak_rss / 1024);
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
         assert!(
             run.peak_rss < MEMORY_BOUND,
             "peak RSS {} bytes\n{}",
