@@ -38,6 +38,12 @@ impl std::fmt::Debug for SrgbTransform {
     }
 }
 
+/// Largest ICC profile used. Display and camera profiles are a few KiB, the largest
+/// common print profiles well under 1 MiB; a larger one is dropped unparsed, and the
+/// header readers never copy or inflate more than this (a profile's size is input-controlled
+/// and, in a PNG, compressed).
+pub(crate) const MAX_ICC_BYTES: usize = 4 * 1024 * 1024;
+
 /// Rows converted per call: bounds the scratch buffer to a few hundred KiB.
 const ROWS_PER_BATCH: usize = 32;
 
@@ -45,6 +51,9 @@ impl SrgbTransform {
     /// Builds the transform for pixels laid out as `channels`; `None` if the profile cannot
     /// be parsed or does not describe that kind of pixel (the profile is then dropped).
     pub(crate) fn new(icc: &[u8], channels: Channels) -> Option<Self> {
+        if icc.len() > MAX_ICC_BYTES {
+            return None;
+        }
         let profile = ColorProfile::new_from_slice(icc).ok()?;
         let (layout, expected_space) = match channels {
             Channels::Gray => (Layout::Gray, DataColorSpace::Gray),
@@ -131,6 +140,9 @@ pub(crate) fn cmyk_to_rgb(
 }
 
 fn cmyk_through_profile(cmyk: &[u8], icc: &[u8]) -> Option<Vec<u8>> {
+    if icc.len() > MAX_ICC_BYTES {
+        return None;
+    }
     let profile = ColorProfile::new_from_slice(icc).ok()?;
     if profile.color_space != DataColorSpace::Cmyk {
         return None;

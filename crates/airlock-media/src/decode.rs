@@ -108,11 +108,10 @@ fn manage_color(
     })
 }
 
-/// Bytes a decoder may allocate for its output and working buffers: the largest image
-/// allowed, at four 16-bit samples per pixel, plus slack for tables.
+/// Bytes a decoder may allocate for its output and working buffers: the job's memory
+/// budget.
 fn decoder_memory_budget(limits: &Limits) -> usize {
-    usize::try_from(limits.max_pixels.saturating_mul(8).saturating_add(1 << 24))
-        .unwrap_or(usize::MAX)
+    usize::try_from(limits.max_memory).unwrap_or(usize::MAX)
 }
 
 // ---------------------------------------------------------------- JPEG
@@ -349,8 +348,13 @@ fn png_reader<R: BufRead + Seek>(
         bytes: decoder_memory_budget(request.limits),
     };
     let mut decoder = png::Decoder::new_with_limits(source, limits);
-    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    // 16-bit samples come out whole and are rounded by `read_png_row`; the decoder's own
+    // reduction truncates.
+    decoder.set_transformations(png::Transformations::EXPAND);
     decoder.set_ignore_text_chunk(true);
+    // The header walk has the profile already, inflated with a much smaller bound than
+    // the decoder's (which is the whole memory budget).
+    decoder.set_ignore_iccp_chunk(true);
     let reader = decoder.read_info().map_err(png_error)?;
     let info = reader.info();
     let expected = &request.header.info;
@@ -370,6 +374,41 @@ fn png_reader<R: BufRead + Seek>(
         ));
     }
     Ok(reader)
+}
+
+/// A buffer for one row of 16-bit samples when the PNG has them (`stride` 8-bit samples
+/// a row), else empty.
+fn wide_row_buffer<R: BufRead + Seek>(reader: &png::Reader<R>, stride: usize) -> Vec<u8> {
+    if reader.output_color_type().1 == png::BitDepth::Sixteen {
+        vec![0u8; stride * 2]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Reads the next row as 8-bit samples into `row`, through `wide` when that is not empty
+/// (see [`wide_row_buffer`]). False when the image data ended.
+fn read_png_row<R: BufRead + Seek>(
+    reader: &mut png::Reader<R>,
+    wide: &mut [u8],
+    row: &mut [u8],
+) -> Result<bool, MediaError> {
+    if wide.is_empty() {
+        return Ok(reader.read_row(row).map_err(png_error)?.is_some());
+    }
+    if reader.read_row(wide).map_err(png_error)?.is_none() {
+        return Ok(false);
+    }
+    narrow_16(wide, row);
+    Ok(true)
+}
+
+/// Big-endian 16-bit samples to the nearest 8-bit value, `round(v * 255 / 65535)`.
+fn narrow_16(wide: &[u8], out: &mut [u8]) {
+    for (out, sample) in out.iter_mut().zip(wide.chunks_exact(2)) {
+        let value = u32::from(u16::from_be_bytes([sample[0], sample[1]]));
+        *out = u8::try_from((value * 255 + 32_767) / 65_535).unwrap_or(u8::MAX);
+    }
 }
 
 /// The IHDR colour type behind a [`crate::ImageInfo::color_type`] name.
@@ -397,7 +436,7 @@ fn png<R: BufRead + Seek>(source: R, request: &Request<'_>) -> Result<Decoded, M
     let mut reader = png_reader(source, request)?;
     let info = reader.info();
     let (width, height) = (info.width, info.height);
-    let icc = info.icc_profile.as_ref().map(|profile| profile.to_vec());
+    let icc = request.header.icc.clone();
     let interlaced = info.interlaced;
     let samples = match reader.output_color_type().0 {
         png::ColorType::Grayscale => 1,
@@ -409,13 +448,22 @@ fn png<R: BufRead + Seek>(source: R, request: &Request<'_>) -> Result<Decoded, M
         }
     };
     let stride = width as usize * samples;
+    let mut wide = wide_row_buffer(&reader, stride);
     let mut pixels = vec![0u8; stride * height as usize];
     if interlaced {
         let bits_per_pixel = u8::try_from(samples * 8).unwrap_or(32);
         let mut rows = 0usize;
+        let mut narrowed = Vec::new();
         while let Some(row) = reader.next_interlaced_row().map_err(png_error)? {
             if let png::InterlaceInfo::Adam7(pass) = row.interlace() {
-                png::expand_interlaced_row(&mut pixels, stride, row.data(), pass, bits_per_pixel);
+                let data = if wide.is_empty() {
+                    row.data()
+                } else {
+                    narrowed.resize(row.data().len() / 2, 0);
+                    narrow_16(row.data(), &mut narrowed);
+                    &narrowed
+                };
+                png::expand_interlaced_row(&mut pixels, stride, data, pass, bits_per_pixel);
             }
             rows += 1;
             if rows.is_multiple_of(ROWS_PER_CHECK) {
@@ -427,7 +475,7 @@ fn png<R: BufRead + Seek>(source: R, request: &Request<'_>) -> Result<Decoded, M
             if index.is_multiple_of(ROWS_PER_CHECK) {
                 request.deadline.check()?;
             }
-            if reader.read_row(row).map_err(png_error)?.is_none() {
+            if !read_png_row(&mut reader, &mut wide, row)? {
                 return Err(MediaError::Invalid("PNG image data ends early".into()));
             }
         }
@@ -486,7 +534,7 @@ pub(crate) fn png_resized_from<R: BufRead + Seek>(
         return Ok(None);
     }
     let (width, height) = (info.width, info.height);
-    let icc = info.icc_profile.as_ref().map(|profile| profile.to_vec());
+    let icc = request.header.icc.clone();
     let (samples, channels) = match reader.output_color_type().0 {
         png::ColorType::Grayscale => (1, Channels::Gray),
         png::ColorType::GrayscaleAlpha => (2, Channels::Rgba),
@@ -503,12 +551,13 @@ pub(crate) fn png_resized_from<R: BufRead + Seek>(
     let mut converted = transform.is_some();
     let mut resizer = RowResizer::new(resampler, (width, height), channels, size.0, size.1);
     let mut raw_row = vec![0u8; width as usize * samples];
+    let mut wide = wide_row_buffer(&reader, raw_row.len());
     let mut expanded = Vec::new();
     for index in 0..height as usize {
         if index.is_multiple_of(ROWS_PER_CHECK) {
             request.deadline.check()?;
         }
-        if reader.read_row(&mut raw_row).map_err(png_error)?.is_none() {
+        if !read_png_row(&mut reader, &mut wide, &mut raw_row)? {
             return Err(MediaError::Invalid("PNG image data ends early".into()));
         }
         let row = if samples == 2 {
@@ -561,18 +610,7 @@ fn gif(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
     let mut decoder = options.read_info(bytes).map_err(gif_error)?;
     let (canvas_w, canvas_h) = (decoder.width(), decoder.height());
 
-    let icc = decoder.icc_profile().map(<[u8]>::to_vec);
-    let transform = match (request.color_profile, &icc) {
-        (ColorProfile::ConvertToSrgb, Some(icc)) => SrgbTransform::new(icc, Channels::Rgb),
-        _ => None,
-    };
-    let icc_outcome = icc.as_ref().map(|_| {
-        if transform.is_some() {
-            IccOutcome::Converted
-        } else {
-            IccOutcome::Dropped
-        }
-    });
+    let (transform, icc_outcome) = palette_transform(decoder.icc_profile(), request);
     // Palettes are colours, so converting them converts the whole image.
     let convert_palette = |palette: &[u8]| -> Vec<u8> {
         let mut palette = palette.to_vec();
@@ -637,12 +675,13 @@ fn gif(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
             width: frame.width,
             height: frame.height,
             interlaced: false,
-            palette: local_palette,
+            palette: frame_palette(local_palette, global_palette.as_deref(), frame.transparent),
             buffer: Cow::Borrowed(&frame.buffer),
         };
         encoder
             .write_frame(&clean)
             .map_err(|e| MediaError::Invalid(format!("GIF encoding failed: {e}")))?;
+        check_gif_growth(encoder.get_ref(), limits)?;
     }
     let base = base.ok_or_else(|| MediaError::Invalid("GIF has no frames".into()))?;
     let animation = encoder
@@ -657,6 +696,64 @@ fn gif(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
         icc: icc_outcome,
         animation,
     })
+}
+
+/// The transform a GIF's palettes go through, and what that makes of its profile.
+fn palette_transform(
+    icc: Option<&[u8]>,
+    request: &Request<'_>,
+) -> (Option<SrgbTransform>, Option<IccOutcome>) {
+    let transform = match (request.color_profile, icc) {
+        (ColorProfile::ConvertToSrgb, Some(icc)) => SrgbTransform::new(icc, Channels::Rgb),
+        _ => None,
+    };
+    let outcome = icc.map(|_| {
+        if transform.is_some() {
+            IccOutcome::Converted
+        } else {
+            IccOutcome::Dropped
+        }
+    });
+    (transform, outcome)
+}
+
+/// The palette a re-encoded GIF frame carries: its own, with the colour of its transparent
+/// index zeroed (never shown, it could only carry hidden data). A frame drawn with the
+/// global palette gets a copy with that entry zeroed, unless it is black already.
+fn frame_palette(
+    local: Option<Vec<u8>>,
+    global: Option<&[u8]>,
+    transparent: Option<u8>,
+) -> Option<Vec<u8>> {
+    let Some(index) = transparent.map(usize::from) else {
+        return local;
+    };
+    let entry = index * 3..index * 3 + 3;
+    let mut palette = match local {
+        Some(palette) => palette,
+        None => match global {
+            Some(global) if global.get(entry.clone()).is_some_and(|c| c != [0, 0, 0]) => {
+                global.to_vec()
+            }
+            _ => return None,
+        },
+    };
+    if let Some(colour) = palette.get_mut(entry) {
+        colour.fill(0);
+    }
+    Some(palette)
+}
+
+/// The re-encoded GIF grows by about a frame's compressed size at a time; it may take half
+/// the memory budget, leaving room for the buffer's reallocation.
+fn check_gif_growth(written: &[u8], limits: &Limits) -> Result<(), MediaError> {
+    if u64::try_from(written.len()).unwrap_or(u64::MAX) > limits.max_memory / 2 {
+        return Err(MediaError::TooLarge(format!(
+            "the re-encoded GIF outgrows half the {}-byte memory budget",
+            limits.max_memory
+        )));
+    }
+    Ok(())
 }
 
 /// Draws a frame onto a transparent canvas; RGB when nothing ends up transparent.
@@ -779,7 +876,7 @@ fn webp(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
         } else {
             (width, height)
         };
-        AnimatedWebp::new(w, h, loop_count)
+        AnimatedWebp::new(w, h, loop_count, request.limits.max_memory / 2)
     });
     let mut base = None;
     for _ in 0..frames {

@@ -36,9 +36,11 @@ pub(crate) fn content_type(format: OutputFormat) -> (&'static str, &'static str)
     }
 }
 
-/// The raster in an RGB-based layout: YCbCr converted, any other layout as it is.
+/// The raster in an RGB-based layout (YCbCr converted, any other layout as it is), with
+/// no colour left under fully transparent pixels.
 fn rgb_based(raster: &Raster) -> Cow<'_, Raster> {
-    raster.to_rgb().map_or(Cow::Borrowed(raster), Cow::Owned)
+    let raster = raster.to_rgb().map_or(Cow::Borrowed(raster), Cow::Owned);
+    raster.without_hidden_colour().map_or(raster, Cow::Owned)
 }
 
 /// Baseline JPEG, 4:2:0 with chroma averaged (not point-sampled) before subsampling, which
@@ -124,19 +126,23 @@ pub(crate) struct AnimatedWebp {
     loop_count: u16,
     has_alpha: bool,
     frames: Vec<u8>,
+    /// Most bytes the frames may take.
+    max_bytes: u64,
 }
 
 /// Longest frame duration a WebP animation frame can hold (24 bits of milliseconds).
 const MAX_WEBP_FRAME_MS: u32 = 0xFF_FFFF;
 
 impl AnimatedWebp {
-    pub(crate) fn new(width: u32, height: u32, loop_count: u16) -> Self {
+    /// An empty animation whose frames may take at most `max_bytes`.
+    pub(crate) fn new(width: u32, height: u32, loop_count: u16, max_bytes: u64) -> Self {
         Self {
             width,
             height,
             loop_count,
             has_alpha: false,
             frames: Vec::new(),
+            max_bytes,
         }
     }
 
@@ -152,6 +158,13 @@ impl AnimatedWebp {
         // RIFF chunks are padded to even length; the sub-chunk must be too.
         let padding = bitstream.len() % 2;
         let payload_len = 16 + bitstream.len() + padding;
+        let total = self.frames.len().saturating_add(8 + payload_len);
+        if u64::try_from(total).unwrap_or(u64::MAX) > self.max_bytes {
+            return Err(MediaError::TooLarge(format!(
+                "the re-encoded animation outgrows its {}-byte share of the memory budget",
+                self.max_bytes
+            )));
+        }
         self.frames.extend_from_slice(b"ANMF");
         self.frames
             .extend_from_slice(&u32_len(payload_len)?.to_le_bytes());

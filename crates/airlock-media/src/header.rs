@@ -7,6 +7,8 @@
 use std::borrow::Cow;
 use std::io::{self, Read, Seek, SeekFrom};
 
+use crate::color::MAX_ICC_BYTES;
+use crate::exif::MAX_EXIF_BYTES;
 use crate::{Limits, MediaError};
 
 /// The input formats this crate decodes.
@@ -71,7 +73,9 @@ pub(crate) struct Header<'a> {
     /// Raw TIFF structure of the EXIF block, if any: borrowed from the bytes read, or
     /// copied out of a file.
     pub exif: Option<Cow<'a, [u8]>>,
-    /// Embedded ICC profile, where the container stores it uncompressed (JPEG, WebP).
+    /// Embedded ICC profile (JPEG, PNG, WebP; a GIF's is read by its decoder), at most
+    /// [`MAX_ICC_BYTES`]. A larger one, or a PNG profile that inflates past that, is
+    /// kept as an empty profile: reported as dropped, never copied or parsed.
     pub icc: Option<Vec<u8>>,
     pub jpeg: Option<JpegLayout>,
     /// Largest single frame, in pixels.
@@ -109,6 +113,14 @@ pub(crate) fn check_limits(header: &Header<'_>, limits: &Limits) -> Result<(), M
             "{} pixels exceed the {} pixel limit",
             pixels.max(header.largest_frame_pixels),
             limits.max_pixels
+        )));
+    }
+    // Every decode holds the image at up to four bytes a pixel, in the budget.
+    let decoded = pixels.max(header.largest_frame_pixels).saturating_mul(4);
+    if decoded > limits.max_memory {
+        return Err(MediaError::TooLarge(format!(
+            "{decoded} bytes of decoded pixels exceed the {}-byte memory budget",
+            limits.max_memory
         )));
     }
     if info.frame_count > limits.max_frames {
@@ -225,6 +237,8 @@ struct JpegWalk<'a> {
     scans: u32,
     exif: Option<&'a [u8]>,
     icc_chunks: Vec<(u8, u8, &'a [u8])>,
+    /// More APP2 profile segments than one profile can have (255).
+    icc_overflow: bool,
     adobe_transform: Option<u8>,
     jfif: bool,
 }
@@ -264,7 +278,11 @@ impl<'a> JpegWalk<'a> {
                 self.exif = Some(&body[6..]);
             }
             0xE2 if body.len() > 14 && body.starts_with(b"ICC_PROFILE\0") => {
-                self.icc_chunks.push((body[12], body[13], &body[14..]));
+                if self.icc_chunks.len() < 255 {
+                    self.icc_chunks.push((body[12], body[13], &body[14..]));
+                } else {
+                    self.icc_overflow = true;
+                }
             }
             0xEE if body.len() >= 12 && body.starts_with(b"Adobe") => {
                 self.adobe_transform = Some(body[11]);
@@ -305,7 +323,11 @@ impl<'a> JpegWalk<'a> {
                 bit_depth: frame.precision,
             },
             exif: self.exif.map(Cow::Borrowed),
-            icc: assemble_icc(&mut self.icc_chunks),
+            icc: if self.icc_overflow {
+                None
+            } else {
+                assemble_icc(&mut self.icc_chunks)
+            },
             jpeg: Some(JpegLayout {
                 progressive: frame.marker == 0xC2,
                 precision: frame.precision,
@@ -387,6 +409,13 @@ fn jpeg_frame(marker: u8, body: &[u8]) -> Result<JpegFrame, MediaError> {
     if body.len() < 6 + 3 * usize::from(components) {
         return Err(truncated("JPEG frame header"));
     }
+    // More than 8 bits a sample is only lossless (anything else is refused by the decoder
+    // as unsupported too), and its decoder gives such samples for grayscale alone.
+    if precision != 8 && components != 1 {
+        return Err(MediaError::Unsupported(format!(
+            "{precision}-bit JPEG with {components} colour components"
+        )));
+    }
     let mut component_ids = [0; 4];
     for (i, id) in component_ids
         .iter_mut()
@@ -430,6 +459,9 @@ fn assemble_icc(chunks: &mut [(u8, u8, &[u8])]) -> Option<Vec<u8>> {
         return None;
     }
     chunks.sort_by_key(|chunk| chunk.0);
+    if chunks.iter().map(|chunk| chunk.2.len()).sum::<usize>() > MAX_ICC_BYTES {
+        return Some(Vec::new());
+    }
     let mut profile = Vec::new();
     for (expected, (seq, count, data)) in (1..=total).zip(chunks.iter()) {
         if *seq != expected || *count != total {
@@ -488,12 +520,17 @@ fn png_ihdr(bytes: &[u8]) -> Result<Ihdr, MediaError> {
     })
 }
 
-/// What the PNG chunk walk collects: the animation control, transparency and EXIF.
+/// What the PNG chunk walk collects: the animation control, transparency, EXIF and the
+/// compressed ICC profile.
 struct PngChunks<'a> {
     frame_count: u32,
     animated: bool,
     transparency: bool,
     exif: Option<Cow<'a, [u8]>>,
+    /// The first `iCCP` before the image data, as stored (name, method, zlib stream);
+    /// `Some(empty)` when it is larger than any profile we use.
+    iccp: Option<Cow<'a, [u8]>>,
+    seen_idat: bool,
 }
 
 impl<'a> PngChunks<'a> {
@@ -503,6 +540,8 @@ impl<'a> PngChunks<'a> {
             animated: false,
             transparency: false,
             exif: None,
+            iccp: None,
+            seen_idat: false,
         }
     }
 
@@ -511,7 +550,11 @@ impl<'a> PngChunks<'a> {
     fn wanted(&self, kind: &[u8], length: u32) -> u32 {
         match kind {
             b"acTL" if length >= 8 => 4,
-            b"eXIf" if self.exif.is_none() => length,
+            // Only the part of the block the EXIF reader looks at.
+            b"eXIf" if self.exif.is_none() => {
+                length.min(u32::try_from(MAX_EXIF_BYTES).unwrap_or(u32::MAX))
+            }
+            b"iCCP" if self.wants_iccp() && length as usize <= MAX_ICC_BYTES => length,
             _ => 0,
         }
     }
@@ -526,13 +569,28 @@ impl<'a> PngChunks<'a> {
             }
             b"tRNS" => self.transparency = true,
             b"eXIf" if self.exif.is_none() => self.exif = Some(data),
+            b"iCCP" if self.wants_iccp() && length > 0 => {
+                // A stored profile is never smaller than its compressed form.
+                self.iccp = Some(if length as usize <= MAX_ICC_BYTES {
+                    data
+                } else {
+                    Cow::Borrowed(&[])
+                });
+            }
+            b"IDAT" => self.seen_idat = true,
             b"IEND" => return false,
             _ => {}
         }
         true
     }
 
+    /// The decoder uses the first `iCCP` before the image data and no other.
+    fn wants_iccp(&self) -> bool {
+        self.iccp.is_none() && !self.seen_idat
+    }
+
     fn finish(self, ihdr: &Ihdr) -> Header<'a> {
+        let icc = self.iccp.as_deref().and_then(inflate_iccp);
         let Ihdr {
             width,
             height,
@@ -558,12 +616,30 @@ impl<'a> PngChunks<'a> {
                 bit_depth,
             },
             exif: self.exif,
-            icc: None,
+            icc,
             jpeg: None,
             largest_frame_pixels: pixels,
             // Only the default image is decoded (APNG frames are not), so it alone counts.
             total_frame_pixels: pixels,
         }
+    }
+}
+
+/// The profile in an `iCCP` chunk's data: inflated with a bound of [`MAX_ICC_BYTES`]
+/// (a zlib bomb stops there), empty when larger, `None` when the chunk is malformed (the
+/// decoder ignores such a chunk too).
+fn inflate_iccp(data: &[u8]) -> Option<Vec<u8>> {
+    if data.is_empty() {
+        return Some(Vec::new());
+    }
+    let name_end = memchr::memchr(0, &data[..data.len().min(80)])?;
+    if name_end == 0 || data.get(name_end + 1) != Some(&0) {
+        return None;
+    }
+    match fdeflate::decompress_to_vec_bounded(&data[name_end + 2..], MAX_ICC_BYTES) {
+        Ok(profile) => Some(profile),
+        Err(fdeflate::BoundedDecompressionError::OutputTooLarge { .. }) => Some(Vec::new()),
+        Err(fdeflate::BoundedDecompressionError::DecompressionError { .. }) => None,
     }
 }
 
@@ -858,7 +934,13 @@ fn webp(bytes: &[u8]) -> Result<Header<'_>, MediaError> {
                 largest = largest.max(area);
                 frames += 1;
             }
-            b"ICCP" => icc = Some(data.to_vec()),
+            b"ICCP" if icc.is_none() => {
+                icc = Some(if data.len() <= MAX_ICC_BYTES {
+                    data.to_vec()
+                } else {
+                    Vec::new()
+                });
+            }
             b"EXIF" if exif.is_none() => {
                 exif = Some(data.strip_prefix(b"Exif\0\0").unwrap_or(data));
             }

@@ -6,7 +6,9 @@
 //! orientation, converts or drops the ICC profile, re-encodes a sanitized original in the
 //! source's family, resamples each [`VariantSpec`] from the nearest larger image already
 //! made, and reports [`ImageMetadata`]. Outputs are encoded from pixels alone, so no EXIF,
-//! GPS, XMP, IPTC, ICC, comment, text chunk or appended payload of the input survives.
+//! GPS, XMP, IPTC, ICC, comment, text chunk or appended payload of the input survives;
+//! nor does colour under fully transparent pixels (zeroed in every PNG and WebP output,
+//! and in the transparent entry of each re-encoded GIF frame's palette).
 //! [`process_variants_only`] skips the full-size original, which lets large JPEGs decode
 //! at reduced scale, and a PNG decode row by row straight into the largest variant's
 //! resize without ever holding the full-size image: the fast, low-memory path for thumbnails.
@@ -24,14 +26,18 @@
 //! rasterized.
 //!
 //! Sanitized originals: JPEG to JPEG at [`MediaOptions::original_quality`], PNG to 8-bit
-//! PNG (16-bit samples are reduced, palettes expanded), GIF to GIF (frames, palettes,
+//! PNG (16-bit samples are rounded to 8 bits, palettes expanded), GIF to GIF (frames, palettes,
 //! timing and looping kept; every extension dropped), WebP to lossless WebP (animations
 //! stay animated). All pixel work is single-threaded and deterministic: the same input
 //! and options always give the same bytes.
 //!
 //! Decoders run behind `catch_unwind`, and decoding is bounded in time (see
 //! [`Limits::decode_timeout`] and the `decode` module notes): hostile input ends in a
-//! [`MediaError`], never a crash or a hang.
+//! [`MediaError`], never a crash or a hang. Memory is bounded the same way: every
+//! allocation whose size the input controls is checked first against
+//! [`Limits::max_memory`] or a fixed cap (64 KiB of EXIF, read in place; 4 MiB of ICC
+//! profile), so a hostile file is refused as [`MediaError::TooLarge`] instead of
+//! exhausting memory.
 
 mod color;
 mod decode;

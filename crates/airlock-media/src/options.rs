@@ -20,6 +20,27 @@ pub struct Limits {
     pub max_animation_pixels: u64,
     /// Wall-clock budget for decoding.
     pub decode_timeout: Duration,
+    /// Memory budget of one job, in bytes, checked before the allocations it bounds: the
+    /// decoded image at four bytes a pixel must fit in it (checked from the header), any
+    /// one decoder may allocate up to it, and a re-encoded animation may take half of it
+    /// (its frames times its canvas at four bytes a pixel is checked before decoding, and
+    /// its encoded size as it grows; the other half is room for the growing buffer). What
+    /// else the input sizes is bounded far below it: EXIF is read in place, at most 64 KiB
+    /// of it; ICC profiles are never copied or inflated past 4 MiB. Exceeding it is
+    /// [`crate::MediaError::TooLarge`]. See [`Limits::memory_for_pixels`] for the budget
+    /// that matches `max_pixels`.
+    pub max_memory: u64,
+}
+
+impl Limits {
+    /// The memory budget that fits an image of `max_pixels`: four 16-bit samples per
+    /// pixel, plus 16 MiB for tables and small buffers.
+    #[must_use]
+    pub fn memory_for_pixels(max_pixels: u64) -> u64 {
+        max_pixels
+            .saturating_mul(8)
+            .saturating_add(16 * 1024 * 1024)
+    }
 }
 
 impl Default for Limits {
@@ -32,6 +53,7 @@ impl Default for Limits {
             max_bytes: 100 * 1024 * 1024,
             max_animation_pixels: 200_000_000,
             decode_timeout: Duration::from_secs(20),
+            max_memory: Self::memory_for_pixels(50_000_000),
         }
     }
 }

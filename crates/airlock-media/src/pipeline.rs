@@ -10,7 +10,7 @@ use crate::encode;
 use crate::exif::{self, ExifSummary};
 use crate::header::{self, Header, ImageFormat};
 use crate::input::{self, Input};
-use crate::options::{Fit, MediaOptions, OutputFormat, VariantSpec};
+use crate::options::{Fit, Limits, MediaOptions, OutputFormat, VariantSpec};
 use crate::placeholder;
 use crate::raster::{self, Raster};
 use crate::resize::{Crop, Resampler};
@@ -147,6 +147,9 @@ pub(crate) fn run(
     input::check_size(input.len(), limits)?;
     let header = input.header()?;
     header::check_limits(&header, limits)?;
+    if with_original {
+        check_animation_budget(&header, limits)?;
+    }
     let exif = header.exif.as_deref().map_or(
         ExifSummary {
             orientation: 1,
@@ -224,6 +227,29 @@ pub(crate) fn run(
         variants,
         metadata,
     })
+}
+
+/// Refuses an animation whose re-encoded original could outgrow the memory budget. A
+/// WebP animation is re-encoded as full-canvas lossless frames, so a small lossy file can
+/// become a very large lossless one: frames times canvas pixels at four bytes each may
+/// take at most half the budget (the other half is room for the growing buffer's
+/// reallocation). A GIF keeps its frames as they are and is checked as it is written.
+fn check_animation_budget(header: &Header<'_>, limits: &Limits) -> Result<(), MediaError> {
+    if header.info.format != ImageFormat::WebP || !header.info.animated {
+        return Ok(());
+    }
+    let canvas = u64::from(header.info.width) * u64::from(header.info.height);
+    let estimate = canvas
+        .saturating_mul(u64::from(header.info.frame_count))
+        .saturating_mul(4);
+    if estimate > limits.max_memory / 2 {
+        return Err(MediaError::TooLarge(format!(
+            "the animation's {} frames of {}x{} could re-encode to {estimate} bytes, over \
+             half the {}-byte memory budget",
+            header.info.frame_count, header.info.width, header.info.height, limits.max_memory
+        )));
+    }
+    Ok(())
 }
 
 /// Decodes, shrinking to `target` on the way when given (see [`shrink_target`]).

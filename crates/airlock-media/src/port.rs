@@ -29,6 +29,7 @@ pub fn options_for(policy: &MediaPolicy) -> MediaOptions {
             max_height: policy.max_height,
             max_frames: policy.max_frames,
             decode_timeout: std::time::Duration::from_secs(policy.decode_timeout_seconds),
+            max_memory: Limits::memory_for_pixels(policy.max_pixels),
             ..defaults
         },
         variants: policy

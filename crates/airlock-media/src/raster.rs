@@ -131,6 +131,21 @@ impl Raster {
     pub(crate) fn uses_alpha(&self) -> bool {
         self.channels == Channels::Rgba && self.pixels.chunks_exact(4).any(|p| p[3] != 255)
     }
+
+    /// A copy with the colour of every fully transparent pixel set to zero; `None` when no
+    /// such pixel has any colour. That colour is never shown, so in an output it could
+    /// only carry data nobody sees.
+    pub(crate) fn without_hidden_colour(&self) -> Option<Raster> {
+        let hidden = |p: &[u8]| p[3] == 0 && p[..3] != [0, 0, 0];
+        if self.channels != Channels::Rgba || !self.pixels.chunks_exact(4).any(hidden) {
+            return None;
+        }
+        let mut pixels = self.pixels.clone();
+        for pixel in pixels.chunks_exact_mut(4).filter(|p| p[3] == 0) {
+            pixel[..3].fill(0);
+        }
+        Some(Raster::new(self.width, self.height, Channels::Rgba, pixels))
+    }
 }
 
 /// Expands gray+alpha samples to RGBA.

@@ -300,6 +300,58 @@ fn sixteen_bit_png_keeps_its_colours() {
     assert_eq!(original.get_pixel(w - 1, h - 1).0, BOTTOM_RIGHT);
 }
 
+#[test]
+fn sixteen_bit_png_samples_are_rounded_to_eight_bits() {
+    // (16-bit sample, nearest 8-bit value): truncating to the high byte would give 18, 0
+    // and 0 for the first three.
+    let cases: [(u16, u8); 5] = [
+        (0x12FF, 19),
+        (0x0081, 1),
+        (0x00FF, 1),
+        (0x1280, 18),
+        (0xFFFF, 255),
+    ];
+    // Runs of 16 pixels, so that a half-size variant has runs of 8 whose middles are
+    // untouched by the resampling filter.
+    let run = 16u32;
+    let (w, h) = (cases.len() as u32 * run, 8u32);
+    let row: Vec<u8> = cases
+        .iter()
+        .flat_map(|(v, _)| v.to_be_bytes().repeat(run as usize))
+        .collect();
+    let input = common::png(
+        w,
+        h,
+        png::ColorType::Grayscale,
+        png::BitDepth::Sixteen,
+        &row.repeat(h as usize),
+        None,
+    );
+    let options = MediaOptions {
+        variants: vec![VariantSpec {
+            format: OutputFormat::Png,
+            ..VariantSpec::jpeg_contain(w / 2, 90)
+        }],
+        ..MediaOptions::default()
+    };
+    // The original comes from the whole decode, the variant (made without an original)
+    // from the decode streamed into its resize.
+    let original = decode(&process(&input, &options).unwrap().original).to_luma8();
+    let variant = process_variants_only(&input, &options).unwrap().variants[0]
+        .1
+        .clone();
+    let variant = decode(&variant).to_luma8();
+    for (i, (sample, expected)) in cases.iter().enumerate() {
+        let x = i as u32 * run + run / 2;
+        assert_eq!(original.get_pixel(x, 1).0[0], *expected, "{sample:#06x}");
+        assert_eq!(
+            variant.get_pixel(x / 2, 1).0[0],
+            *expected,
+            "{sample:#06x}, streamed"
+        );
+    }
+}
+
 fn gif_palette() -> Vec<u8> {
     let mut palette = vec![0u8; 4 * 3];
     palette[..3].copy_from_slice(&TOP_LEFT);
@@ -594,4 +646,127 @@ fn processing_is_deterministic() {
             process_variants_only(input, &options_with_cover()).unwrap()
         );
     }
+}
+
+/// A lossless (SOF3) 8x8 JPEG of `components` components at `precision` bits, every
+/// sample at the predictor's start value (half the range): one 1-bit Huffman code, "no
+/// difference", per sample.
+fn lossless_jpeg(precision: u8, components: u8) -> Vec<u8> {
+    let mut sof = vec![precision, 0, 8, 0, 8, components];
+    for id in 1..=components {
+        sof.extend_from_slice(&[id, 0x11, 0]);
+    }
+    let mut dht = vec![0x00, 1];
+    dht.extend_from_slice(&[0; 15]);
+    dht.push(0);
+    let mut sos = vec![components];
+    for id in 1..=components {
+        sos.extend_from_slice(&[id, 0x00]);
+    }
+    sos.extend_from_slice(&[1, 0, 0]); // predictor 1, no point transform
+    let mut out = vec![0xFF, 0xD8];
+    out.extend_from_slice(&common::segment(0xC3, &sof));
+    out.extend_from_slice(&common::segment(0xC4, &dht));
+    out.extend_from_slice(&common::segment(0xDA, &sos));
+    out.extend_from_slice(&vec![0; 8 * usize::from(components)]);
+    out.extend_from_slice(&[0xFF, 0xD9]);
+    out
+}
+
+#[test]
+fn deep_lossless_jpegs_decode_in_gray_and_are_unsupported_in_colour() {
+    let gray = process(&lossless_jpeg(16, 1), &MediaOptions::default()).unwrap();
+    assert_eq!(gray.metadata.bit_depth, 16);
+    assert_eq!(gray.metadata.color_type, "gray");
+    let pixel = decode(&gray.original).to_luma8().get_pixel(3, 3).0[0];
+    assert!(pixel.abs_diff(128) <= 1, "{pixel}");
+    for precision in [12, 16] {
+        let error = process(&lossless_jpeg(precision, 3), &MediaOptions::default()).unwrap_err();
+        assert_eq!(
+            error.code(),
+            "image-unsupported",
+            "{precision} bits: {error}"
+        );
+        assert_eq!(
+            probe(&lossless_jpeg(precision, 3)).unwrap_err().code(),
+            "image-unsupported"
+        );
+    }
+}
+
+#[test]
+fn colour_under_full_transparency_is_zeroed_in_every_output() {
+    let (w, h) = (16u32, 16u32);
+    // Left half opaque, right half fully transparent but coloured.
+    let rgba: Vec<u8> = (0..w * h)
+        .flat_map(|i| {
+            if i % w < w / 2 {
+                [220, 30, 30, 255]
+            } else {
+                [12, 34, 56, 0]
+            }
+        })
+        .collect();
+    let input = common::png(
+        w,
+        h,
+        png::ColorType::Rgba,
+        png::BitDepth::Eight,
+        &rgba,
+        None,
+    );
+    let variant = |name: &str, size: u32, format: OutputFormat| VariantSpec {
+        name: name.into(),
+        format,
+        ..VariantSpec::jpeg_contain(size, 80)
+    };
+    let options = MediaOptions {
+        variants: vec![
+            variant("png", 8, OutputFormat::Png),
+            variant("webp", 8, OutputFormat::WebP),
+            variant("webp-full", 16, OutputFormat::WebP),
+        ],
+        ..MediaOptions::default()
+    };
+    let processed = process(&input, &options).unwrap();
+    for (name, output) in common::all_outputs(&processed) {
+        let image = decode(output).to_rgba8();
+        let transparent: Vec<[u8; 4]> = image.pixels().map(|p| p.0).filter(|p| p[3] == 0).collect();
+        assert!(!transparent.is_empty(), "{name}");
+        assert!(transparent.iter().all(|p| *p == [0; 4]), "{name}");
+    }
+
+    // A GIF: the transparent index's palette colour is zeroed in the frames' palettes.
+    let palette = [TOP_LEFT, [9, 8, 7]].concat();
+    let frame = |delay: u16| GifFrame {
+        width: 8,
+        height: 8,
+        left: 0,
+        top: 0,
+        indices: (0..64).map(|i| u8::from(i % 8 >= 4)).collect(),
+        delay,
+        transparent: Some(1),
+    };
+    let gif = common::gif(8, 8, &palette, &[frame(5), frame(7)]);
+    let processed = process(&gif, &MediaOptions::default()).unwrap();
+    assert_eq!(processed.original.content_type, "image/gif");
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::Indexed);
+    let mut decoder = options
+        .read_info(processed.original.bytes.as_slice())
+        .unwrap();
+    let global = decoder.global_palette().map(<[u8]>::to_vec);
+    let mut frames = 0;
+    while let Some(frame) = decoder.read_next_frame().unwrap() {
+        frames += 1;
+        let index = usize::from(frame.transparent.expect("transparency kept"));
+        let palette = frame.palette.clone().or_else(|| global.clone()).unwrap();
+        assert_eq!(
+            palette[index * 3..index * 3 + 3],
+            [0, 0, 0],
+            "frame {frames}"
+        );
+        assert_eq!(palette[..3], TOP_LEFT, "frame {frames}");
+    }
+    assert_eq!(frames, 2);
 }

@@ -76,58 +76,6 @@ fn png_with_ihdr(width: u32, height: u32, idat: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A zlib stream that inflates to `len` zero bytes: fixed-Huffman blocks of one literal
-/// and then back-references of 258 bytes at distance 1, 13 bits per 258 bytes.
-fn zlib_zeros(len: u64) -> Vec<u8> {
-    struct Bits {
-        out: Vec<u8>,
-        acc: u64,
-        count: u32,
-    }
-    impl Bits {
-        fn put(&mut self, value: u32, bits: u32) {
-            self.acc |= u64::from(value) << self.count;
-            self.count += bits;
-            while self.count >= 8 {
-                self.out.push((self.acc & 0xFF) as u8);
-                self.acc >>= 8;
-                self.count -= 8;
-            }
-        }
-        /// Huffman codes are sent most significant bit first.
-        fn code(&mut self, code: u32, bits: u32) {
-            let reversed = code.reverse_bits() >> (32 - bits);
-            self.put(reversed, bits);
-        }
-    }
-    let mut bits = Bits {
-        out: vec![0x78, 0x01],
-        acc: 0,
-        count: 0,
-    };
-    bits.put(1, 1); // final block
-    bits.put(1, 2); // fixed Huffman
-    bits.code(0x30, 8); // literal 0
-    let mut remaining = len - 1;
-    while remaining >= 258 {
-        bits.code(0b1100_0101, 8); // length 258 (symbol 285)
-        bits.code(0, 5); // distance 1
-        remaining -= 258;
-    }
-    for _ in 0..remaining {
-        bits.code(0x30, 8);
-    }
-    bits.code(0, 7); // end of block (symbol 256)
-    if bits.count > 0 {
-        bits.put(0, 8 - bits.count);
-    }
-    let mut out = bits.out;
-    // Adler-32 of zeros: a stays 1, b gains 1 per byte.
-    let adler = ((len % 65_521) << 16) | 1;
-    out.extend_from_slice(&u32::try_from(adler).unwrap().to_be_bytes());
-    out
-}
-
 #[test]
 fn png_declaring_100000_squared_is_too_large() {
     let input = png_with_ihdr(100_000, 100_000, &common::zlib_stored(&[0; 64]));
@@ -140,7 +88,7 @@ fn png_declaring_100000_squared_is_too_large() {
 fn png_zip_bomb_is_refused_before_inflating() {
     // 20000x20000 zeros (one filter byte per row): 400 MB inflated, ~2.5 MB deflated.
     let raw = 20_000u64 * 20_001;
-    let idat = zlib_zeros(raw);
+    let idat = common::zlib_zeros(raw);
     assert!(idat.len() < 4 * 1024 * 1024);
     let input = png_with_ihdr(20_000, 20_000, &idat);
     let error = expect("PNG zip bomb", &input, "image-too-large");
@@ -152,7 +100,7 @@ fn the_zip_bomb_stream_is_real() {
     // Inflating a small instance of the same construction gives exactly its zeros, so the
     // bomb above is a genuine one.
     let width = 300u32;
-    let input = png_with_ihdr(width, 200, &zlib_zeros(u64::from(width + 1) * 200));
+    let input = png_with_ihdr(width, 200, &common::zlib_zeros(u64::from(width + 1) * 200));
     let processed = process(&input, &MediaOptions::default()).unwrap();
     let original = common::decode(&processed.original).to_luma8();
     assert!(original.as_raw().iter().all(|&v| v == 0));
@@ -180,6 +128,25 @@ fn jpeg_frame_claiming_65000_squared_is_too_large() {
     };
     let result = run_bounded("JPEG 65000x65000, wide edges", &input, &options);
     assert_eq!(result.unwrap_err().code(), "image-too-large");
+}
+
+#[test]
+fn an_image_past_the_memory_budget_is_too_large_before_decoding() {
+    let options = MediaOptions {
+        limits: Limits {
+            max_memory: 1024 * 1024,
+            ..Limits::default()
+        },
+        ..MediaOptions::default()
+    };
+    // 600x600 is within the pixel limits, but its 1.44 MB of decoded pixels are not
+    // within a 1 MiB budget; 500x500 (1 MB) is.
+    let input = png_with_ihdr(600, 600, &common::zlib_zeros(601 * 600));
+    let error = run_bounded("PNG 600x600, 1 MiB budget", &input, &options).unwrap_err();
+    assert_eq!(error.code(), "image-too-large");
+    assert!(error.to_string().contains("memory budget"), "{error}");
+    let input = png_with_ihdr(500, 500, &common::zlib_zeros(501 * 500));
+    run_bounded("PNG 500x500, 1 MiB budget", &input, &options).unwrap();
 }
 
 #[test]

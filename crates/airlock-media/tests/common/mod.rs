@@ -389,3 +389,287 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         .windows(needle.len())
         .any(|window| window == needle)
 }
+
+/// A zlib stream that inflates to `len` zero bytes: fixed-Huffman blocks of one literal
+/// and then back-references of 258 bytes at distance 1, 13 bits per 258 bytes.
+pub fn zlib_zeros(len: u64) -> Vec<u8> {
+    struct Bits {
+        out: Vec<u8>,
+        acc: u64,
+        count: u32,
+    }
+    impl Bits {
+        fn put(&mut self, value: u32, bits: u32) {
+            self.acc |= u64::from(value) << self.count;
+            self.count += bits;
+            while self.count >= 8 {
+                self.out.push((self.acc & 0xFF) as u8);
+                self.acc >>= 8;
+                self.count -= 8;
+            }
+        }
+        /// Huffman codes are sent most significant bit first.
+        fn code(&mut self, code: u32, bits: u32) {
+            let reversed = code.reverse_bits() >> (32 - bits);
+            self.put(reversed, bits);
+        }
+    }
+    let mut bits = Bits {
+        out: vec![0x78, 0x01],
+        acc: 0,
+        count: 0,
+    };
+    bits.put(1, 1); // final block
+    bits.put(1, 2); // fixed Huffman
+    bits.code(0x30, 8); // literal 0
+    let mut remaining = len - 1;
+    while remaining >= 258 {
+        bits.code(0b1100_0101, 8); // length 258 (symbol 285)
+        bits.code(0, 5); // distance 1
+        remaining -= 258;
+    }
+    for _ in 0..remaining {
+        bits.code(0x30, 8);
+    }
+    bits.code(0, 7); // end of block (symbol 256)
+    if bits.count > 0 {
+        bits.put(0, 8 - bits.count);
+    }
+    let mut out = bits.out;
+    // Adler-32 of zeros: a stays 1, b gains 1 per byte.
+    let adler = ((len % 65_521) << 16) | 1;
+    out.extend_from_slice(&u32::try_from(adler).unwrap().to_be_bytes());
+    out
+}
+
+/// A big-endian EXIF block of `total_len` bytes built to cost a general EXIF parser
+/// memory: `entries` ASCII entries in IFD0 all point at the same run of zero bytes that
+/// fills the rest of the block, and each zero byte ends a string, so a parser that splits
+/// values into strings makes `entries` times that many. Real Orientation, Make, Model,
+/// EXIF IFD (`DateTimeOriginal`) and GPS IFD entries come first, their values within the
+/// first few hundred bytes, so a careful reader still finds them.
+pub fn exif_bomb_tiff(orientation: u16, entries: u16, total_len: usize) -> Vec<u8> {
+    let entry = |t: &mut Vec<u8>, tag: u16, kind: u16, count: u32, value: [u8; 4]| {
+        t.extend_from_slice(&tag.to_be_bytes());
+        t.extend_from_slice(&kind.to_be_bytes());
+        t.extend_from_slice(&count.to_be_bytes());
+        t.extend_from_slice(&value);
+    };
+    let make = format!("{MAKE}\0");
+    let model = format!("{MODEL}\0");
+    let taken = format!("{DATE_TIME}\0");
+    // Layout: header | EXIF IFD | GPS IFD | strings | IFD0 | zeros.
+    let exif_ifd = 8u32;
+    let gps_ifd = exif_ifd + 18;
+    let make_at = gps_ifd + 18;
+    let model_at = make_at + make.len() as u32;
+    let taken_at = model_at + model.len() as u32;
+    let ifd0 = (taken_at + taken.len() as u32 + 1) & !1;
+    let zeros_at = ifd0 + 2 + (5 + u32::from(entries)) * 12 + 4;
+    assert!((zeros_at as usize) < total_len, "EXIF bomb too small");
+    let zeros = total_len as u32 - zeros_at;
+
+    let mut t = b"MM\0\x2A".to_vec();
+    t.extend_from_slice(&ifd0.to_be_bytes());
+    t.extend_from_slice(&1u16.to_be_bytes());
+    entry(
+        &mut t,
+        0x9003,
+        2,
+        taken.len() as u32,
+        taken_at.to_be_bytes(),
+    );
+    t.extend_from_slice(&0u32.to_be_bytes());
+    t.extend_from_slice(&1u16.to_be_bytes());
+    entry(&mut t, 0x0001, 2, 2, *b"N\0\0\0");
+    t.extend_from_slice(&0u32.to_be_bytes());
+    t.extend_from_slice(make.as_bytes());
+    t.extend_from_slice(model.as_bytes());
+    t.extend_from_slice(taken.as_bytes());
+    t.resize(ifd0 as usize, 0);
+    t.extend_from_slice(&(5 + entries).to_be_bytes());
+    entry(&mut t, 0x010F, 2, make.len() as u32, make_at.to_be_bytes());
+    entry(
+        &mut t,
+        0x0110,
+        2,
+        model.len() as u32,
+        model_at.to_be_bytes(),
+    );
+    let [a, b] = orientation.to_be_bytes();
+    entry(&mut t, 0x0112, 3, 1, [a, b, 0, 0]);
+    entry(&mut t, 0x8769, 4, 1, exif_ifd.to_be_bytes());
+    entry(&mut t, 0x8825, 4, 1, gps_ifd.to_be_bytes());
+    for i in 0..entries {
+        entry(&mut t, 0xC000 + i, 2, zeros, zeros_at.to_be_bytes());
+    }
+    t.extend_from_slice(&0u32.to_be_bytes());
+    assert_eq!(t.len(), zeros_at as usize);
+    t.resize(total_len, 0);
+    t
+}
+
+/// A PNG with one more chunk right after IHDR.
+pub fn png_with_chunk(png: &[u8], kind: [u8; 4], data: &[u8]) -> Vec<u8> {
+    let ihdr_end = 8 + 12 + 13;
+    let mut out = png[..ihdr_end].to_vec();
+    out.extend_from_slice(&png_chunk(kind, data));
+    out.extend_from_slice(&png[ihdr_end..]);
+    out
+}
+
+/// The chunks of a WebP file, in order.
+pub fn webp_chunks(webp: &[u8]) -> Vec<([u8; 4], Vec<u8>)> {
+    let mut chunks = Vec::new();
+    let mut pos = 12;
+    while pos + 8 <= webp.len() {
+        let kind: [u8; 4] = webp[pos..pos + 4].try_into().unwrap();
+        let len = u32::from_le_bytes(webp[pos + 4..pos + 8].try_into().unwrap()) as usize;
+        chunks.push((kind, webp[pos + 8..pos + 8 + len].to_vec()));
+        pos += 8 + len + (len & 1);
+    }
+    chunks
+}
+
+/// A WebP file of these chunks.
+pub fn webp_file(chunks: &[([u8; 4], Vec<u8>)]) -> Vec<u8> {
+    let mut body = b"WEBP".to_vec();
+    for (kind, data) in chunks {
+        body.extend_from_slice(kind);
+        body.extend_from_slice(&u32::try_from(data.len()).unwrap().to_le_bytes());
+        body.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            body.push(0);
+        }
+    }
+    let mut out = b"RIFF".to_vec();
+    out.extend_from_slice(&u32::try_from(body.len()).unwrap().to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+fn le24(value: u32) -> [u8; 3] {
+    let [a, b, c, _] = value.to_le_bytes();
+    [a, b, c]
+}
+
+/// A VP8X chunk's data: `flags` and the canvas size.
+pub fn vp8x(flags: u8, width: u32, height: u32) -> Vec<u8> {
+    let mut data = vec![flags, 0, 0, 0];
+    data.extend_from_slice(&le24(width - 1));
+    data.extend_from_slice(&le24(height - 1));
+    data
+}
+
+/// The fixture `lossy.webp`: a 96x64 lossy still with an EXIF chunk.
+pub fn lossy_webp_fixture() -> Vec<u8> {
+    std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/lossy.webp"
+    ))
+    .unwrap()
+}
+
+/// An animated lossy WebP: `frames` copies of the 96x64 lossy frame of `lossy.webp`, at
+/// the canvas origin of a `width x height` canvas, 100 ms each.
+pub fn animated_lossy_webp(width: u32, height: u32, frames: u32) -> Vec<u8> {
+    let vp8 = webp_chunks(&lossy_webp_fixture())
+        .into_iter()
+        .find(|(kind, _)| kind == b"VP8 ")
+        .expect("VP8 chunk")
+        .1;
+    let mut chunks = vec![(*b"VP8X", vp8x(0x02, width, height))];
+    chunks.push((*b"ANIM", vec![0, 0, 0, 0, 0, 0]));
+    let mut anmf = vec![0u8; 6];
+    anmf.extend_from_slice(&le24(95));
+    anmf.extend_from_slice(&le24(63));
+    anmf.extend_from_slice(&le24(100));
+    anmf.push(0b10);
+    anmf.extend_from_slice(b"VP8 ");
+    anmf.extend_from_slice(&u32::try_from(vp8.len()).unwrap().to_le_bytes());
+    anmf.extend_from_slice(&vp8);
+    if vp8.len() % 2 == 1 {
+        anmf.push(0);
+    }
+    for _ in 0..frames {
+        chunks.push((*b"ANMF", anmf.clone()));
+    }
+    webp_file(&chunks)
+}
+
+/// Environment variable naming the test a child run performs; see [`in_child`].
+const CHILD_TEST: &str = "AIRLOCK_MEDIA_CHILD_TEST";
+
+/// What a child run reported.
+#[derive(Debug)]
+pub struct ChildRun {
+    /// Peak resident set of the child process (Linux `VmHWM`), in bytes.
+    pub peak_rss: u64,
+    /// What `body` returned: how long the part of it that it measured took.
+    pub elapsed: std::time::Duration,
+    /// Everything the child printed.
+    pub output: String,
+}
+
+/// The peak resident set of this process so far (Linux `VmHWM`), in bytes.
+pub fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .expect("VmHWM in /proc/self/status");
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+/// Runs `body` in a fresh process, so that its peak memory is its own: the test binary
+/// runs again for test `name` alone, where this same call runs `body`, prints its peak
+/// resident set and the time `body` says its work took, and returns `None`. In the
+/// parent, returns what the child reported once it has succeeded (a failed assertion, a
+/// panic or an abort in `body` fails the parent too, with the child's output).
+pub fn in_child(name: &str, body: impl FnOnce() -> std::time::Duration) -> Option<ChildRun> {
+    if std::env::var(CHILD_TEST).as_deref() == Ok(name) {
+        let elapsed = body();
+        println!(
+            "child-report peak_rss={} elapsed_us={}",
+            peak_rss(),
+            elapsed.as_micros()
+        );
+        return None;
+    }
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_TEST, name)
+        .output()
+        .expect("the test binary runs again");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "{name}: child failed ({}):\n{text}",
+        output.status
+    );
+    let report = text
+        .lines()
+        .find_map(|line| line.split("child-report ").nth(1))
+        .unwrap_or_else(|| panic!("{name}: child reported nothing:\n{text}"));
+    let field = |key: &str| -> u64 {
+        report
+            .split_whitespace()
+            .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: no {key} in {report}"))
+    };
+    Some(ChildRun {
+        peak_rss: field("peak_rss"),
+        elapsed: std::time::Duration::from_micros(field("elapsed_us")),
+        output: text,
+    })
+}
