@@ -16,6 +16,9 @@ struct Cli {
 enum Command {
     /// Replay fixture cases or captured events through the pipeline on this machine.
     Replay(airlock_embedded::replay::ReplayArgs),
+    /// Uploads whose promote or quarantine failed after every retry: list them, retry them.
+    #[command(subcommand)]
+    DeadLetters(airlock_embedded::dead_letters::DeadLettersCommand),
     /// The media stage on single images.
     #[command(subcommand)]
     Media(MediaCommand),
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Replay(args) => airlock_embedded::replay::run(args).await,
+            Command::DeadLetters(command) => airlock_embedded::dead_letters::run(command).await,
             Command::Media(_) => unreachable!("handled before the runtime starts"),
             Command::Bench(BenchCommand::Scan(args)) => {
                 airlock_embedded::bench::run_scan(args).await

@@ -172,11 +172,13 @@ fn load_work(inputs: &[PathBuf]) -> anyhow::Result<Vec<Work>> {
     Ok(work)
 }
 
-/// A clamd to scan with: the given one, or one started for this run.
-async fn scanner_for(
-    args: &ReplayArgs,
+/// A clamd to scan with: the given one (`clamd`), or one started for this run with the
+/// signatures in `signatures`.
+pub(crate) async fn scanner_for(
+    clamd: Option<&str>,
+    signatures: &std::path::Path,
 ) -> anyhow::Result<(Arc<dyn Scanner>, Option<ManagedClamd>)> {
-    if let Some(address) = &args.clamd {
+    if let Some(address) = clamd {
         let address: ClamdAddress = address
             .parse()
             .with_context(|| format!("--clamd {address}"))?;
@@ -189,7 +191,7 @@ async fn scanner_for(
             .context("clamd failed airlock's self-test")?;
         return Ok((Arc::new(scanner), None));
     }
-    let signatures = args.signatures.clone();
+    let signatures = signatures.to_owned();
     let managed = tokio::task::spawn_blocking(move || {
         ManagedClamd::builder().database_dir(signatures).start()
     })
@@ -277,7 +279,7 @@ pub async fn replay(args: &ReplayArgs) -> anyhow::Result<ReplayReport> {
         Some(path) => Policies::load(path)?,
         None => Policies::builtin(),
     };
-    let (scanner, mut managed) = scanner_for(args).await?;
+    let (scanner, mut managed) = scanner_for(args.clamd.as_deref(), &args.signatures).await?;
     let mut config = PipelineConfig::new(
         &args.data_dir,
         &args.bucket,
