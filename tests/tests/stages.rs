@@ -407,11 +407,14 @@ async fn a_promotion_retried_after_a_failed_publish_still_announces_the_upload()
     let failed = promote_once().await.unwrap_err();
     assert_eq!(failed.retry, Retry::Transient, "{failed}");
     assert!(published(&w).is_empty());
-    // WHEN the orchestrator retries it (the object already left incoming/)
-    let retried = promote_once().await.unwrap();
-    // THEN the retry publishes: products hear about the upload
-    assert!(!retried.promoted_now);
+    // AND the object stays in incoming/ until products were told: a crash here would
+    // bring it back to be finished
+    assert!(w.store.head(&w.upload.incoming()).await.unwrap().is_some());
+    // WHEN the orchestrator retries it
+    promote_once().await.unwrap();
+    // THEN the retry publishes: products hear about the upload, once
     assert_eq!(published(&w), [PipelineEventKind::Ready]);
+    assert!(w.store.head(&w.upload.incoming()).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -438,9 +441,11 @@ async fn a_quarantine_retried_after_a_failed_publish_still_announces_the_upload(
     let failed = quarantine_once().await.unwrap_err();
     assert_eq!(failed.retry, Retry::Transient, "{failed}");
     assert!(published(&w).is_empty());
+    assert!(w.store.head(&w.upload.incoming()).await.unwrap().is_some());
     let retried = quarantine_once().await.unwrap();
-    assert!(!retried.quarantined_now);
+    assert_eq!(retried.reason, ReasonCode::Infected);
     assert_eq!(published(&w), [PipelineEventKind::Quarantined]);
+    assert!(w.store.head(&w.upload.incoming()).await.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -76,7 +76,9 @@ pub enum StoreError {
     /// A [`WriteMode::CreateOnly`] write found the key taken.
     #[error("object {key:?} already exists")]
     AlreadyExists { key: String },
-    #[error("object store failed on {key:?}: {message}")]
+    /// The store failed; the cause is `source` when there is one (then `message` is empty
+    /// or adds context), else `message`.
+    #[error("object store failed on {key:?}{}", if message.is_empty() { String::new() } else { format!(": {message}") })]
     Backend {
         key: String,
         message: String,
@@ -106,7 +108,7 @@ impl StoreError {
     ) -> Self {
         Self::Backend {
             key: key.to_owned(),
-            message: source.to_string(),
+            message: String::new(),
             retry,
             source: Some(Box::new(source)),
         }

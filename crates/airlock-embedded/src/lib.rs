@@ -12,5 +12,6 @@ pub mod lock;
 pub mod media_cli;
 pub mod pipeline;
 pub mod replay;
+pub mod sweep;
 
 pub use pipeline::{EmbeddedPipeline, PipelineConfig, PipelineRun, Settlement};

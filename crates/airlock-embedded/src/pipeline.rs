@@ -480,6 +480,15 @@ impl EmbeddedPipeline {
         });
         let answers: Arc<dyn TaskAnswers> = Arc::new(ExecutorAnswers(Arc::clone(&executor)));
         let mut workers = JoinSet::new();
+        // Staging leftovers of settled uploads (a crash between staging and promotion).
+        let (bucket_root, sweep_intents) = (config.bucket_root(), Arc::clone(&intents));
+        workers.spawn(async move {
+            if let Err(err) =
+                crate::sweep::sweep_staging(&bucket_root, sweep_intents.as_ref()).await
+            {
+                tracing::warn!(error = %err, "sweeping staging/ failed");
+            }
+        });
         for queue in &by_stage {
             for _ in 0..config.workers_per_stage.max(1) {
                 let queue = Arc::clone(queue);

@@ -216,14 +216,25 @@ pub async fn media(
             ));
         }
     };
-    let original = stage_output(store, upload, product.original).await?;
-    let mut variants = Vec::with_capacity(product.variants.len());
-    for variant in product.variants {
-        variants.push(stage_output(store, upload, variant).await?);
+    let mut staged = Vec::with_capacity(product.variants.len() + 1);
+    for output in std::iter::once(product.original).chain(product.variants) {
+        match stage_output(store, upload, output).await {
+            Ok(output) => staged.push(output),
+            Err(err) => {
+                // Leave nothing half staged: what was staged is removed (best effort: a
+                // leftover is also swept once the upload is settled).
+                for output in &staged {
+                    let _ = store.delete(&output.staging_key, None).await;
+                }
+                return Err(err);
+            }
+        }
     }
+    let mut staged = staged.into_iter();
+    let original = staged.next().expect("the original is staged first");
     Ok(MediaOutcome::Pass(Box::new(MediaReport {
         original,
-        variants,
+        variants: staged.collect(),
         keep_original: policy.keep_original,
         metadata: product.metadata,
     })))

@@ -91,7 +91,7 @@ impl StageError {
     }
 
     pub(crate) fn store(stage: Stage, err: &StoreError) -> Self {
-        Self::new(stage, err.retry(), err.to_string())
+        Self::new(stage, err.retry(), error_chain(err))
     }
 
     pub(crate) fn intents(stage: Stage, err: &IntentStoreError) -> Self {
@@ -114,6 +114,19 @@ impl StageError {
             Retry::Permanent => error_names::PERMANENT,
         }
     }
+}
+
+/// An error and its causes, as one line: `outer: cause: root cause`.
+#[must_use]
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// SHA-256 and size of a stored object (exactly `version`, when given), read as a stream.

@@ -241,6 +241,13 @@ pub async fn promote(
         }
     };
 
+    // At least once: a retry after a failed publish finds the intent READY already, by
+    // this same object, and publishes again (consumers deduplicate on the upload id).
+    // Before the delete: if the run dies in between, the copy left in incoming/ brings the
+    // upload back to be finished, publish included.
+    if announce {
+        publish_ready(events, upload, &trusted, now).await?;
+    }
     // Only the version promoted: a newer object at the key is left for its own run.
     store
         .delete(&incoming, facts.version)
@@ -253,12 +260,6 @@ pub async fn promote(
                 .await
                 .map_err(|e| store_err(&e))?;
         }
-    }
-
-    // At least once: a retry after a failed publish finds the intent READY already, by
-    // this same object, and publishes again (consumers deduplicate on the upload id).
-    if announce {
-        publish_ready(events, upload, &trusted, now).await?;
     }
     Ok(PromoteReport {
         trusted_key: trusted,
@@ -307,11 +308,11 @@ pub async fn finish_promotion(
             ),
         ));
     }
+    publish_ready(events, upload, &leftover.settled_key, clock.now()).await?;
     store
         .delete(&upload.incoming(), leftover.version.as_ref())
         .await
         .map_err(|e| StageError::store(Stage::Promote, &e))?;
-    publish_ready(events, upload, &leftover.settled_key, clock.now()).await?;
     Ok(PromoteReport {
         trusted_key: leftover.settled_key.clone(),
         promoted_now: false,

@@ -127,15 +127,6 @@ pub async fn quarantine(
 
     let newly_quarantined = mark_quarantined(intents, &owner, &placed).await?;
 
-    // Only the version quarantined: a newer object at the key is left for its own run.
-    store
-        .delete(
-            incoming,
-            incoming_meta.as_ref().and_then(|m| m.version.as_ref()),
-        )
-        .await
-        .map_err(|e| StageError::store(Stage::Quarantine, &e))?;
-
     // Tell products about the upload at least once: when this call settled it, or when an
     // earlier attempt of this same quarantine did (a retry after a failed publish; the
     // intent's outcome names this place). Not for a second object sent to a used key: that
@@ -164,6 +155,17 @@ pub async fn quarantine(
             .await
             .map_err(|e| StageError::events(Stage::Quarantine, &e))?;
     }
+    // After the publish: if the run dies in between, the object left in incoming/ brings
+    // the upload back to be finished, publish included.
+    // Only the version quarantined: a newer object at the key is left for its own run.
+    store
+        .delete(
+            incoming,
+            incoming_meta.as_ref().and_then(|m| m.version.as_ref()),
+        )
+        .await
+        .map_err(|e| StageError::store(Stage::Quarantine, &e))?;
+
     Ok(QuarantineReport {
         quarantine_key: placed.destination,
         record_key: placed.record_key,
