@@ -3,13 +3,25 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(name = "airlock", version, about = "Makes user uploads safe to use")]
 struct Cli {
+    /// How log lines on stderr look: `text` for people, `json` (one object a line, with the
+    /// task's stage, key, upload id and execution) for log collectors. The level comes from
+    /// `RUST_LOG` (or `AIRLOCK_LOG`), `warn` by default.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "AIRLOCK_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,16 +53,40 @@ enum BenchCommand {
     Replay(airlock_embedded::bench::BenchReplayArgs),
 }
 
+/// The log level filter: `AIRLOCK_LOG`, else `RUST_LOG`, else `warn` (which keeps replay's
+/// table and summary readable). A filter that does not parse is reported and not used.
+fn log_filter() -> EnvFilter {
+    const DEFAULT: &str = "warn";
+    for variable in ["AIRLOCK_LOG", "RUST_LOG"] {
+        let Ok(directives) = std::env::var(variable) else {
+            continue;
+        };
+        match EnvFilter::builder().parse(&directives) {
+            Ok(filter) => return filter,
+            Err(err) => {
+                eprintln!(
+                    "warning: ignoring {variable}={directives:?}: {err}; logging at {DEFAULT}"
+                );
+                break;
+            }
+        }
+    }
+    EnvFilter::new(DEFAULT)
+}
+
+fn init_logging(format: LogFormat) {
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(log_filter())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     // CPU-bound and synchronous: no runtime, so a whole-process timing measures the work.
     if let Command::Media(MediaCommand::Process(args)) = &cli.command {
         return finish(airlock_embedded::media_cli::run(args));

@@ -4,11 +4,13 @@
 //! the in-process queue locally); the worker runs the stage and answers with the token. The
 //! same code answers Step Functions, the local executor, or the emulator's executor.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::keys::UploadKey;
 use crate::media::MediaProcessor;
@@ -18,8 +20,8 @@ use crate::ports::{
     Clock, DeadLetters, EventSink, IntentStore, ObjectStore, Retry, Scanner, TaskAnswers,
 };
 use crate::stages::{
-    self, InspectOutcome, MediaJob, MediaOutcome, PromoteFacts, QuarantineRequest, ScanOutcome,
-    Stage, StageError, error_names,
+    self, InspectOutcome, MediaJob, MediaOutcome, PromoteFacts, PromoteReport, QuarantineReport,
+    QuarantineRequest, ScanOutcome, Stage, StageError, error_names,
 };
 use crate::verdict::{ReasonCode, Rejection};
 use tokio::sync::Semaphore;
@@ -123,6 +125,61 @@ pub fn quarantine_request(
         sha256,
         version,
     })
+}
+
+/// The span a task runs in: its stage, key, upload id (when the key is in the scheme) and
+/// execution name, so every log line of the task, the stages' own included, carries them.
+///
+/// At ERROR level so that it is enabled whenever any event is: a warning needs its task as
+/// much as an info line does.
+#[must_use]
+pub fn task_span(task: &TaskMessage) -> tracing::Span {
+    let upload = UploadKey::parse_incoming(&task.object.key).ok();
+    tracing::error_span!(
+        "task",
+        stage = %task.stage,
+        key = %LogKey(&task.object.key),
+        upload_id = upload.as_ref().map(|u| tracing::field::display(&u.upload_id)),
+        execution = %task.object.execution_name(),
+    )
+}
+
+/// A key as logs show it: as is, or quoted and escaped when it holds control characters,
+/// so a newline in an uploaded key cannot start a forged log line.
+struct LogKey<'a>(&'a str);
+
+impl fmt::Display for LogKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.chars().any(char::is_control) {
+            write!(f, "{:?}", self.0)
+        } else {
+            f.write_str(self.0)
+        }
+    }
+}
+
+/// The one info event of a promotion.
+fn log_promoted(upload: &UploadKey, report: &PromoteReport) {
+    tracing::info!(
+        upload_id = %upload.upload_id,
+        trusted_key = %LogKey(&report.trusted_key),
+        settled_now = report.promoted_now,
+        "upload promoted"
+    );
+}
+
+/// The one info event of a quarantine.
+fn log_quarantined(request: &QuarantineRequest, report: &QuarantineReport) {
+    let upload = UploadKey::parse_incoming(&request.object.key).ok();
+    tracing::info!(
+        upload_id = upload.as_ref().map(|u| tracing::field::display(&u.upload_id)),
+        reason = %report.reason,
+        rejected_by = %request.stage,
+        quarantine_key = %LogKey(&report.quarantine_key),
+        record_key = %LogKey(&report.record_key),
+        settled_now = report.quarantined_now,
+        "upload quarantined"
+    );
 }
 
 /// Everything the stages need, built once.
@@ -249,6 +306,7 @@ impl Worker {
                     &request,
                 )
                 .await?;
+                log_quarantined(&request, &report);
                 to_value(Stage::Quarantine, &report)
             }
             Stage::RecordFailure => self.run_record_failure(task).await,
@@ -338,6 +396,7 @@ impl Worker {
                     &leftover,
                 )
                 .await?;
+                log_promoted(&upload, &report);
                 return to_value(Stage::Promote, &report);
             }
             _ => return Err(refuse("findings hold no passing inspection")),
@@ -379,6 +438,7 @@ impl Worker {
             },
         )
         .await?;
+        log_promoted(&upload, &report);
         to_value(Stage::Promote, &report)
     }
 
@@ -398,6 +458,11 @@ impl Worker {
                         "message is not a task: {parse_error}"
                     )));
                 };
+                tracing::error!(
+                    error_name = error_names::BAD_MESSAGE,
+                    error = %parse_error,
+                    "message is not a task"
+                );
                 return answers
                     .fail(
                         &token,
@@ -408,6 +473,16 @@ impl Worker {
                     .map_err(|e| HandleError::Answer(e.to_string()));
             }
         };
+        let span = task_span(&task);
+        self.handle_task(&task, answers).instrument(span).await
+    }
+
+    /// [`Worker::handle`] for a parsed task, inside its span.
+    async fn handle_task(
+        &self,
+        task: &TaskMessage,
+        answers: &dyn TaskAnswers,
+    ) -> Result<(), HandleError> {
         // Alive at once: a message that waited in the queue past its heartbeat, or that
         // belongs to an attempt that already timed out, is dropped here unrun.
         if let Err(err) = answers.heartbeat(&task.task_token).await {
@@ -432,7 +507,7 @@ impl Worker {
             stale
         };
         let outcome = tokio::select! {
-            outcome = self.run(&task) => outcome,
+            outcome = self.run(task) => outcome,
             stale = stopper => {
                 // Nobody waits for this attempt any more (a retry may run it again): stop.
                 return Err(HandleError::Stale(format!(
@@ -444,7 +519,13 @@ impl Worker {
         let answered = match outcome {
             Ok(output) => answers.succeed(&task.task_token, output).await,
             Err(err) => {
-                tracing::warn!(stage = %task.stage, key = %task.object.key, error = %err, "stage failed");
+                // Transient failures are retried by the state machine; permanent ones end
+                // in a quarantine or a failed execution.
+                if err.retry == Retry::Transient {
+                    tracing::warn!(error_name = err.error_name(), error = %err.message, "stage failed");
+                } else {
+                    tracing::error!(error_name = err.error_name(), error = %err.message, "stage failed");
+                }
                 answers
                     .fail(&task.task_token, err.error_name(), &err.to_string())
                     .await
@@ -522,6 +603,16 @@ mod tests {
             assert_eq!(request.rejection.reason, reason, "{findings}");
             assert_eq!(request.stage, stage);
         }
+    }
+
+    #[test]
+    fn keys_with_control_characters_are_escaped_in_logs() {
+        let plain = "incoming/t/p/a b\\c\"d";
+        assert_eq!(LogKey(plain).to_string(), plain);
+        let forged = "incoming/t/p/x\nERROR forged line\u{1b}[31m";
+        let shown = LogKey(forged).to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown}");
+        assert_eq!(shown, r#""incoming/t/p/x\nERROR forged line\u{1b}[31m""#);
     }
 
     #[test]
