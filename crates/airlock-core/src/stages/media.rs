@@ -169,7 +169,10 @@ pub async fn media(
         .map_err(|_| StageError::new(Stage::Media, Retry::Transient, "media workers shut down"))?;
     let job_policy = policy.clone();
     let job_type = content_type.to_owned();
+    // The task's span (stage, key, upload id) follows the work onto the blocking thread.
+    let span = tracing::Span::current();
     let job = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
         let result = match &source {
             Source::Bytes(bytes) => processor
                 .process(bytes, &job_type, &job_policy)

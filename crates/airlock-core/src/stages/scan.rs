@@ -267,7 +267,9 @@ async fn judge_archive(
     )
     .await?;
     let (policy, limits) = (policy.clone(), *limits);
+    let span = tracing::Span::current();
     let judged = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
         let judged = airlock_archive::judge_file(&spooled, &policy, &limits);
         drop(spooled);
         judged
