@@ -41,3 +41,49 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, String> {
     walk(root, root, &mut out);
     out
 }
+
+/// Uploads `bytes` as `tenant`'s `purpose` upload declared as `declared_type`, with a new
+/// intent, the way a fixture case does (the bytes are written to `dir/name` first); the
+/// object the upload event announces.
+pub async fn upload(
+    pipeline: &airlock_embedded::EmbeddedPipeline,
+    dir: &Path,
+    name: &str,
+    (tenant, purpose, declared_type): (&str, &str, &str),
+    bytes: &[u8],
+) -> (
+    airlock_core::object::ObjectRef,
+    airlock_embedded::cases::Case,
+) {
+    use airlock_embedded::cases::{self, Case, Prepared};
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let case = Case::from_value(
+        &dir.join(format!("{name}.json")),
+        serde_json::json!({
+            "description": name,
+            "intent": {
+                "id": uuid::Uuid::now_v7().to_string(),
+                "tenant": tenant,
+                "purpose": purpose,
+                "declaredType": declared_type,
+            },
+            "object": {"path": path},
+            "event": "s3-put",
+        }),
+    )
+    .unwrap();
+    let Prepared::Ready(items) = cases::prepare(
+        &case,
+        pipeline.store().as_ref(),
+        pipeline.intents().as_ref(),
+        &pipeline.config().policies,
+        &pipeline.config().bucket,
+    )
+    .await
+    .unwrap() else {
+        panic!("{name}: not prepared");
+    };
+    let object = items[0].object().expect("an object").clone();
+    (object, case)
+}

@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use airlock_clamd::ManagedClamd;
 use airlock_core::verdict::ReasonCode;
-use airlock_embedded::cases::{self, Case, Prepared, eicar};
+use airlock_embedded::cases::eicar;
 use airlock_embedded::{EmbeddedPipeline, PipelineConfig, Settlement};
 use airlock_tests::repo_root;
-use serde_json::json;
 use zip::write::SimpleFileOptions;
 
 fn start_clamd() -> ManagedClamd {
@@ -53,36 +52,15 @@ async fn settle(
     declared_type: &str,
     bytes: &[u8],
 ) -> Settlement {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    let case = Case::from_value(
-        &dir.join(format!("{name}.json")),
-        json!({
-            "description": name,
-            "intent": {
-                "id": uuid::Uuid::now_v7().to_string(),
-                "tenant": "umbrella",
-                "purpose": "attachment",
-                "declaredType": declared_type,
-            },
-            "object": {"path": path},
-            "event": "s3-put",
-        }),
+    let (object, _) = airlock_tests::upload(
+        pipeline,
+        dir,
+        name,
+        ("umbrella", "attachment", declared_type),
+        bytes,
     )
-    .unwrap();
-    let Prepared::Ready(items) = cases::prepare(
-        &case,
-        pipeline.store().as_ref(),
-        pipeline.intents().as_ref(),
-        &pipeline.config().policies,
-        "airlock-uploads",
-    )
-    .await
-    .unwrap() else {
-        panic!("{name}: not prepared");
-    };
-    let object = items[0].object().expect("an object");
-    pipeline.process(object).await.unwrap().settlement
+    .await;
+    pipeline.process(&object).await.unwrap().settlement
 }
 
 fn reason(settlement: &Settlement) -> Option<ReasonCode> {

@@ -8,10 +8,8 @@ use std::sync::Arc;
 
 use airlock_clamd::ManagedClamd;
 use airlock_core::ports::IntentStore;
-use airlock_embedded::cases::{self, Case, Prepared};
 use airlock_embedded::{EmbeddedPipeline, PipelineConfig, Settlement};
 use airlock_tests::repo_root;
-use serde_json::json;
 
 /// A small tmpfs, unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -94,31 +92,14 @@ async fn a_full_disk_loses_nothing_and_a_rerun_settles_once_space_is_freed() {
         .cycle()
         .take(600 * 1024)
         .collect();
-    let source = scratch.path().join("report.txt");
-    std::fs::write(&source, &text).unwrap();
-    let case = Case::from_value(
-        &scratch.path().join("report.json"),
-        json!({
-            "description": "a report on a full disk",
-            "intent": {"id": uuid::Uuid::now_v7().to_string(), "tenant": "acme",
-                       "purpose": "document", "declaredType": "text/plain"},
-            "object": {"path": source},
-            "event": "s3-put",
-        }),
+    let (object, case) = airlock_tests::upload(
+        &pipeline,
+        scratch.path(),
+        "report.txt",
+        ("acme", "document", "text/plain"),
+        &text,
     )
-    .unwrap();
-    let Prepared::Ready(items) = cases::prepare(
-        &case,
-        pipeline.store().as_ref(),
-        pipeline.intents().as_ref(),
-        &pipeline.config().policies,
-        "airlock-uploads",
-    )
-    .await
-    .unwrap() else {
-        panic!("not prepared");
-    };
-    let object = items[0].object().unwrap().clone();
+    .await;
     // ... AND a disk with room for small writes but not for its copy
     let filler = fill(&disk.0.join("filler"), 4);
     // WHEN the pipeline runs

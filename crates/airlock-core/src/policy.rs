@@ -332,33 +332,9 @@ enum RawSize {
 }
 
 /// Parses `1048576`, `"512 KiB"`, `"10 MiB"`, `"1 GiB"`, `"2MB"` (decimal units are powers of
-/// ten, binary units powers of two).
+/// ten, binary units powers of two): the same sizes archive policies take.
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("size {text:?} does not start with a whole number"))?;
-    let factor: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        other => {
-            return Err(format!(
-                "size {text:?} has unknown unit {other:?} (use B, KB, MB, GB, KiB, MiB or GiB)"
-            ));
-        }
-    };
-    number
-        .checked_mul(factor)
-        .ok_or_else(|| format!("size {text:?} is too large"))
+    airlock_archive::size::parse(text)
 }
 
 impl RawSize {

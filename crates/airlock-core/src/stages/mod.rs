@@ -136,15 +136,27 @@ pub(crate) async fn hash_object(
     version: Option<&ObjectVersion>,
     stage: Stage,
 ) -> Result<(String, u64), StageError> {
-    use sha2::{Digest, Sha256};
-    use tokio::io::AsyncReadExt;
-    let mut stream = store
+    let stream = store
         .open(key, version)
         .await
         .map_err(|e| StageError::store(stage, &e))?;
+    read_hashed(stage, key, stream, None, u64::MAX).await
+}
+
+/// Reads `stream` to its end (or just past `limit` bytes), hashing it and writing it to
+/// `sink` if given; the SHA-256 of what was read and how many bytes.
+async fn read_hashed(
+    stage: Stage,
+    key: &str,
+    mut stream: crate::ports::ByteStream,
+    mut sink: Option<&mut tokio::fs::File>,
+    limit: u64,
+) -> Result<(String, u64), StageError> {
+    use sha2::{Digest, Sha256};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut size = 0u64;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut read = 0u64;
     loop {
         let n = stream
             .read(&mut buf)
@@ -153,10 +165,22 @@ pub(crate) async fn hash_object(
         if n == 0 {
             break;
         }
+        read += n as u64;
+        if read > limit {
+            break;
+        }
         hasher.update(&buf[..n]);
-        size += n as u64;
+        if let Some(out) = sink.as_deref_mut() {
+            out.write_all(&buf[..n]).await.map_err(|e| {
+                StageError::new(
+                    stage,
+                    Retry::Transient,
+                    format!("spooling {key} to a temporary file: {e}"),
+                )
+            })?;
+        }
     }
-    Ok((hex::encode(hasher.finalize()), size))
+    Ok((hex::encode(hasher.finalize()), read))
 }
 
 /// Copies exactly `version` of `from` to `to` and confirms the copy has `size` bytes: a
@@ -221,8 +245,7 @@ pub(crate) async fn spool_scanned(
     size: u64,
     scanned_sha256: &str,
 ) -> Result<tempfile::TempPath, StageError> {
-    use sha2::{Digest, Sha256};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let local = |what: &str, e: std::io::Error| {
         StageError::new(
             stage,
@@ -236,34 +259,14 @@ pub(crate) async fn spool_scanned(
         .map_err(|e| local("create", e))?;
     let (file, path) = file.into_parts();
     let mut out = tokio::fs::File::from_std(file);
-    let mut stream = store
+    let stream = store
         .open(key, version)
         .await
         .map_err(|e| StageError::store(stage, &e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut read = 0u64;
-    loop {
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| StageError::new(stage, Retry::Transient, format!("reading {key}: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        read += n as u64;
-        if read > size {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .await
-            .map_err(|e| local("write", e))?;
-    }
+    let (sha256, read) = read_hashed(stage, key, stream, Some(&mut out), size).await?;
     out.flush().await.map_err(|e| local("flush", e))?;
     out.sync_all().await.map_err(|e| local("sync", e))?;
     drop(out);
-    let sha256 = hex::encode(hasher.finalize());
     if read != size || !sha256.eq_ignore_ascii_case(scanned_sha256) {
         return Err(not_scanned(stage, key, size, &sha256, read, scanned_sha256));
     }
