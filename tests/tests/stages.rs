@@ -609,3 +609,64 @@ async fn concurrent_stray_pairs_never_share_a_place() {
         .collect();
     assert_evidence(&w, &evidence).await;
 }
+
+#[tokio::test]
+async fn an_image_replaced_after_its_scan_is_rejected_by_the_media_stage() {
+    use airlock_core::stages::{MediaJob, MediaOutcome, media};
+    let w = world(IntentState::Processing).await;
+    let png = std::fs::read(airlock_tests::repo_root().join("fixtures/objects/badge.png")).unwrap();
+    // GIVEN an image that was inspected and scanned as version v1
+    let v1 = w
+        .store
+        .put(
+            &w.upload.incoming(),
+            png.clone(),
+            "image/png",
+            WriteMode::Overwrite,
+        )
+        .await
+        .unwrap()
+        .version;
+    // WHEN the key is overwritten before the media stage reads it
+    w.store
+        .put(
+            &w.upload.incoming(),
+            png.clone(),
+            "image/png",
+            WriteMode::Overwrite,
+        )
+        .await
+        .unwrap();
+    let policy = airlock_core::media::MediaPolicy::default();
+    let outcome = media(
+        &w.store,
+        std::sync::Arc::new(airlock_media::ImageProcessor),
+        std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+        MediaJob {
+            upload: &w.upload,
+            content_type: "image/png",
+            size: png.len() as u64,
+            scanned_sha256: &sha(&png),
+            version: v1.as_ref(),
+            policy: &policy,
+        },
+    )
+    .await
+    .unwrap();
+    // THEN it is rejected as replaced (even with the same bytes: they were not the ones
+    // judged), and nothing is staged
+    match outcome {
+        MediaOutcome::Reject(rejection) => {
+            assert_eq!(
+                rejection.reason,
+                ReasonCode::ObjectReplaced,
+                "{rejection:?}"
+            );
+        }
+        MediaOutcome::Pass(_) => panic!("a replaced object was processed"),
+    }
+    assert!(
+        !w.store.root().join("staging").exists(),
+        "something was staged"
+    );
+}

@@ -154,12 +154,17 @@ pub async fn media(
     } = job;
     let key = upload.incoming();
     let source = if content_type == "image/png" && size >= SPOOL_FROM_BYTES {
-        Source::Spooled(
-            super::spool_scanned(Stage::Media, store, (&key, version), size, scanned_sha256)
-                .await?,
-        )
+        super::spool_scanned(Stage::Media, store, (&key, version), size, scanned_sha256)
+            .await
+            .map(Source::Spooled)
     } else {
-        Source::Bytes(read_scanned(store, (&key, version), size, scanned_sha256).await?)
+        read_scanned(store, (&key, version), size, scanned_sha256)
+            .await
+            .map(Source::Bytes)
+    };
+    let source = match source {
+        Ok(source) => source,
+        Err(err) => return err.replaced_to_rejection().map(MediaOutcome::Reject),
     };
     // Owned by the decode itself: if the backstop below gives up on it, the slot stays
     // taken until the decode really ends.

@@ -78,6 +78,10 @@ pub struct StageError {
     pub stage: Stage,
     pub message: String,
     pub retry: Retry,
+    /// The object was replaced after it was judged (a read or copy of the judged version
+    /// found another): not a failure to retry but a reason to quarantine
+    /// (`object-replaced`).
+    pub replaced: bool,
 }
 
 impl StageError {
@@ -87,11 +91,27 @@ impl StageError {
             stage,
             message: message.into(),
             retry,
+            replaced: false,
         }
     }
 
     pub(crate) fn store(stage: Stage, err: &StoreError) -> Self {
-        Self::new(stage, err.retry(), error_chain(err))
+        let mut error = Self::new(stage, err.retry(), error_chain(err));
+        error.replaced = matches!(err, StoreError::VersionMismatch { .. });
+        error
+    }
+
+    /// For a stage that reads the judged object: a replaced object is a rejection, any
+    /// other failure stays one.
+    pub(crate) fn replaced_to_rejection(self) -> Result<crate::verdict::Rejection, Self> {
+        if self.replaced {
+            Ok(crate::verdict::Rejection::new(
+                crate::verdict::ReasonCode::ObjectReplaced,
+                self.message,
+            ))
+        } else {
+            Err(self)
+        }
     }
 
     pub(crate) fn intents(stage: Stage, err: &IntentStoreError) -> Self {

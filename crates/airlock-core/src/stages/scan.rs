@@ -258,14 +258,18 @@ async fn judge_archive(
     policy: &ArchivePolicy,
     limits: &ScannerLimits,
 ) -> Result<ScanOutcome, StageError> {
-    let spooled = super::spool_scanned(
+    let spooled = match super::spool_scanned(
         Stage::Scan,
         store,
         (key, pass.version.as_ref()),
         pass.size,
         &pass.sha256,
     )
-    .await?;
+    .await
+    {
+        Ok(spooled) => spooled,
+        Err(err) => return err.replaced_to_rejection().map(ScanOutcome::Reject),
+    };
     let (policy, limits) = (policy.clone(), *limits);
     let span = tracing::Span::current();
     let judged = tokio::task::spawn_blocking(move || {
