@@ -564,9 +564,7 @@ async fn run_task_attempt(
     cursor: &mut u64,
 ) -> Result<Value, StateError> {
     let state = visit.state;
-    let token = task
-        .wait_for_task_token
-        .then(|| run.registry.new_token());
+    let token = task.wait_for_task_token.then(|| run.registry.new_token());
     let context = run.context(visit, token.as_deref(), None);
     let parameters = render(task.parameters.as_ref(), effective.clone(), &context)?;
     let timeout = resolve_amount(state, &task.timeout, "TimeoutSecondsPath", effective)?;
