@@ -47,6 +47,13 @@ use crate::keys::INCOMING_PREFIX;
 use crate::object::ObjectRef;
 
 pub use key::decode_key;
+
+/// Why a (decoded) key is refused wherever airlock reads one from input, if it is: control
+/// characters, a leading `/`, empty, `.` or `..` segments.
+#[must_use]
+pub fn unsafe_key_reason(key: &str) -> Option<&'static str> {
+    key::hostile(key)
+}
 pub use stream::{Streamed, read_events};
 
 use json::{Doc, Fault, MAX_NESTING, Obj, Parsed, index, join, kind};
