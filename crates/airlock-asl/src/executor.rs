@@ -456,7 +456,8 @@ impl Executor {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
         let mut executions = lock(&self.registry.executions);
         if let Some(existing) = executions.running.get(name) {
-            return if existing.shared.input == input {
+            // Finished, though not yet moved to the finished names: closed all the same.
+            return if existing.shared.input == input && !existing.shared.is_finished() {
                 Ok(existing.clone())
             } else {
                 Err(StartError::ExecutionAlreadyExists(name.to_owned()))
@@ -501,18 +502,25 @@ impl Executor {
     /// record belongs to the handles given out for it.)
     #[must_use]
     pub fn execution(&self, name: &str) -> Option<ExecutionHandle> {
-        lock(&self.registry.executions).running.get(name).cloned()
+        lock(&self.registry.executions)
+            .running
+            .get(name)
+            .filter(|handle| !handle.shared.is_finished())
+            .cloned()
     }
 
     /// Whether an execution with this name ran to its end.
     #[must_use]
     pub fn has_finished(&self, name: &str) -> bool {
-        lock(&self.registry.executions)
-            .finished
-            .contains(&name_hash(name))
+        let executions = lock(&self.registry.executions);
+        executions
+            .running
+            .get(name)
+            .is_some_and(|handle| handle.shared.is_finished())
+            || executions.finished.contains(&name_hash(name))
     }
 
-    /// The executions running now, oldest first.
+    /// The executions running now (and any that finished a moment ago and are being retired), oldest first.
     #[must_use]
     pub fn executions(&self) -> Vec<ExecutionHandle> {
         let mut all: Vec<ExecutionHandle> = lock(&self.registry.executions)

@@ -290,3 +290,39 @@ fn hostile_input_is_bad_input_and_the_rest_of_the_folder_replays() {
     );
     assert!(summary.contains("7 bad input"), "{summary}");
 }
+
+#[test]
+fn an_event_repeated_after_its_execution_finished_is_a_skipped_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = s3_record(
+        "airlock-uploads",
+        "incoming/acme/avatar/019593fa-55c5-7dff-8690-a9c144e7cf0f",
+    );
+    let capture = dir.path().join("twice.json");
+    std::fs::write(
+        &capture,
+        serde_json::json!({"Records": [record, record]}).to_string(),
+    )
+    .unwrap();
+    // One at a time, so the first execution has finished (and been forgotten but for its
+    // name) when the second event arrives.
+    let output = replay(
+        &dir.path().join("data"),
+        &["--concurrency", "1", "--json", capture.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["result"]["duplicate"], false);
+    assert!(results[0]["result"]["history"].is_array());
+    assert_eq!(results[1]["result"]["duplicate"], true, "{}", results[1]);
+    assert_eq!(
+        results[1]["result"]["settlement"]["detail"],
+        "a duplicate event: its execution already ran"
+    );
+    assert_eq!(
+        results[0]["result"]["executionName"],
+        results[1]["result"]["executionName"]
+    );
+}

@@ -396,8 +396,9 @@ async fn start_pipeline(
 }
 
 /// Runs the replay, handing each result to `on_result` in input order as soon as it and
-/// those before it are done, and keeping only the totals. At most `--concurrency` objects
-/// run at once, and a bounded number of results wait for a slower earlier one.
+/// those before it are done, and keeping only the totals. Objects start in input order, at
+/// most `--concurrency` at once, and a bounded number of results wait for a slower earlier
+/// one.
 pub async fn replay_with(
     args: &ReplayArgs,
     on_result: &mut dyn FnMut(ReplayResult) -> anyhow::Result<()>,
@@ -427,7 +428,9 @@ pub async fn replay_with(
         if input_done && next_out == started_items {
             break;
         }
-        let room = started_items - next_out < window as u64;
+        // Room for one more: an object slot free (taken here, so objects start in input
+        // order) and the window of results waiting for an earlier one not full.
+        let room = started_items - next_out < window as u64 && limit.available_permits() > 0;
         tokio::select! {
             biased;
             Some((seq, results)) = done_rx.recv() => {
@@ -448,10 +451,11 @@ pub async fn replay_with(
                     started_items += 1;
                     let source = item.source();
                     let pipeline = Arc::clone(&pipeline);
-                    let limit = Arc::clone(&limit);
+                    let permit = Arc::clone(&limit)
+                        .try_acquire_owned()
+                        .context("no object slot free")?;
                     let done = done_tx.clone();
                     tokio::spawn(async move {
-                        let _permit = limit.acquire_owned().await.expect("semaphore open");
                         let task = tokio::spawn(async move { replay_one(&pipeline, item).await });
                         let results = task.await.unwrap_or_else(|join| {
                             // One item's crash is that item's failure, not the replay's.
@@ -464,6 +468,9 @@ pub async fn replay_with(
                                 expectation: None,
                             }]
                         });
+                        // Freed before the result is sent, so the loop that receives it
+                        // finds the slot free.
+                        drop(permit);
                         let _ = done.send((seq, results));
                     });
                 }
