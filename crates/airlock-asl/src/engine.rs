@@ -52,6 +52,8 @@ struct Visit<'a> {
 /// Runs a whole execution and records how it ended.
 pub(crate) async fn run_execution(run: Arc<Run>) {
     let execution = Arc::clone(&run.execution);
+    // Dropped last, after `_unfinished` has recorded the end in every case.
+    let _retire = Retire(Arc::clone(&run));
     let _unfinished = FailIfUnfinished(Arc::clone(&execution));
     let started = execution.emit(
         0,
@@ -109,6 +111,16 @@ impl Drop for FailIfUnfinished {
                 Some("The executor stopped running this execution unexpectedly".to_owned()),
             );
         }
+    }
+}
+
+/// Moves the execution from the executor's running set to its finished names once its task
+/// ends, however it ends.
+struct Retire(Arc<Run>);
+
+impl Drop for Retire {
+    fn drop(&mut self) {
+        self.0.registry.retire(&self.0.execution.name);
     }
 }
 
@@ -552,13 +564,7 @@ async fn run_task_attempt(
     cursor: &mut u64,
 ) -> Result<Value, StateError> {
     let state = visit.state;
-    let token = task.wait_for_task_token.then(|| {
-        format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        )
-    });
+    let token = task.wait_for_task_token.then(|| run.registry.new_token());
     let context = run.context(visit, token.as_deref(), None);
     let parameters = render(task.parameters.as_ref(), effective.clone(), &context)?;
     let timeout = resolve_amount(state, &task.timeout, "TimeoutSecondsPath", effective)?;

@@ -1,12 +1,14 @@
-//! The executor: starts executions, routes task tokens, and keeps execution records.
+//! The executor: starts executions, routes task tokens, and keeps execution records while
+//! they run.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 
 use crate::definition::Definition;
@@ -105,59 +107,108 @@ pub(crate) enum TokenSignal {
     Heartbeat(tokio::time::Instant),
 }
 
-#[derive(Debug)]
-enum TokenSlot {
-    Open(mpsc::UnboundedSender<TokenSignal>),
-    Closed,
+/// The executions of one executor: the running ones whole, the finished ones only as a
+/// name hash, so that a long-lived executor (a replay of millions of events) holds no
+/// finished history and still refuses to reuse a name.
+#[derive(Debug, Default)]
+struct Executions {
+    running: HashMap<String, ExecutionHandle>,
+    finished: HashSet<[u8; 16]>,
+}
+
+/// A name's entry in [`Executions::finished`]: 128 bits of SHA-256, so a collision is out of
+/// reach for any number of executions one process runs.
+fn name_hash(name: &str) -> [u8; 16] {
+    let digest = Sha256::digest(name.as_bytes());
+    let mut hash = [0; 16];
+    hash.copy_from_slice(&digest[..16]);
+    hash
 }
 
 /// State shared by all executions of one executor.
 #[derive(Debug)]
 pub(crate) struct Registry {
-    executions: Mutex<HashMap<String, ExecutionHandle>>,
-    tokens: Mutex<HashMap<String, TokenSlot>>,
+    executions: Mutex<Executions>,
+    /// Open task tokens only: a closed token is removed, and recognised afterwards by its
+    /// tag (see [`Registry::new_token`]).
+    tokens: Mutex<HashMap<String, mpsc::UnboundedSender<TokenSignal>>>,
+    /// Key of the tags that make tokens self-checking.
+    token_key: [u8; 16],
     pub(crate) rng: Mutex<fastrand::Rng>,
 }
 
 impl Registry {
+    fn new(rng: fastrand::Rng) -> Self {
+        Self {
+            executions: Mutex::new(Executions::default()),
+            tokens: Mutex::new(HashMap::new()),
+            token_key: *uuid::Uuid::new_v4().as_bytes(),
+            rng: Mutex::new(rng),
+        }
+    }
+
+    fn token_tag(&self, nonce: &str) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(self.token_key);
+        hasher.update(nonce.as_bytes());
+        hex::encode(&hasher.finalize()[..16])
+    }
+
+    /// A fresh task token: a random nonce and a keyed tag of it, so that once the token is
+    /// closed and forgotten, an answer for it is still told apart ("timed out") from one for
+    /// a token never issued ("does not exist") without keeping every token ever issued.
+    pub(crate) fn new_token(&self) -> String {
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let tag = self.token_tag(&nonce);
+        format!("{nonce}{tag}")
+    }
+
+    fn issued_here(&self, token: &str) -> bool {
+        token.len() == 64
+            && token.is_char_boundary(32)
+            && self.token_tag(&token[..32]) == token[32..]
+    }
+
     /// Makes `token` valid; signals for it arrive on the returned receiver.
     pub(crate) fn open_token(&self, token: &str) -> mpsc::UnboundedReceiver<TokenSignal> {
         let (sender, receiver) = mpsc::unbounded_channel();
-        lock(&self.tokens).insert(token.to_owned(), TokenSlot::Open(sender));
+        lock(&self.tokens).insert(token.to_owned(), sender);
         receiver
     }
 
     /// Closes `token`. Returns `false` if it was already closed, i.e. a
     /// success or failure was sent first and is waiting in the receiver.
     pub(crate) fn close_token(&self, token: &str) -> bool {
-        let mut tokens = lock(&self.tokens);
-        match tokens.get_mut(token) {
-            Some(slot @ TokenSlot::Open(_)) => {
-                *slot = TokenSlot::Closed;
-                true
-            }
-            _ => false,
-        }
+        lock(&self.tokens).remove(token).is_some()
     }
 
     fn signal(&self, token: &str, signal: TokenSignal) -> Result<(), TaskTokenError> {
         let mut tokens = lock(&self.tokens);
-        let slot = tokens
-            .get_mut(token)
-            .ok_or(TaskTokenError::TaskDoesNotExist)?;
-        let TokenSlot::Open(sender) = slot else {
-            return Err(TaskTokenError::TaskTimedOut);
+        let Some(sender) = tokens.get(token) else {
+            return Err(if self.issued_here(token) {
+                TaskTokenError::TaskTimedOut
+            } else {
+                TaskTokenError::TaskDoesNotExist
+            });
         };
         let closes = !matches!(signal, TokenSignal::Heartbeat(_));
         if sender.send(signal).is_err() {
             // The waiting task is gone (its execution ended).
-            *slot = TokenSlot::Closed;
+            tokens.remove(token);
             return Err(TaskTokenError::TaskTimedOut);
         }
         if closes {
-            *slot = TokenSlot::Closed;
+            tokens.remove(token);
         }
         Ok(())
+    }
+
+    /// Forgets a finished execution's record, keeping its name's hash so the name stays
+    /// taken. Handles already given out keep the record alive for their holders.
+    pub(crate) fn retire(&self, name: &str) {
+        let mut executions = lock(&self.executions);
+        executions.running.remove(name);
+        executions.finished.insert(name_hash(name));
     }
 }
 
@@ -350,11 +401,7 @@ impl Executor {
             definition: Arc::new(definition),
             handlers: Arc::new(HashMap::new()),
             options: Arc::new(options),
-            registry: Arc::new(Registry {
-                executions: Mutex::new(HashMap::new()),
-                tokens: Mutex::new(HashMap::new()),
-                rng: Mutex::new(rng),
-            }),
+            registry: Arc::new(Registry::new(rng)),
         }
     }
 
@@ -396,21 +443,28 @@ impl Executor {
         &self.options
     }
 
-    /// Starts an execution on the current tokio runtime. Like Step Functions,
-    /// starting the same name again with an identical input returns the existing
-    /// execution instead of a new one (whether or not it is still running); a
-    /// different input is refused with [`StartError::ExecutionAlreadyExists`].
+    /// Starts an execution on the current tokio runtime. Like Step Functions (standard
+    /// workflows), starting the same name again with an identical input while the
+    /// execution runs returns it instead of a new one; a different input, or any input
+    /// once the execution has finished, is refused with
+    /// [`StartError::ExecutionAlreadyExists`]. Finished executions are not kept: only a
+    /// 16-byte hash of their name is, so the executor's memory grows by that much per
+    /// execution, whatever the histories held.
     pub fn start_execution(&self, name: &str, input: Value) -> Result<ExecutionHandle, StartError> {
         validate_execution_name(name)?;
         self.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
         let mut executions = lock(&self.registry.executions);
-        if let Some(existing) = executions.get(name) {
-            return if existing.shared.input == input {
+        if let Some(existing) = executions.running.get(name) {
+            // Finished, though not yet moved to the finished names: closed all the same.
+            return if existing.shared.input == input && !existing.shared.is_finished() {
                 Ok(existing.clone())
             } else {
                 Err(StartError::ExecutionAlreadyExists(name.to_owned()))
             };
+        }
+        if executions.finished.contains(&name_hash(name)) {
+            return Err(StartError::ExecutionAlreadyExists(name.to_owned()));
         }
         let shared = Arc::new(ExecutionShared {
             name: name.to_owned(),
@@ -430,7 +484,7 @@ impl Executor {
         let handle = ExecutionHandle {
             shared: Arc::clone(&shared),
         };
-        executions.insert(name.to_owned(), handle.clone());
+        executions.running.insert(name.to_owned(), handle.clone());
         drop(executions);
         tracing::info!(execution = name, "execution started");
         let run = Arc::new(engine::Run {
@@ -444,17 +498,36 @@ impl Executor {
         Ok(handle)
     }
 
-    /// The execution with this name, if one was started.
+    /// The running execution with this name, if there is one. (A finished execution's
+    /// record belongs to the handles given out for it.)
     #[must_use]
     pub fn execution(&self, name: &str) -> Option<ExecutionHandle> {
-        lock(&self.registry.executions).get(name).cloned()
+        lock(&self.registry.executions)
+            .running
+            .get(name)
+            .filter(|handle| !handle.shared.is_finished())
+            .cloned()
     }
 
-    /// Every execution started so far, oldest first.
+    /// Whether an execution with this name ran to its end.
+    #[must_use]
+    pub fn has_finished(&self, name: &str) -> bool {
+        let executions = lock(&self.registry.executions);
+        executions
+            .running
+            .get(name)
+            .is_some_and(|handle| handle.shared.is_finished())
+            || executions.finished.contains(&name_hash(name))
+    }
+
+    /// The executions running now (and any that finished a moment ago and are being retired), oldest first.
     #[must_use]
     pub fn executions(&self) -> Vec<ExecutionHandle> {
-        let mut all: Vec<ExecutionHandle> =
-            lock(&self.registry.executions).values().cloned().collect();
+        let mut all: Vec<ExecutionHandle> = lock(&self.registry.executions)
+            .running
+            .values()
+            .cloned()
+            .collect();
         all.sort_by_key(|h| h.shared.started_at);
         all
     }
@@ -542,25 +615,29 @@ mod tests {
 
     #[test]
     fn tokens_report_unknown_and_closed() {
-        let registry = Registry {
-            executions: Mutex::new(HashMap::new()),
-            tokens: Mutex::new(HashMap::new()),
-            rng: Mutex::new(fastrand::Rng::with_seed(0)),
-        };
+        let registry = Registry::new(fastrand::Rng::with_seed(0));
         assert_eq!(
             registry.signal("nope", TokenSignal::Success(Value::Null)),
             Err(TaskTokenError::TaskDoesNotExist)
         );
-        let mut receiver = registry.open_token("t");
+        let t = registry.new_token();
+        let mut receiver = registry.open_token(&t);
         registry
-            .signal("t", TokenSignal::Heartbeat(tokio::time::Instant::now()))
+            .signal(&t, TokenSignal::Heartbeat(tokio::time::Instant::now()))
             .unwrap();
         registry
-            .signal("t", TokenSignal::Success(Value::Bool(true)))
+            .signal(&t, TokenSignal::Success(Value::Bool(true)))
             .unwrap();
         assert_eq!(
-            registry.signal("t", TokenSignal::Success(Value::Null)),
+            registry.signal(&t, TokenSignal::Success(Value::Null)),
             Err(TaskTokenError::TaskTimedOut)
+        );
+        // Closed tokens are forgotten; one with a forged tag was never issued.
+        assert!(lock(&registry.tokens).is_empty());
+        let forged = format!("{}{}", &t[..32], "0".repeat(32));
+        assert_eq!(
+            registry.signal(&forged, TokenSignal::Success(Value::Null)),
+            Err(TaskTokenError::TaskDoesNotExist)
         );
         assert!(matches!(receiver.try_recv(), Ok(TokenSignal::Heartbeat(_))));
         assert!(matches!(
@@ -568,6 +645,6 @@ mod tests {
             Ok(TokenSignal::Success(Value::Bool(true)))
         ));
         // Already closed by the success, so a timeout must read the signal instead.
-        assert!(!registry.close_token("t"));
+        assert!(!registry.close_token(&t));
     }
 }

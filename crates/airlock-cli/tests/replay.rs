@@ -220,3 +220,109 @@ fn media_process_refuses_what_is_not_an_image_and_bad_variants() {
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("is not a positive whole number"));
 }
+
+fn s3_record(bucket: &str, key: &str) -> Value {
+    serde_json::json!({"eventName": "ObjectCreated:Put", "eventTime": "2025-03-14T10:11:43.755Z",
+        "s3": {"bucket": {"name": bucket}, "object": {"key": key, "size": 5, "eTag": "abc"}}})
+}
+
+#[test]
+fn hostile_input_is_bad_input_and_the_rest_of_the_folder_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("capture");
+    std::fs::create_dir(&input).unwrap();
+    // A path that cannot be read even by root: a symlink to nothing.
+    std::os::unix::fs::symlink(dir.path().join("gone"), input.join("a-broken.json")).unwrap();
+    let events = serde_json::json!({"Records": [
+        s3_record("airlock-uploads", "incoming/acme/avatar/%1B%5B2J%1B%5B31mred%0D"),
+        s3_record("airlock-uploads", "incoming/acme/avatar/..%2F..%2F..%2Ftrusted%2Fx"),
+        s3_record("airlock-uploads", "incoming/acme/avatar/nul%00byte"),
+        s3_record("someone-elses-bucket", "incoming/acme/avatar/019593fa-55c5-7dff-8690-a9c144e7cf0f"),
+        s3_record("airlock-uploads", "incoming/acme/avatar/019593fa-55c5-7dff-8690-a9c144e7cf0f"),
+    ]});
+    std::fs::write(input.join("b-events.json"), events.to_string()).unwrap();
+    std::fs::write(
+        input.join("c-trusted-case.json"),
+        r#"{"description": "x", "key": "trusted/acme/avatar/x", "object": {"generate": "bytes", "size": 3}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        input.join("d-huge-case.json"),
+        r#"{"description": "x", "key": "incoming/a/b/c", "object": {"generate": "bytes", "size": 1099511627776}}"#,
+    )
+    .unwrap();
+    let output = replay(&dir.path().join("data"), &[input.to_str().unwrap()]);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    // Bad input does not change the status, as for a malformed record.
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("a-broken.json: error: cannot read")
+            && stdout.contains("No such file or directory (os error 2)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r"refused key ") && stdout.contains(r"\u{1b}[2J\u{1b}[31mred\r"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(r"nul\0byte"), "{stdout}");
+    assert!(stdout.contains("'..' path segment"), "{stdout}");
+    assert!(
+        stdout.contains(r#"bucket "someone-elses-bucket" is not the bucket replayed here"#),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .contains(r#"c-trusted-case.json: key "trusted/acme/avatar/x" is not under incoming/"#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("object.size: 1099511627776 bytes is more than a case may generate"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\0') && !stdout.contains('\r'),
+        "control characters printed raw:\n{stdout:?}"
+    );
+    let summary = stderr.lines().last().unwrap();
+    assert!(
+        summary.starts_with("1 objects: 0 trusted, 0 quarantined, 1 skipped, 0 failed"),
+        "{summary}"
+    );
+    assert!(summary.contains("7 bad input"), "{summary}");
+}
+
+#[test]
+fn an_event_repeated_after_its_execution_finished_is_a_skipped_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = s3_record(
+        "airlock-uploads",
+        "incoming/acme/avatar/019593fa-55c5-7dff-8690-a9c144e7cf0f",
+    );
+    let capture = dir.path().join("twice.json");
+    std::fs::write(
+        &capture,
+        serde_json::json!({"Records": [record, record]}).to_string(),
+    )
+    .unwrap();
+    // One at a time, so the first execution has finished (and been forgotten but for its
+    // name) when the second event arrives.
+    let output = replay(
+        &dir.path().join("data"),
+        &["--concurrency", "1", "--json", capture.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["result"]["duplicate"], false);
+    assert!(results[0]["result"]["history"].is_array());
+    assert_eq!(results[1]["result"]["duplicate"], true, "{}", results[1]);
+    assert_eq!(
+        results[1]["result"]["settlement"]["detail"],
+        "a duplicate event: its execution already ran"
+    );
+    assert_eq!(
+        results[0]["result"]["executionName"],
+        results[1]["result"]["executionName"]
+    );
+}

@@ -18,6 +18,10 @@
 //! names the object's key. `event` picks the shape of the announcing event: `s3-put`,
 //! `s3-multipart`, `s3-moto` (the AWS emulator's), `sqs`, `eventbridge`.
 //!
+//! A case is input like any other: a `key` must be under `incoming/` (a case cannot write
+//! `trusted/` or anything else), and an object may be at most [`MAX_OBJECT_SIZE`] (1 GiB),
+//! generated or read — both refused when the case is loaded, before anything is allocated.
+//!
 //! Preparing a case is idempotent: the intent is created only if absent, and the object is
 //! uploaded only while its intent is still PENDING and no copy of it exists anywhere, so a
 //! second replay changes nothing.
@@ -28,7 +32,7 @@ use std::path::{Path, PathBuf};
 use airlock_core::intake::{self, IntakeItem};
 use airlock_core::intent::{IntentState, UploadIntent};
 use airlock_core::keys::{
-    Purpose, QUARANTINE_PREFIX, TRUSTED_PREFIX, TenantId, UploadId, counterpart,
+    INCOMING_PREFIX, Purpose, QUARANTINE_PREFIX, TRUSTED_PREFIX, TenantId, UploadId, counterpart,
 };
 use airlock_core::policy::Policies;
 use airlock_core::ports::{IntentStore, ObjectReader, ObjectWriter, WriteMode};
@@ -37,6 +41,10 @@ use anyhow::{Context as _, bail};
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+/// The largest object a case may generate or read: objects are held in memory while a case
+/// is prepared.
+pub const MAX_OBJECT_SIZE: u64 = 1 << 30;
 
 /// A case as written in its file.
 #[derive(Debug, Clone, Deserialize)]
@@ -154,6 +162,40 @@ impl Case {
                 path.display()
             );
         }
+        if let (None, Some(key)) = (&file.intent, &file.key) {
+            if let Some(reason) = intake::unsafe_key_reason(key) {
+                bail!("{}: key {key:?} is refused: {reason}", path.display());
+            }
+            if !key.starts_with(INCOMING_PREFIX) {
+                bail!(
+                    "{}: key {key:?} is not under {INCOMING_PREFIX}: a case only places objects there",
+                    path.display()
+                );
+            }
+        }
+        if let CaseObject::Generate {
+            generate,
+            size,
+            padding_before,
+            ..
+        } = &file.object
+        {
+            let (field, total) = match generate {
+                Generator::Bytes => ("size", size.unwrap_or(0)),
+                Generator::Eicar => (
+                    "paddingBefore",
+                    padding_before
+                        .unwrap_or(0)
+                        .saturating_add(eicar().len() as u64),
+                ),
+            };
+            if total > MAX_OBJECT_SIZE {
+                bail!(
+                    "{}: object.{field}: {total} bytes is more than a case may generate ({MAX_OBJECT_SIZE} bytes, 1 GiB)",
+                    path.display()
+                );
+            }
+        }
         let name = path.file_stem().map_or_else(
             || path.display().to_string(),
             |s| s.to_string_lossy().into_owned(),
@@ -196,11 +238,11 @@ pub fn materialize(case: &Case) -> anyhow::Result<Option<Vec<u8>>> {
     match &case.file.object {
         CaseObject::File { file } => {
             let path = base.join(file);
-            std::fs::read(&path)
+            read_capped(&path)
                 .map(Some)
                 .with_context(|| format!("{}: reading {}", case.path.display(), path.display()))
         }
-        CaseObject::Path { path, optional } => match std::fs::read(path) {
+        CaseObject::Path { path, optional } => match read_capped(path) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if *optional && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e)
@@ -240,6 +282,27 @@ pub fn materialize(case: &Case) -> anyhow::Result<Option<Vec<u8>>> {
             Ok(Some(bytes))
         }
     }
+}
+
+/// Reads a case's object file, refusing one over [`MAX_OBJECT_SIZE`] before reading it.
+fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    if size > MAX_OBJECT_SIZE {
+        return Err(std::io::Error::other(format!(
+            "{size} bytes is more than a case may use ({MAX_OBJECT_SIZE} bytes, 1 GiB)"
+        )));
+    }
+    let mut bytes = Vec::new();
+    // `take` too: the file may grow after the size was read.
+    file.take(MAX_OBJECT_SIZE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_OBJECT_SIZE {
+        return Err(std::io::Error::other(format!(
+            "more than a case may use ({MAX_OBJECT_SIZE} bytes, 1 GiB)"
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Form-URL-encodes a key the way S3 does in event notifications (`/` kept, or encoded as
@@ -484,6 +547,56 @@ mod tests {
             "incoming/a+b/%C3%A9%2Bx"
         );
         assert_eq!(encode_key("incoming/a", true), "incoming%2Fa");
+    }
+
+    fn load(value: &Value) -> anyhow::Result<Case> {
+        Case::from_value(Path::new("c/hostile.json"), value.clone())
+    }
+
+    #[test]
+    fn keys_outside_incoming_are_refused() {
+        for key in [
+            "trusted/acme/avatar/x",
+            "quarantine/x",
+            "incoming/../trusted/x",
+            "x",
+        ] {
+            let err = load(&json!({"description": "d", "key": key,
+                "object": {"generate": "bytes", "size": 1}}))
+            .unwrap_err()
+            .to_string();
+            assert!(err.starts_with("c/hostile.json: key "), "{err}");
+            assert!(err.contains(&format!("{key:?}")), "{err}");
+        }
+        assert!(
+            load(&json!({"description": "d", "key": "incoming/t/p/x",
+            "object": {"generate": "bytes", "size": 1}}))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn oversized_generated_objects_are_refused_when_loaded() {
+        // 1 TiB: allocating it would abort the process, so this passing shows nothing was.
+        for object in [
+            json!({"generate": "bytes", "size": 1_u64 << 40}),
+            json!({"generate": "eicar", "paddingBefore": u64::MAX}),
+            json!({"generate": "bytes", "size": MAX_OBJECT_SIZE + 1}),
+        ] {
+            let err = load(&json!({"description": "d", "key": "incoming/t/p/x", "object": object}))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("is more than a case may generate"), "{err}");
+            assert!(
+                err.contains("object.size") || err.contains("object.paddingBefore"),
+                "{err}"
+            );
+        }
+        assert!(
+            load(&json!({"description": "d", "key": "incoming/t/p/x",
+            "object": {"generate": "bytes", "size": MAX_OBJECT_SIZE}}))
+            .is_ok()
+        );
     }
 
     #[test]

@@ -566,12 +566,26 @@ impl EmbeddedPipeline {
         let input = json!({ "object": execution_object(object) });
         let (handle, duplicate) = match self.executor.start_execution(&name, input) {
             Ok(handle) => (handle, false),
-            Err(StartError::ExecutionAlreadyExists(_)) => (
-                self.executor
-                    .execution(&name)
-                    .with_context(|| format!("execution {name} exists but cannot be found"))?,
-                true,
-            ),
+            Err(StartError::ExecutionAlreadyExists(_)) => match self.executor.execution(&name) {
+                Some(handle) => (handle, true),
+                // Finished earlier in this process: the executor keeps only its name, and
+                // the object was settled (or left alone) then.
+                None if self.executor.has_finished(&name) => {
+                    return Ok(PipelineRun {
+                        object: object.clone(),
+                        execution_name: name,
+                        duplicate: true,
+                        settlement: Settlement::Skipped {
+                            detail: "a duplicate event: its execution already ran".to_owned(),
+                        },
+                        media: None,
+                        states: Vec::new(),
+                        total_ms: 0.0,
+                        history: Value::Null,
+                    });
+                }
+                None => anyhow::bail!("execution {name} exists but cannot be found"),
+            },
             Err(err) => return Err(err).with_context(|| format!("starting execution {name}")),
         };
         let execution = handle.wait().await;

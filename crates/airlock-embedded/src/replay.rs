@@ -1,8 +1,15 @@
 //! `airlock replay`: runs fixture cases or captured events through the pipeline on this
 //! machine and reports where each object went.
+//!
+//! Memory stays bounded whatever the input's size: event files are read as a stream (one
+//! record at a time, [`intake::read_events`]) by a reader thread feeding a bounded channel,
+//! objects run with bounded concurrency as they arrive, and results are handed on in input
+//! order as they finish, holding at most a fixed window of them; the printer keeps only
+//! counters, spooling table rows and notes to temporary files until the end.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,7 +24,7 @@ use airlock_core::verdict::ReasonCode;
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::cases::{self, Case, Prepared};
 use crate::pipeline::{EmbeddedPipeline, PipelineConfig, PipelineRun, Settlement};
@@ -26,9 +33,15 @@ use crate::pipeline::{EmbeddedPipeline, PipelineConfig, PipelineRun, Settlement}
 pub const EXIT_OK: u8 = 0;
 /// Exit status when an execution failed or the pipeline could not run.
 pub const EXIT_INFRASTRUCTURE: u8 = 1;
-/// Exit status when a case ended other than its file expects. (Malformed input is reported
-/// but does not change the status: a capture may well hold some.)
+/// Exit status when a case ended other than its file expects. (Malformed input — a record
+/// that does not parse, a hostile key, an event for another bucket, a file that cannot be
+/// read — is reported but does not change the status: a capture may well hold some.)
 pub const EXIT_UNEXPECTED: u8 = 3;
+
+/// Items read ahead of the objects running.
+const READ_AHEAD: usize = 256;
+/// Results held, at most, while an earlier one is still running (per object in flight).
+const REORDER_WINDOW_PER_SLOT: usize = 64;
 
 /// Replay fixture cases or captured S3 / SQS / EventBridge events through the pipeline.
 #[derive(Debug, Clone, clap::Args)]
@@ -119,57 +132,123 @@ impl Work {
     }
 }
 
-fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    if meta.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("{}: cannot list", path.display()))?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()?;
-        entries.sort();
-        for entry in entries {
-            if entry.is_dir() || entry.extension().is_some_and(|e| e == "json") {
-                collect_files(&entry, out)?;
-            }
+/// A file to read, or why a path in a folder could not be looked at.
+enum Input {
+    File(PathBuf),
+    Unreadable {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+/// The files of `path` (itself, or the `*.json` files under it, sorted). A path given on the
+/// command line must exist; anything wrong below it is one unreadable input, so the rest
+/// still replays.
+fn collect_files(path: &Path, top: bool, out: &mut Vec<Input>) -> anyhow::Result<()> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if top => {
+            return Err(err).with_context(|| format!("{}: cannot read", path.display()));
         }
-    } else {
-        out.push(path.to_path_buf());
+        Err(error) => {
+            out.push(Input::Unreadable {
+                path: path.to_path_buf(),
+                error,
+            });
+            return Ok(());
+        }
+    };
+    if !meta.is_dir() {
+        out.push(Input::File(path.to_path_buf()));
+        return Ok(());
+    }
+    let listing = std::fs::read_dir(path).and_then(|entries| {
+        entries
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    let mut entries = match listing {
+        Ok(entries) => entries,
+        Err(err) if top => {
+            return Err(err).with_context(|| format!("{}: cannot list", path.display()));
+        }
+        Err(error) => {
+            out.push(Input::Unreadable {
+                path: path.to_path_buf(),
+                error,
+            });
+            return Ok(());
+        }
+    };
+    entries.sort();
+    for entry in entries {
+        // A dangling symlink is neither a folder nor a file: named `*.json`, it is an input
+        // that cannot be read, and reported as such.
+        if entry.extension().is_some_and(|e| e == "json") || entry.is_dir() {
+            collect_files(&entry, false, out)?;
+        }
     }
     Ok(())
 }
 
-fn load_work(inputs: &[PathBuf]) -> anyhow::Result<Vec<Work>> {
-    let mut files = Vec::new();
+/// Reads the inputs in order, sending what they hold as it is parsed. Returns when all is
+/// read or the receiver is gone.
+fn read_inputs(inputs: Vec<Input>, tx: &mpsc::Sender<Work>) {
     for input in inputs {
-        collect_files(input, &mut files)?;
-    }
-    let mut work = Vec::new();
-    for file in files {
-        let origin = file.display().to_string();
-        let text =
-            std::fs::read_to_string(&file).with_context(|| format!("{origin}: cannot read"))?;
-        match serde_json::from_str::<Value>(&text) {
-            Ok(value) if cases::is_case(&value) => match Case::from_value(&file, value) {
-                Ok(case) => work.push(Work::Case(Box::new(case))),
-                Err(err) => work.push(Work::Error {
-                    source: origin,
-                    error: format!("{err:#}"),
-                }),
+        let (path, error) = match input {
+            Input::Unreadable { path, error } => (path, error),
+            Input::File(path) => match std::fs::File::open(&path) {
+                Ok(file) => {
+                    let origin = path.display().to_string();
+                    let mut open = true;
+                    let mut emit = |streamed: intake::Streamed| {
+                        open = send_streamed(&path, streamed, tx);
+                        open
+                    };
+                    let read = intake::read_events(
+                        &origin,
+                        BufReader::with_capacity(1 << 16, file),
+                        &mut emit,
+                    );
+                    if !open {
+                        return;
+                    }
+                    match read {
+                        Ok(()) => continue,
+                        Err(error) => (path, error),
+                    }
+                }
+                Err(error) => (path, error),
             },
-            Ok(value) => work.extend(
-                intake::parse_event(&origin, &value)
-                    .into_iter()
-                    .map(Work::Event),
-            ),
-            Err(_) => work.extend(
-                intake::parse_event_str(&origin, &text)
-                    .into_iter()
-                    .map(Work::Event),
-            ),
+        };
+        let work = Work::Error {
+            source: path.display().to_string(),
+            error: format!("cannot read {}: {error}", path.display()),
+        };
+        if tx.blocking_send(work).is_err() {
+            return;
         }
     }
-    Ok(work)
+}
+
+/// Turns one streamed item or document into work; `false` once nobody is listening.
+fn send_streamed(path: &Path, streamed: intake::Streamed, tx: &mpsc::Sender<Work>) -> bool {
+    match streamed {
+        intake::Streamed::Item(item) => tx.blocking_send(Work::Event(item)).is_ok(),
+        intake::Streamed::Document { origin, value } if cases::is_case(&value) => {
+            let work = match Case::from_value(path, value) {
+                Ok(case) => Work::Case(Box::new(case)),
+                Err(err) => Work::Error {
+                    source: origin,
+                    error: format!("{err:#}"),
+                },
+            };
+            tx.blocking_send(work).is_ok()
+        }
+        intake::Streamed::Document { origin, value } => intake::parse_event(&origin, &value)
+            .into_iter()
+            .all(|item| tx.blocking_send(Work::Event(item)).is_ok()),
+    }
 }
 
 /// A clamd to scan with: the given one (`clamd`), or one started for this run with the
@@ -260,7 +339,8 @@ fn check_expectation(
     })
 }
 
-/// What a replay did.
+/// What a replay did, with every result (for callers that want them all, such as the
+/// benchmark; [`replay_with`] keeps none).
 #[derive(Debug)]
 pub struct ReplayReport {
     pub results: Vec<ReplayResult>,
@@ -269,17 +349,39 @@ pub struct ReplayReport {
     pub dead_letters: Vec<(String, airlock_local::DeadLetter)>,
 }
 
-/// Runs the replay and returns what happened, printing nothing.
+/// What a replay did, in totals.
+#[derive(Debug)]
+pub struct ReplayTotals {
+    pub summary: Summary,
+    /// Messages the workers could not handle, with their queue.
+    pub dead_letters: Vec<(String, airlock_local::DeadLetter)>,
+}
+
+/// Runs the replay and returns every result, printing nothing. Memory grows with the
+/// number of results: for large inputs use [`replay_with`].
 pub async fn replay(args: &ReplayArgs) -> anyhow::Result<ReplayReport> {
-    let work = load_work(&args.inputs)?;
-    if work.is_empty() {
-        bail!("no cases or events found in {:?}", args.inputs);
-    }
+    let mut results = Vec::new();
+    let totals = replay_with(args, &mut |result| {
+        results.push(result);
+        Ok(())
+    })
+    .await?;
+    Ok(ReplayReport {
+        results,
+        elapsed: std::time::Duration::from_secs_f64(totals.summary.seconds),
+        dead_letters: totals.dead_letters,
+    })
+}
+
+/// The pipeline to replay through, and the clamd started for it, if one was.
+async fn start_pipeline(
+    args: &ReplayArgs,
+) -> anyhow::Result<(Arc<EmbeddedPipeline>, Option<ManagedClamd>)> {
     let policies = match &args.policies {
         Some(path) => Policies::load(path)?,
         None => Policies::builtin(),
     };
-    let (scanner, mut managed) = scanner_for(args.clamd.as_deref(), &args.signatures).await?;
+    let (scanner, managed) = scanner_for(args.clamd.as_deref(), &args.signatures).await?;
     let mut config = PipelineConfig::new(
         &args.data_dir,
         &args.bucket,
@@ -292,104 +394,255 @@ pub async fn replay(args: &ReplayArgs) -> anyhow::Result<ReplayReport> {
         config.definition =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     }
-    let pipeline = Arc::new(EmbeddedPipeline::start(config)?);
+    Ok((Arc::new(EmbeddedPipeline::start(config)?), managed))
+}
+
+/// Runs the replay, handing each result to `on_result` in input order as soon as it and
+/// those before it are done, and keeping only the totals. Objects start in input order, at
+/// most `--concurrency` at once, and a bounded number of results wait for a slower earlier
+/// one.
+pub async fn replay_with(
+    args: &ReplayArgs,
+    on_result: &mut dyn FnMut(ReplayResult) -> anyhow::Result<()>,
+) -> anyhow::Result<ReplayTotals> {
+    let mut inputs = Vec::new();
+    for input in &args.inputs {
+        collect_files(input, true, &mut inputs)?;
+    }
+    if inputs.is_empty() {
+        bail!("no cases or events found in {:?}", args.inputs);
+    }
+    let (pipeline, mut managed) = start_pipeline(args).await?;
     let started = Instant::now();
 
-    let progress = progress_bar(work.len(), args.json);
-    let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
-    let mut tasks = Vec::new();
-    for item in work {
-        let source = item.source();
-        let pipeline = Arc::clone(&pipeline);
-        let limit = Arc::clone(&limit);
-        let progress = progress.clone();
-        tasks.push((
-            tokio::spawn(async move {
-                let _permit = limit.acquire_owned().await.expect("semaphore open");
-                let results = replay_one(&pipeline, item).await;
-                if let Some(bar) = &progress {
-                    bar.inc(1);
+    let (tx, mut rx) = mpsc::channel(READ_AHEAD);
+    let reader = tokio::task::spawn_blocking(move || read_inputs(inputs, &tx));
+    let concurrency = args.concurrency.max(1);
+    let limit = Arc::new(Semaphore::new(concurrency));
+    let window = concurrency * REORDER_WINDOW_PER_SLOT;
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, Vec<ReplayResult>)>();
+    let mut waiting: BTreeMap<u64, Vec<ReplayResult>> = BTreeMap::new();
+    let (mut started_items, mut next_out) = (0_u64, 0_u64);
+    let mut input_done = false;
+    let mut summary = Summary::default();
+    let mut progress = Progress::new(args.json);
+    loop {
+        if input_done && next_out == started_items {
+            break;
+        }
+        // Room for one more: an object slot free (taken here, so objects start in input
+        // order) and the window of results waiting for an earlier one not full.
+        let room = started_items - next_out < window as u64 && limit.available_permits() > 0;
+        tokio::select! {
+            biased;
+            Some((seq, results)) = done_rx.recv() => {
+                waiting.insert(seq, results);
+                while let Some(results) = waiting.remove(&next_out) {
+                    next_out += 1;
+                    progress.inc();
+                    for result in results {
+                        summary.add(&result);
+                        on_result(result)?;
+                    }
                 }
-                results
-            }),
-            source,
-        ));
-    }
-    let mut results = Vec::new();
-    for (task, source) in tasks {
-        match task.await {
-            Ok(done) => results.extend(done),
-            // One item's crash is that item's failure, not the replay's.
-            Err(join) => results.push(ReplayResult {
-                source,
-                key: None,
-                result: ReplayOutcome::InputError {
-                    error: format!("replaying it crashed: {join}"),
-                },
-                expectation: None,
-            }),
+            }
+            work = rx.recv(), if !input_done && room => match work {
+                None => input_done = true,
+                Some(item) => {
+                    let seq = started_items;
+                    started_items += 1;
+                    let source = item.source();
+                    let pipeline = Arc::clone(&pipeline);
+                    let permit = Arc::clone(&limit)
+                        .try_acquire_owned()
+                        .context("no object slot free")?;
+                    let done = done_tx.clone();
+                    tokio::spawn(async move {
+                        let task = tokio::spawn(async move { replay_one(&pipeline, item).await });
+                        let results = task.await.unwrap_or_else(|join| {
+                            // One item's crash is that item's failure, not the replay's.
+                            vec![ReplayResult {
+                                source,
+                                key: None,
+                                result: ReplayOutcome::InputError {
+                                    error: format!("replaying it crashed: {join}"),
+                                },
+                                expectation: None,
+                            }]
+                        });
+                        // Freed before the result is sent, so the loop that receives it
+                        // finds the slot free.
+                        drop(permit);
+                        let _ = done.send((seq, results));
+                    });
+                }
+            },
         }
     }
-    if let Some(bar) = &progress {
-        bar.finish_and_clear();
-    }
-    let elapsed = started.elapsed();
+    progress.finish();
+    reader.await.context("the input reader crashed")?;
+    summary.seconds = started.elapsed().as_secs_f64();
     let dead_letters = pipeline.dead_letters();
     let pipeline = Arc::into_inner(pipeline).context("pipeline still in use")?;
     pipeline.shutdown().await;
     if let Some(clamd) = managed.as_mut() {
         clamd.stop().ok();
     }
-    Ok(ReplayReport {
-        results,
-        elapsed,
+    if started_items == 0 {
+        bail!("no cases or events found in {:?}", args.inputs);
+    }
+    Ok(ReplayTotals {
+        summary,
         dead_letters,
     })
 }
 
 /// Runs the replay and prints the report; returns the process exit status.
 pub async fn run(args: ReplayArgs) -> anyhow::Result<u8> {
-    let ReplayReport {
-        results,
-        elapsed,
-        dead_letters: dead,
-    } = replay(&args).await?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &results)?;
-        writeln!(out)?;
-    } else {
-        if args.verbose {
-            for result in &results {
-                if let ReplayOutcome::Run(run) = &result.result {
-                    write_history(&mut out, &result.source, run)?;
-                }
-            }
-        }
-        write_table(&mut out, &results)?;
-        for (queue, letter) in &dead {
-            writeln!(
-                out,
-                "dead letter on {queue}: {} ({})",
-                letter.reason, letter.message.body
-            )?;
-        }
-    }
-    let summary = Summary::of(&results, elapsed);
+    let mut printer = Printer::new(&args)?;
+    let ReplayTotals {
+        summary,
+        dead_letters,
+    } = replay_with(&args, &mut |result| printer.add(&result)).await?;
+    printer.finish(&dead_letters)?;
     eprintln!("{summary}");
     Ok(summary.exit_status())
 }
 
-fn progress_bar(len: usize, quiet: bool) -> Option<indicatif::ProgressBar> {
-    if quiet || len < 20 || !std::io::stderr().is_terminal() {
-        return None;
+/// Prints results as they come: JSON elements or histories straight away, table rows and
+/// notes spooled to temporary files (the column widths are known only at the end), so
+/// memory does not grow with the number of results.
+struct Printer {
+    out: BufWriter<std::io::Stdout>,
+    json: bool,
+    verbose: bool,
+    printed: usize,
+    rows: BufWriter<std::fs::File>,
+    notes: BufWriter<std::fs::File>,
+    widths: [usize; 9],
+}
+
+impl Printer {
+    fn new(args: &ReplayArgs) -> anyhow::Result<Self> {
+        let spool = || -> anyhow::Result<BufWriter<std::fs::File>> {
+            Ok(BufWriter::new(
+                tempfile::tempfile().context("creating a temporary file for the report")?,
+            ))
+        };
+        let mut widths = [0; 9];
+        for (width, title) in widths.iter_mut().zip(HEADER) {
+            *width = title.chars().count();
+        }
+        Ok(Self {
+            out: BufWriter::new(std::io::stdout()),
+            json: args.json,
+            verbose: args.verbose,
+            printed: 0,
+            rows: spool()?,
+            notes: spool()?,
+            widths,
+        })
     }
-    let bar = indicatif::ProgressBar::new(len as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} objects {elapsed}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    Some(bar)
+
+    fn add(&mut self, result: &ReplayResult) -> anyhow::Result<()> {
+        if self.json {
+            self.out
+                .write_all(if self.printed == 0 { b"[\n" } else { b",\n" })?;
+            serde_json::to_writer_pretty(&mut self.out, result)?;
+            self.printed += 1;
+            return Ok(());
+        }
+        if let (true, ReplayOutcome::Run(run)) = (self.verbose, &result.result) {
+            write_history(&mut self.out, &result.source, run)?;
+        }
+        let mut notes = Vec::new();
+        let row = cut_row(table_row(result, &mut notes));
+        for (width, cell) in self.widths.iter_mut().zip(&row) {
+            *width = (*width).max(cell.chars().count());
+        }
+        serde_json::to_writer(&mut self.rows, &row)?;
+        self.rows.write_all(b"\n")?;
+        for note in notes {
+            writeln!(self.notes, "{}", escape(&note))?;
+        }
+        self.printed += 1;
+        Ok(())
+    }
+
+    fn finish(mut self, dead: &[(String, airlock_local::DeadLetter)]) -> anyhow::Result<()> {
+        if self.json {
+            self.out
+                .write_all(if self.printed == 0 { b"[]\n" } else { b"\n]\n" })?;
+            self.out.flush()?;
+            return Ok(());
+        }
+        write_row(&mut self.out, &HEADER.map(str::to_owned), &self.widths)?;
+        let mut rows = rewind(self.rows)?;
+        let mut line = String::new();
+        while rows.read_line(&mut line)? > 0 {
+            let row: [String; 9] =
+                serde_json::from_str(&line).context("reading back the report")?;
+            write_row(&mut self.out, &row, &self.widths)?;
+            line.clear();
+        }
+        std::io::copy(&mut rewind(self.notes)?, &mut self.out)?;
+        for (queue, letter) in dead {
+            writeln!(
+                self.out,
+                "dead letter on {queue}: {} ({})",
+                escape(&letter.reason),
+                escape(&letter.message.body)
+            )?;
+        }
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+fn rewind(spool: BufWriter<std::fs::File>) -> anyhow::Result<BufReader<std::fs::File>> {
+    let mut file = spool
+        .into_inner()
+        .map_err(std::io::IntoInnerError::into_error)?;
+    file.rewind()?;
+    Ok(BufReader::new(file))
+}
+
+/// Shows progress on a terminal once a run is long enough for it to help.
+struct Progress {
+    quiet: bool,
+    count: u64,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        Self {
+            quiet: quiet || !std::io::stderr().is_terminal(),
+            count: 0,
+            bar: None,
+        }
+    }
+
+    fn inc(&mut self) {
+        self.count += 1;
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        } else if !self.quiet && self.count == 20 {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {pos} items {elapsed}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar.set_position(self.count);
+            self.bar = Some(bar);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 async fn replay_one(pipeline: &EmbeddedPipeline, item: Work) -> Vec<ReplayResult> {
@@ -471,6 +724,21 @@ async fn run_item(
         }
         Ok(intake::Intake::Object(object)) => object,
     };
+    let bucket = &pipeline.config().bucket;
+    if object.bucket != *bucket {
+        // Input, not infrastructure: the capture is of another bucket (or forged).
+        return ReplayResult {
+            source,
+            key: Some(object.key),
+            result: ReplayOutcome::InputError {
+                error: format!(
+                    "bucket {:?} is not the bucket replayed here ({bucket:?}, --bucket)",
+                    object.bucket
+                ),
+            },
+            expectation: None,
+        };
+    }
     let key = Some(object.key.clone());
     match pipeline.process(&object).await {
         Ok(run) => {
@@ -666,62 +934,74 @@ fn text_row(result: &ReplayResult, label: &str, reason: &str, check: String) -> 
     ]
 }
 
-fn write_table(out: &mut impl Write, results: &[ReplayResult]) -> std::io::Result<()> {
-    let mut rows = vec![[
-        "SOURCE".to_owned(),
-        "RESULT".to_owned(),
-        "REASON".to_owned(),
-        "INSPECT ms".to_owned(),
-        "SCAN ms".to_owned(),
-        "MEDIA ms".to_owned(),
-        "SETTLE ms".to_owned(),
-        "TOTAL ms".to_owned(),
-        "CHECK".to_owned(),
-    ]];
-    let mut notes = Vec::new();
-    for result in results {
-        let row = table_row(result, &mut notes);
-        rows.push(row);
+const HEADER: [&str; 9] = [
+    "SOURCE",
+    "RESULT",
+    "REASON",
+    "INSPECT ms",
+    "SCAN ms",
+    "MEDIA ms",
+    "SETTLE ms",
+    "TOTAL ms",
+    "CHECK",
+];
+
+/// Escapes what a terminal would act on (control characters, such as ESC or a carriage
+/// return, and the bidirectional overrides that reorder text), as Rust's `escape_debug` does,
+/// leaving other text, non-ASCII included, as it is. Everything printed that came from the
+/// input goes through this.
+#[must_use]
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
     }
-    // Long event sources and reasons are cut to keep rows on one line; the notes below
-    // the table carry them whole.
+    out
+}
+
+/// Escapes the cells, and cuts long event sources and reasons to keep rows on one line; the
+/// notes below the table carry them whole.
+fn cut_row(row: [String; 9]) -> [String; 9] {
     let limits = [56, 10, 60, 10, 8, 8, 9, 8, 10];
-    let cut = |cell: &str, limit: usize| -> String {
+    let mut i = 0;
+    row.map(|cell| {
+        let limit = limits[i];
+        i += 1;
+        let cell = escape(&cell);
         if cell.chars().count() <= limit {
-            cell.to_owned()
+            cell
         } else {
             let mut short: String = cell.chars().take(limit - 1).collect();
             short.push('…');
             short
         }
-    };
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|row| row.iter().zip(limits).map(|(c, l)| cut(c, l)).collect())
-        .collect();
-    let widths: Vec<usize> = (0..9)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    for row in &rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            // Numbers right-aligned, text left-aligned.
-            if (3..=7).contains(&i) {
-                let _ = write!(line, "{cell:>w$}  ", w = widths[i]);
-            } else {
-                let _ = write!(line, "{cell:<w$}  ", w = widths[i]);
-            }
+    })
+}
+
+fn write_row(out: &mut impl Write, row: &[String; 9], widths: &[usize; 9]) -> std::io::Result<()> {
+    let mut line = String::new();
+    for (i, cell) in row.iter().enumerate() {
+        // Numbers right-aligned, text left-aligned.
+        if (3..=7).contains(&i) {
+            let _ = write!(line, "{cell:>w$}  ", w = widths[i]);
+        } else {
+            let _ = write!(line, "{cell:<w$}  ", w = widths[i]);
         }
-        writeln!(out, "{}", line.trim_end())?;
     }
-    for note in notes {
-        writeln!(out, "{note}")?;
-    }
-    Ok(())
+    writeln!(out, "{}", line.trim_end())
 }
 
 fn write_history(out: &mut impl Write, source: &str, run: &PipelineRun) -> std::io::Result<()> {
-    writeln!(out, "== {source}: execution {} ==", run.execution_name)?;
+    writeln!(
+        out,
+        "== {}: execution {} ==",
+        escape(source),
+        run.execution_name
+    )?;
     let Some(events) = run.history.as_array() else {
         return Ok(());
     };
@@ -751,7 +1031,7 @@ fn write_history(out: &mut impl Write, source: &str, run: &PipelineRun) -> std::
             .as_object()
             .and_then(|o| o.iter().find(|(k, _)| k.ends_with("EventDetails")))
             .map(|(_, v)| v);
-        let summary = details.map(summarize_details).unwrap_or_default();
+        let summary = escape(&details.map(summarize_details).unwrap_or_default());
         writeln!(
             out,
             "  {offset} ms  #{:<3} {kind:<28} {summary}",
@@ -799,25 +1079,30 @@ impl Summary {
             ..Self::default()
         };
         for result in results {
-            match &result.result {
-                ReplayOutcome::Run(run) => {
-                    s.objects += 1;
-                    match run.settlement {
-                        Settlement::Trusted { .. } => s.trusted += 1,
-                        Settlement::Quarantine { .. } => s.quarantined += 1,
-                        Settlement::Skipped { .. } => s.skipped += 1,
-                        Settlement::Failed { .. } => s.failed += 1,
-                    }
-                }
-                ReplayOutcome::Ignored { .. } => s.ignored += 1,
-                ReplayOutcome::InputError { .. } => s.bad_input += 1,
-                ReplayOutcome::Unavailable { .. } => s.not_run += 1,
-            }
-            if matches!(result.expectation, Some(Err(_))) {
-                s.unexpected += 1;
-            }
+            s.add(result);
         }
         s
+    }
+
+    /// Counts one more result.
+    pub fn add(&mut self, result: &ReplayResult) {
+        match &result.result {
+            ReplayOutcome::Run(run) => {
+                self.objects += 1;
+                match run.settlement {
+                    Settlement::Trusted { .. } => self.trusted += 1,
+                    Settlement::Quarantine { .. } => self.quarantined += 1,
+                    Settlement::Skipped { .. } => self.skipped += 1,
+                    Settlement::Failed { .. } => self.failed += 1,
+                }
+            }
+            ReplayOutcome::Ignored { .. } => self.ignored += 1,
+            ReplayOutcome::InputError { .. } => self.bad_input += 1,
+            ReplayOutcome::Unavailable { .. } => self.not_run += 1,
+        }
+        if matches!(result.expectation, Some(Err(_))) {
+            self.unexpected += 1;
+        }
     }
 
     #[must_use]

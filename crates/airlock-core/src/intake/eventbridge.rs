@@ -24,20 +24,25 @@ pub(super) fn event(event: &Obj<'_>) -> Parsed<Intake> {
     let bucket = detail.obj("bucket")?.string("name")?;
     let object = detail.obj("object")?;
     let key = object.string("key")?.to_owned();
-    admit(bucket, key, |found| {
-        found.size = object.opt_u64("size")?;
-        // AWS writes `etag`; the moto emulator writes `eTag`, as in notifications.
-        let etag = match object.opt_string("etag")? {
-            Some(etag) => Some(etag),
-            None => object.opt_string("eTag")?,
-        };
-        found.etag = etag.map(bare_etag);
-        found.version_id = object.opt_string("version-id")?.map(str::to_owned);
-        found.sequencer = object.opt_string("sequencer")?.map(str::to_owned);
-        found.event_name = Some(event_name(detail.opt_string("reason")?));
-        found.event_time = event.opt_time("time")?;
-        Ok(())
-    })
+    admit(
+        bucket,
+        key,
+        |problem| object.fault("key", problem),
+        |found| {
+            found.size = object.opt_u64("size")?;
+            // AWS writes `etag`; the moto emulator writes `eTag`, as in notifications.
+            let etag = match object.opt_string("etag")? {
+                Some(etag) => Some(etag),
+                None => object.opt_string("eTag")?,
+            };
+            found.etag = etag.map(bare_etag);
+            found.version_id = object.opt_string("version-id")?.map(str::to_owned);
+            found.sequencer = object.opt_string("sequencer")?.map(str::to_owned);
+            found.event_name = Some(event_name(detail.opt_string("reason")?));
+            found.event_time = event.opt_time("time")?;
+            Ok(())
+        },
+    )
 }
 
 /// The notification event name for an `Object Created` reason, so references read the same

@@ -100,7 +100,7 @@ impl Doc {
     pub fn item(&self, path: &str, outcome: Parsed<Intake>) -> IntakeItem {
         let source = self.at(path);
         if let Ok(Intake::Skipped(SkipReason::OutsideIncoming { key })) = &outcome {
-            tracing::info!(%source, %key, "skipping an object outside incoming/");
+            tracing::info!(source = ?source, key = ?key, "skipping an object outside incoming/");
         }
         IntakeItem {
             source,

@@ -62,3 +62,21 @@ fn hex_value(digit: u8) -> Option<u8> {
         _ => None,
     }
 }
+
+/// Why a decoded key is refused as input: control characters (NUL included) would be printed
+/// or logged as terminal commands and cut C strings short, and empty, `.` or `..` segments
+/// name another object once a file system or a careless consumer resolves them. Keys airlock
+/// makes have none of these.
+pub(super) fn hostile(key: &str) -> Option<&'static str> {
+    if key.chars().any(char::is_control) {
+        return Some("it contains control characters");
+    }
+    if key.starts_with('/') {
+        return Some("it starts with '/'");
+    }
+    key.split('/').find_map(|segment| match segment {
+        "" => Some("it has an empty path segment"),
+        "." | ".." => Some("it has a '.' or '..' path segment"),
+        _ => None,
+    })
+}

@@ -11,6 +11,9 @@
 //! - EventBridge events from `aws.s3` (`"detail-type": "Object Created"`);
 //! - a JSON array of any of the above, as a capture file may hold.
 //!
+//! [`read_events`] reads a file of such events as a stream (one record at a time, however
+//! long the batch) and hands each item over as it is parsed.
+//!
 //! Every record becomes one [`IntakeItem`], so one malformed record or message costs only
 //! itself: the item says where it came from and either the object it announced, why it was
 //! skipped (a test event, a key outside `incoming/`, an event other than an object creation),
@@ -29,6 +32,7 @@ mod eventbridge;
 mod json;
 mod key;
 mod notification;
+mod stream;
 
 #[cfg(test)]
 mod fixture_tests;
@@ -43,6 +47,14 @@ use crate::keys::INCOMING_PREFIX;
 use crate::object::ObjectRef;
 
 pub use key::decode_key;
+
+/// Why a (decoded) key is refused wherever airlock reads one from input, if it is: control
+/// characters, a leading `/`, empty, `.` or `..` segments.
+#[must_use]
+pub fn unsafe_key_reason(key: &str) -> Option<&'static str> {
+    key::hostile(key)
+}
+pub use stream::{Streamed, read_events};
 
 use json::{Doc, Fault, MAX_NESTING, Obj, Parsed, index, join, kind};
 
@@ -189,6 +201,12 @@ pub enum IntakeProblem {
         raw: String,
         reason: String,
     },
+    /// A key that decodes but could name something other than an upload (see
+    /// [`decode_key`]'s caller in this module: control characters, `..`, empty segments).
+    UnsafeKey {
+        key: String,
+        reason: &'static str,
+    },
     BadTime {
         value: String,
         reason: String,
@@ -207,6 +225,7 @@ impl fmt::Display for IntakeProblem {
             Self::WrongType { expected, found } => write!(f, "expected {expected}, found {found}"),
             Self::NotJson(reason) => write!(f, "not JSON: {reason}"),
             Self::BadKey { raw, reason } => write!(f, "cannot decode key {raw:?}: {reason}"),
+            Self::UnsafeKey { key, reason } => write!(f, "refused key {key:?}: {reason}"),
             Self::BadTime { value, reason } => write!(f, "invalid time {value:?}: {reason}"),
             Self::Unrecognized(expected) => write!(f, "unrecognised event: {expected}"),
             Self::TooDeep => write!(f, "events embedded more than {MAX_NESTING} levels deep"),
@@ -360,12 +379,17 @@ fn parse_embedded(
     }
 }
 
-/// Builds the reference for a decoded key, or skips it if it is not an upload.
+/// Builds the reference for a decoded key, or skips it if it is not an upload. A hostile key
+/// is an error of the field `key_fault` names, wherever it points.
 fn admit(
     bucket: &str,
     key: String,
+    key_fault: impl FnOnce(IntakeProblem) -> Fault,
     fill: impl FnOnce(&mut ObjectRef) -> Parsed<()>,
 ) -> Parsed<Intake> {
+    if let Some(reason) = key::hostile(&key) {
+        return Err(key_fault(IntakeProblem::UnsafeKey { key, reason }));
+    }
     if !key.starts_with(INCOMING_PREFIX) {
         return Ok(Intake::Skipped(SkipReason::OutsideIncoming { key }));
     }

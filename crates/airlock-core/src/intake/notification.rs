@@ -18,15 +18,20 @@ pub(super) fn record(record: &Obj<'_>) -> Parsed<Intake> {
     let bucket = s3.obj("bucket")?.string("name")?;
     let object = s3.obj("object")?;
     let key = key::decode(object.string("key")?).map_err(|problem| object.fault("key", problem))?;
-    admit(bucket, key, |found| {
-        found.size = object.opt_u64("size")?;
-        found.etag = object.opt_string("eTag")?.map(bare_etag);
-        found.version_id = object.opt_string("versionId")?.map(str::to_owned);
-        found.sequencer = object.opt_string("sequencer")?.map(str::to_owned);
-        found.event_name = Some(event_name.to_owned());
-        found.event_time = record.opt_time("eventTime")?;
-        Ok(())
-    })
+    admit(
+        bucket,
+        key,
+        |problem| object.fault("key", problem),
+        |found| {
+            found.size = object.opt_u64("size")?;
+            found.etag = object.opt_string("eTag")?.map(bare_etag);
+            found.version_id = object.opt_string("versionId")?.map(str::to_owned);
+            found.sequencer = object.opt_string("sequencer")?.map(str::to_owned);
+            found.event_name = Some(event_name.to_owned());
+            found.event_time = record.opt_time("eventTime")?;
+            Ok(())
+        },
+    )
 }
 
 fn is_object_created(event_name: &str) -> bool {

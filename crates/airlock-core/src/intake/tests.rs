@@ -812,3 +812,38 @@ fn displays_read_well() {
         "object s3://b/incoming/k"
     );
 }
+
+#[test]
+fn hostile_keys_are_errors_of_the_key_field() {
+    for (raw, why) in [
+        ("incoming/acme/..%2F..%2Ftrusted%2Fx", "'..'"),
+        ("incoming/acme/avatar/a%00b", "control"),
+        ("incoming/acme/avatar/%1B%5B31mred", "control"),
+        ("incoming//avatar/x", "empty"),
+        ("%2Fincoming/acme/avatar/x", "starts with"),
+        ("trusted/../incoming/x", "'..'"),
+    ] {
+        let items = parse_event(
+            "put.json",
+            &notification(&[aws_record("ObjectCreated:Put", raw)]),
+        );
+        let err = items[0]
+            .error()
+            .unwrap_or_else(|| panic!("{raw}: {:?}", items[0]));
+        assert_eq!(err.field, "Records[0].s3.object.key", "{raw}");
+        assert!(
+            matches!(err.problem, IntakeProblem::UnsafeKey { .. }),
+            "{raw}"
+        );
+        let text = err.to_string();
+        assert!(text.contains(why), "{raw}: {text}");
+        assert!(
+            !text.chars().any(char::is_control),
+            "{raw}: printed raw: {text}"
+        );
+    }
+    let event = json!({"detail-type": "Object Created", "source": "aws.s3", "time": "2025-03-14T09:26:53Z",
+        "detail": {"bucket": {"name": "b"}, "object": {"key": "incoming/a/../b", "size": 1}}});
+    let err = parse_event("eb.json", &event)[0].error().cloned().unwrap();
+    assert_eq!(err.field, "detail.object.key");
+}
