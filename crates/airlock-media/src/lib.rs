@@ -31,7 +31,8 @@
 //! looping kept; every extension dropped), WebP to WebP in its own kind: a lossy one
 //! (still or animated) to lossy WebP through libwebp at the quality estimated from its
 //! VP8 quantizers, a lossless one to lossless WebP (animations stay animated). A PNG's
-//! `gAMA` / `cHRM` without an ICC profile or `sRGB` chunk is converted to sRGB. All pixel work is single-threaded and deterministic: the same input
+//! `gAMA` / `cHRM` without an ICC profile or `sRGB` chunk is converted to sRGB. All pixel
+//! work is single-threaded and deterministic: the same input
 //! and options always give the same bytes.
 //!
 //! Decoders run behind `catch_unwind`, and decoding is bounded in time (see
