@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use image_webp::{LoopCount, WebPDecoder};
 
 use crate::MediaError;
-use crate::color::{self, IccOutcome, SrgbTransform};
-use crate::encode::AnimatedWebp;
+use crate::color::{self, IccOutcome, PngGamma, SrgbTransform};
+use crate::encode::WebpAnimation;
 use crate::header::{Header, ImageFormat};
 use crate::options::{ColorProfile, Limits};
 use crate::raster::{self, Channels, Raster};
@@ -492,6 +492,12 @@ fn png<R: BufRead + Seek>(source: R, request: &Request<'_>) -> Result<Decoded, M
         3 => Raster::new(width, height, Channels::Rgb, pixels),
         _ => Raster::new(width, height, Channels::Rgba, pixels),
     };
+    if icc.is_none()
+        && request.color_profile == ColorProfile::ConvertToSrgb
+        && let Some(gamma) = PngGamma::new(&request.header.png_color)
+    {
+        gamma.apply_samples(&mut base.pixels, base.channels);
+    }
     let icc = manage_color(&mut base, icc.as_deref(), request.color_profile);
     Ok(Decoded {
         base,
@@ -549,6 +555,11 @@ pub(crate) fn png_resized_from<R: BufRead + Seek>(
         _ => None,
     };
     let mut converted = transform.is_some();
+    // Without a profile, `gAMA` and `cHRM` say what the samples mean.
+    let gamma = match (request.color_profile, &icc) {
+        (ColorProfile::ConvertToSrgb, None) => PngGamma::new(&request.header.png_color),
+        _ => None,
+    };
     let mut resizer = RowResizer::new(resampler, (width, height), channels, size.0, size.1);
     let mut raw_row = vec![0u8; width as usize * samples];
     let mut wide = wide_row_buffer(&reader, raw_row.len());
@@ -573,6 +584,9 @@ pub(crate) fn png_resized_from<R: BufRead + Seek>(
         };
         if let Some(transform) = &transform {
             converted &= transform.apply_samples(row, width as usize);
+        }
+        if let Some(gamma) = &gamma {
+            gamma.apply_samples(row, channels);
         }
         resizer.push_row(row)?;
     }
@@ -866,7 +880,7 @@ fn webp(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
             IccOutcome::Dropped
         }
     });
-    let mut animation = request.transcode.then(|| {
+    let animation = request.transcode.then(|| {
         let loop_count = match decoder.loop_count() {
             LoopCount::Forever => 0,
             LoopCount::Times(times) => times.get(),
@@ -876,8 +890,17 @@ fn webp(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
         } else {
             (width, height)
         };
-        AnimatedWebp::new(w, h, loop_count, request.limits.max_memory / 2)
+        // A lossy source stays lossy: stored losslessly, it would grow many times over.
+        WebpAnimation::new(
+            w,
+            h,
+            loop_count,
+            request.header.webp_quality.map(|quality| quality.estimate),
+            channels == Channels::Rgba,
+            request.limits.max_memory / 2,
+        )
     });
+    let mut animation = animation.transpose()?;
     let mut base = None;
     for _ in 0..frames {
         request.deadline.check()?;
@@ -901,7 +924,7 @@ fn webp(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
     Ok(Decoded {
         base,
         icc: icc_outcome,
-        animation: animation.map(AnimatedWebp::finish).transpose()?,
+        animation: animation.map(WebpAnimation::finish).transpose()?,
     })
 }
 

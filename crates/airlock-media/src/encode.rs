@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use image_webp::{ColorType as WebpColor, WebPEncoder};
 
 use crate::MediaError;
+use crate::header::WebpQuality;
 use crate::jpeg_baseline::{self, JpegError, JpegInput};
 use crate::options::OutputFormat;
 use crate::raster::{Channels, Raster};
@@ -212,4 +213,285 @@ fn le24(value: u32) -> [u8; 3] {
 
 fn u32_len(len: usize) -> Result<u32, MediaError> {
     u32::try_from(len).map_err(|_| MediaError::TooLarge("animation exceeds 4 GiB".into()))
+}
+
+/// Lossy WebP at libwebp `quality` (1-100), for originals that came in lossy: storing a
+/// lossy image losslessly multiplies its size for nothing. Alpha, if any, is stored
+/// losslessly (libwebp's default), and colour under fully transparent pixels is zeroed
+/// first.
+pub(crate) fn webp_lossy(raster: &Raster, quality: u8) -> Result<Vec<u8>, MediaError> {
+    let raster = rgb_based(raster);
+    let (width, height) = (raster.width, raster.height);
+    let quality = f32::from(quality.clamp(1, 100));
+    let encoded = match raster.channels {
+        Channels::Rgba => {
+            libwebp::WebPEncodeRGBA(&raster.pixels, width, height, width * 4, quality)
+        }
+        Channels::Gray => {
+            let rgb: Vec<u8> = raster.pixels.iter().flat_map(|&v| [v, v, v]).collect();
+            libwebp::WebPEncodeRGB(&rgb, width, height, width * 3, quality)
+        }
+        // YCbCr was converted above.
+        Channels::Rgb | Channels::YCbCr => {
+            libwebp::WebPEncodeRGB(&raster.pixels, width, height, width * 3, quality)
+        }
+    }
+    .map_err(|e| failed("WebP", &e))?;
+    Ok(encoded.to_vec())
+}
+
+/// [`webp_lossy`] at the source's estimated quality, and again at its coarsest segment's
+/// quality when that first file is over 1.2 times the source's `input_len` bytes (the
+/// estimate can err high on some images, see the `vp8` module); the smaller file wins.
+pub(crate) fn webp_lossy_within(
+    raster: &Raster,
+    quality: WebpQuality,
+    input_len: u64,
+) -> Result<Vec<u8>, MediaError> {
+    let first = webp_lossy(raster, quality.estimate)?;
+    let limit = input_len.saturating_mul(6) / 5;
+    if u64::try_from(first.len()).unwrap_or(u64::MAX) <= limit
+        || quality.coarsest >= quality.estimate
+    {
+        return Ok(first);
+    }
+    let second = webp_lossy(raster, quality.coarsest)?;
+    Ok(if second.len() < first.len() {
+        second
+    } else {
+        first
+    })
+}
+
+/// A re-encoded WebP animation: lossy through libwebp's animation encoder when the
+/// source had lossy frames, else lossless full-canvas frames ([`AnimatedWebp`]).
+pub(crate) enum WebpAnimation {
+    Lossless(AnimatedWebp),
+    Lossy(Box<LossyAnimatedWebp>),
+}
+
+impl std::fmt::Debug for WebpAnimation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Lossless(animation) => animation.fmt(f),
+            Self::Lossy(animation) => animation.fmt(f),
+        }
+    }
+}
+
+impl WebpAnimation {
+    /// An empty animation of `width x height` that may take at most `max_bytes`; lossy at
+    /// `quality` when given. `alpha`: the frames are RGBA.
+    pub(crate) fn new(
+        width: u32,
+        height: u32,
+        loop_count: u16,
+        quality: Option<u8>,
+        alpha: bool,
+        max_bytes: u64,
+    ) -> Result<Self, MediaError> {
+        Ok(match quality {
+            Some(quality) => Self::Lossy(Box::new(LossyAnimatedWebp::new(
+                width, height, loop_count, quality, alpha, max_bytes,
+            )?)),
+            None => Self::Lossless(AnimatedWebp::new(width, height, loop_count, max_bytes)),
+        })
+    }
+
+    /// Appends one full-canvas frame shown for `duration_ms`.
+    pub(crate) fn push(&mut self, frame: &Raster, duration_ms: u32) -> Result<(), MediaError> {
+        match self {
+            Self::Lossless(animation) => animation.push(frame, duration_ms),
+            Self::Lossy(animation) => animation.push(frame, duration_ms),
+        }
+    }
+
+    /// The finished file.
+    pub(crate) fn finish(self) -> Result<Vec<u8>, MediaError> {
+        match self {
+            Self::Lossless(animation) => animation.finish(),
+            Self::Lossy(animation) => animation.finish(),
+        }
+    }
+}
+
+/// A lossy WebP animation built by libwebp's `WebPAnimEncoder`, which encodes each frame
+/// as it is added (only the changed rectangle of each frame after the first), so frames
+/// are never all held at once. Consecutive identical frames are merged into one longer
+/// frame, which displays the same.
+pub(crate) struct LossyAnimatedWebp {
+    encoder: webp_animation::Encoder,
+    alpha: bool,
+    /// Start of the next frame, in milliseconds from the first.
+    elapsed_ms: i32,
+    max_bytes: u64,
+}
+
+impl std::fmt::Debug for LossyAnimatedWebp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LossyAnimatedWebp")
+            .field("alpha", &self.alpha)
+            .field("elapsed_ms", &self.elapsed_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+fn animation_failed(error: &webp_animation::Error) -> MediaError {
+    MediaError::Invalid(format!("WebP animation encoding failed: {error:?}"))
+}
+
+impl LossyAnimatedWebp {
+    fn new(
+        width: u32,
+        height: u32,
+        loop_count: u16,
+        quality: u8,
+        alpha: bool,
+        max_bytes: u64,
+    ) -> Result<Self, MediaError> {
+        let options = webp_animation::EncoderOptions {
+            anim_params: webp_animation::AnimParams {
+                loop_count: i32::from(loop_count),
+            },
+            color_mode: if alpha {
+                webp_animation::ColorMode::Rgba
+            } else {
+                webp_animation::ColorMode::Rgb
+            },
+            encoding_config: Some(webp_animation::EncodingConfig::new_lossy(f32::from(
+                quality.clamp(1, 100),
+            ))),
+            ..webp_animation::EncoderOptions::default()
+        };
+        let encoder = webp_animation::Encoder::new_with_options((width, height), options)
+            .map_err(|e| animation_failed(&e))?;
+        Ok(Self {
+            encoder,
+            alpha,
+            elapsed_ms: 0,
+            max_bytes,
+        })
+    }
+
+    fn push(&mut self, frame: &Raster, duration_ms: u32) -> Result<(), MediaError> {
+        let frame = rgb_based(frame);
+        let pixels: Cow<'_, [u8]> = match (self.alpha, frame.channels) {
+            (true, Channels::Rgba) | (false, Channels::Rgb) => Cow::Borrowed(&frame.pixels),
+            (true, _) => Cow::Owned(frame.to_rgba()),
+            (false, _) => Cow::Owned(
+                frame
+                    .to_rgba()
+                    .chunks_exact(4)
+                    .flat_map(|p| [p[0], p[1], p[2]])
+                    .collect(),
+            ),
+        };
+        self.encoder
+            .add_frame(&pixels, self.elapsed_ms)
+            .map_err(|e| animation_failed(&e))?;
+        // libwebp wants strictly increasing timestamps: a zero-length frame gets 1 ms.
+        let duration = i32::try_from(duration_ms.clamp(1, MAX_WEBP_FRAME_MS)).unwrap_or(1);
+        self.elapsed_ms = self.elapsed_ms.checked_add(duration).ok_or_else(|| {
+            MediaError::Invalid("WebP animation runs longer than its encoder can time".into())
+        })?;
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Vec<u8>, MediaError> {
+        let data = self
+            .encoder
+            .finalize(self.elapsed_ms)
+            .map_err(|e| animation_failed(&e))?;
+        if u64::try_from(data.len()).unwrap_or(u64::MAX) > self.max_bytes {
+            return Err(MediaError::TooLarge(format!(
+                "the re-encoded animation outgrows its {}-byte share of the memory budget",
+                self.max_bytes
+            )));
+        }
+        Ok(data.to_vec())
+    }
+}
+
+/// The PNG of an image that came in indexed: indexed again (a palette of at most 256
+/// colours, `tRNS` for the translucent ones, 1, 2, 4 or 8 bits a pixel), since storing it
+/// as RGB or RGBA multiplies its size. Every transparent pixel's colour is zeroed first,
+/// so all of them share one palette entry. Sanitizing a palette image never adds colours
+/// (colour conversion maps each entry to one colour), but should the pixels have more than
+/// 256 this falls back to [`png`].
+pub(crate) fn png_indexed(raster: &Raster) -> Result<Vec<u8>, MediaError> {
+    let raster = rgb_based(raster);
+    let channels = raster.channels.count();
+    let colour = |p: &[u8]| -> [u8; 4] {
+        match p.len() {
+            1 => [p[0], p[0], p[0], 255],
+            3 => [p[0], p[1], p[2], 255],
+            _ => [p[0], p[1], p[2], p[3]],
+        }
+    };
+    // Colours in order of first appearance.
+    let mut seen: std::collections::HashMap<[u8; 4], u8> = std::collections::HashMap::new();
+    let mut order: Vec<[u8; 4]> = Vec::new();
+    let mut last: Option<[u8; 4]> = None;
+    for pixel in raster.pixels.chunks_exact(channels) {
+        let c = colour(pixel);
+        if last == Some(c) {
+            continue;
+        }
+        last = Some(c);
+        if let std::collections::hash_map::Entry::Vacant(entry) = seen.entry(c) {
+            if order.len() == 256 {
+                return png(&raster);
+            }
+            entry.insert(0);
+            order.push(c);
+        }
+    }
+    // Translucent entries first, so `tRNS` stops at the last of them.
+    order.sort_by_key(|c| c[3] == 255);
+    for (index, c) in order.iter().enumerate() {
+        seen.insert(*c, u8::try_from(index).unwrap_or(u8::MAX));
+    }
+    let (depth, bits) = match order.len() {
+        0..=2 => (png::BitDepth::One, 1),
+        3..=4 => (png::BitDepth::Two, 2),
+        5..=16 => (png::BitDepth::Four, 4),
+        _ => (png::BitDepth::Eight, 8),
+    };
+    let width = raster.width as usize;
+    let stride = (width * bits).div_ceil(8);
+    let mut indices = vec![0u8; stride * raster.height as usize];
+    let per_byte = 8 / bits;
+    for (row, out) in raster
+        .pixels
+        .chunks_exact(width * channels)
+        .zip(indices.chunks_exact_mut(stride))
+    {
+        for (x, pixel) in row.chunks_exact(channels).enumerate() {
+            let index = seen.get(&colour(pixel)).copied().unwrap_or(0);
+            let shift = 8 - bits * (x % per_byte + 1);
+            out[x / per_byte] |= index << shift;
+        }
+    }
+    let palette: Vec<u8> = order.iter().flat_map(|c| [c[0], c[1], c[2]]).collect();
+    let translucent = order.iter().take_while(|c| c[3] != 255).count();
+    let trns: Vec<u8> = order[..translucent].iter().map(|c| c[3]).collect();
+
+    let mut out = Vec::with_capacity(indices.len() / 2);
+    let mut encoder = png::Encoder::new(&mut out, raster.width, raster.height);
+    encoder.set_color(png::ColorType::Indexed);
+    encoder.set_depth(depth);
+    encoder.set_palette(palette);
+    if !trns.is_empty() {
+        encoder.set_trns(trns);
+    }
+    // Indices are not magnitudes: filtering them rarely helps (libpng does not either),
+    // and at a quarter of RGBA's bytes the stronger deflate costs little.
+    encoder.set_filter(png::Filter::NoFilter);
+    encoder.set_compression(png::Compression::Balanced);
+    let mut writer = encoder.write_header().map_err(|e| failed("PNG", &e))?;
+    writer
+        .write_image_data(&indices)
+        .map_err(|e| failed("PNG", &e))?;
+    writer.finish().map_err(|e| failed("PNG", &e))?;
+    Ok(out)
 }

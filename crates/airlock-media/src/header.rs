@@ -9,6 +9,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 
 use crate::color::MAX_ICC_BYTES;
 use crate::exif::MAX_EXIF_BYTES;
+use crate::vp8;
 use crate::{Limits, MediaError};
 
 /// The input formats this crate decodes.
@@ -82,6 +83,34 @@ pub(crate) struct Header<'a> {
     pub largest_frame_pixels: u64,
     /// Sum of the frame areas of an animation.
     pub total_frame_pixels: u64,
+    /// A WebP with lossy (VP8) frames: the libwebp quality estimated from their
+    /// quantizers (see the `vp8` module), averaged over the lossy frames. `None` for a
+    /// lossless WebP and every other format.
+    pub webp_quality: Option<WebpQuality>,
+    /// A PNG's colour chunks other than `iCCP`.
+    pub png_color: PngColor,
+}
+
+/// How a lossy WebP was compressed, as libwebp qualities (see the `vp8` module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WebpQuality {
+    /// The quality to re-encode at.
+    pub estimate: u8,
+    /// From the coarsest segment's quantizer: at most `estimate`, the fallback when
+    /// re-encoding at `estimate` would grow the file.
+    pub coarsest: u8,
+}
+
+/// What a PNG says about its colours besides an ICC profile: the `gAMA`, `cHRM` and
+/// `sRGB` chunks before its image data (the first of each, as decoders use them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PngColor {
+    /// `gAMA`: the encoding gamma times 100000 (45455 for 1/2.2).
+    pub gamma: Option<u32>,
+    /// `cHRM`: white x, y, red x, y, green x, y, blue x, y, each times 100000.
+    pub chromaticities: Option<[u32; 8]>,
+    /// An `sRGB` chunk: the pixels are sRGB whatever `gAMA` and `cHRM` say.
+    pub srgb: bool,
 }
 
 /// Most scans a progressive JPEG may have. Real encoders use about ten; each scan costs a
@@ -334,6 +363,8 @@ impl<'a> JpegWalk<'a> {
             }),
             largest_frame_pixels: pixels,
             total_frame_pixels: pixels,
+            webp_quality: None,
+            png_color: PngColor::default(),
         })
     }
 }
@@ -530,6 +561,7 @@ struct PngChunks<'a> {
     /// The first `iCCP` before the image data, as stored (name, method, zlib stream);
     /// `Some(empty)` when it is larger than any profile we use.
     iccp: Option<Cow<'a, [u8]>>,
+    color: PngColor,
     seen_idat: bool,
 }
 
@@ -541,6 +573,7 @@ impl<'a> PngChunks<'a> {
             transparency: false,
             exif: None,
             iccp: None,
+            color: PngColor::default(),
             seen_idat: false,
         }
     }
@@ -555,6 +588,7 @@ impl<'a> PngChunks<'a> {
                 length.min(u32::try_from(MAX_EXIF_BYTES).unwrap_or(u32::MAX))
             }
             b"iCCP" if self.wants_iccp() && length as usize <= MAX_ICC_BYTES => length,
+            b"gAMA" | b"cHRM" if !self.seen_idat => length.min(32),
             _ => 0,
         }
     }
@@ -577,6 +611,17 @@ impl<'a> PngChunks<'a> {
                     Cow::Borrowed(&[])
                 });
             }
+            b"gAMA" if !self.seen_idat && self.color.gamma.is_none() && length == 4 => {
+                self.color.gamma = be32(&data, 0).filter(|&gamma| gamma > 0);
+            }
+            b"cHRM" if !self.seen_idat && self.color.chromaticities.is_none() && length == 32 => {
+                let mut values = [0u32; 8];
+                for (i, value) in values.iter_mut().enumerate() {
+                    *value = be32(&data, i * 4).unwrap_or(0);
+                }
+                self.color.chromaticities = Some(values);
+            }
+            b"sRGB" if !self.seen_idat => self.color.srgb = true,
             b"IDAT" => self.seen_idat = true,
             b"IEND" => return false,
             _ => {}
@@ -621,6 +666,8 @@ impl<'a> PngChunks<'a> {
             largest_frame_pixels: pixels,
             // Only the default image is decoded (APNG frames are not), so it alone counts.
             total_frame_pixels: pixels,
+            webp_quality: None,
+            png_color: self.color,
         }
     }
 }
@@ -849,6 +896,8 @@ fn gif(bytes: &[u8]) -> Result<Header<'_>, MediaError> {
         icc: None,
         jpeg: None,
         largest_frame_pixels: largest.max(canvas),
+        webp_quality: None,
+        png_color: PngColor::default(),
         total_frame_pixels: total.max(canvas),
     })
 }
@@ -888,6 +937,7 @@ fn webp(bytes: &[u8]) -> Result<Header<'_>, MediaError> {
     let mut largest = 0u64;
     let mut icc = None;
     let mut exif = None;
+    let mut lossy = LossyFrames::default();
 
     while pos + 8 <= end {
         let kind = &bytes[pos..pos + 4];
@@ -906,15 +956,9 @@ fn webp(bytes: &[u8]) -> Result<Header<'_>, MediaError> {
                 canvas = Some((w, h));
             }
             b"VP8 " if !extended => {
-                if data.len() < 10 || data[3..6] != [0x9D, 0x01, 0x2A] {
-                    return Err(MediaError::Invalid(
-                        "WebP VP8 frame header is malformed".into(),
-                    ));
-                }
-                let w = u32::from(le16(data, 6).unwrap_or(0) & 0x3FFF);
-                let h = u32::from(le16(data, 8).unwrap_or(0) & 0x3FFF);
-                canvas = Some((w, h));
+                canvas = Some(vp8_canvas(data)?);
                 frames = 1;
+                lossy.add(data);
             }
             b"VP8L" if !extended => {
                 if data.len() < 5 || data[0] != 0x2F {
@@ -925,7 +969,12 @@ fn webp(bytes: &[u8]) -> Result<Header<'_>, MediaError> {
                 has_alpha = (bits >> 28) & 1 == 1;
                 frames = 1;
             }
-            b"VP8 " | b"VP8L" => frames = frames.max(1),
+            b"VP8 " | b"VP8L" => {
+                frames = frames.max(1);
+                if kind == b"VP8 " {
+                    lossy.add(data);
+                }
+            }
             b"ANMF" => {
                 let (Some(w), Some(h)) = (le24(data, 6), le24(data, 9)) else {
                     return Err(truncated("WebP animation frame"));
@@ -933,6 +982,9 @@ fn webp(bytes: &[u8]) -> Result<Header<'_>, MediaError> {
                 let area = u64::from(w + 1) * u64::from(h + 1);
                 largest = largest.max(area);
                 frames += 1;
+                if let Some(bitstream) = anmf_vp8(data) {
+                    lossy.add(bitstream);
+                }
             }
             b"ICCP" if icc.is_none() => {
                 icc = Some(if data.len() <= MAX_ICC_BYTES {
@@ -972,5 +1024,61 @@ fn webp(bytes: &[u8]) -> Result<Header<'_>, MediaError> {
         largest_frame_pixels: largest.max(canvas_pixels),
         // Every animation frame is composited onto a full canvas.
         total_frame_pixels: canvas_pixels * u64::from(frames),
+        webp_quality: lossy.quality(),
+        png_color: PngColor::default(),
     })
+}
+
+/// The canvas of a simple lossy WebP, from its VP8 frame header.
+fn vp8_canvas(data: &[u8]) -> Result<(u32, u32), MediaError> {
+    if data.len() < 10 || data[3..6] != [0x9D, 0x01, 0x2A] {
+        return Err(MediaError::Invalid(
+            "WebP VP8 frame header is malformed".into(),
+        ));
+    }
+    let w = u32::from(le16(data, 6).unwrap_or(0) & 0x3FFF);
+    let h = u32::from(le16(data, 8).unwrap_or(0) & 0x3FFF);
+    Ok((w, h))
+}
+
+/// The lossy frames of a WebP seen so far, for [`Header::webp_quality`].
+#[derive(Default)]
+struct LossyFrames {
+    frames: u32,
+    mean_sum: f64,
+    coarsest_sum: f64,
+}
+
+impl LossyFrames {
+    /// Counts a VP8 bitstream; one whose header cannot be read counts as lossy at a
+    /// middling quantizer (the decoder will refuse it if it is really broken).
+    fn add(&mut self, vp8: &[u8]) {
+        self.frames += 1;
+        self.mean_sum += vp8::mean_quantizer(vp8).unwrap_or(MIDDLING_QUANTIZER);
+        self.coarsest_sum += vp8::coarsest_quantizer(vp8).unwrap_or(MIDDLING_QUANTIZER);
+    }
+
+    fn quality(&self) -> Option<WebpQuality> {
+        let frames = f64::from(self.frames);
+        (self.frames > 0).then(|| vp8::estimate(self.mean_sum / frames, self.coarsest_sum / frames))
+    }
+}
+
+/// libwebp's quantizer index at its default quality, 75.
+const MIDDLING_QUANTIZER: f64 = 26.0;
+
+/// The VP8 bitstream of an animation frame (`ANMF` data: a 16-byte frame header, then an
+/// optional `ALPH` chunk and one `VP8 ` or `VP8L` chunk); `None` for a lossless frame.
+fn anmf_vp8(data: &[u8]) -> Option<&[u8]> {
+    let mut pos = 16;
+    while let (Some(kind), Some(size)) = (data.get(pos..pos + 4), le32(data, pos + 4)) {
+        let size = usize::try_from(size).ok()?;
+        let body = data.get(pos + 8..pos + 8 + size)?;
+        match kind {
+            b"VP8 " => return Some(body),
+            b"VP8L" => return None,
+            _ => pos += 8 + size + (size & 1),
+        }
+    }
+    None
 }

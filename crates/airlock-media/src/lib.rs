@@ -26,9 +26,13 @@
 //! rasterized.
 //!
 //! Sanitized originals: JPEG to JPEG at [`MediaOptions::original_quality`], PNG to 8-bit
-//! PNG (16-bit samples are rounded to 8 bits, palettes expanded), GIF to GIF (frames, palettes,
-//! timing and looping kept; every extension dropped), WebP to lossless WebP (animations
-//! stay animated). All pixel work is single-threaded and deterministic: the same input
+//! PNG (16-bit samples are rounded to 8 bits; a palette PNG is written back indexed, with
+//! its transparent entries' colour zeroed), GIF to GIF (frames, palettes, timing and
+//! looping kept; every extension dropped), WebP to WebP in its own kind: a lossy one
+//! (still or animated) to lossy WebP through libwebp at the quality estimated from its
+//! VP8 quantizers, a lossless one to lossless WebP (animations stay animated). A PNG's
+//! `gAMA` / `cHRM` without an ICC profile or `sRGB` chunk is converted to sRGB. All pixel
+//! work is single-threaded and deterministic: the same input
 //! and options always give the same bytes.
 //!
 //! Decoders run behind `catch_unwind`, and decoding is bounded in time (see
@@ -53,6 +57,7 @@ mod placeholder;
 mod port;
 mod raster;
 mod resize;
+mod vp8;
 
 use std::path::Path;
 

@@ -63,7 +63,8 @@ impl Default for Limits {
 pub enum OutputFormat {
     /// Baseline JPEG, 4:2:0; transparent pixels are flattened onto white.
     Jpeg,
-    /// Lossless WebP (the only WebP encoder available in pure Rust); `quality` is ignored.
+    /// Lossless WebP; `quality` is ignored. (Sanitized WebP originals that came in lossy
+    /// are re-encoded lossy; variants are not, yet.)
     WebP,
     /// 8-bit PNG; `quality` is ignored.
     Png,

@@ -145,6 +145,7 @@ pub(crate) fn run(
     let limits = &options.limits;
     let deadline = Deadline::new(limits.decode_timeout);
     input::check_size(input.len(), limits)?;
+    let input_len = input.len();
     let header = input.header()?;
     header::check_limits(&header, limits)?;
     if with_original {
@@ -197,6 +198,7 @@ pub(crate) fn run(
             animation,
             orientation,
             options.original_quality,
+            input_len,
         )?)
     } else {
         None
@@ -461,6 +463,7 @@ fn encode_original(
     animation: Option<Vec<u8>>,
     orientation: u16,
     quality: u8,
+    input_len: u64,
 ) -> Result<Encoded, MediaError> {
     let upright_owned = raster::orient(base, orientation);
     let upright = upright_owned.as_ref().unwrap_or(base);
@@ -480,23 +483,22 @@ fn encode_original(
         }
         (ImageFormat::WebP, None) => {
             let (content_type, extension) = encode::content_type(OutputFormat::WebP);
-            encoded(
-                encode::webp(upright)?,
-                content_type,
-                extension,
-                width,
-                height,
-            )
+            // A lossy source stays lossy, at about its own quality.
+            let bytes = match header.webp_quality {
+                Some(quality) => encode::webp_lossy_within(upright, quality, input_len)?,
+                None => encode::webp(upright)?,
+            };
+            encoded(bytes, content_type, extension, width, height)
         }
         (ImageFormat::Png | ImageFormat::Gif, _) => {
             let (content_type, extension) = encode::content_type(OutputFormat::Png);
-            encoded(
-                encode::png(upright)?,
-                content_type,
-                extension,
-                width,
-                height,
-            )
+            // A palette image stays one: as RGB(A) it would take several times the bytes.
+            let bytes = if header.info.color_type == "palette" {
+                encode::png_indexed(upright)?
+            } else {
+                encode::png(upright)?
+            };
+            encoded(bytes, content_type, extension, width, height)
         }
     })
 }
