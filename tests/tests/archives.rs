@@ -190,10 +190,12 @@ async fn archives_clamd_cannot_fully_read_are_quarantined() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_past_the_scanners_file_limit_is_unscannable() {
-    // GIVEN a clamd that reads at most 1 MiB of any file (and archive member)
+    // GIVEN a clamd that reads at most 1 MiB of any file (and archive member), and at most
+    // 100 members of an archive
     let clamd = ManagedClamd::builder()
         .database_dir(repo_root().join("fixtures/clamav"))
         .max_file_size(1 << 20)
+        .max_files(100)
         .start()
         .expect("clamd starts (install clamav-daemon: scripts/setup.sh)");
     let dir = tempfile::tempdir().unwrap();
@@ -221,6 +223,38 @@ async fn a_member_past_the_scanners_file_limit_is_unscannable() {
         Some(ReasonCode::ArchiveUnscannable),
         "{settled:?}"
     );
+    // AND a zip with more members than the scanner reads is reported by the scanner (its
+    // AlertExceedsMax was checked by the self-test; airlock would judge it unscannable too)
+    let names: Vec<String> = (0..101).map(|i| format!("f{i}.txt")).collect();
+    let members: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+    let many = zip_of(&members, SimpleFileOptions::default());
+    let settled = settle(&pipeline, dir.path(), "many.zip", "application/zip", &many).await;
+    match &settled {
+        Settlement::Quarantine {
+            reason: ReasonCode::TooLargeToScan,
+            signature: Some(signature),
+            ..
+        } => assert!(signature.contains("MaxFiles"), "{signature}"),
+        other => panic!("many.zip: {other:?}"),
+    }
+    // AND a 7z with EICAR is found by clamd itself
+    let mut writer = sevenz_rust2::ArchiveWriter::new(std::io::Cursor::new(Vec::new())).unwrap();
+    writer
+        .push_archive_entry(
+            sevenz_rust2::ArchiveEntry::new_file("eicar.com"),
+            Some(eicar().as_slice()),
+        )
+        .unwrap();
+    let sevenz = writer.finish().unwrap().into_inner();
+    let settled = settle(
+        &pipeline,
+        dir.path(),
+        "eicar.7z",
+        "application/x-7z-compressed",
+        &sevenz,
+    )
+    .await;
+    assert_eq!(reason(&settled), Some(ReasonCode::Infected), "{settled:?}");
     // AND a .tar.gz with EICAR is found by clamd itself
     let mut tar = tar::Builder::new(Vec::new());
     let bytes = eicar();

@@ -125,7 +125,7 @@ allowed_types = ["application/pdf", "text/plain", "text/csv", "application/json"
 max_size = "100 MiB"
 
 [purposes.attachment]
-allowed_types = ["image/*", "application/pdf", "text/plain", "text/csv", "application/json", "application/zip", "application/gzip", "application/x-tar"]
+allowed_types = ["image/*", "application/pdf", "text/plain", "text/csv", "application/json", "application/zip", "application/gzip", "application/x-tar", "application/x-7z-compressed"]
 max_size = "1 GiB"
 "#;
 
