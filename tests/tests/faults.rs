@@ -90,9 +90,34 @@ impl Faults {
 struct FaultyStore {
     inner: FsStore,
     faults: Arc<Faults>,
+    /// The trusted key whose bytes must be these (SHA-256) from the moment they appear:
+    /// checked after every write to it, not only at the end.
+    trusted: Option<(String, String)>,
 }
 
 impl FaultyStore {
+    /// Asserts that what was just written to `key`, if it is the watched trusted key, has
+    /// the verified hash.
+    async fn watch(&self, key: &str) {
+        let Some((trusted, sha256)) = &self.trusted else {
+            return;
+        };
+        if key != trusted {
+            return;
+        }
+        let meta = self.inner.head(key).await.unwrap().expect("just written");
+        let bytes = self
+            .inner
+            .read_range(key, None, 0, meta.size)
+            .await
+            .unwrap();
+        assert_eq!(
+            &sha(&bytes),
+            sha256,
+            "unverified bytes became readable at {key}"
+        );
+    }
+
     fn check(&self, key: &str) -> Result<(), StoreError> {
         if self.faults.strike() {
             return Err(StoreError::backend(
@@ -138,7 +163,9 @@ impl ObjectWriter for FaultyStore {
         mode: WriteMode,
     ) -> Result<ObjectMeta, StoreError> {
         self.check(to)?;
-        self.inner.copy(from, version, to, mode).await
+        let copied = self.inner.copy(from, version, to, mode).await?;
+        self.watch(to).await;
+        Ok(copied)
     }
     async fn put(
         &self,
@@ -148,7 +175,9 @@ impl ObjectWriter for FaultyStore {
         mode: WriteMode,
     ) -> Result<ObjectMeta, StoreError> {
         self.check(key)?;
-        self.inner.put(key, bytes, content_type, mode).await
+        let put = self.inner.put(key, bytes, content_type, mode).await?;
+        self.watch(key).await;
+        Ok(put)
     }
     async fn delete(&self, key: &str, version: Option<&ObjectVersion>) -> Result<(), StoreError> {
         self.check(key)?;
@@ -337,6 +366,9 @@ fn worker(w: &World, scanner: &Arc<dyn Scanner>, faults: &Arc<Faults>) -> Worker
         store: Arc::new(FaultyStore {
             inner: w.store.clone(),
             faults: Arc::clone(faults),
+            // Uploads promoted as they are (not re-encoded images) must be the scanned bytes.
+            trusted: (w.path.expect.is_none() && w.path.purpose == "document")
+                .then(|| (w.upload.trusted(), sha(&w.path.bytes))),
         }),
         intents,
         scanner: Arc::clone(scanner),
