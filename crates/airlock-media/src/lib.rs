@@ -7,8 +7,9 @@
 //! source's family, resamples each [`VariantSpec`] from the nearest larger image already
 //! made, and reports [`ImageMetadata`]. Outputs are encoded from pixels alone, so no EXIF,
 //! GPS, XMP, IPTC, ICC, comment, text chunk or appended payload of the input survives;
-//! nor does colour under fully transparent pixels (zeroed in every PNG and WebP output,
-//! and in the transparent entry of each re-encoded GIF frame's palette).
+//! nor does colour under fully transparent pixels (zeroed before every PNG and WebP
+//! encoding, so a lossy WebP's decoder shows there at most ringing from visible
+//! neighbours, and in the transparent entry of each re-encoded GIF frame's palette).
 //! [`process_variants_only`] skips the full-size original, which lets large JPEGs decode
 //! at reduced scale, and a PNG decode row by row straight into the largest variant's
 //! resize without ever holding the full-size image: the fast, low-memory path for thumbnails.
@@ -30,7 +31,8 @@
 //! its transparent entries' colour zeroed), GIF to GIF (frames, palettes, timing and
 //! looping kept; every extension dropped), WebP to WebP in its own kind: a lossy one
 //! (still or animated) to lossy WebP through libwebp at the quality estimated from its
-//! VP8 quantizers, a lossless one to lossless WebP (animations stay animated). A PNG's
+//! VP8 quantizers, a lossless one to lossless WebP (animations stay animated). Variants
+//! are encoded as their [`VariantSpec`] says: JPEG, or WebP lossy at its quality, or PNG. A PNG's
 //! `gAMA` / `cHRM` without an ICC profile or `sRGB` chunk is converted to sRGB. All pixel
 //! work is single-threaded and deterministic: the same input
 //! and options always give the same bytes.
