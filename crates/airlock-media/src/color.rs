@@ -1,4 +1,5 @@
-//! Colour handling: embedded ICC profiles to sRGB, and CMYK to RGB.
+//! Colour handling: embedded ICC profiles to sRGB (through moxcms, plus gray profiles with
+//! a Lab PCS and black-point compensation for CMYK, which it lacks), and CMYK to RGB.
 //!
 //! Outputs never embed a profile, so whatever is not converted here is shown as sRGB.
 

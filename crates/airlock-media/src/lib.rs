@@ -32,10 +32,15 @@
 //! looping kept; every extension dropped), WebP to WebP in its own kind: a lossy one
 //! (still or animated) to lossy WebP through libwebp at the quality estimated from its
 //! VP8 quantizers, a lossless one to lossless WebP (animations stay animated). Variants
-//! are encoded as their [`VariantSpec`] says: JPEG, or WebP lossy at its quality, or PNG. A PNG's
-//! `gAMA` / `cHRM` without an ICC profile or `sRGB` chunk is converted to sRGB. All pixel
-//! work is single-threaded and deterministic: the same input
-//! and options always give the same bytes.
+//! are encoded as their [`VariantSpec`] says: JPEG, lossy WebP at its quality, or PNG.
+//!
+//! Colour: embedded ICC profiles are converted to sRGB through moxcms, and a few cases it
+//! lacks are done here: a gray profile with a Lab connection space (its curve gives L*),
+//! and CMYK profiles, converted relative colorimetric with black-point compensation as
+//! Little CMS does it (the profile's black becomes sRGB black). A PNG's `gAMA` / `cHRM`
+//! without an ICC profile or `sRGB` chunk is converted to sRGB. All pixel work is
+//! single-threaded and deterministic: the same input and options always give the same
+//! bytes.
 //!
 //! Decoders run behind `catch_unwind`, and decoding is bounded in time (see
 //! [`Limits::decode_timeout`] and the `decode` module notes): hostile input ends in a
