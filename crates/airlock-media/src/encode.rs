@@ -24,7 +24,7 @@ pub(crate) fn encode(
     match format {
         OutputFormat::Jpeg => jpeg(raster, quality),
         OutputFormat::Png => png(raster),
-        OutputFormat::WebP => webp(raster),
+        OutputFormat::WebP => webp_lossy(raster, quality),
     }
 }
 
@@ -215,8 +215,9 @@ fn u32_len(len: usize) -> Result<u32, MediaError> {
     u32::try_from(len).map_err(|_| MediaError::TooLarge("animation exceeds 4 GiB".into()))
 }
 
-/// Lossy WebP at libwebp `quality` (1-100), for originals that came in lossy: storing a
-/// lossy image losslessly multiplies its size for nothing. Alpha, if any, is stored
+/// Lossy WebP at libwebp `quality` (1-100, clamped), for variants and for originals that
+/// came in lossy: storing a lossy image losslessly multiplies its size for nothing, and a
+/// variant is a resampled copy anyway. Alpha, if any, is stored
 /// losslessly (libwebp's default), and colour under fully transparent pixels is zeroed
 /// first.
 pub(crate) fn webp_lossy(raster: &Raster, quality: u8) -> Result<Vec<u8>, MediaError> {

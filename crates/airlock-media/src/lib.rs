@@ -7,8 +7,9 @@
 //! source's family, resamples each [`VariantSpec`] from the nearest larger image already
 //! made, and reports [`ImageMetadata`]. Outputs are encoded from pixels alone, so no EXIF,
 //! GPS, XMP, IPTC, ICC, comment, text chunk or appended payload of the input survives;
-//! nor does colour under fully transparent pixels (zeroed in every PNG and WebP output,
-//! and in the transparent entry of each re-encoded GIF frame's palette).
+//! nor does colour under fully transparent pixels (zeroed before every PNG and WebP
+//! encoding, so a lossy WebP's decoder shows there at most ringing from visible
+//! neighbours, and in the transparent entry of each re-encoded GIF frame's palette).
 //! [`process_variants_only`] skips the full-size original, which lets large JPEGs decode
 //! at reduced scale, and a PNG decode row by row straight into the largest variant's
 //! resize without ever holding the full-size image: the fast, low-memory path for thumbnails.
@@ -30,10 +31,16 @@
 //! its transparent entries' colour zeroed), GIF to GIF (frames, palettes, timing and
 //! looping kept; every extension dropped), WebP to WebP in its own kind: a lossy one
 //! (still or animated) to lossy WebP through libwebp at the quality estimated from its
-//! VP8 quantizers, a lossless one to lossless WebP (animations stay animated). A PNG's
-//! `gAMA` / `cHRM` without an ICC profile or `sRGB` chunk is converted to sRGB. All pixel
-//! work is single-threaded and deterministic: the same input
-//! and options always give the same bytes.
+//! VP8 quantizers, a lossless one to lossless WebP (animations stay animated). Variants
+//! are encoded as their [`VariantSpec`] says: JPEG, lossy WebP at its quality, or PNG.
+//!
+//! Colour: embedded ICC profiles are converted to sRGB through moxcms, and a few cases it
+//! lacks are done here: a gray profile with a Lab connection space (its curve gives L*),
+//! and CMYK profiles, converted relative colorimetric with black-point compensation as
+//! Little CMS does it (the profile's black becomes sRGB black). A PNG's `gAMA` / `cHRM`
+//! without an ICC profile or `sRGB` chunk is converted to sRGB. All pixel work is
+//! single-threaded and deterministic: the same input and options always give the same
+//! bytes.
 //!
 //! Decoders run behind `catch_unwind`, and decoding is bounded in time (see
 //! [`Limits::decode_timeout`] and the `decode` module notes): hostile input ends in a

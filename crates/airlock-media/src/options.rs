@@ -63,8 +63,7 @@ impl Default for Limits {
 pub enum OutputFormat {
     /// Baseline JPEG, 4:2:0; transparent pixels are flattened onto white.
     Jpeg,
-    /// Lossless WebP; `quality` is ignored. (Sanitized WebP originals that came in lossy
-    /// are re-encoded lossy; variants are not, yet.)
+    /// Lossy WebP (libwebp) at `quality`; alpha, if any, is kept losslessly.
     WebP,
     /// 8-bit PNG; `quality` is ignored.
     Png,
@@ -96,7 +95,7 @@ pub struct VariantSpec {
     pub fit: Fit,
     /// Encoding.
     pub format: OutputFormat,
-    /// JPEG quality, 1..=100.
+    /// JPEG or WebP quality, 1..=100 (WebP clamps anything outside to it).
     pub quality: u8,
 }
 

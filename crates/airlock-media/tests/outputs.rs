@@ -1,7 +1,7 @@
 //! Sanitized originals keep their input's kind of encoding: a lossy WebP stays lossy (still
 //! or animated) at about its own size, a lossless one stays lossless, and a palette PNG
-//! stays a palette PNG. And a PNG's `gAMA` / `cHRM` without a profile is converted to
-//! sRGB.
+//! stays a palette PNG. WebP variants are lossy at their quality. And a PNG's `gAMA` /
+//! `cHRM` without a profile is converted to sRGB.
 #![allow(
     clippy::cast_possible_truncation,
     clippy::cast_sign_loss,
@@ -12,7 +12,7 @@
 
 mod common;
 
-use airlock_media::{MediaOptions, process};
+use airlock_media::{Fit, MediaOptions, OutputFormat, VariantSpec, process};
 use common::{photo_like, webp_chunks};
 
 fn original_only() -> MediaOptions {
@@ -108,6 +108,59 @@ fn lossless_webp_stays_lossless() {
     let output = &processed.original.bytes;
     assert!(kinds(output).contains(b"VP8L"));
     assert_eq!(rgb8(output), pixels);
+}
+
+#[test]
+fn webp_variants_are_lossy_at_their_quality() {
+    let (width, height) = (640, 480);
+    let pixels = photo_like(width, height);
+    let input = common::png(
+        width,
+        height,
+        png::ColorType::Rgb,
+        png::BitDepth::Eight,
+        &pixels,
+        None,
+    );
+    let variant = |name: &str, format, quality| VariantSpec {
+        name: name.into(),
+        size: 320,
+        fit: Fit::Contain,
+        format,
+        quality,
+    };
+    let options = MediaOptions {
+        variants: vec![
+            variant("lossless", OutputFormat::Png, 0),
+            variant("q90", OutputFormat::WebP, 90),
+            variant("q30", OutputFormat::WebP, 30),
+        ],
+        placeholder: false,
+        ..MediaOptions::default()
+    };
+    let processed = process(&input, &options).unwrap();
+    let [(_, lossless), (_, q90), (_, q30)] = processed.variants.as_slice() else {
+        panic!("three variants expected");
+    };
+    let reference = rgb8(&lossless.bytes);
+    let mut errors = Vec::new();
+    for webp in [q90, q30] {
+        assert_eq!(webp.content_type, "image/webp");
+        assert_eq!((webp.width, webp.height), (320, 240));
+        let chunks = kinds(&webp.bytes);
+        assert!(chunks.contains(b"VP8 "), "lossy out: {chunks:?}");
+        assert!(!chunks.contains(b"VP8L"), "no lossless: {chunks:?}");
+        let error = mean_error(&rgb8(&webp.bytes), &reference);
+        assert!(
+            error < 6.0,
+            "mean error {error:.2} against the lossless resize"
+        );
+        errors.push(error);
+    }
+    // The quality is the policy's: the coarser file is smaller and further off.
+    assert!(q30.bytes.len() < q90.bytes.len() * 3 / 4);
+    assert!(errors[0] < 2.5, "q90 mean error {:.2}", errors[0]);
+    assert!(errors[1] > errors[0], "{errors:?}");
 }
 
 /// An animated lossy WebP of `frames` distinct frames, 100 ms each, made by libwebp.

@@ -8,6 +8,8 @@
     reason = "test-pattern arithmetic on small, known values"
 )]
 
+pub mod icc;
+
 use airlock_media::{Encoded, MediaOptions};
 use sha2::{Digest, Sha256};
 
