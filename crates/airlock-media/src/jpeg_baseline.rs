@@ -213,7 +213,7 @@ pub(crate) fn encode_with(
             let tables = recorder.counts.each_ref().map(HuffmanTable::optimal);
             write_scan_headers(&mut out.bytes, layout, &tables);
             let codes = tables.each_ref().map(HuffmanTable::codes);
-            replay(&recorder.stream, layout, &codes, &mut out);
+            replay(recorder.recording(), layout, &codes, &mut out);
         }
     }
     out.finish();
@@ -655,28 +655,26 @@ impl HuffmanTable {
         freq[256] = 1;
         let mut code_size = [0usize; 257];
         let mut others = [usize::MAX; 257];
-        loop {
-            // The two least frequent live symbols; on ties the higher index, as libjpeg.
-            let mut c1 = None;
-            let mut v = u64::MAX;
-            for (i, &f) in freq.iter().enumerate() {
-                if f != 0 && f <= v {
-                    v = f;
-                    c1 = Some(i);
-                }
-            }
-            let Some(c1) = c1 else { break };
-            let mut c2 = None;
-            let mut v = u64::MAX;
-            for (i, &f) in freq.iter().enumerate() {
-                if f != 0 && f <= v && i != c1 {
-                    v = f;
-                    c2 = Some(i);
-                }
-            }
-            let Some(c2) = c2 else { break };
+        // Only the symbols still in play are searched: a table uses a fraction of 256.
+        let mut live: Vec<usize> = (0..257).filter(|&i| freq[i] != 0).collect();
+        // The least frequent live symbol; on ties the higher index, as libjpeg picks.
+        let least = |live: &[usize], freq: &[u64; 257], except: usize| {
+            live.iter()
+                .enumerate()
+                .filter(|&(_, &i)| i != except)
+                .min_by(|&(_, &a), &(_, &b)| freq[a].cmp(&freq[b]).then(b.cmp(&a)))
+                .map(|(at, &i)| (at, i))
+        };
+        while live.len() > 1 {
+            let Some((_, c1)) = least(&live, &freq, usize::MAX) else {
+                break;
+            };
+            let Some((at2, c2)) = least(&live, &freq, c1) else {
+                break;
+            };
             freq[c1] += freq[c2];
             freq[c2] = 0;
+            live.swap_remove(at2);
             // Every symbol of both subtrees gets one bit longer; join the chains.
             let mut c = c1;
             code_size[c] += 1;
@@ -890,19 +888,32 @@ const END_WITHOUT_EOB: u8 = 0x10;
 /// each followed by its magnitude bits in one byte (size <= 8) or two (big-endian); then
 /// EOB (0x00) or [`END_WITHOUT_EOB`].
 struct Recorder {
+    /// The recording so far is `stream[..len]`; the rest is room, kept initialised so
+    /// blocks are written in place.
     stream: Vec<u8>,
+    len: usize,
     /// Symbol counts of luma DC, luma AC, chroma DC, chroma AC.
     counts: [[u32; 256]; 4],
     prev_dc: [i32; 3],
 }
 
+/// Most bytes one block takes in a recording: 3 for the DC, 3 for each of 63 AC
+/// symbols, and the end.
+const MAX_RECORDED_BLOCK: usize = 193;
+
 impl Recorder {
     fn with_capacity(capacity: usize) -> Self {
         Self {
-            stream: Vec::with_capacity(capacity),
+            stream: vec![0; capacity.max(MAX_RECORDED_BLOCK)],
+            len: 0,
             counts: [[0; 256]; 4],
             prev_dc: [0; 3],
         }
+    }
+
+    /// The recorded bytes.
+    fn recording(&self) -> &[u8] {
+        &self.stream[..self.len]
     }
 }
 
@@ -930,9 +941,11 @@ macro_rules! record {
 impl BlockCoder for Recorder {
     #[inline]
     fn block(&mut self, zigzag: &[i16; 64], component: usize) {
+        if self.stream.len() - self.len < MAX_RECORDED_BLOCK {
+            self.stream.resize(self.stream.len() * 2, 0);
+        }
         let class = 2 * component.min(1);
-        // At most 3 bytes for the DC, 3 for each of 63 AC symbols, and the end.
-        let mut buffer = [0u8; 200];
+        let buffer = &mut self.stream[self.len..self.len + MAX_RECORDED_BLOCK];
         let mut len = 0usize;
         let value = i32::from(zigzag[0]);
         let diff = value - self.prev_dc[component];
@@ -966,7 +979,7 @@ impl BlockCoder for Recorder {
             ac[0] += 1;
             record!(buffer, len; 0, 0, 0);
         }
-        self.stream.extend_from_slice(&buffer[..len]);
+        self.len += len;
     }
 }
 
@@ -990,14 +1003,19 @@ fn replay(stream: &[u8], layout: Layout, codes: &[HuffmanCodes; 4], out: &mut Bi
             0
         }
     };
+    // Coded bytes gather here and go out in large pieces; a block takes under 512.
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut len = 0usize;
     for &component in layout.blocks().iter().cycle() {
         if pos >= stream.len() {
             break;
         }
+        if len > buffer.len() - 512 {
+            out.bytes.extend_from_slice(&buffer[..len]);
+            len = 0;
+        }
         let class = 2 * component.min(1);
         let (dc, ac) = (&codes[class], &codes[class + 1]);
-        let mut buffer = [0u8; 512];
-        let mut len = 0usize;
         let size = u32::from(stream[pos]);
         pos += 1;
         let bits = magnitude(&mut pos, size);
@@ -1023,8 +1041,8 @@ fn replay(stream: &[u8], layout: Layout, codes: &[HuffmanCodes; 4], out: &mut Bi
                 break;
             }
         }
-        out.bytes.extend_from_slice(&buffer[..len]);
     }
+    out.bytes.extend_from_slice(&buffer[..len]);
     out.accumulator = accumulator;
     out.pending = pending;
 }
