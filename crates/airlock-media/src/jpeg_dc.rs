@@ -761,6 +761,72 @@ mod tests {
         }
     }
 
+    /// `pixels` (grey or RGB) resized in one Lanczos3 pass by the `image` crate.
+    fn lanczos(pixels: Vec<u8>, from: (u32, u32), to: (u32, u32)) -> Vec<u8> {
+        use image::imageops::{Lanczos3, resize};
+        if pixels.len() == (from.0 * from.1) as usize {
+            let image = image::GrayImage::from_raw(from.0, from.1, pixels).unwrap();
+            resize(&image, to.0, to.1, Lanczos3).into_raw()
+        } else {
+            let image = image::RgbImage::from_raw(from.0, from.1, pixels).unwrap();
+            resize(&image, to.0, to.1, Lanczos3).into_raw()
+        }
+    }
+
+    /// jpeg-decoder's decode of every scan, at `eighths` / 8 scale.
+    fn full_decoder(bytes: &[u8], eighths: u16) -> (Vec<u8>, (u32, u32)) {
+        let mut decoder = jpeg_decoder::Decoder::new(bytes);
+        decoder.read_info().unwrap();
+        let info = decoder.info().unwrap();
+        if eighths < 8 {
+            let scaled = |len: u16| (len * eighths).div_ceil(8);
+            decoder
+                .scale(scaled(info.width), scaled(info.height))
+                .unwrap();
+        }
+        let pixels = decoder.decode().unwrap();
+        let info = decoder.info().unwrap();
+        (pixels, (u32::from(info.width), u32::from(info.height)))
+    }
+
+    #[test]
+    fn a_small_variant_matches_the_full_decode_path() {
+        use crate::{MediaOptions, VariantSpec, process_variants_only};
+        for (what, bytes) in FIXTURES {
+            // 203x114 to 24 px wide: the 1/8 scale (26x15) is still large enough.
+            let options = MediaOptions {
+                variants: vec![VariantSpec::jpeg_contain(24, 95)],
+                placeholder: false,
+                ..MediaOptions::default()
+            };
+            let processed = process_variants_only(bytes, &options).unwrap();
+            let variant = &processed.variants[0].1;
+            let size = (variant.width, variant.height);
+            let ours = jpeg_decoder::Decoder::new(variant.bytes.as_slice())
+                .decode()
+                .unwrap();
+            // The same variant from jpeg-decoder's decode of every scan, with its 1/8
+            // IDCT (the path progressive files took before), and at full scale.
+            let (eighth, eighth_size) = full_decoder(bytes, 1);
+            let (full, full_size) = full_decoder(bytes, 8);
+            let via_eighth = lanczos(eighth, eighth_size, size);
+            let via_full = lanczos(full, full_size, size);
+            let from_eighth = mean_difference(&ours, &via_eighth);
+            assert!(
+                from_eighth < 3.0,
+                "{what}: {from_eighth} from the 1/8 IDCT path"
+            );
+            // Any 1/8 shrink-on-load moves a 24 px variant of a detailed photograph by
+            // several levels from a resize of the full image; this one no further.
+            let scaling_error = mean_difference(&via_eighth, &via_full);
+            let from_full = mean_difference(&ours, &via_full);
+            assert!(
+                from_full < scaling_error + 1.0,
+                "{what}: {from_full} from the full decode (1/8 IDCT: {scaling_error})"
+            );
+        }
+    }
+
     #[test]
     fn anything_else_is_left_to_the_full_decoder() {
         let (_, progressive) = FIXTURES[0];
