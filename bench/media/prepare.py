@@ -6,6 +6,8 @@ Sony DSC-RX100M4. From it (centre crop to the target aspect ratio, Lanczos3 resi
   photo-24mp.jpg  6000x4000, JPEG quality 92, 4:2:0, no metadata
   photo-12mp.jpg  4000x3000, JPEG quality 92, 4:2:0, no metadata
   photo-12mp.png  4000x3000, RGB 8-bit PNG of the same pixels as photo-12mp.jpg before encoding
+  photo-24mp-progressive.jpg  6000x4000, the pixels of photo-24mp.jpg before encoding, as a
+                  progressive JPEG (quality 92, 4:2:0, libjpeg's default scan script)
 
 Files that already exist are kept (delete the folder to make them again).
 Usage: python prepare.py OUT_DIR
@@ -45,6 +47,7 @@ def main():
         ("photo-24mp.jpg", 6000, 4000),
         ("photo-12mp.jpg", 4000, 3000),
         ("photo-12mp.png", 4000, 3000),
+        ("photo-24mp-progressive.jpg", 6000, 4000),
     ]
     for name, width, height in jobs:
         path = os.path.join(out, name)
@@ -53,7 +56,10 @@ def main():
         image = crop_resize(source, width, height).cast("uchar").copy_memory()
         tmp = path + ".tmp" + os.path.splitext(name)[1]
         if name.endswith(".jpg"):
-            image.jpegsave(tmp, Q=92, subsample_mode="on", strip=True, optimize_coding=True)
+            image.jpegsave(
+                tmp, Q=92, subsample_mode="on", strip=True, optimize_coding=True,
+                interlace="progressive" in name,
+            )
         else:
             image.pngsave(tmp, compression=6, strip=True)
         os.replace(tmp, path)

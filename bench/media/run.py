@@ -3,6 +3,10 @@
 Section 1, whole process per image: each tool's command(s) for one input, wall clock from just
 before the first command starts to just after the last one exits, every command wrapped in
 `/usr/bin/time -f %M` for its max RSS (a tool made of several commands reports the largest).
+Section 3, one 256 px variant of a 24 MP progressive JPEG: `airlock media process` vs
+vipsthumbnail, whole process, as section 1. Section 4, output size at equal quality: the bytes of
+airlock's section-1 variants against libvips' at the same dimensions and quality with
+`optimize_coding` (vipsthumbnail --size WxH, `[Q=..,optimize_coding,strip]`).
 Section 2, in one process: the media_bench example (one fresh process per round: one warm-up
 run, one timed run, start-up and file read excluded) and the Python tools in one long-lived
 interpreter (warmed up once per input). Peak memory of each Python tool is read in a fresh
@@ -33,6 +37,8 @@ INPUTS = [
     ("photo-12mp.jpg", "12 MP JPEG (4000x3000)"),
     ("photo-12mp.png", "12 MP PNG (4000x3000)"),
 ]
+PROGRESSIVE = ("photo-24mp-progressive.jpg", "24 MP progressive JPEG (6000x4000)")
+AIRLOCK_WHOLE = "airlock media process"
 MIB = 1024.0
 
 
@@ -201,6 +207,90 @@ def section_whole(args, env, results):
             results.append(row)
 
 
+# ---------------------------------------------------------------- section 3: progressive input
+
+
+def section_progressive(args, env, results):
+    """One small variant of a large progressive JPEG: where DCT scaling matters most."""
+    input_name, _label = PROGRESSIVE
+    inp = os.path.join(args.inputs, input_name)
+    size, q = min(args.sizes), args.quality
+    airlock_name = f"airlock media process (one {size} px variant)"
+    vips_name = f"vipsthumbnail (one {size} px variant)"
+
+    def airlock(out):
+        return [[args.airlock, "media", "process", inp, "--out", out, "--variants-only",
+                 *args.airlock_args, "--variant", f"w{size}:{size}:jpeg:{q}"]]
+
+    def vips(out):
+        return [["vipsthumbnail", inp, "--size", str(size), "-o", f"{out}/w{size}.jpg[Q={q}]"]]
+
+    tools = [(vips_name, vips)]
+    if args.airlock_missing:
+        results.append({"section": "progressive", "input": input_name, "tool": airlock_name,
+                        "missing": args.airlock_missing})
+    else:
+        tools.insert(0, (airlock_name, airlock))
+    times = {name: [] for name, _ in tools}
+    peaks = {name: [] for name, _ in tools}
+    for rnd in range(args.runs + 1):
+        for name, make in tools:
+            out = os.path.join(args.work, "progressive", slug(name))
+            clean_dir(out)
+            seconds, peak = timed_commands(make(out), env, args.work)
+            check_outputs(out, [size], name, input_name)
+            if rnd > 0:
+                times[name].append(seconds)
+                peaks[name].append(peak)
+        busy_note()
+        if rnd > 0:
+            log(f"progressive round {rnd}: " + ", ".join(f"{n} {times[n][-1] * 1000:.0f} ms" for n, _ in tools))
+    for name, _ in tools:
+        out = os.path.join(args.work, "progressive", slug(name))
+        row = {"section": "progressive", "input": input_name, "tool": name}
+        row.update(summary(times[name]))
+        row["peakRssKib"] = max(peaks[name])
+        row["mae"], row["dims"] = measure_quality(out, [size], inp, args.refs, name, input_name)
+        results.append(row)
+
+
+# ---------------------------------------------------------------- section 4: output size
+
+
+def section_size(args, env, results):
+    """Bytes of airlock's variants (section 1) against libvips with optimize_coding, made at
+    the same dimensions and quality from the same input."""
+    from PIL import Image
+
+    if args.airlock_missing:
+        return
+    for input_name, _label in INPUTS:
+        inp = os.path.join(args.inputs, input_name)
+        ours = os.path.join(args.work, "whole", slug(AIRLOCK_WHOLE), input_name)
+        theirs = os.path.join(args.work, "size", input_name)
+        clean_dir(theirs)
+        row = {"section": "size", "input": input_name, "variants": []}
+        for s in args.sizes:
+            mine = os.path.join(ours, f"w{s}.jpg")
+            with Image.open(mine) as image:
+                width, height = image.size
+            other = os.path.join(theirs, f"w{s}.jpg")
+            cmd = ["vipsthumbnail", inp, "--size", f"{width}x{height}",
+                   "-o", f"{other}[Q={args.quality},optimize_coding,strip]"]
+            proc = subprocess.run(cmd, env=env, capture_output=True)
+            if proc.returncode != 0:
+                raise BenchError(f"{shlex.join(cmd)} failed:\n{proc.stderr.decode(errors='replace')}")
+            with Image.open(other) as image:
+                if image.size != (width, height):
+                    raise BenchError(f"vipsthumbnail made {image.size} for {width}x{height} of {input_name}")
+            row["variants"].append({"name": f"w{s}", "dims": f"{width}x{height}",
+                                    "airlockBytes": os.path.getsize(mine),
+                                    "vipsBytes": os.path.getsize(other)})
+        row["airlockBytes"] = sum(v["airlockBytes"] for v in row["variants"])
+        row["vipsBytes"] = sum(v["vipsBytes"] for v in row["variants"])
+        results.append(row)
+
+
 # ---------------------------------------------------------------- section 2: in one process
 
 PY_TOOLS = [
@@ -343,6 +433,13 @@ def find(results, section, input_name, tool):
     return None
 
 
+def find_input(results, section, input_name):
+    for row in results:
+        if row["section"] == section and row["input"] == input_name:
+            return row
+    return None
+
+
 def fmt_row(row, label, base):
     if "missing" in row:
         return f"| {label} | {row['tool']} | {row['missing']} | | | |"
@@ -390,6 +487,36 @@ def report(args, results, meta):
             cpu_ms = f"{row['cpuMedianMs']:.1f}" if "cpuMedianMs" in row else "n/a"
             lines.append(fmt_row(row, label, base) + f" {cpu_ms} |")
     lines.append("")
+    lines.append(f"### 3. {PROGRESSIVE[1]}: one {min(args.sizes)} px variant, whole process")
+    lines.append("")
+    lines.append("| input | tool | median ms (min-max) | vs vipsthumbnail | peak RSS MiB | MAE |")
+    lines.append("|---|---|---|---|---|---|")
+    prog = [r for r in results if r["section"] == "progressive"]
+    base = next((r for r in prog if r["tool"].startswith("vipsthumbnail")), None)
+    for row in prog:
+        lines.append(fmt_row(row, PROGRESSIVE[1], base))
+    lines.append("")
+    lines.append(
+        f"### 4. Output size at equal quality (Q {args.quality}): airlock's variants (section 1) "
+        "against libvips with optimize_coding at the same dimensions"
+    )
+    lines.append("")
+    lines.append("| input | variant | airlock bytes | vips optimize_coding bytes | ratio |")
+    lines.append("|---|---|---|---|---|")
+    for input_name, label in INPUTS:
+        row = find_input(results, "size", input_name)
+        if row is None:
+            continue
+        for v in row["variants"]:
+            lines.append(
+                f"| {label} | {v['name']} ({v['dims']}) | {v['airlockBytes']} | {v['vipsBytes']} "
+                f"| {v['airlockBytes'] / v['vipsBytes']:.3f} |"
+            )
+        lines.append(
+            f"| {label} | all three | {row['airlockBytes']} | {row['vipsBytes']} "
+            f"| {row['airlockBytes'] / row['vipsBytes']:.3f} |"
+        )
+    lines.append("")
     lines.append("MAE: mean absolute error per channel (0-255) against a lossless Lanczos3 reference "
                  "resize of the full decode, averaged over the variants.")
     lines.append("")
@@ -413,6 +540,17 @@ def report(args, results, meta):
         lines.append(target_line("in-process CPU time / pyvips per variant", short, ai, pv, "cpuMedianMs", 0.5, "ms"))
         lines.append(target_line("in-process CPU time / pyvips single pass", short, ai, ps, "cpuMedianMs", 0.65, "ms"))
         lines.append(target_line("in-process MAE / pyvips per variant (same quality)", short, ai, pv, "mae", 1.05, ""))
+        size_row = find_input(results, "size", input_name)
+        lines.append(target_line("output bytes / vips optimize_coding (same size, quality)", short,
+                                 size_row, size_row and {"airlockBytes": size_row["vipsBytes"]},
+                                 "airlockBytes", 1.0, "B"))
+    prog = [r for r in results if r["section"] == "progressive"]
+    pa = next((r for r in prog if r["tool"].startswith("airlock")), None)
+    pv = next((r for r in prog if r["tool"].startswith("vipsthumbnail")), None)
+    short = "24 MP progressive JPEG"
+    lines.append(target_line(f"one {min(args.sizes)} px variant: time / vipsthumbnail", short, pa, pv, "medianMs", 1.0, "ms"))
+    lines.append(target_line(f"one {min(args.sizes)} px variant: peak RSS / vipsthumbnail", short, pa, pv, "peakRssKib", 1.0, "MiB"))
+    lines.append(target_line(f"one {min(args.sizes)} px variant: MAE / vipsthumbnail", short, pa, pv, "mae", 1.05, ""))
     lines.append("")
     lines.append(
         f"Machine: {meta['cpu']} ({meta['cpus']} CPUs visible), {meta['memGib']:.0f} GiB, {meta['os']}; "
@@ -449,6 +587,8 @@ def fmt(v, unit):
         return f"{v:.1f} ms"
     if unit == "MiB":
         return f"{v:.1f} MiB"
+    if unit == "B":
+        return f"{v} B"
     return f"{v:.3f}"
 
 
@@ -514,6 +654,10 @@ def main():
     try:
         log(f"section 1: whole process, {args.runs} runs + 1 warm-up per input")
         section_whole(args, env, results)
+        log(f"section 3: one small variant of a progressive JPEG, {args.runs} runs + 1 warm-up")
+        section_progressive(args, env, results)
+        log("section 4: output size against libvips with optimize_coding")
+        section_size(args, env, results)
         log(f"section 2: in one process, {args.runs} runs + 1 warm-up per input")
         section_inproc(args, env, results)
     except BenchError as e:

@@ -23,6 +23,7 @@ use crate::MediaError;
 use crate::color::{self, IccOutcome, PngGamma, SrgbTransform};
 use crate::encode::WebpAnimation;
 use crate::header::{Header, ImageFormat};
+use crate::jpeg_dc;
 use crate::options::{ColorProfile, Limits};
 use crate::raster::{self, Channels, Raster};
 use crate::resize::{Resampler, RowResizer};
@@ -179,6 +180,23 @@ fn jpeg(bytes: &[u8], request: &Request<'_>) -> Result<Decoded, MediaError> {
         )
     {
         request.deadline.check()?;
+        let icc = manage_color(&mut base, header.icc.as_deref(), request.color_profile);
+        return Ok(Decoded {
+            base,
+            icc,
+            animation: None,
+        });
+    }
+    // A progressive file at 1/8 scale needs only its DC scans.
+    if eighths == 1
+        && layout.progressive
+        && layout.precision == 8
+        && let Some(mut base) = jpeg_dc::decode_eighth(
+            bytes,
+            header.icc.is_none() || request.color_profile == ColorProfile::Drop,
+            &request.deadline,
+        )?
+    {
         let icc = manage_color(&mut base, header.icc.as_deref(), request.color_profile);
         return Ok(Decoded {
             base,

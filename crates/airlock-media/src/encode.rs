@@ -44,9 +44,9 @@ fn rgb_based(raster: &Raster) -> Cow<'_, Raster> {
     raster.without_hidden_colour().map_or(raster, Cow::Owned)
 }
 
-/// Baseline JPEG, 4:2:0 with chroma averaged (not point-sampled) before subsampling, which
-/// keeps small variants' colour edges as clean as libvips' output. Alpha is flattened onto
-/// white first.
+/// Baseline JPEG with optimized Huffman tables; 4:4:4 from quality 90 up, else 4:2:0 with
+/// chroma averaged (not point-sampled) before subsampling, which keeps small variants'
+/// colour edges as clean as libvips' output. Alpha is flattened onto white first.
 pub(crate) fn jpeg(raster: &Raster, quality: u8) -> Result<Vec<u8>, MediaError> {
     let raster = raster
         .flatten_onto_white()

@@ -467,7 +467,7 @@ fn jpeg_frame(marker: u8, body: &[u8]) -> Result<JpegFrame, MediaError> {
 
 /// Skips a scan's entropy-coded bytes: returns the position of the next real marker
 /// (0xFF not followed by a stuffed zero, a restart marker or fill).
-fn skip_entropy_coded_data(bytes: &[u8], mut pos: usize) -> usize {
+pub(crate) fn skip_entropy_coded_data(bytes: &[u8], mut pos: usize) -> usize {
     loop {
         let Some(skip) = memchr::memchr(0xFF, &bytes[pos..]) else {
             return bytes.len();

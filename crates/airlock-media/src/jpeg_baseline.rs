@@ -1,10 +1,18 @@
-//! A baseline JPEG encoder for the outputs: 8-bit, Huffman-coded with the standard tables
-//! of ITU T.81 Annex K, quantized with the Annex K tables scaled by quality as libjpeg does
-//! (so a given quality means what it means to libjpeg and libvips), colour as 4:2:0 with
-//! chroma averaged over each 2x2 block, grey as one component.
+//! A baseline JPEG encoder for the outputs: 8-bit, quantized with the Annex K tables of
+//! ITU T.81 scaled by quality as libjpeg does (so a given quality means what it means to
+//! libjpeg and libvips), colour as 4:2:0 with chroma averaged over each 2x2 block below
+//! quality 90 and as 4:4:4 from 90 up (as libvips does), grey as one component.
+//!
+//! Huffman tables are optimized for each image by default (T.81 Annex K.2, as libjpeg's
+//! `optimize_coding`): a first pass transforms and quantizes every block, counts the
+//! symbols of each table, and records them compactly (a symbol byte and its magnitude
+//! bits, about a third of the size of the coefficients it stands for); the tables are
+//! built from the counts, and a second pass writes the recorded symbols with them. The
+//! recording costs memory in proportion to the compressed size, never a full-size
+//! coefficient buffer. The standard tables of Annex K.3 remain available.
 //!
 //! It exists for speed: encoding the variants and the re-encoded original is a large share
-//! of the media stage's time. The work is organised around that: each strip of 16 rows
+//! of the media stage's time. The work is organised around that: each strip of 8 or 16 rows
 //! is converted to planes once, the DCT is the AAN float transform with its scale folded
 //! into the quantizer and its column pass vectorised over eight lanes, and the entropy
 //! coder walks only a block's non-zero coefficients (found through a 64-bit mask) and
@@ -46,14 +54,101 @@ impl std::fmt::Display for JpegError {
     }
 }
 
+/// How the chroma of a colour image is sampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Chroma {
+    /// 4:4:4 from quality 90 up, 4:2:0 below: libvips' choice.
+    Auto,
+    /// 4:2:0, chroma averaged over each 2x2 block.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "outputs use Auto; tests compare")
+    )]
+    Subsampled,
+    /// 4:4:4, chroma at full resolution.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "outputs use Auto; tests compare")
+    )]
+    Full,
+}
+
+/// Which Huffman tables code the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Huffman {
+    /// Tables built from the image's own symbol counts (two passes).
+    Optimized,
+    /// The example tables of T.81 Annex K.3 (one pass).
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "outputs use Optimized; tests compare")
+    )]
+    Standard,
+}
+
+/// Encoding choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Settings {
+    /// 1-100 (clamped), as libjpeg's quality.
+    pub quality: u8,
+    pub chroma: Chroma,
+    pub huffman: Huffman,
+}
+
+impl Settings {
+    /// The defaults at `quality`: chroma as libvips samples it, optimized tables.
+    pub(crate) fn new(quality: u8) -> Self {
+        Self {
+            quality,
+            chroma: Chroma::Auto,
+            huffman: Huffman::Optimized,
+        }
+    }
+}
+
+/// Lowest quality encoded 4:4:4 by [`Chroma::Auto`].
+const FULL_CHROMA_FROM: u8 = 90;
+
 /// Encodes `pixels` (rows top to bottom, no padding) as a baseline JPEG at `quality`
-/// (1-100, clamped).
+/// (1-100, clamped) with the default [`Settings`].
 pub(crate) fn encode(
     pixels: &[u8],
     width: u32,
     height: u32,
     input: JpegInput,
     quality: u8,
+) -> Result<Vec<u8>, JpegError> {
+    encode_with(pixels, width, height, input, Settings::new(quality))
+}
+
+/// Block layout of a scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Gray,
+    /// 4:2:0: four Y blocks, one Cb, one Cr per 16x16 MCU.
+    Subsampled,
+    /// 4:4:4: one Y, one Cb, one Cr block per 8x8 MCU.
+    Full,
+}
+
+impl Layout {
+    /// The component (0 Y, 1 Cb, 2 Cr) of each block of an MCU, in order.
+    fn blocks(self) -> &'static [usize] {
+        match self {
+            Self::Gray => &[0],
+            Self::Subsampled => &[0, 0, 0, 0, 1, 2],
+            Self::Full => &[0, 1, 2],
+        }
+    }
+}
+
+/// [`encode`] with explicit settings.
+pub(crate) fn encode_with(
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    input: JpegInput,
+    settings: Settings,
 ) -> Result<Vec<u8>, JpegError> {
     let (Ok(w16), Ok(h16)) = (u16::try_from(width), u16::try_from(height)) else {
         return Err(JpegError::Dimensions { width, height });
@@ -72,30 +167,54 @@ pub(crate) fn encode(
             actual: pixels.len(),
         });
     }
-    let quality = quality.clamp(1, 100);
+    let quality = settings.quality.clamp(1, 100);
     let luma = scaled_table(&LUMA_QUANT, quality);
     let chroma = scaled_table(&CHROMA_QUANT, quality);
-    let color = input != JpegInput::Gray;
+    let layout = match (input, settings.chroma) {
+        (JpegInput::Gray, _) => Layout::Gray,
+        (_, Chroma::Full) => Layout::Full,
+        (_, Chroma::Auto) if quality >= FULL_CHROMA_FROM => Layout::Full,
+        _ => Layout::Subsampled,
+    };
 
     let mut out = BitWriter::with_capacity(expected / 8 + 1024);
-    write_headers(&mut out.bytes, w16, h16, color, &luma, &chroma);
-    let tables = Tables {
-        luma_divisors: divisors(&luma),
-        chroma_divisors: divisors(&chroma),
-        luma_dc: HuffmanCodes::new(&LUMA_DC_BITS, &LUMA_DC_VALUES),
-        luma_ac: HuffmanCodes::new(&LUMA_AC_BITS, &LUMA_AC_VALUES),
-        chroma_dc: HuffmanCodes::new(&CHROMA_DC_BITS, &CHROMA_DC_VALUES),
-        chroma_ac: HuffmanCodes::new(&CHROMA_AC_BITS, &CHROMA_AC_VALUES),
+    write_frame_headers(&mut out.bytes, w16, h16, layout, &luma, &chroma);
+    let quantizers = Quantizers {
+        luma: divisors(&luma),
+        chroma: divisors(&chroma),
     };
     let image = Image {
         pixels,
         width: width as usize,
         height: height as usize,
     };
-    match input {
-        JpegInput::Rgb => encode_color::<Rgb>(&image, &tables, &mut out),
-        JpegInput::YCbCr => encode_color::<YCbCr>(&image, &tables, &mut out),
-        JpegInput::Gray => encode_gray(&image, &tables, &mut out),
+    match settings.huffman {
+        Huffman::Standard => {
+            let tables: [HuffmanTable; 4] = [
+                HuffmanTable::from_standard(&LUMA_DC_BITS, &LUMA_DC_VALUES),
+                HuffmanTable::from_standard(&LUMA_AC_BITS, &LUMA_AC_VALUES),
+                HuffmanTable::from_standard(&CHROMA_DC_BITS, &CHROMA_DC_VALUES),
+                HuffmanTable::from_standard(&CHROMA_AC_BITS, &CHROMA_AC_VALUES),
+            ];
+            write_scan_headers(&mut out.bytes, layout, &tables);
+            let codes = tables.each_ref().map(HuffmanTable::codes);
+            let mut direct = Direct {
+                codes: &codes,
+                out: &mut out,
+                prev_dc: [0; 3],
+            };
+            transform_image(&image, input, layout, &quantizers, &mut direct);
+        }
+        Huffman::Optimized => {
+            // The recording is a fraction of the image's raw size at any sane quality;
+            // start at that and let it grow for noise.
+            let mut recorder = Recorder::with_capacity(expected / 6 + 256);
+            transform_image(&image, input, layout, &quantizers, &mut recorder);
+            let tables = recorder.counts.each_ref().map(HuffmanTable::optimal);
+            write_scan_headers(&mut out.bytes, layout, &tables);
+            let codes = tables.each_ref().map(HuffmanTable::codes);
+            replay(recorder.recording(), layout, &codes, &mut out);
+        }
     }
     out.finish();
     out.bytes.extend_from_slice(&[0xFF, 0xD9]);
@@ -108,13 +227,36 @@ struct Image<'a> {
     height: usize,
 }
 
-struct Tables {
-    luma_divisors: [f32; 64],
-    chroma_divisors: [f32; 64],
-    luma_dc: HuffmanCodes,
-    luma_ac: HuffmanCodes,
-    chroma_dc: HuffmanCodes,
-    chroma_ac: HuffmanCodes,
+/// Per-coefficient factors of the luma and chroma quantization (see [`divisors`]).
+struct Quantizers {
+    luma: [f32; 64],
+    chroma: [f32; 64],
+}
+
+/// Takes the quantized blocks of a scan, in scan order.
+trait BlockCoder {
+    /// One block of `component` (0 Y, 1 Cb, 2 Cr), in zigzag order.
+    fn block(&mut self, zigzag: &[i16; 64], component: usize);
+}
+
+/// Transforms every block of the image in scan order and hands it to `coder`.
+fn transform_image<C: BlockCoder>(
+    image: &Image<'_>,
+    input: JpegInput,
+    layout: Layout,
+    quantizers: &Quantizers,
+    coder: &mut C,
+) {
+    match (layout, input) {
+        (Layout::Subsampled, JpegInput::Rgb) => encode_color::<Rgb, C>(image, quantizers, coder),
+        (Layout::Subsampled, JpegInput::YCbCr) => {
+            encode_color::<YCbCr, C>(image, quantizers, coder);
+        }
+        (Layout::Full, JpegInput::Rgb) => encode_full::<Rgb, C>(image, quantizers, coder),
+        (Layout::Full, JpegInput::YCbCr) => encode_full::<YCbCr, C>(image, quantizers, coder),
+        // Grey input always has the grey layout.
+        _ => encode_gray(image, quantizers, coder),
+    }
 }
 
 // ------------------------------------------------------------------ strips and blocks
@@ -122,14 +264,17 @@ struct Tables {
 /// 4:2:0: per 16-row strip, a Y plane and 2x2-averaged Cb and Cr planes (level-shifted,
 /// edges replicated to whole MCUs), then per 16x16 MCU four Y blocks, one Cb, one Cr.
 #[allow(clippy::similar_names, reason = "Cb and Cr planes")]
-fn encode_color<P: PixelModel>(image: &Image<'_>, tables: &Tables, out: &mut BitWriter) {
+fn encode_color<P: PixelModel, C: BlockCoder>(
+    image: &Image<'_>,
+    quantizers: &Quantizers,
+    coder: &mut C,
+) {
     let mcus_across = image.width.div_ceil(16);
     let stride = mcus_across * 16;
     let half = stride / 2;
     let mut y_plane = vec![0f32; 16 * stride];
     let mut cb_plane = vec![0f32; 8 * half];
     let mut cr_plane = vec![0f32; 8 * half];
-    let mut prev_dc = [0i32; 3];
     let row_bytes = image.width * 3;
     let row = |y: usize| &image.pixels[y * row_bytes..(y + 1) * row_bytes];
     for strip_top in (0..image.height).step_by(16) {
@@ -182,32 +327,63 @@ fn encode_color<P: PixelModel>(image: &Image<'_>, tables: &Tables, out: &mut Bit
             let x = mcu * 16;
             for (dy, dx) in [(0, 0), (0, 8), (8, 0), (8, 8)] {
                 let block = load_block(&y_plane, stride, dy * stride + x + dx);
-                let coefficients = transform(&block, &tables.luma_divisors);
-                encode_block(
-                    &coefficients,
-                    &mut prev_dc[0],
-                    &tables.luma_dc,
-                    &tables.luma_ac,
-                    out,
-                );
+                coder.block(&transform(&block, &quantizers.luma), 0);
             }
             let block = load_block(&cb_plane, half, mcu * 8);
-            let coefficients = transform(&block, &tables.chroma_divisors);
-            encode_block(
-                &coefficients,
-                &mut prev_dc[1],
-                &tables.chroma_dc,
-                &tables.chroma_ac,
-                out,
-            );
+            coder.block(&transform(&block, &quantizers.chroma), 1);
             let block = load_block(&cr_plane, half, mcu * 8);
-            let coefficients = transform(&block, &tables.chroma_divisors);
-            encode_block(
-                &coefficients,
-                &mut prev_dc[2],
-                &tables.chroma_dc,
-                &tables.chroma_ac,
-                out,
+            coder.block(&transform(&block, &quantizers.chroma), 2);
+        }
+    }
+}
+
+/// 4:4:4: per 8-row strip, full-resolution Y, Cb and Cr planes (level-shifted, edges
+/// replicated to whole blocks), then per 8x8 MCU one block of each.
+#[allow(clippy::similar_names, reason = "Cb and Cr planes")]
+fn encode_full<P: PixelModel, C: BlockCoder>(
+    image: &Image<'_>,
+    quantizers: &Quantizers,
+    coder: &mut C,
+) {
+    let blocks_across = image.width.div_ceil(8);
+    let stride = blocks_across * 8;
+    let mut y_plane = vec![0f32; 8 * stride];
+    let mut cb_plane = vec![0f32; 8 * stride];
+    let mut cr_plane = vec![0f32; 8 * stride];
+    let row_bytes = image.width * 3;
+    for strip_top in (0..image.height).step_by(8) {
+        for r in 0..8 {
+            let y = (strip_top + r).min(image.height - 1);
+            let src = &image.pixels[y * row_bytes..(y + 1) * row_bytes];
+            let luma = &mut y_plane[r * stride..][..stride];
+            let cb = &mut cb_plane[r * stride..][..stride];
+            let cr = &mut cr_plane[r * stride..][..stride];
+            let samples = src
+                .chunks_exact(3)
+                .zip(luma.iter_mut().zip(cb.iter_mut().zip(cr.iter_mut())));
+            for (p, (l, (cb, cr))) in samples {
+                *l = P::luma(p[0], p[1], p[2]);
+                (*cb, *cr) = P::chroma(f32::from(p[0]), f32::from(p[1]), f32::from(p[2]), 1.0);
+            }
+            let last = image.width - 1;
+            let edge = (luma[last], cb[last], cr[last]);
+            luma[image.width..].fill(edge.0);
+            cb[image.width..].fill(edge.1);
+            cr[image.width..].fill(edge.2);
+        }
+        for block_x in 0..blocks_across {
+            let at = block_x * 8;
+            coder.block(
+                &transform(&load_block(&y_plane, stride, at), &quantizers.luma),
+                0,
+            );
+            coder.block(
+                &transform(&load_block(&cb_plane, stride, at), &quantizers.chroma),
+                1,
+            );
+            coder.block(
+                &transform(&load_block(&cr_plane, stride, at), &quantizers.chroma),
+                2,
             );
         }
     }
@@ -257,11 +433,10 @@ impl PixelModel for YCbCr {
 }
 
 /// One component, 8x8 MCUs.
-fn encode_gray(image: &Image<'_>, tables: &Tables, out: &mut BitWriter) {
+fn encode_gray<C: BlockCoder>(image: &Image<'_>, quantizers: &Quantizers, coder: &mut C) {
     let blocks_across = image.width.div_ceil(8);
     let stride = blocks_across * 8;
     let mut plane = vec![0f32; 8 * stride];
-    let mut prev_dc = 0i32;
     for strip_top in (0..image.height).step_by(8) {
         for row in 0..8 {
             let y = (strip_top + row).min(image.height - 1);
@@ -275,14 +450,7 @@ fn encode_gray(image: &Image<'_>, tables: &Tables, out: &mut BitWriter) {
         }
         for block_x in 0..blocks_across {
             let block = load_block(&plane, stride, block_x * 8);
-            let coefficients = transform(&block, &tables.luma_divisors);
-            encode_block(
-                &coefficients,
-                &mut prev_dc,
-                &tables.luma_dc,
-                &tables.luma_ac,
-                out,
-            );
+            coder.block(&transform(&block, &quantizers.luma), 0);
         }
     }
 }
@@ -450,6 +618,121 @@ fn scaled_table(base: &[u16; 64], quality: u8) -> [u16; 64] {
 
 // ------------------------------------------------------------------ entropy coding
 
+/// One Huffman table as DHT stores it: code counts per length 1-16, then the symbols in
+/// code order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HuffmanTable {
+    bits: [u8; 16],
+    values: Vec<u8>,
+}
+
+/// Longest code a baseline table may hold.
+const MAX_CODE_LENGTH: usize = 16;
+/// Longest code the unconstrained Huffman construction can make over 257 symbols before
+/// it is limited (libjpeg's `MAX_CLEN`).
+const MAX_UNLIMITED_LENGTH: usize = 32;
+
+impl HuffmanTable {
+    fn from_standard(bits: &[u8; 16], values: &[u8]) -> Self {
+        Self {
+            bits: *bits,
+            values: values.to_vec(),
+        }
+    }
+
+    /// The optimal table for these symbol counts with codes of at most 16 bits and no
+    /// code of all ones (T.81 Annex K.2; libjpeg's `jpeg_gen_optimal_table`). A table of
+    /// no symbols at all still gets one, so every table written is valid.
+    fn optimal(counts: &[u32; 256]) -> Self {
+        // Index 256 is a reserved symbol that takes the all-ones code, removed below.
+        let mut freq = [0u64; 257];
+        for (f, &c) in freq.iter_mut().zip(counts) {
+            *f = u64::from(c);
+        }
+        if freq[..256].iter().all(|&f| f == 0) {
+            freq[0] = 1;
+        }
+        freq[256] = 1;
+        let mut code_size = [0usize; 257];
+        let mut others = [usize::MAX; 257];
+        // Only the symbols still in play are searched: a table uses a fraction of 256.
+        let mut live: Vec<usize> = (0..257).filter(|&i| freq[i] != 0).collect();
+        // The least frequent live symbol; on ties the higher index, as libjpeg picks.
+        let least = |live: &[usize], freq: &[u64; 257], except: usize| {
+            live.iter()
+                .enumerate()
+                .filter(|&(_, &i)| i != except)
+                .min_by(|&(_, &a), &(_, &b)| freq[a].cmp(&freq[b]).then(b.cmp(&a)))
+                .map(|(at, &i)| (at, i))
+        };
+        while live.len() > 1 {
+            let Some((_, c1)) = least(&live, &freq, usize::MAX) else {
+                break;
+            };
+            let Some((at2, c2)) = least(&live, &freq, c1) else {
+                break;
+            };
+            freq[c1] += freq[c2];
+            freq[c2] = 0;
+            live.swap_remove(at2);
+            // Every symbol of both subtrees gets one bit longer; join the chains.
+            let mut c = c1;
+            code_size[c] += 1;
+            while others[c] != usize::MAX {
+                c = others[c];
+                code_size[c] += 1;
+            }
+            others[c] = c2;
+            let mut c = c2;
+            code_size[c] += 1;
+            while others[c] != usize::MAX {
+                c = others[c];
+                code_size[c] += 1;
+            }
+        }
+        let mut bits = [0u32; MAX_UNLIMITED_LENGTH + 1];
+        for &size in code_size.iter().filter(|&&s| s > 0) {
+            bits[size.min(MAX_UNLIMITED_LENGTH)] += 1;
+        }
+        // Limit to 16 bits (Annex K.3 figure K.3): a pair of the longest codes becomes one
+        // code a bit shorter and a prefix one bit longer than a shorter code it replaces.
+        for i in (MAX_CODE_LENGTH + 1..=MAX_UNLIMITED_LENGTH).rev() {
+            while bits[i] > 0 {
+                let mut j = i - 2;
+                while bits[j] == 0 {
+                    j -= 1;
+                }
+                bits[i] -= 2;
+                bits[i - 1] += 1;
+                bits[j + 1] += 2;
+                bits[j] -= 1;
+            }
+        }
+        // Drop the reserved symbol: it has one of the longest codes.
+        if let Some(longest) = (1..=MAX_CODE_LENGTH).rev().find(|&i| bits[i] > 0) {
+            bits[longest] -= 1;
+        }
+        let mut values = Vec::with_capacity(256);
+        for length in 1..=MAX_UNLIMITED_LENGTH {
+            values.extend((0u8..=255).filter(|&symbol| code_size[usize::from(symbol)] == length));
+        }
+        // The limiting moved codes between lengths, never between symbols: the symbols
+        // sorted by their unlimited length take the limited lengths in the same order.
+        let mut table_bits = [0u8; 16];
+        for (b, &count) in table_bits.iter_mut().zip(&bits[1..=MAX_CODE_LENGTH]) {
+            *b = u8::try_from(count).unwrap_or(u8::MAX);
+        }
+        Self {
+            bits: table_bits,
+            values,
+        }
+    }
+
+    fn codes(&self) -> HuffmanCodes {
+        HuffmanCodes::new(&self.bits, &self.values)
+    }
+}
+
 /// Code and length of every symbol of one Huffman table.
 struct HuffmanCodes {
     code: [u32; 256],
@@ -494,88 +777,270 @@ fn magnitude_bits(value: i32, size: u32) -> u32 {
     (adjusted as u32) & ((1u32 << size) - 1)
 }
 
-#[inline]
-fn encode_block(
-    zigzag: &[i16; 64],
-    prev_dc: &mut i32,
-    dc: &HuffmanCodes,
-    ac: &HuffmanCodes,
-    out: &mut BitWriter,
-) {
-    // The bit state lives in locals (registers) for the block, and its bytes go to a
-    // stack buffer appended once: a worst-case block is under 420 bytes with stuffing.
-    let mut accumulator = out.accumulator;
-    let mut pending = out.pending;
-    let mut buffer = [0u8; 512];
-    let mut len = 0usize;
-    // Appends the low `length` (at most 32) bits of `bits`; every full 32 go to the
-    // buffer, 0xFF bytes stuffed.
-    macro_rules! put {
-        ($bits:expr, $length:expr $(,)?) => {{
-            let (bits, length): (u32, u32) = ($bits, $length);
-            accumulator = (accumulator << length) | u64::from(bits);
-            pending += length;
-            if pending >= 32 {
-                pending -= 32;
-                #[allow(clippy::cast_possible_truncation)]
-                let word = (accumulator >> pending) as u32;
-                // Does any byte equal 0xFF? (The zero-byte test on the complement.)
-                if (!word).wrapping_sub(0x0101_0101) & word & 0x8080_8080 == 0 {
-                    if let Some(slot) = buffer.get_mut(len..len + 4) {
-                        slot.copy_from_slice(&word.to_be_bytes());
+/// Appends the low `length` (at most 32) bits of `bits` to a block's bit state held in
+/// locals (registers): every full 32 bits go to the byte buffer, 0xFF bytes stuffed.
+macro_rules! put_bits {
+    ($accumulator:ident, $pending:ident, $buffer:ident, $len:ident; $bits:expr, $length:expr $(,)?) => {{
+        let (bits, length): (u32, u32) = ($bits, $length);
+        $accumulator = ($accumulator << length) | u64::from(bits);
+        $pending += length;
+        if $pending >= 32 {
+            $pending -= 32;
+            #[allow(clippy::cast_possible_truncation)]
+            let word = ($accumulator >> $pending) as u32;
+            // Does any byte equal 0xFF? (The zero-byte test on the complement.)
+            if (!word).wrapping_sub(0x0101_0101) & word & 0x8080_8080 == 0 {
+                if let Some(slot) = $buffer.get_mut($len..$len + 4) {
+                    slot.copy_from_slice(&word.to_be_bytes());
+                }
+                $len += 4;
+            } else {
+                for byte in word.to_be_bytes() {
+                    if let Some(slot) = $buffer.get_mut($len) {
+                        *slot = byte;
                     }
-                    len += 4;
-                } else {
-                    for byte in word.to_be_bytes() {
-                        if let Some(slot) = buffer.get_mut(len) {
-                            *slot = byte;
+                    $len += 1;
+                    if byte == 0xFF {
+                        if let Some(slot) = $buffer.get_mut($len) {
+                            *slot = 0;
                         }
-                        len += 1;
-                        if byte == 0xFF {
-                            if let Some(slot) = buffer.get_mut(len) {
-                                *slot = 0;
-                            }
-                            len += 1;
-                        }
+                        $len += 1;
                     }
                 }
             }
-        }};
-    }
-    let value = i32::from(zigzag[0]);
-    let diff = value - *prev_dc;
-    *prev_dc = value;
-    let size = category(diff);
-    let symbol = size as usize;
-    put!(
-        (dc.code[symbol] << size) | magnitude_bits(diff, size),
-        dc.length[symbol] + size,
-    );
+        }
+    }};
+}
 
+/// Codes each block as it comes, with fixed tables: luma DC, luma AC, chroma DC, chroma AC.
+struct Direct<'a> {
+    codes: &'a [HuffmanCodes; 4],
+    out: &'a mut BitWriter,
+    prev_dc: [i32; 3],
+}
+
+impl BlockCoder for Direct<'_> {
+    #[inline]
+    fn block(&mut self, zigzag: &[i16; 64], component: usize) {
+        let class = 2 * component.min(1);
+        let (dc, ac) = (&self.codes[class], &self.codes[class + 1]);
+        // The bit state lives in locals for the block, and its bytes go to a stack buffer
+        // appended once: a worst-case block is under 420 bytes with stuffing.
+        let mut accumulator = self.out.accumulator;
+        let mut pending = self.out.pending;
+        let mut buffer = [0u8; 512];
+        let mut len = 0usize;
+        let value = i32::from(zigzag[0]);
+        let diff = value - self.prev_dc[component];
+        self.prev_dc[component] = value;
+        let size = category(diff);
+        let symbol = size as usize;
+        put_bits!(accumulator, pending, buffer, len;
+            (dc.code[symbol] << size) | magnitude_bits(diff, size),
+            dc.length[symbol] + size,
+        );
+
+        let mut nonzero = nonzero_mask(zigzag);
+        let mut last = 0u32;
+        while nonzero != 0 {
+            let z = nonzero.trailing_zeros();
+            nonzero &= nonzero - 1;
+            let mut run = z - last - 1;
+            while run >= 16 {
+                put_bits!(accumulator, pending, buffer, len; ac.code[0xF0], ac.length[0xF0]);
+                run -= 16;
+            }
+            let value = i32::from(zigzag[z as usize]);
+            let size = category(value);
+            let symbol = ((run << 4) | size) as usize;
+            put_bits!(accumulator, pending, buffer, len;
+                (ac.code[symbol] << size) | magnitude_bits(value, size),
+                ac.length[symbol] + size,
+            );
+            last = z;
+        }
+        if last != 63 {
+            put_bits!(accumulator, pending, buffer, len; ac.code[0], ac.length[0]);
+        }
+        self.out.bytes.extend_from_slice(&buffer[..len]);
+        self.out.accumulator = accumulator;
+        self.out.pending = pending;
+    }
+}
+
+/// Bit `z` set for every non-zero AC coefficient `z` of a zigzag block.
+#[inline]
+fn nonzero_mask(zigzag: &[i16; 64]) -> u64 {
     let mut nonzero = 0u64;
     for (z, &c) in zigzag.iter().enumerate().skip(1) {
         nonzero |= u64::from(c != 0) << z;
     }
-    let mut last = 0u32;
-    while nonzero != 0 {
-        let z = nonzero.trailing_zeros();
-        nonzero &= nonzero - 1;
-        let mut run = z - last - 1;
-        while run >= 16 {
-            put!(ac.code[0xF0], ac.length[0xF0]);
-            run -= 16;
+    nonzero
+}
+
+/// In a recording, ends a block whose last coefficient is non-zero (so no EOB is coded).
+/// As a symbol it would mean a run of one zero then nothing, which no coder emits.
+const END_WITHOUT_EOB: u8 = 0x10;
+
+/// The first pass of optimized coding: counts every table's symbols and records them.
+///
+/// Per block: the DC size category, then each AC symbol (run << 4 | size, or ZRL 0xF0),
+/// each followed by its magnitude bits in one byte (size <= 8) or two (big-endian); then
+/// EOB (0x00) or [`END_WITHOUT_EOB`].
+struct Recorder {
+    /// The recording so far is `stream[..len]`; the rest is room, kept initialised so
+    /// blocks are written in place.
+    stream: Vec<u8>,
+    len: usize,
+    /// Symbol counts of luma DC, luma AC, chroma DC, chroma AC.
+    counts: [[u32; 256]; 4],
+    prev_dc: [i32; 3],
+}
+
+/// Most bytes one block takes in a recording: 3 for the DC, 3 for each of 63 AC
+/// symbols, and the end.
+const MAX_RECORDED_BLOCK: usize = 193;
+
+impl Recorder {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            stream: vec![0; capacity.max(MAX_RECORDED_BLOCK)],
+            len: 0,
+            counts: [[0; 256]; 4],
+            prev_dc: [0; 3],
         }
-        let value = i32::from(zigzag[z as usize]);
-        let size = category(value);
-        let symbol = ((run << 4) | size) as usize;
-        put!(
-            (ac.code[symbol] << size) | magnitude_bits(value, size),
-            ac.length[symbol] + size,
-        );
-        last = z;
     }
-    if last != 63 {
-        put!(ac.code[0], ac.length[0]);
+
+    /// The recorded bytes.
+    fn recording(&self) -> &[u8] {
+        &self.stream[..self.len]
+    }
+}
+
+/// Appends a symbol and its magnitude bits to a recording buffer.
+macro_rules! record {
+    ($buffer:ident, $len:ident; $symbol:expr, $size:expr, $bits:expr) => {{
+        let (symbol, size, bits): (u32, u32, u32) = ($symbol, $size, $bits);
+        #[allow(clippy::cast_possible_truncation)]
+        {
+            $buffer[$len] = symbol as u8;
+            if size > 8 {
+                $buffer[$len + 1] = (bits >> 8) as u8;
+                $buffer[$len + 2] = bits as u8;
+                $len += 3;
+            } else if size > 0 {
+                $buffer[$len + 1] = bits as u8;
+                $len += 2;
+            } else {
+                $len += 1;
+            }
+        }
+    }};
+}
+
+impl BlockCoder for Recorder {
+    #[inline]
+    fn block(&mut self, zigzag: &[i16; 64], component: usize) {
+        if self.stream.len() - self.len < MAX_RECORDED_BLOCK {
+            self.stream.resize(self.stream.len() * 2, 0);
+        }
+        let class = 2 * component.min(1);
+        let buffer = &mut self.stream[self.len..self.len + MAX_RECORDED_BLOCK];
+        let mut len = 0usize;
+        let value = i32::from(zigzag[0]);
+        let diff = value - self.prev_dc[component];
+        self.prev_dc[component] = value;
+        let size = category(diff);
+        self.counts[class][size as usize] += 1;
+        record!(buffer, len; size, size, magnitude_bits(diff, size));
+
+        let mut nonzero = nonzero_mask(zigzag);
+        let mut last = 0u32;
+        let ac = &mut self.counts[class + 1];
+        while nonzero != 0 {
+            let z = nonzero.trailing_zeros();
+            nonzero &= nonzero - 1;
+            let mut run = z - last - 1;
+            while run >= 16 {
+                ac[0xF0] += 1;
+                record!(buffer, len; 0xF0, 0, 0);
+                run -= 16;
+            }
+            let value = i32::from(zigzag[z as usize]);
+            let size = category(value);
+            let symbol = (run << 4) | size;
+            ac[symbol as usize] += 1;
+            record!(buffer, len; symbol, size, magnitude_bits(value, size));
+            last = z;
+        }
+        if last == 63 {
+            record!(buffer, len; u32::from(END_WITHOUT_EOB), 0, 0);
+        } else {
+            ac[0] += 1;
+            record!(buffer, len; 0, 0, 0);
+        }
+        self.len += len;
+    }
+}
+
+/// The second pass of optimized coding: writes a [`Recorder`]'s stream with `codes`
+/// (luma DC, luma AC, chroma DC, chroma AC).
+fn replay(stream: &[u8], layout: Layout, codes: &[HuffmanCodes; 4], out: &mut BitWriter) {
+    let mut accumulator = out.accumulator;
+    let mut pending = out.pending;
+    let mut pos = 0usize;
+    // Reads the magnitude bits that follow a symbol of this size.
+    let magnitude = |pos: &mut usize, size: u32| -> u32 {
+        if size > 8 {
+            let bits = u32::from(stream[*pos]) << 8 | u32::from(stream[*pos + 1]);
+            *pos += 2;
+            bits
+        } else if size > 0 {
+            let bits = u32::from(stream[*pos]);
+            *pos += 1;
+            bits
+        } else {
+            0
+        }
+    };
+    // Coded bytes gather here and go out in large pieces; a block takes under 512.
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut len = 0usize;
+    for &component in layout.blocks().iter().cycle() {
+        if pos >= stream.len() {
+            break;
+        }
+        if len > buffer.len() - 512 {
+            out.bytes.extend_from_slice(&buffer[..len]);
+            len = 0;
+        }
+        let class = 2 * component.min(1);
+        let (dc, ac) = (&codes[class], &codes[class + 1]);
+        let size = u32::from(stream[pos]);
+        pos += 1;
+        let bits = magnitude(&mut pos, size);
+        let symbol = size as usize;
+        put_bits!(accumulator, pending, buffer, len;
+            (dc.code[symbol] << size) | bits,
+            dc.length[symbol] + size,
+        );
+        loop {
+            let symbol = stream[pos];
+            pos += 1;
+            if symbol == END_WITHOUT_EOB {
+                break;
+            }
+            let size = u32::from(symbol & 0x0F);
+            let bits = magnitude(&mut pos, size);
+            let symbol = usize::from(symbol);
+            put_bits!(accumulator, pending, buffer, len;
+                (ac.code[symbol] << size) | bits,
+                ac.length[symbol] + size,
+            );
+            if symbol == 0 {
+                break;
+            }
+        }
     }
     out.bytes.extend_from_slice(&buffer[..len]);
     out.accumulator = accumulator;
@@ -625,11 +1090,12 @@ fn segment(out: &mut Vec<u8>, marker: u8, body: &[u8]) {
     out.extend_from_slice(body);
 }
 
-fn write_headers(
+/// SOI, APP0, DQT and SOF.
+fn write_frame_headers(
     out: &mut Vec<u8>,
     width: u16,
     height: u16,
-    color: bool,
+    layout: Layout,
     luma: &[u16; 64],
     chroma: &[u16; 64],
 ) {
@@ -637,6 +1103,7 @@ fn write_headers(
     // JFIF 1.01, aspect ratio 1:1, no thumbnail.
     segment(out, 0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0");
 
+    let color = layout != Layout::Gray;
     let mut dqt = Vec::with_capacity(130);
     let tables: &[&[u16; 64]] = if color { &[luma, chroma] } else { &[luma] };
     for (id, table) in (0u8..).zip(tables) {
@@ -652,24 +1119,29 @@ fn write_headers(
     let mut sof = vec![8];
     sof.extend_from_slice(&height.to_be_bytes());
     sof.extend_from_slice(&width.to_be_bytes());
-    if color {
-        sof.extend_from_slice(&[3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
-    } else {
-        sof.extend_from_slice(&[1, 1, 0x11, 0]);
+    // Per component: id, horizontal and vertical sampling factors, quantization table.
+    match layout {
+        Layout::Gray => sof.extend_from_slice(&[1, 1, 0x11, 0]),
+        Layout::Subsampled => sof.extend_from_slice(&[3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]),
+        Layout::Full => sof.extend_from_slice(&[3, 1, 0x11, 0, 2, 0x11, 1, 3, 0x11, 1]),
     }
     segment(out, 0xC0, &sof);
+}
 
+/// DHT with `tables` (luma DC, luma AC, chroma DC, chroma AC; the chroma ones only for
+/// colour), then SOS.
+fn write_scan_headers(out: &mut Vec<u8>, layout: Layout, tables: &[HuffmanTable; 4]) {
+    let color = layout != Layout::Gray;
     let mut dht = Vec::with_capacity(432);
-    let mut table = |class_and_id: u8, bits: &[u8; 16], values: &[u8]| {
-        dht.push(class_and_id);
-        dht.extend_from_slice(bits);
-        dht.extend_from_slice(values);
+    let classes: &[u8] = if color {
+        &[0x00, 0x10, 0x01, 0x11]
+    } else {
+        &[0x00, 0x10]
     };
-    table(0x00, &LUMA_DC_BITS, &LUMA_DC_VALUES);
-    table(0x10, &LUMA_AC_BITS, &LUMA_AC_VALUES);
-    if color {
-        table(0x01, &CHROMA_DC_BITS, &CHROMA_DC_VALUES);
-        table(0x11, &CHROMA_AC_BITS, &CHROMA_AC_VALUES);
+    for (&class_and_id, table) in classes.iter().zip(tables) {
+        dht.push(class_and_id);
+        dht.extend_from_slice(&table.bits);
+        dht.extend_from_slice(&table.values);
     }
     segment(out, 0xC4, &dht);
 
@@ -887,7 +1359,13 @@ mod tests {
     #[test]
     fn matches_the_reference_encoder_in_size_and_error() {
         let pixels = picture(320, 240, 3);
-        let ours = encode(&pixels, 320, 240, JpegInput::Rgb, 82).unwrap();
+        // jpeg-encoder codes with the standard tables, 4:2:0.
+        let settings = Settings {
+            quality: 82,
+            chroma: Chroma::Subsampled,
+            huffman: Huffman::Standard,
+        };
+        let ours = encode_with(&pixels, 320, 240, JpegInput::Rgb, settings).unwrap();
         let reference = reference(&pixels, 320, 240, JpegInput::Rgb, 82);
         let our_error = mean_error(&pixels, &decode(&ours).3);
         let reference_error = mean_error(&pixels, &decode(&reference).3);
@@ -898,6 +1376,232 @@ mod tests {
             our_error <= reference_error * 1.05,
             "error {our_error} vs {reference_error}"
         );
+        // The default (optimized tables) is the same image in fewer bytes.
+        let optimized = encode(&pixels, 320, 240, JpegInput::Rgb, 82).unwrap();
+        assert!(optimized.len() < ours.len());
+        assert_eq!(decode(&optimized).3, decode(&ours).3);
+    }
+
+    fn zune_decode(jpeg: &[u8]) -> Vec<u8> {
+        let mut zune =
+            zune_jpeg::JpegDecoder::new(zune_jpeg::zune_core::bytestream::ZCursor::new(jpeg));
+        zune.decode().expect("zune-jpeg decodes it")
+    }
+
+    /// The segments before the scan, as (marker, body).
+    fn segments(jpeg: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut found = Vec::new();
+        let mut pos = 2;
+        loop {
+            assert_eq!(jpeg[pos], 0xFF);
+            let marker = jpeg[pos + 1];
+            let length = usize::from(u16::from_be_bytes([jpeg[pos + 2], jpeg[pos + 3]]));
+            found.push((marker, jpeg[pos + 4..pos + 2 + length].to_vec()));
+            if marker == 0xDA {
+                return found;
+            }
+            pos += 2 + length;
+        }
+    }
+
+    /// Per component of the frame: (id, sampling factors byte, quantization table).
+    fn frame_components(jpeg: &[u8]) -> Vec<(u8, u8, u8)> {
+        let (_, sof) = segments(jpeg)
+            .into_iter()
+            .find(|(marker, _)| *marker == 0xC0)
+            .expect("a baseline SOF");
+        sof[6..]
+            .chunks_exact(3)
+            .map(|c| (c[0], c[1], c[2]))
+            .collect()
+    }
+
+    #[test]
+    fn optimized_tables_change_only_the_entropy_coding() {
+        let cases = [
+            (picture(320, 240, 3), 320, 240, JpegInput::Rgb),
+            (picture(97, 61, 3), 97, 61, JpegInput::YCbCr),
+            (picture(203, 117, 1), 203, 117, JpegInput::Gray),
+            (noise(75 * 41 * 3, 11), 75, 41, JpegInput::Rgb),
+        ];
+        for (pixels, width, height, input) in &cases {
+            for quality in [10, 50, 82, 90, 100] {
+                let standard = Settings {
+                    quality,
+                    chroma: Chroma::Auto,
+                    huffman: Huffman::Standard,
+                };
+                let optimized = Settings {
+                    huffman: Huffman::Optimized,
+                    ..standard
+                };
+                let a = encode_with(pixels, *width, *height, *input, standard).unwrap();
+                let b = encode_with(pixels, *width, *height, *input, optimized).unwrap();
+                let what = format!("{width}x{height} {input:?} q{quality}");
+                // The same frame and quantization; other Huffman tables.
+                let (sa, sb) = (segments(&a), segments(&b));
+                let without_dht = |s: &[(u8, Vec<u8>)]| {
+                    s.iter()
+                        .filter(|(m, _)| *m != 0xC4)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(without_dht(&sa), without_dht(&sb), "{what}");
+                assert_ne!(a, b, "{what}");
+                // Every decoder sees the same coefficients: the same pixels, exactly.
+                let (aw, ah, af, ap) = decode(&a);
+                let (bw, bh, bf, bp) = decode(&b);
+                assert_eq!((aw, ah, af), (bw, bh, bf), "{what}");
+                assert!(ap == bp, "{what}: jpeg-decoder pixels differ");
+                assert!(
+                    zune_decode(&a) == zune_decode(&b),
+                    "{what}: zune-jpeg pixels differ"
+                );
+                // Optimal tables never code the scan longer; their DHT may be a little
+                // longer only when the standard one omits symbols the image uses.
+                if *width >= 200 {
+                    assert!(b.len() < a.len(), "{what}: {} >= {}", b.len(), a.len());
+                }
+            }
+        }
+    }
+
+    /// (length of each counted symbol's code, table) for symbol counts.
+    fn code_lengths(counts: &[u32; 256]) -> ([u32; 256], HuffmanTable) {
+        let table = HuffmanTable::optimal(counts);
+        let codes = table.codes();
+        (codes.length, table)
+    }
+
+    #[test]
+    fn optimal_tables_are_complete_limited_prefix_codes() {
+        let mut skewed = [0u32; 256];
+        // Fibonacci counts: an unlimited Huffman code would need 40-bit codes.
+        let (mut a, mut b) = (1u32, 1u32);
+        for count in skewed.iter_mut().take(40) {
+            *count = a;
+            (a, b) = (b, a.saturating_add(b));
+        }
+        let mut single = [0u32; 256];
+        single[0x31] = 1000;
+        let flat = [7u32; 256];
+        let empty = [0u32; 256];
+        let mut random = [0u32; 256];
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for count in &mut random {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *count = u32::try_from(state % 5000).unwrap() * u32::from(!state.is_multiple_of(3));
+        }
+        for (counts, limited) in [
+            (skewed, true),
+            (single, false),
+            (flat, false),
+            (empty, false),
+            (random, false),
+        ] {
+            let (lengths, table) = code_lengths(&counts);
+            let total: usize = table.bits.iter().map(|&b| usize::from(b)).sum();
+            assert_eq!(total, table.values.len());
+            let mut seen = [false; 256];
+            for &v in &table.values {
+                assert!(!seen[usize::from(v)], "symbol {v} listed twice");
+                seen[usize::from(v)] = true;
+            }
+            // Every counted symbol has a code of 1 to 16 bits.
+            for (symbol, &count) in counts.iter().enumerate() {
+                if count > 0 {
+                    assert!(seen[symbol], "symbol {symbol} has no code");
+                    assert!((1..=16).contains(&lengths[symbol]));
+                }
+            }
+            // Kraft: strictly below 1, since the all-ones code stays unused.
+            let kraft: f64 = (1..=16)
+                .map(|l| f64::from(table.bits[l - 1]) / f64::from(1u32 << l))
+                .sum();
+            assert!(kraft < 1.0, "Kraft sum {kraft}");
+            // A more frequent symbol never has a longer code (limiting to 16 bits
+            // shortens codes in symbol order within one length, so not there).
+            for x in (0..256).filter(|_| !limited) {
+                for y in 0..256 {
+                    if counts[x] > counts[y] && counts[y] > 0 {
+                        assert!(lengths[x] <= lengths[y], "{x} vs {y}");
+                    }
+                }
+            }
+        }
+        // Two symbols, equal counts: one bit each would leave no room for the reserved
+        // all-ones code, so one gets two bits.
+        let mut two = [0u32; 256];
+        two[0] = 5;
+        two[1] = 5;
+        let (lengths, _) = code_lengths(&two);
+        let mut pair = [lengths[0], lengths[1]];
+        pair.sort_unstable();
+        assert_eq!(pair, [1, 2]);
+        // The skewed counts were limited: exactly 16 bits at the long end.
+        let (lengths, _) = code_lengths(&skewed);
+        assert_eq!(lengths.iter().max(), Some(&16));
+    }
+
+    #[test]
+    fn chroma_is_full_from_quality_90_and_subsampled_below() {
+        let pixels = picture(41, 23, 3);
+        for (quality, chroma, factors) in [
+            (1, Chroma::Auto, 0x22),
+            (82, Chroma::Auto, 0x22),
+            (89, Chroma::Auto, 0x22),
+            (90, Chroma::Auto, 0x11),
+            (100, Chroma::Auto, 0x11),
+            (50, Chroma::Full, 0x11),
+            (95, Chroma::Subsampled, 0x22),
+        ] {
+            for input in [JpegInput::Rgb, JpegInput::YCbCr] {
+                let settings = Settings {
+                    quality,
+                    chroma,
+                    huffman: Huffman::Optimized,
+                };
+                let jpeg = encode_with(&pixels, 41, 23, input, settings).unwrap();
+                assert_eq!(
+                    frame_components(&jpeg),
+                    [(1, factors, 0), (2, 0x11, 1), (3, 0x11, 1)],
+                    "q{quality} {chroma:?} {input:?}"
+                );
+                let (w, h, _, decoded) = decode(&jpeg);
+                assert_eq!((w, h, decoded.len()), (41, 23, 41 * 23 * 3));
+                assert_eq!(zune_decode(&jpeg).len(), 41 * 23 * 3);
+            }
+        }
+        let gray = encode(&picture(41, 23, 1), 41, 23, JpegInput::Gray, 95).unwrap();
+        assert_eq!(frame_components(&gray), [(1, 0x11, 0)]);
+    }
+
+    #[test]
+    fn full_chroma_keeps_colour_detail_that_subsampling_loses() {
+        // One-pixel red/blue stripes: 4:2:0 averages them into purple.
+        let (width, height) = (64usize, 48usize);
+        let pixels: Vec<u8> = (0..width * height)
+            .flat_map(|i| {
+                if (i % width) % 2 == 0 {
+                    [200, 40, 40]
+                } else {
+                    [40, 40, 200]
+                }
+            })
+            .collect();
+        let error = |chroma| {
+            let settings = Settings {
+                quality: 95,
+                chroma,
+                huffman: Huffman::Optimized,
+            };
+            let jpeg = encode_with(&pixels, 64, 48, JpegInput::Rgb, settings).unwrap();
+            mean_error(&pixels, &decode(&jpeg).3)
+        };
+        let (full, subsampled) = (error(Chroma::Full), error(Chroma::Subsampled));
+        assert!(full * 4.0 < subsampled, "4:4:4 {full}, 4:2:0 {subsampled}");
     }
 
     #[test]

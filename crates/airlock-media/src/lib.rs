@@ -58,6 +58,7 @@ mod exif;
 mod header;
 mod input;
 mod jpeg_baseline;
+mod jpeg_dc;
 mod options;
 mod pipeline;
 mod placeholder;

@@ -61,7 +61,8 @@ impl Default for Limits {
 /// Encoding of a variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
-    /// Baseline JPEG, 4:2:0; transparent pixels are flattened onto white.
+    /// Baseline JPEG with optimized Huffman tables, 4:2:0 below quality 90 and 4:4:4 from
+    /// 90 up (as libvips); transparent pixels are flattened onto white.
     Jpeg,
     /// Lossy WebP (libwebp) at `quality`; alpha, if any, is kept losslessly.
     WebP,
