@@ -8,6 +8,9 @@ Sony DSC-RX100M4. From it (centre crop to the target aspect ratio, Lanczos3 resi
   photo-12mp.png  4000x3000, RGB 8-bit PNG of the same pixels as photo-12mp.jpg before encoding
   photo-24mp-progressive.jpg  6000x4000, the pixels of photo-24mp.jpg before encoding, as a
                   progressive JPEG (quality 92, 4:2:0, libjpeg's default scan script)
+  photo-12mp-q80.webp  4000x3000, lossy WebP at libwebp quality 80 (libvips' webpsave)
+  photo-3mp-palette.png  2000x1500, an indexed PNG of 256 colours (Pillow's median-cut
+                  quantizer, no dithering), as a palette-reduced photo is usually made
 
 Files that already exist are kept (delete the folder to make them again).
 Usage: python prepare.py OUT_DIR
@@ -48,6 +51,8 @@ def main():
         ("photo-12mp.jpg", 4000, 3000),
         ("photo-12mp.png", 4000, 3000),
         ("photo-24mp-progressive.jpg", 6000, 4000),
+        ("photo-12mp-q80.webp", 4000, 3000),
+        ("photo-3mp-palette.png", 2000, 1500),
     ]
     for name, width, height in jobs:
         path = os.path.join(out, name)
@@ -60,6 +65,14 @@ def main():
                 tmp, Q=92, subsample_mode="on", strip=True, optimize_coding=True,
                 interlace="progressive" in name,
             )
+        elif name.endswith(".webp"):
+            image.webpsave(tmp, Q=80, strip=True)
+        elif "palette" in name:
+            from PIL import Image
+
+            pixels = Image.frombytes("RGB", (width, height), image.write_to_memory())
+            indexed = pixels.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+            indexed.save(tmp, format="PNG", optimize=True)
         else:
             image.pngsave(tmp, compression=6, strip=True)
         os.replace(tmp, path)

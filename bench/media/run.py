@@ -38,6 +38,12 @@ INPUTS = [
     ("photo-12mp.png", "12 MP PNG (4000x3000)"),
 ]
 PROGRESSIVE = ("photo-24mp-progressive.jpg", "24 MP progressive JPEG (6000x4000)")
+# Section 5: the sanitized original's size against the upload's, for inputs whose format is
+# kept (a lossy WebP stays lossy WebP, a palette PNG stays indexed).
+ORIGINALS = [
+    ("photo-12mp-q80.webp", "12 MP lossy WebP (q80)"),
+    ("photo-3mp-palette.png", "3 MP palette PNG (256 colours)"),
+]
 AIRLOCK_WHOLE = "airlock media process"
 MIB = 1024.0
 
@@ -291,6 +297,30 @@ def section_size(args, env, results):
         results.append(row)
 
 
+# ---------------------------------------------------------------- section 5: originals
+
+
+def section_originals(args, env, results):
+    """`airlock media process` on inputs whose format the sanitized original keeps: its
+    `original.*` against the input's bytes."""
+    if args.airlock_missing:
+        return
+    for input_name, _label in ORIGINALS:
+        inp = os.path.join(args.inputs, input_name)
+        out = os.path.join(args.work, "originals", input_name)
+        clean_dir(out)
+        cmd = [args.airlock, "media", "process", inp, "--out", out, "--no-placeholder"]
+        proc = subprocess.run(cmd, env=env, capture_output=True)
+        if proc.returncode != 0:
+            raise BenchError(f"{shlex.join(cmd)} failed:\n{proc.stderr.decode(errors='replace')}")
+        made = [f for f in os.listdir(out) if f.startswith("original.")]
+        if len(made) != 1:
+            raise BenchError(f"{shlex.join(cmd)} made no single original: {sorted(os.listdir(out))}")
+        results.append({"section": "originals", "input": input_name, "tool": AIRLOCK_WHOLE,
+                        "original": made[0], "inputBytes": os.path.getsize(inp),
+                        "airlockBytes": os.path.getsize(os.path.join(out, made[0]))})
+
+
 # ---------------------------------------------------------------- section 2: in one process
 
 PY_TOOLS = [
@@ -517,6 +547,19 @@ def report(args, results, meta):
             f"| {row['airlockBytes'] / row['vipsBytes']:.3f} |"
         )
     lines.append("")
+    lines.append("### 5. Sanitized original against the upload (`airlock media process`, original quality as the input's)")
+    lines.append("")
+    lines.append("| input | input bytes | original | original bytes | ratio |")
+    lines.append("|---|---|---|---|---|")
+    for input_name, label in ORIGINALS:
+        row = find_input(results, "originals", input_name)
+        if row is None:
+            continue
+        lines.append(
+            f"| {label} | {row['inputBytes']} | {row['original']} | {row['airlockBytes']} "
+            f"| {row['airlockBytes'] / row['inputBytes']:.3f} |"
+        )
+    lines.append("")
     lines.append("MAE: mean absolute error per channel (0-255) against a lossless Lanczos3 reference "
                  "resize of the full decode, averaged over the variants.")
     lines.append("")
@@ -551,6 +594,10 @@ def report(args, results, meta):
     lines.append(target_line(f"one {min(args.sizes)} px variant: time / vipsthumbnail", short, pa, pv, "medianMs", 1.0, "ms"))
     lines.append(target_line(f"one {min(args.sizes)} px variant: peak RSS / vipsthumbnail", short, pa, pv, "peakRssKib", 1.0, "MiB"))
     lines.append(target_line(f"one {min(args.sizes)} px variant: MAE / vipsthumbnail", short, pa, pv, "mae", 1.05, ""))
+    for input_name, label in ORIGINALS:
+        row = find_input(results, "originals", input_name)
+        lines.append(target_line("sanitized original bytes / input bytes", label, row,
+                                 row and {"airlockBytes": row["inputBytes"]}, "airlockBytes", 1.2, "B"))
     lines.append("")
     lines.append(
         f"Machine: {meta['cpu']} ({meta['cpus']} CPUs visible), {meta['memGib']:.0f} GiB, {meta['os']}; "
@@ -658,6 +705,8 @@ def main():
         section_progressive(args, env, results)
         log("section 4: output size against libvips with optimize_coding")
         section_size(args, env, results)
+        log("section 5: sanitized originals of a lossy WebP and a palette PNG")
+        section_originals(args, env, results)
         log(f"section 2: in one process, {args.runs} runs + 1 warm-up per input")
         section_inproc(args, env, results)
     except BenchError as e:
