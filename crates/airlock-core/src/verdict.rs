@@ -65,11 +65,14 @@ pub enum ReasonCode {
     ArchiveRatio,
     /// Archives nested deeper than the purpose allows.
     ArchiveTooDeep,
+    /// A zip archive appended to a file of another type (a polyglot or self-extractor): an
+    /// archive that was neither declared nor judged.
+    ArchiveHidden,
 }
 
 impl ReasonCode {
     /// Every code, in a stable order (for docs and tests).
-    pub const ALL: [ReasonCode; 25] = [
+    pub const ALL: [ReasonCode; 26] = [
         Self::NoIntent,
         Self::IntentExpired,
         Self::IntentAlreadyUsed,
@@ -95,6 +98,7 @@ impl ReasonCode {
         Self::ArchiveTooLarge,
         Self::ArchiveRatio,
         Self::ArchiveTooDeep,
+        Self::ArchiveHidden,
     ];
 
     #[must_use]
@@ -125,6 +129,7 @@ impl ReasonCode {
             Self::ArchiveTooLarge => "archive-too-large",
             Self::ArchiveRatio => "archive-ratio",
             Self::ArchiveTooDeep => "archive-too-deep",
+            Self::ArchiveHidden => "archive-hidden",
         }
     }
 }

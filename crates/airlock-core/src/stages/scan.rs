@@ -140,7 +140,8 @@ pub async fn scan(
                 ScanOutcome::Pass(pass) if inspected.archive.is_some() => {
                     judge_archive(store, key, pass, archives, &scanner.limits()).await?
                 }
-                other => other,
+                ScanOutcome::Pass(pass) => hidden_archive(store, key, pass).await?,
+                rejected @ ScanOutcome::Reject(_) => rejected,
             }
         }
         ScanVerdict::Infected { signature } => {
@@ -295,4 +296,100 @@ async fn judge_archive(
             ScanOutcome::Reject(rejection)
         }
     })
+}
+
+/// How far from the end a zip's end-of-central-directory record can be: its 22 bytes plus a
+/// comment of at most 65,535.
+const EOCD_SEARCH: u64 = 22 + 0xFFFF;
+
+/// Where a zip archive's end record sits at the very end of `tail` (the last bytes of an
+/// object): a `PK\x05\x06` whose comment length reaches exactly the end, as zip readers
+/// (and clamd) find it.
+#[must_use]
+pub fn zip_end_record(tail: &[u8]) -> Option<usize> {
+    let mut end = tail.len();
+    while let Some(at) = memchr_last(&tail[..end]) {
+        if let Some(len) = tail.get(at + 20..at + 22) {
+            let comment = usize::from(u16::from_le_bytes([len[0], len[1]]));
+            if at + 22 + comment == tail.len() {
+                return Some(at);
+            }
+        }
+        end = at;
+    }
+    None
+}
+
+/// The last `PK\x05\x06` in `bytes`.
+fn memchr_last(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(4).rposition(|w| w == b"PK\x05\x06")
+}
+
+/// A clean object that is not an archive by its first bytes may still end with one: a zip
+/// appended to a PDF, an image or text (a polyglot, or a self-extractor). Zip readers, and
+/// clamd, find a zip by its end record, so such a file is an archive airlock has not
+/// judged, and not what was declared: rejected as `archive-hidden`.
+async fn hidden_archive(
+    store: &dyn ObjectReader,
+    key: &str,
+    pass: ScanPass,
+) -> Result<ScanOutcome, StageError> {
+    let from = pass.size.saturating_sub(EOCD_SEARCH);
+    let tail = match store
+        .read_range(key, pass.version.as_ref(), from, pass.size - from)
+        .await
+    {
+        Ok(tail) => tail,
+        Err(e) => {
+            return StageError::store(Stage::Scan, &e)
+                .replaced_to_rejection()
+                .map(ScanOutcome::Reject);
+        }
+    };
+    let Some(at) = zip_end_record(&tail) else {
+        return Ok(ScanOutcome::Pass(pass));
+    };
+    let mut rejection = Rejection::new(
+        ReasonCode::ArchiveHidden,
+        format!(
+            "a zip archive's end record is at byte {} of this {}-byte object: an archive appended to it (a polyglot or self-extractor), not judged as one",
+            from + at as u64,
+            pass.size
+        ),
+    );
+    rejection.engine = Some(pass.engine);
+    Ok(ScanOutcome::Reject(rejection))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::zip_end_record;
+
+    /// An empty zip's end record, with `comment` after it.
+    fn end_record(comment: &[u8]) -> Vec<u8> {
+        let mut record = b"PK\x05\x06".to_vec();
+        record.extend_from_slice(&[0; 16]);
+        record.extend_from_slice(&u16::try_from(comment.len()).unwrap().to_le_bytes());
+        record.extend_from_slice(comment);
+        record
+    }
+
+    #[test]
+    fn a_zip_end_record_is_found_only_where_it_reaches_the_end() {
+        let mut file = b"%PDF-1.7 ... %%EOF\n".to_vec();
+        assert_eq!(zip_end_record(&file), None);
+        let at = file.len();
+        file.extend_from_slice(&end_record(b"a comment"));
+        assert_eq!(zip_end_record(&file), Some(at));
+        // The signature alone, or with a comment length that does not reach the end, is
+        // just bytes.
+        let mut text = b"the bytes PK\x05\x06 in a sentence, and more text after them".to_vec();
+        assert_eq!(zip_end_record(&text), None);
+        text.extend_from_slice(b"PK\x05\x06");
+        assert_eq!(zip_end_record(&text), None);
+        // The last valid record wins over an earlier signature in the comment's way.
+        let mut tricky = end_record(b"");
+        tricky.extend_from_slice(&end_record(b"PK\x05\x06"));
+        assert_eq!(zip_end_record(&tricky), Some(22));
+    }
 }
