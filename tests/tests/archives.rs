@@ -182,39 +182,6 @@ async fn archives_clamd_cannot_fully_read_are_quarantined() {
         other => panic!("encrypted zip: {other:?}"),
     }
 
-    // A zip appended to a PDF, and to text past inspect's first 8 KiB: an archive nobody
-    // declared or judged (the zip is ZIP64, which clamd would not read).
-    let hidden = zip_of(&[("eicar.com", &eicar)], deflated().large_file(true));
-    let mut pdf = std::fs::read(repo_root().join("fixtures/objects/invoice.pdf")).unwrap();
-    pdf.extend_from_slice(&hidden);
-    let settled = settle(
-        &pipeline,
-        dir.path(),
-        "invoice.pdf",
-        "application/pdf",
-        &pdf,
-    )
-    .await;
-    assert!(
-        matches!(
-            reason(&settled),
-            Some(ReasonCode::ArchiveHidden | ReasonCode::Infected)
-        ),
-        "{settled:?}"
-    );
-    let clean_zip = zip_of(
-        &[("notes.txt", b"nothing to see")],
-        deflated().large_file(true),
-    );
-    let mut text = "a line of plain text\n".repeat(1000).into_bytes();
-    text.extend_from_slice(&clean_zip);
-    let settled = settle(&pipeline, dir.path(), "notes.txt", "text/plain", &text).await;
-    assert_eq!(
-        reason(&settled),
-        Some(ReasonCode::ArchiveHidden),
-        "{settled:?}"
-    );
-
     // A clean zip within every limit is promoted.
     let fine = zip_of(&[("a.txt", b"alpha"), ("b.csv", b"1,2\n")], deflated());
     let settled = settle(&pipeline, dir.path(), "fine.zip", "application/zip", &fine).await;
@@ -309,4 +276,44 @@ async fn a_member_past_the_scanners_file_limit_is_unscannable() {
     )
     .await;
     assert_eq!(reason(&settled), Some(ReasonCode::Infected), "{settled:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zip_hidden_at_the_end_of_another_type_is_quarantined() {
+    let clamd = start_clamd();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline_at(&dir.path().join("data"), &clamd);
+    let eicar = eicar();
+    // A zip appended to a PDF, and to text past inspect's first 8 KiB: an archive nobody
+    // declared or judged (the zip is ZIP64, which clamd would not read).
+    let hidden = zip_of(&[("eicar.com", &eicar)], deflated().large_file(true));
+    let mut pdf = std::fs::read(repo_root().join("fixtures/objects/invoice.pdf")).unwrap();
+    pdf.extend_from_slice(&hidden);
+    let settled = settle(
+        &pipeline,
+        dir.path(),
+        "invoice.pdf",
+        "application/pdf",
+        &pdf,
+    )
+    .await;
+    assert!(
+        matches!(
+            reason(&settled),
+            Some(ReasonCode::ArchiveHidden | ReasonCode::Infected)
+        ),
+        "{settled:?}"
+    );
+    let clean_zip = zip_of(
+        &[("notes.txt", b"nothing to see")],
+        deflated().large_file(true),
+    );
+    let mut text = "a line of plain text\n".repeat(1000).into_bytes();
+    text.extend_from_slice(&clean_zip);
+    let settled = settle(&pipeline, dir.path(), "notes.txt", "text/plain", &text).await;
+    assert_eq!(
+        reason(&settled),
+        Some(ReasonCode::ArchiveHidden),
+        "{settled:?}"
+    );
 }
