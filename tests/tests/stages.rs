@@ -71,6 +71,34 @@ fn sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Writes `bytes` as the world's upload in incoming/; the version written.
+async fn put_upload(w: &World, bytes: &[u8], content_type: &str) -> Option<ObjectVersion> {
+    w.store
+        .put(
+            &w.upload.incoming(),
+            bytes.to_vec(),
+            content_type,
+            WriteMode::Overwrite,
+        )
+        .await
+        .unwrap()
+        .version
+}
+
+/// Inspects the world's upload with the built-in policies.
+async fn inspect_upload(w: &World) -> InspectOutcome {
+    let object = ObjectRef::new("b", w.upload.incoming());
+    inspect(
+        &w.store,
+        &w.intents,
+        &Policies::builtin(),
+        &SystemClock,
+        &object,
+    )
+    .await
+    .unwrap()
+}
+
 /// Promotes the world's 5-byte upload as the scan of `sha256` found it.
 async fn promote_scanned(w: &World, sha256: &str) -> Result<PromoteReport, StageError> {
     promote_version(w, sha256, None).await
@@ -115,15 +143,7 @@ async fn bytes_replaced_after_the_scan_are_never_promoted() {
         .await
         .unwrap()
         .version;
-    w.store
-        .put(
-            &w.upload.incoming(),
-            b"EVIL!".to_vec(),
-            "text/plain",
-            WriteMode::Overwrite,
-        )
-        .await
-        .unwrap();
+    put_upload(&w, b"EVIL!", "text/plain").await;
     // WHEN promote runs with the scan's facts
     let result = promote_version(&w, &scanned, version.as_ref()).await;
     // THEN it fails, nothing is in trusted/, the object waits in incoming/, the intent is unsettled
@@ -139,15 +159,7 @@ async fn bytes_replaced_after_the_scan_are_never_promoted() {
 async fn a_copy_left_in_incoming_by_a_promotion_is_finished_not_quarantined() {
     let w = world(IntentState::Processing).await;
     // GIVEN an upload that was promoted
-    w.store
-        .put(
-            &w.upload.incoming(),
-            b"hello".to_vec(),
-            "text/plain",
-            WriteMode::Overwrite,
-        )
-        .await
-        .unwrap();
+    put_upload(&w, b"hello", "text/plain").await;
     promote_scanned(&w, &sha(b"hello")).await.unwrap();
     let object = ObjectRef::new("b", w.upload.incoming());
     let policies = Policies::builtin();
@@ -155,15 +167,7 @@ async fn a_copy_left_in_incoming_by_a_promotion_is_finished_not_quarantined() {
 
     // WHEN the same bytes are found in incoming/ again (promote's delete had failed) and
     // the event is replayed
-    w.store
-        .put(
-            &w.upload.incoming(),
-            b"hello".to_vec(),
-            "text/plain",
-            WriteMode::Overwrite,
-        )
-        .await
-        .unwrap();
+    put_upload(&w, b"hello", "text/plain").await;
     // THEN inspect finds the settled upload, to be finished: no quarantine for security
     // to chase
     match inspect_now().await.unwrap() {
@@ -181,15 +185,7 @@ async fn a_copy_left_in_incoming_by_a_promotion_is_finished_not_quarantined() {
     assert_eq!(read(&w.store, &w.upload.trusted()).await, b"hello");
 
     // AND other bytes of the same size under the used key are still rejected for review
-    w.store
-        .put(
-            &w.upload.incoming(),
-            b"HELLO".to_vec(),
-            "text/plain",
-            WriteMode::Overwrite,
-        )
-        .await
-        .unwrap();
+    put_upload(&w, b"HELLO", "text/plain").await;
     match inspect_now().await.unwrap() {
         InspectOutcome::Reject(rejection) => {
             assert_eq!(rejection.reason, ReasonCode::IntentAlreadyUsed);
@@ -199,15 +195,7 @@ async fn a_copy_left_in_incoming_by_a_promotion_is_finished_not_quarantined() {
 
     // AND once the promoted object is gone from trusted/, nothing vouches for the copy
     w.store.delete(&w.upload.trusted(), None).await.unwrap();
-    w.store
-        .put(
-            &w.upload.incoming(),
-            b"hello".to_vec(),
-            "text/plain",
-            WriteMode::Overwrite,
-        )
-        .await
-        .unwrap();
+    put_upload(&w, b"hello", "text/plain").await;
     assert!(matches!(
         inspect_now().await.unwrap(),
         InspectOutcome::Reject(Rejection {
@@ -376,15 +364,7 @@ fn published(w: &World) -> Vec<PipelineEventKind> {
 #[tokio::test]
 async fn a_promotion_retried_after_a_failed_publish_still_announces_the_upload() {
     let w = world(IntentState::Processing).await;
-    w.store
-        .put(
-            &w.upload.incoming(),
-            b"hello".to_vec(),
-            "text/plain",
-            WriteMode::Overwrite,
-        )
-        .await
-        .unwrap();
+    put_upload(&w, b"hello", "text/plain").await;
     let events = FlakyEvents::failing_once(&w.events);
     let hello = sha(b"hello");
     let promote_once = || {
@@ -420,15 +400,7 @@ async fn a_promotion_retried_after_a_failed_publish_still_announces_the_upload()
 #[tokio::test]
 async fn a_quarantine_retried_after_a_failed_publish_still_announces_the_upload() {
     let w = world(IntentState::Processing).await;
-    w.store
-        .put(
-            &w.upload.incoming(),
-            b"EICAR".to_vec(),
-            "text/plain",
-            WriteMode::Overwrite,
-        )
-        .await
-        .unwrap();
+    put_upload(&w, b"EICAR", "text/plain").await;
     let events = FlakyEvents::failing_once(&w.events);
     let request = QuarantineRequest {
         object: ObjectRef::new("b", w.upload.incoming()),
@@ -457,22 +429,9 @@ async fn an_object_overwritten_between_inspect_and_scan_is_quarantined_not_scann
         .expect("clamd starts (install clamav-daemon: scripts/setup.sh)");
     let scanner = clamd.scanner();
     // GIVEN text that passes inspection
-    w.store
-        .put(
-            &w.upload.incoming(),
-            b"hello".to_vec(),
-            "text/plain",
-            WriteMode::Overwrite,
-        )
-        .await
-        .unwrap();
+    put_upload(&w, b"hello", "text/plain").await;
     let object = ObjectRef::new("b", w.upload.incoming());
-    let policies = Policies::builtin();
-    let InspectOutcome::Pass(inspected) =
-        inspect(&w.store, &w.intents, &policies, &SystemClock, &object)
-            .await
-            .unwrap()
-    else {
+    let InspectOutcome::Pass(inspected) = inspect_upload(&w).await else {
         panic!("inspect did not pass");
     };
     assert!(inspected.version.is_some());
@@ -532,23 +491,9 @@ async fn an_interrupted_quarantine_keeps_its_first_verdict_on_rerun() {
     let w = world(IntentState::Processing).await;
     // GIVEN an infected upload was quarantined but the run died before it left incoming/
     let first = upload_and_quarantine(&w, b"virus", ReasonCode::Infected).await;
-    w.store
-        .put(
-            &w.upload.incoming(),
-            b"virus".to_vec(),
-            "text/plain",
-            WriteMode::Overwrite,
-        )
-        .await
-        .unwrap();
+    put_upload(&w, b"virus", "text/plain").await;
     // WHEN the event is replayed: inspect finds the settled upload's own bytes
-    let object = ObjectRef::new("b", w.upload.incoming());
-    let policies = Policies::builtin();
-    let InspectOutcome::Settled(leftover) =
-        inspect(&w.store, &w.intents, &policies, &SystemClock, &object)
-            .await
-            .unwrap()
-    else {
+    let InspectOutcome::Settled(leftover) = inspect_upload(&w).await else {
         panic!("expected a settled leftover");
     };
     assert_eq!(leftover.state, IntentState::Quarantined);
