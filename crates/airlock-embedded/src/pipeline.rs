@@ -330,6 +330,50 @@ fn execution_object(object: &ObjectRef) -> ObjectRef {
     }
 }
 
+/// A stage's consumer: takes messages off `queue` and has the worker handle each, until the
+/// queue closes. Each message runs in its own task: a panic fails that task's token and
+/// dead-letters its message, and this consumer lives on.
+async fn consume(queue: Arc<InProcessQueue>, worker: Arc<Worker>, answers: Arc<dyn TaskAnswers>) {
+    while let Some(message) = queue.receive().await {
+        let handled = {
+            let worker = Arc::clone(&worker);
+            let answers = Arc::clone(&answers);
+            let body = message.body.clone();
+            tokio::spawn(async move { worker.handle(&body, answers.as_ref()).await }).await
+        };
+        let failure = match handled {
+            Ok(Ok(())) => continue,
+            Ok(Err(HandleError::Stale(detail))) => {
+                // The orchestrator gave up on this attempt and moved on.
+                message_span(&message.body).in_scope(|| {
+                    tracing::info!(queue = queue.name(), %detail, "stale task dropped");
+                });
+                continue;
+            }
+            Ok(Err(err)) => err.to_string(),
+            Err(join) => {
+                let cause = format!("worker crashed: {join}");
+                if let Some(token) = task_token(&message.body) {
+                    let _ = answers.fail(&token, error_names::PERMANENT, &cause).await;
+                }
+                cause
+            }
+        };
+        message_span(&message.body).in_scope(|| {
+            tracing::error!(queue = queue.name(), error = %failure, "message moved to the dead-letter list");
+        });
+        queue.dead_letter(message, failure);
+    }
+}
+
+/// The task span of a worker message (stage, key, upload id, execution), when it is one.
+fn message_span(body: &str) -> tracing::Span {
+    serde_json::from_str::<airlock_core::worker::TaskMessage>(body).map_or_else(
+        |_| tracing::Span::none(),
+        |task| airlock_core::worker::task_span(&task),
+    )
+}
+
 /// The task token of a worker message, if it has one.
 fn task_token(body: &str) -> Option<String> {
     serde_json::from_str::<Value>(body)
@@ -494,39 +538,7 @@ impl EmbeddedPipeline {
                 let queue = Arc::clone(queue);
                 let worker = Arc::clone(&worker);
                 let answers = Arc::clone(&answers);
-                workers.spawn(async move {
-                    while let Some(message) = queue.receive().await {
-                        // Each message in its own task: a panic fails that task's token
-                        // and dead-letters its message, and this consumer lives on.
-                        let handled = {
-                            let worker = Arc::clone(&worker);
-                            let answers = Arc::clone(&answers);
-                            let body = message.body.clone();
-                            tokio::spawn(async move { worker.handle(&body, answers.as_ref()).await })
-                                .await
-                        };
-                        let failure = match handled {
-                            Ok(Ok(())) => continue,
-                            Ok(Err(HandleError::Stale(detail))) => {
-                                // The orchestrator gave up on this attempt and moved on.
-                                tracing::info!(queue = queue.name(), %detail, "stale task dropped");
-                                continue;
-                            }
-                            Ok(Err(err)) => err.to_string(),
-                            Err(join) => {
-                                let cause = format!("worker crashed: {join}");
-                                if let Some(token) = task_token(&message.body) {
-                                    let _ = answers
-                                        .fail(&token, error_names::PERMANENT, &cause)
-                                        .await;
-                                }
-                                cause
-                            }
-                        };
-                        tracing::error!(queue = queue.name(), error = %failure, "message moved to the dead-letter list");
-                        queue.dead_letter(message, failure);
-                    }
-                });
+                workers.spawn(consume(queue, worker, answers));
             }
         }
         Ok(Self {
