@@ -87,3 +87,29 @@ pub async fn upload(
     let object = items[0].object().expect("an object").clone();
     (object, case)
 }
+
+/// Uploads a fixture case's object (and intent) and runs it through the pipeline.
+pub async fn run_case(
+    pipeline: &airlock_embedded::EmbeddedPipeline,
+    case: &airlock_embedded::cases::Case,
+) -> airlock_embedded::PipelineRun {
+    use airlock_embedded::cases::{self, Prepared};
+    let prepared = cases::prepare(
+        case,
+        pipeline.store().as_ref(),
+        pipeline.intents().as_ref(),
+        &pipeline.config().policies,
+        &pipeline.config().bucket,
+    )
+    .await
+    .unwrap();
+    let Prepared::Ready(items) = prepared else {
+        panic!(
+            "{}: optional object missing (install clamav-testfiles: scripts/setup.sh)",
+            case.name
+        );
+    };
+    assert_eq!(items.len(), 1, "{}", case.name);
+    let object = items[0].object().expect("case event yields an object");
+    pipeline.process(object).await.unwrap()
+}

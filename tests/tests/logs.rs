@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use airlock_clamd::{ClamdAddress, ClamdConfig, ClamdScanner, ManagedClamd};
 use airlock_core::ports::Scanner;
-use airlock_embedded::cases::{self, Case, Prepared};
+use airlock_embedded::cases::Case;
 use airlock_embedded::{EmbeddedPipeline, PipelineConfig, PipelineRun};
-use airlock_tests::repo_root;
+use airlock_tests::{repo_root, run_case};
 use serde_json::Value;
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -80,23 +80,6 @@ fn pipeline_at(data_dir: &std::path::Path, scanner: Arc<dyn Scanner>) -> Embedde
     );
     config.delay_scale = 0.001;
     EmbeddedPipeline::start(config).unwrap()
-}
-
-async fn run_case(pipeline: &EmbeddedPipeline, case: &Case) -> PipelineRun {
-    let prepared = cases::prepare(
-        case,
-        pipeline.store().as_ref(),
-        pipeline.intents().as_ref(),
-        &pipeline.config().policies,
-        "airlock-uploads",
-    )
-    .await
-    .unwrap();
-    let Prepared::Ready(items) = prepared else {
-        panic!("{}: object missing", case.name);
-    };
-    let object = items[0].object().expect("case event yields an object");
-    pipeline.process(object).await.unwrap()
 }
 
 /// The upload id a case's key ends in.

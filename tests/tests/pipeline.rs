@@ -9,11 +9,11 @@ use airlock_core::intent::IntentState;
 use airlock_core::ports::{IntentStore, ObjectReader, Scanner};
 use airlock_core::stages::QuarantineRecord;
 use airlock_core::verdict::ReasonCode;
-use airlock_embedded::cases::{self, Case, Prepared};
+use airlock_embedded::cases::Case;
 use airlock_embedded::pipeline::PIPELINE_DEFINITION;
-use airlock_embedded::{EmbeddedPipeline, PipelineConfig, PipelineRun, Settlement};
+use airlock_embedded::{EmbeddedPipeline, PipelineConfig, Settlement};
 use airlock_local::JsonlEventSink;
-use airlock_tests::{repo_root, snapshot};
+use airlock_tests::{repo_root, run_case, snapshot};
 use serde_json::{Value, json};
 
 fn start_clamd() -> ManagedClamd {
@@ -82,28 +82,6 @@ async fn replay_all(pipeline: &EmbeddedPipeline, cases: &[Case]) -> Vec<(String,
         out.push((case.name.clone(), run.settlement));
     }
     out
-}
-
-/// Uploads a case's object (and intent) and runs it through the pipeline.
-async fn run_case(pipeline: &EmbeddedPipeline, case: &Case) -> PipelineRun {
-    let prepared = cases::prepare(
-        case,
-        pipeline.store().as_ref(),
-        pipeline.intents().as_ref(),
-        &pipeline.config().policies,
-        "airlock-uploads",
-    )
-    .await
-    .unwrap();
-    let Prepared::Ready(items) = prepared else {
-        panic!(
-            "{}: optional object missing (install clamav-testfiles: scripts/setup.sh)",
-            case.name
-        );
-    };
-    assert_eq!(items.len(), 1, "{}", case.name);
-    let object = items[0].object().expect("case event yields an object");
-    pipeline.process(object).await.unwrap()
 }
 
 /// Asserts that a case's object is in exactly the place it should be, with its record and

@@ -1222,7 +1222,7 @@ const CHROMA_AC_VALUES: [u8; 162] = [
 ];
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A smooth gradient with some texture, deterministic.
@@ -1260,7 +1260,8 @@ mod tests {
         (info.width, info.height, info.pixel_format, pixels)
     }
 
-    fn mean_error(a: &[u8], b: &[u8]) -> f64 {
+    /// Mean absolute difference per sample (also used by the DC decoder's tests).
+    pub(crate) fn mean_error(a: &[u8], b: &[u8]) -> f64 {
         assert_eq!(a.len(), b.len());
         let total: u64 = a
             .iter()

@@ -660,19 +660,6 @@ mod tests {
         (w8, h8, samples, means)
     }
 
-    fn mean_difference(a: &[u8], b: &[u8]) -> f64 {
-        assert_eq!(a.len(), b.len());
-        let total: u64 = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| u64::from(x.abs_diff(*y)))
-            .sum();
-        #[allow(clippy::cast_precision_loss)]
-        {
-            total as f64 / a.len() as f64
-        }
-    }
-
     fn check_against_full_decode(what: &str, bytes: &[u8]) {
         let (w8, h8, samples, means) = full_decode_block_means(bytes);
         let raster = decode_eighth(bytes, false, &deadline())
@@ -687,7 +674,7 @@ mod tests {
         // Grey is the block mean itself, up to the DC's quantization and rounding; colour
         // also has chroma interpolated from blocks twice as large, which on a detailed
         // photograph moves it by a few levels.
-        let difference = mean_difference(&raster.pixels, &means);
+        let difference = crate::jpeg_baseline::tests::mean_error(&raster.pixels, &means);
         let bound = if samples == 1 { 0.75 } else { 5.0 };
         assert!(difference < bound, "{what}: mean difference {difference}");
         // jpeg-decoder's own 1/8 scaling (which decodes every scan) gives the same grey and,
@@ -699,7 +686,7 @@ mod tests {
             .scale(info.width.div_ceil(8), info.height.div_ceil(8))
             .unwrap();
         let scaled = decoder.decode().unwrap();
-        let difference = mean_difference(&raster.pixels, &scaled);
+        let difference = crate::jpeg_baseline::tests::mean_error(&raster.pixels, &scaled);
         let bound = if samples == 1 { 0.01 } else { 1.5 };
         assert!(
             difference < bound,
@@ -811,15 +798,15 @@ mod tests {
             let (full, full_size) = full_decoder(bytes, 8);
             let via_eighth = lanczos(eighth, eighth_size, size);
             let via_full = lanczos(full, full_size, size);
-            let from_eighth = mean_difference(&ours, &via_eighth);
+            let from_eighth = crate::jpeg_baseline::tests::mean_error(&ours, &via_eighth);
             assert!(
                 from_eighth < 3.0,
                 "{what}: {from_eighth} from the 1/8 IDCT path"
             );
             // Any 1/8 shrink-on-load moves a 24 px variant of a detailed photograph by
             // several levels from a resize of the full image; this one no further.
-            let scaling_error = mean_difference(&via_eighth, &via_full);
-            let from_full = mean_difference(&ours, &via_full);
+            let scaling_error = crate::jpeg_baseline::tests::mean_error(&via_eighth, &via_full);
+            let from_full = crate::jpeg_baseline::tests::mean_error(&ours, &via_full);
             assert!(
                 from_full < scaling_error + 1.0,
                 "{what}: {from_full} from the full decode (1/8 IDCT: {scaling_error})"

@@ -11,16 +11,8 @@
 
 mod common;
 
-use airlock_media::{MediaOptions, process};
-use common::icc;
-
-fn original_only() -> MediaOptions {
-    MediaOptions {
-        variants: Vec::new(),
-        placeholder: false,
-        ..MediaOptions::default()
-    }
-}
+use airlock_media::process;
+use common::{icc, original_only};
 
 #[test]
 fn gray_png_with_a_lab_profile_is_converted() {

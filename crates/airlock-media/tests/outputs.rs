@@ -13,26 +13,7 @@
 mod common;
 
 use airlock_media::{Fit, MediaOptions, OutputFormat, VariantSpec, process};
-use common::{photo_like, webp_chunks};
-
-fn original_only() -> MediaOptions {
-    MediaOptions {
-        variants: Vec::new(),
-        placeholder: false,
-        ..MediaOptions::default()
-    }
-}
-
-/// Mean absolute difference per sample.
-fn mean_error(a: &[u8], b: &[u8]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let total: u64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| u64::from(x.abs_diff(*y)))
-        .sum();
-    total as f64 / a.len() as f64
-}
+use common::{mean_error, original_only, photo_like, webp_chunks};
 
 fn rgb8(bytes: &[u8]) -> Vec<u8> {
     image::load_from_memory(bytes).unwrap().to_rgb8().into_raw()

@@ -13,6 +13,26 @@ pub mod icc;
 use airlock_media::{Encoded, MediaOptions};
 use sha2::{Digest, Sha256};
 
+/// Options that make the sanitized original only: no variants, no placeholder.
+pub fn original_only() -> MediaOptions {
+    MediaOptions {
+        variants: Vec::new(),
+        placeholder: false,
+        ..MediaOptions::default()
+    }
+}
+
+/// Mean absolute difference per sample.
+pub fn mean_error(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let total: u64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
+    total as f64 / a.len() as f64
+}
+
 /// Recognisable, asymmetric colours for the four quadrants of a test pattern.
 pub const TOP_LEFT: [u8; 3] = [220, 30, 30];
 pub const TOP_RIGHT: [u8; 3] = [30, 200, 30];
