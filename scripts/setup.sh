@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what airlock's scripts need on a Debian machine, only what is missing:
-# clamd and clamdscan (clamav-daemon) and Debian's ClamAV test files (clamav-testfiles).
+# clamd and clamdscan (clamav-daemon) and Debian's ClamAV test files (clamav-testfiles), plus
+# any Debian packages named as arguments (scripts/test.sh asks for chromium, which the upload
+# page's end-to-end test drives).
 set -euo pipefail
 
 need=()

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Every check and every test: formatting, lints, then all tests against real servers
-# (each test starts the clamd it needs on 127.0.0.1 and stops it after).
+# (each test starts the clamd it needs on 127.0.0.1 and stops it after), and the upload page
+# in headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
+scripts/setup.sh chromium
 # The state machine must be valid Amazon States Language, as Step Functions will check it.
 if [ ! -x node_modules/.bin/asl-validator ]; then
   npm ci --no-audit --no-fund --loglevel=error
@@ -13,6 +14,13 @@ npx --no-install asl-validator --json-path statemachine/pipeline.asl.json
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The upload page that `airlock dev` serves, end to end in headless Chromium: a photo, the
+# EICAR file and a 200 MiB multipart upload through the page, against the debug binary.
+cargo build -p airlock-cli --locked
+scripts/build-web.sh
+node --test web/tests/lib.test.mjs
+node web/tests/upload.mjs
+
 if cargo nextest --version >/dev/null 2>&1; then
   # nextest does not run doctests; they go first so the run ends with nextest's summary.
   cargo test --workspace --locked --doc

@@ -361,7 +361,8 @@ function render(record) {
   }
   fact('Purpose', record.purpose, 'purpose')
   fact('Type', record.contentType || 'unknown', 'content-type')
-  fact('Size', `${formatSize(status?.size ?? record.size)} (${status?.size ?? record.size} bytes)`, 'size')
+  const size = status?.size ?? record.size
+  fact('Size', size < 1024 ? formatSize(size) : `${formatSize(size)} (${size} bytes)`, 'size')
   fact('Method', record.method, 'method')
   fact('Upload id', record.uploadId, 'upload-id')
   if (status?.reason) fact('Reason', status.reason, 'reason')
@@ -386,6 +387,14 @@ function render(record) {
   parts.push(facts)
   if (record.error) {
     parts.push(el('p', { class: 'upload-error', role: 'alert', 'data-field': 'error', text: record.error }))
+  }
+  if (record.phase === 'error' && !status) {
+    const retry = el('button', { type: 'button', class: 'link', 'data-action': 'retry', text: `Retry ${record.name}` })
+    retry.addEventListener('click', () => {
+      record.error = null
+      uppy.retryUpload(record.fileId).catch((err) => showPageError(`${record.name}: ${err?.message ?? err}`))
+    })
+    parts.push(retry)
   }
   if (record.phase === 'waiting') {
     const remove = el('button', { type: 'button', class: 'link', text: `Remove ${record.name}` })
