@@ -195,6 +195,13 @@ impl IntentStore for FaultyIntents {
     async fn create(&self, intent: &UploadIntent) -> Result<bool, IntentStoreError> {
         self.inner.create(intent).await
     }
+    async fn create_idempotent(
+        &self,
+        intent: &UploadIntent,
+        claim: &IdempotencyClaim,
+    ) -> Result<CreateOutcome, IntentStoreError> {
+        self.inner.create_idempotent(intent, claim).await
+    }
     async fn get(&self, id: UploadId) -> Result<Option<UploadIntent>, IntentStoreError> {
         self.inner.get(id).await
     }
@@ -334,6 +341,7 @@ async fn world(path: &Path) -> World {
                 updated_at: now,
                 expires_at: now + chrono::Duration::hours(1),
                 outcome: None,
+                multipart_upload_id: None,
             })
             .await
             .unwrap();
