@@ -15,9 +15,10 @@ use airlock_core::keys::{Purpose, TenantId, UploadId, UploadKey};
 use airlock_core::object::{ObjectMeta, ObjectRef};
 use airlock_core::policy::Policies;
 use airlock_core::ports::{
-    ByteStream, DeadLetters, EventSink, EventSinkError, IntentStore, IntentStoreError,
-    ObjectReader, ObjectVersion, ObjectWriter, PipelineEvent, PipelineEventKind, Retry, Scanner,
-    StoreError, SystemClock, Transition, TransitionResult, WriteMode,
+    ByteStream, CreateOutcome, DeadLetters, EventSink, EventSinkError, IdempotencyClaim,
+    IntentStore, IntentStoreError, ObjectReader, ObjectVersion, ObjectWriter, PipelineEvent,
+    PipelineEventKind, Retry, Scanner, StoreError, SystemClock, Transition, TransitionResult,
+    WriteMode,
 };
 use airlock_core::stages::{QuarantineRecord, Stage, StageError};
 use airlock_core::verdict::ReasonCode;
