@@ -15,9 +15,10 @@ use airlock_core::keys::{Purpose, TenantId, UploadId, UploadKey};
 use airlock_core::object::{ObjectMeta, ObjectRef};
 use airlock_core::policy::Policies;
 use airlock_core::ports::{
-    ByteStream, DeadLetters, EventSink, EventSinkError, IntentStore, IntentStoreError,
-    ObjectReader, ObjectVersion, ObjectWriter, PipelineEvent, PipelineEventKind, Retry, Scanner,
-    StoreError, SystemClock, Transition, TransitionResult, WriteMode,
+    ByteStream, CreateOutcome, DeadLetters, EventSink, EventSinkError, IdempotencyClaim,
+    IntentStore, IntentStoreError, ObjectReader, ObjectVersion, ObjectWriter, PipelineEvent,
+    PipelineEventKind, Retry, Scanner, StoreError, SystemClock, Transition, TransitionResult,
+    WriteMode,
 };
 use airlock_core::stages::{QuarantineRecord, Stage, StageError};
 use airlock_core::verdict::ReasonCode;
@@ -195,6 +196,13 @@ impl IntentStore for FaultyIntents {
     async fn create(&self, intent: &UploadIntent) -> Result<bool, IntentStoreError> {
         self.inner.create(intent).await
     }
+    async fn create_idempotent(
+        &self,
+        intent: &UploadIntent,
+        claim: &IdempotencyClaim,
+    ) -> Result<CreateOutcome, IntentStoreError> {
+        self.inner.create_idempotent(intent, claim).await
+    }
     async fn get(&self, id: UploadId) -> Result<Option<UploadIntent>, IntentStoreError> {
         self.inner.get(id).await
     }
@@ -334,6 +342,7 @@ async fn world(path: &Path) -> World {
                 updated_at: now,
                 expires_at: now + chrono::Duration::hours(1),
                 outcome: None,
+                multipart_upload_id: None,
             })
             .await
             .unwrap();

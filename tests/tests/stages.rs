@@ -50,6 +50,7 @@ async fn world(state: IntentState) -> World {
             updated_at: now,
             expires_at: now + chrono::Duration::hours(1),
             outcome: None,
+            multipart_upload_id: None,
         })
         .await
         .unwrap();

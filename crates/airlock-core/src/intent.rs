@@ -152,6 +152,10 @@ pub struct UploadIntent {
     pub expires_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<IntentOutcome>,
+    /// The store's id of the multipart upload made for this intent, when it is uploaded in
+    /// parts (S3's `UploadId`): completing or aborting names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipart_upload_id: Option<String>,
 }
 
 impl UploadIntent {

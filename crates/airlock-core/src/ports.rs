@@ -197,11 +197,39 @@ pub enum TransitionResult {
     NotFound,
 }
 
+/// A client's retry key on a create request (the `Idempotency-Key` header), scoped to the
+/// intent's tenant: the same key with the same request returns the intent made the first
+/// time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    pub key: String,
+    /// A digest of the request, telling a retry from another request that reuses the key.
+    pub request_hash: String,
+}
+
+/// What an idempotent create did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// The intent was stored and the key claimed for it.
+    Created,
+    /// The key was claimed before by the same request: the intent it made (unchanged).
+    Replayed(Box<UploadIntent>),
+    /// The key was claimed before by another request; nothing was stored.
+    KeyReused,
+}
+
 /// Upload intents, keyed by upload id.
 #[async_trait]
 pub trait IntentStore: Send + Sync {
     /// Inserts the intent unless one with its id exists; returns whether it was inserted.
     async fn create(&self, intent: &UploadIntent) -> Result<bool, IntentStoreError>;
+    /// Inserts the intent and claims the idempotency key for its tenant, atomically: both or
+    /// neither. A key is remembered at least a day.
+    async fn create_idempotent(
+        &self,
+        intent: &UploadIntent,
+        claim: &IdempotencyClaim,
+    ) -> Result<CreateOutcome, IntentStoreError>;
     async fn get(&self, id: UploadId) -> Result<Option<UploadIntent>, IntentStoreError>;
     /// Changes the state only if the current state is in `transition.from`.
     async fn transition(

@@ -148,6 +148,7 @@ pub async fn run_scan(args: BenchScanArgs) -> anyhow::Result<u8> {
             updated_at: now,
             expires_at: now + Duration::hours(1),
             outcome: None,
+            multipart_upload_id: None,
         })
         .await?;
     let mut policies_toml =

@@ -473,6 +473,7 @@ pub async fn prepare(
                 .expires_at
                 .unwrap_or(now + Duration::seconds(i64::try_from(ttl).unwrap_or(i64::MAX / 1000))),
             outcome: None,
+            multipart_upload_id: None,
         };
         intents
             .create(&intent)

@@ -135,7 +135,7 @@ async fn retry(args: RetryArgs) -> anyhow::Result<u8> {
         None => Policies::builtin(),
     };
     let (scanner, mut managed) =
-        crate::replay::scanner_for(args.clamd.as_deref(), &args.signatures).await?;
+        crate::replay::scanner_for(args.clamd.as_deref(), &args.signatures, None).await?;
     let mut config = PipelineConfig::new(
         &args.data.data_dir,
         &args.bucket,

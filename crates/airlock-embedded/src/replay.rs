@@ -252,10 +252,12 @@ fn send_streamed(path: &Path, streamed: intake::Streamed, tx: &mpsc::Sender<Work
 }
 
 /// A clamd to scan with: the given one (`clamd`), or one started for this run with the
-/// signatures in `signatures`.
-pub(crate) async fn scanner_for(
+/// signatures in `signatures` and, when `largest` is given, stream and file limits that let
+/// it scan objects of that size whole (clamd's own defaults otherwise).
+pub async fn scanner_for(
     clamd: Option<&str>,
     signatures: &std::path::Path,
+    largest: Option<u64>,
 ) -> anyhow::Result<(Arc<dyn Scanner>, Option<ManagedClamd>)> {
     if let Some(address) = clamd {
         let address: ClamdAddress = address
@@ -272,7 +274,16 @@ pub(crate) async fn scanner_for(
     }
     let signatures = signatures.to_owned();
     let managed = tokio::task::spawn_blocking(move || {
-        ManagedClamd::builder().database_dir(signatures).start()
+        let mut builder = ManagedClamd::builder().database_dir(signatures);
+        if let Some(largest) = largest {
+            // clamd keeps its limits below 2 GiB; larger objects are refused as unscannable.
+            let limit = largest.clamp(100 << 20, (2 << 30) - (1 << 20));
+            builder = builder
+                .stream_max_length(limit)
+                .max_file_size(limit)
+                .max_scan_size(limit.max(400 << 20));
+        }
+        builder.start()
     })
     .await?
     .context("starting clamd (pass --clamd to use a running one)")?;
@@ -381,7 +392,7 @@ async fn start_pipeline(
         Some(path) => Policies::load(path)?,
         None => Policies::builtin(),
     };
-    let (scanner, managed) = scanner_for(args.clamd.as_deref(), &args.signatures).await?;
+    let (scanner, managed) = scanner_for(args.clamd.as_deref(), &args.signatures, None).await?;
     let mut config = PipelineConfig::new(
         &args.data_dir,
         &args.bucket,

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use airlock_core::intent::{IntentOutcome, IntentState, UploadIntent};
 use airlock_core::keys::UploadId;
 use airlock_core::ports::{
-    DeadLetter, DeadLetterError, DeadLetters, IntentStore, IntentStoreError, Retry, Transition,
-    TransitionResult,
+    CreateOutcome, DeadLetter, DeadLetterError, DeadLetters, IdempotencyClaim, IntentStore,
+    IntentStoreError, Retry, Transition, TransitionResult,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -28,7 +28,17 @@ CREATE TABLE IF NOT EXISTS intents (
     created_at    TEXT NOT NULL,
     updated_at    TEXT NOT NULL,
     expires_at    TEXT NOT NULL,
-    outcome       TEXT
+    outcome       TEXT,
+    multipart_upload_id TEXT
+);
+CREATE INDEX IF NOT EXISTS intents_pending_expiry ON intents(expires_at) WHERE state = 'PENDING';
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    tenant       TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    intent_id    TEXT NOT NULL REFERENCES intents(id),
+    created_at   TEXT NOT NULL,
+    PRIMARY KEY (tenant, key)
 );
 CREATE TABLE IF NOT EXISTS intent_transitions (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -129,7 +139,68 @@ fn read_intent(row: &rusqlite::Row<'_>) -> rusqlite::Result<UploadIntent> {
         updated_at: parse_time(&row.get::<_, String>("updated_at")?)?,
         expires_at: parse_time(&row.get::<_, String>("expires_at")?)?,
         outcome,
+        multipart_upload_id: row.get("multipart_upload_id")?,
     })
+}
+
+/// Brings a database made by an earlier version up to [`SCHEMA`]: columns added since.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_intents: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'intents')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_intents {
+        return Ok(());
+    }
+    let has_multipart: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('intents') WHERE name = 'multipart_upload_id')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_multipart {
+        conn.execute(
+            "ALTER TABLE intents ADD COLUMN multipart_upload_id TEXT",
+            [],
+        )?;
+    }
+    Ok(())
+}
+
+fn insert_intent(conn: &Connection, intent: &UploadIntent) -> Result<bool, IntentStoreError> {
+    let outcome = intent
+        .outcome
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(db_err)?;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO intents (id, tenant, purpose, declared_type, declared_size,
+                sha256, filename, uploader, state, created_at, updated_at, expires_at, outcome,
+                multipart_upload_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                intent.id.to_string(),
+                intent.tenant.as_str(),
+                intent.purpose.as_str(),
+                intent.declared_type,
+                intent.declared_size,
+                intent.sha256,
+                intent.filename,
+                intent.uploader,
+                intent.state.as_str(),
+                time_text(intent.created_at),
+                time_text(intent.updated_at),
+                time_text(intent.expires_at),
+                outcome,
+                intent.multipart_upload_id,
+            ])
+        })
+        .map_err(|e| sqlite_err(&e))?;
+    Ok(inserted == 1)
 }
 
 fn select_intent(conn: &Connection, id: &str) -> rusqlite::Result<Option<UploadIntent>> {
@@ -154,6 +225,7 @@ impl SqliteIntentStore {
     fn init(conn: Connection) -> Result<Self, IntentStoreError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| sqlite_err(&e))?;
+        migrate(&conn).map_err(|e| sqlite_err(&e))?;
         conn.execute_batch(SCHEMA).map_err(|e| sqlite_err(&e))?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -202,6 +274,43 @@ impl SqliteIntentStore {
             conn.execute("DELETE FROM dead_letters WHERE id = ?1", [id])
                 .map(|n| n > 0)
                 .map_err(|e| sqlite_err(&e))
+        })
+        .await
+    }
+
+    /// `PENDING` intents whose time ran out before `now`, oldest first, at most `limit`.
+    pub async fn pending_overdue(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<UploadIntent>, IntentStoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_conn(move |conn| {
+            let mut statement = conn
+                .prepare(
+                    "SELECT * FROM intents WHERE state = 'PENDING' AND expires_at < ?1
+                     ORDER BY expires_at LIMIT ?2",
+                )
+                .map_err(|e| sqlite_err(&e))?;
+            statement
+                .query_map(params![time_text(now), limit], read_intent)
+                .and_then(Iterator::collect)
+                .map_err(|e| sqlite_err(&e))
+        })
+        .await
+    }
+
+    /// Forgets idempotency keys claimed before `before`; returns how many.
+    pub async fn forget_idempotency_keys(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Result<usize, IntentStoreError> {
+        self.with_conn(move |conn| {
+            conn.execute(
+                "DELETE FROM idempotency_keys WHERE created_at < ?1",
+                [time_text(before)],
+            )
+            .map_err(|e| sqlite_err(&e))
         })
         .await
     }
@@ -261,36 +370,55 @@ impl DeadLetters for SqliteIntentStore {
 impl IntentStore for SqliteIntentStore {
     async fn create(&self, intent: &UploadIntent) -> Result<bool, IntentStoreError> {
         let intent = intent.clone();
+        self.with_conn(move |conn| insert_intent(conn, &intent))
+            .await
+    }
+
+    async fn create_idempotent(
+        &self,
+        intent: &UploadIntent,
+        claim: &IdempotencyClaim,
+    ) -> Result<CreateOutcome, IntentStoreError> {
+        let intent = intent.clone();
+        let claim = claim.clone();
         self.with_conn(move |conn| {
-            let outcome = intent
-                .outcome
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(db_err)?;
-            let inserted = conn
-                .execute(
-                    "INSERT OR IGNORE INTO intents (id, tenant, purpose, declared_type, declared_size,
-                        sha256, filename, uploader, state, created_at, updated_at, expires_at, outcome)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                    params![
-                        intent.id.to_string(),
-                        intent.tenant.as_str(),
-                        intent.purpose.as_str(),
-                        intent.declared_type,
-                        intent.declared_size,
-                        intent.sha256,
-                        intent.filename,
-                        intent.uploader,
-                        intent.state.as_str(),
-                        time_text(intent.created_at),
-                        time_text(intent.updated_at),
-                        time_text(intent.expires_at),
-                        outcome,
-                    ],
-                )
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(|e| sqlite_err(&e))?;
-            Ok(inserted == 1)
+            let earlier: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT request_hash, intent_id FROM idempotency_keys WHERE tenant = ?1 AND key = ?2",
+                    params![intent.tenant.as_str(), claim.key],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(|e| sqlite_err(&e))?;
+            if let Some((request_hash, intent_id)) = earlier {
+                if request_hash != claim.request_hash {
+                    return Ok(CreateOutcome::KeyReused);
+                }
+                let made = select_intent(&tx, &intent_id)
+                    .map_err(|e| sqlite_err(&e))?
+                    .ok_or_else(|| db_err(format!("idempotency key names missing intent {intent_id}")))?;
+                return Ok(CreateOutcome::Replayed(Box::new(made)));
+            }
+            if !insert_intent(&tx, &intent)? {
+                return Err(db_err(format!("intent {} exists already", intent.id)));
+            }
+            tx.execute(
+                "INSERT INTO idempotency_keys (tenant, key, request_hash, intent_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    intent.tenant.as_str(),
+                    claim.key,
+                    claim.request_hash,
+                    intent.id.to_string(),
+                    time_text(intent.created_at)
+                ],
+            )
+            .map_err(|e| sqlite_err(&e))?;
+            tx.commit().map_err(|e| sqlite_err(&e))?;
+            Ok(CreateOutcome::Created)
         })
         .await
     }
@@ -371,6 +499,7 @@ mod tests {
             updated_at: now,
             expires_at: now + Duration::minutes(15),
             outcome: None,
+            multipart_upload_id: None,
         }
     }
 
@@ -500,5 +629,129 @@ mod tests {
             }
         }
         assert_eq!(applied, 1);
+    }
+
+    fn claim(key: &str, hash: &str) -> IdempotencyClaim {
+        IdempotencyClaim {
+            key: key.into(),
+            request_hash: hash.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idempotency_key_returns_the_first_intent_and_refuses_another_request() {
+        let store = SqliteIntentStore::in_memory().unwrap();
+        let first = intent();
+        assert_eq!(
+            store
+                .create_idempotent(&first, &claim("k1", "h1"))
+                .await
+                .unwrap(),
+            CreateOutcome::Created
+        );
+        let stored = store.get(first.id).await.unwrap().unwrap();
+
+        let mut retry = intent();
+        retry.id = UploadId::generate();
+        assert_eq!(
+            store
+                .create_idempotent(&retry, &claim("k1", "h1"))
+                .await
+                .unwrap(),
+            CreateOutcome::Replayed(Box::new(stored))
+        );
+        assert_eq!(
+            store
+                .create_idempotent(&retry, &claim("k1", "h2"))
+                .await
+                .unwrap(),
+            CreateOutcome::KeyReused
+        );
+        // Neither the retry nor the refused request stored an intent.
+        assert!(store.get(retry.id).await.unwrap().is_none());
+
+        // Keys are per tenant: another tenant's same key is a new request.
+        let mut other = intent();
+        other.tenant = TenantId::new("globex").unwrap();
+        assert_eq!(
+            store
+                .create_idempotent(&other, &claim("k1", "h2"))
+                .await
+                .unwrap(),
+            CreateOutcome::Created
+        );
+
+        assert_eq!(
+            store
+                .forget_idempotency_keys(Utc::now() + Duration::seconds(1))
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            store
+                .create_idempotent(&retry, &claim("k1", "h2"))
+                .await
+                .unwrap(),
+            CreateOutcome::Created
+        );
+    }
+
+    #[tokio::test]
+    async fn overdue_pending_intents_are_listed_oldest_first() {
+        let store = SqliteIntentStore::in_memory().unwrap();
+        let now = Utc::now();
+        let mut ids = Vec::new();
+        for minutes in [-5, -10, 10] {
+            let mut made = intent();
+            made.id = UploadId::generate();
+            made.expires_at = now + Duration::minutes(minutes);
+            store.create(&made).await.unwrap();
+            ids.push(made.id);
+        }
+        let settled = {
+            let mut made = intent();
+            made.id = UploadId::generate();
+            made.expires_at = now - Duration::minutes(20);
+            store.create(&made).await.unwrap();
+            store
+                .transition(made.id, to(IntentState::Uploaded, &[IntentState::Pending]))
+                .await
+                .unwrap();
+            made.id
+        };
+        let overdue: Vec<_> = store
+            .pending_overdue(now, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(overdue, vec![ids[1], ids[0]]);
+        assert!(!overdue.contains(&settled));
+        assert_eq!(store.pending_overdue(now, 1).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_multipart_ids_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("intents.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE intents (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, purpose TEXT NOT NULL,
+                 declared_type TEXT NOT NULL, declared_size INTEGER NOT NULL, sha256 TEXT, filename TEXT,
+                 uploader TEXT, state TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+                 expires_at TEXT NOT NULL, outcome TEXT);",
+            )
+            .unwrap();
+        }
+        let store = SqliteIntentStore::open(&path).unwrap();
+        let mut made = intent();
+        made.multipart_upload_id = Some("mpu-1".into());
+        store.create(&made).await.unwrap();
+        let stored = store.get(made.id).await.unwrap().unwrap();
+        assert_eq!(stored.multipart_upload_id.as_deref(), Some("mpu-1"));
+        assert_eq!(stored.filename, made.filename);
     }
 }

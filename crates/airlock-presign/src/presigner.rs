@@ -488,6 +488,30 @@ impl Presigner {
         self.presign("POST", bucket, Some(key), &query, headers, expires_in, now)
     }
 
+    /// A presigned `AbortMultipartUpload` (`DELETE ?uploadId=...`).
+    pub fn presign_abort_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        expires_in: Option<Duration>,
+        now: DateTime<Utc>,
+    ) -> Result<PresignedRequest, PresignError> {
+        if upload_id.is_empty() {
+            return Err(PresignError::UploadId);
+        }
+        let query = [("uploadId", uri_encode(upload_id, false))];
+        self.presign(
+            "DELETE",
+            bucket,
+            Some(key),
+            &query,
+            Vec::new(),
+            expires_in,
+            now,
+        )
+    }
+
     /// A presigned `GetObject` (signed header `host` only).
     pub fn presign_get(
         &self,
