@@ -100,6 +100,18 @@ export function methodFor(size, threshold, singleMethod) {
   return singleMethod === 'post' ? 'post' : 'put'
 }
 
+const MIB = 1024 * 1024
+const MAX_PARTS = 10_000
+
+/**
+ * The part size the server signs a multipart upload of `size` bytes for: its configured part
+ * size, grown in whole MiB when the file would otherwise need more than 10,000 parts.
+ */
+export function partSizeFor(size, minPartSize) {
+  const needed = Math.ceil(Math.ceil(size / MAX_PARTS) / MIB) * MIB
+  return Math.max(needed, minPartSize)
+}
+
 /**
  * Checks that the part the uploader cut matches the part the server signed (its size is part
  * of the signature, so any other size would be refused by the bucket).

@@ -11,6 +11,7 @@ import {
   formatSize,
   methodFor,
   parseProblem,
+  partSizeFor,
   readHash,
   stillValid,
   toHex,
@@ -109,7 +110,7 @@ uppy.use(AwsS3, {
   limit: 4,
   shouldUseMultipart: (file) => usesMultipart(file.size, config.multipartThreshold),
   // The server signs each part for its size, so the parts are cut exactly as it cuts them.
-  getChunkSize: () => config.partSize,
+  getChunkSize: (file) => partSizeFor(file.size, config.partSize),
 
   async getUploadParameters(file, { signal } = {}) {
     const record = uploads.get(file.id)

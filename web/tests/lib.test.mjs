@@ -10,6 +10,7 @@ import {
   methodFor,
   parseProblem,
   parseS3Error,
+  partSizeFor,
   readHash,
   stillValid,
   toHex,
@@ -75,6 +76,15 @@ test('multipart from the threshold on, otherwise the chosen single-request metho
   assert.equal(methodFor(10, threshold, 'put'), 'put')
   assert.equal(methodFor(10, threshold, 'anything'), 'put')
   assert.equal(methodFor(threshold, threshold, 'post'), 'multipart')
+})
+
+test('parts are cut as the server cuts them: its part size, grown past 10,000 parts', () => {
+  const mib = 1024 * 1024
+  assert.equal(partSizeFor(200 * mib, 8 * mib), 8 * mib)
+  assert.equal(partSizeFor(10_000 * 8 * mib, 8 * mib), 8 * mib)
+  // One byte more would need 10,001 parts of 8 MiB: the part grows to 9 MiB.
+  assert.equal(partSizeFor(10_000 * 8 * mib + 1, 8 * mib), 9 * mib)
+  assert.equal(partSizeFor(1, 8 * mib), 8 * mib)
 })
 
 test('a part cut to another size than signed is refused before it is sent', () => {
