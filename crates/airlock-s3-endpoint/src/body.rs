@@ -271,3 +271,98 @@ impl AsyncRead for VerifiedBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use sha2::{Digest as _, Sha256 as Sha256Hasher};
+
+    use super::*;
+
+    struct Chunks(VecDeque<Bytes>);
+
+    impl Stream for Chunks {
+        type Item = io::Result<Bytes>;
+
+        fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            Poll::Ready(self.0.pop_front().map(Ok))
+        }
+    }
+
+    fn blob(chunks: &[&[u8]]) -> StreamingBlob {
+        StreamingBlob::wrap(Chunks(
+            chunks.iter().map(|c| Bytes::copy_from_slice(c)).collect(),
+        ))
+    }
+
+    async fn read(
+        chunks: &[&[u8]],
+        declared: u64,
+        announced: Announced,
+    ) -> Result<(Vec<u8>, Received), S3Error> {
+        let mut body = VerifiedBody::new(blob(chunks), declared, announced, None)?;
+        let mut out = Vec::new();
+        match tokio::io::copy(&mut body, &mut out).await {
+            Ok(_) => Ok((out, body.received().unwrap())),
+            Err(_) => Err(body.failure().unwrap()),
+        }
+    }
+
+    fn sha256_b64(data: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(Sha256Hasher::digest(data))
+    }
+
+    #[tokio::test]
+    async fn a_body_of_the_declared_length_and_checksum_is_received() {
+        let announced = Announced {
+            sha256: Some(sha256_b64(b"hello world")),
+            ..Announced::default()
+        };
+        let (bytes, received) = read(&[b"hello", b" ", b"world"], 11, announced)
+            .await
+            .unwrap();
+        assert_eq!(bytes, b"hello world");
+        assert_eq!(
+            hex::encode(received.md5),
+            "5eb63bbbe01eeed093cb22bb8f5acdc3"
+        );
+        assert_eq!(
+            received.checksums.checksum_sha256,
+            Some(sha256_b64(b"hello world"))
+        );
+    }
+
+    #[tokio::test]
+    async fn short_long_and_mismatched_bodies_fail_at_the_read() {
+        let short = read(&[b"hello"], 6, Announced::default())
+            .await
+            .unwrap_err();
+        assert_eq!(short.code(), &S3ErrorCode::IncompleteBody);
+        assert!(short.message().unwrap().contains("5 bytes"), "{short:?}");
+        let long = read(&[b"hello", b"!!"], 6, Announced::default())
+            .await
+            .unwrap_err();
+        assert_eq!(long.code(), &S3ErrorCode::IncompleteBody);
+
+        let wrong_sha = Announced {
+            sha256: Some(sha256_b64(b"other")),
+            ..Announced::default()
+        };
+        let bad = read(&[b"hello"], 5, wrong_sha).await.unwrap_err();
+        assert_eq!(bad.code(), &S3ErrorCode::BadDigest);
+
+        let wrong_md5 = Announced {
+            content_md5: Some(base64::engine::general_purpose::STANDARD.encode([0u8; 16])),
+            ..Announced::default()
+        };
+        let bad = read(&[b"hello"], 5, wrong_md5).await.unwrap_err();
+        assert_eq!(bad.code(), &S3ErrorCode::BadDigest);
+
+        let unknown = Announced {
+            algorithm: Some(ChecksumAlgorithm::from("MD4".to_owned())),
+            ..Announced::default()
+        };
+        assert!(VerifiedBody::new(blob(&[]), 0, unknown, None).is_err());
+    }
+}
