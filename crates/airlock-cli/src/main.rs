@@ -28,6 +28,9 @@ enum LogFormat {
 enum Command {
     /// Replay fixture cases or captured events through the pipeline on this machine.
     Replay(airlock_embedded::replay::ReplayArgs),
+    /// The whole product on this machine: upload API, S3 endpoint, pipeline, clamd, upload
+    /// page; `airlock dev token` mints a development token.
+    Dev(Box<airlock_dev::DevArgs>),
     /// Uploads whose promote or quarantine failed after every retry: list them, retry them.
     #[command(subcommand)]
     DeadLetters(airlock_embedded::dead_letters::DeadLettersCommand),
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Replay(args) => airlock_embedded::replay::run(args).await,
+            Command::Dev(args) => airlock_dev::run(*args).await,
             Command::DeadLetters(command) => airlock_embedded::dead_letters::run(command).await,
             Command::Media(_) => unreachable!("handled before the runtime starts"),
             Command::Bench(BenchCommand::Scan(args)) => {

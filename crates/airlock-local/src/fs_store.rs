@@ -21,7 +21,7 @@ use airlock_core::ports::{
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 /// Where temporary files go; no key may start with it.
 const TMP_DIR: &str = ".airlock-tmp";
@@ -268,6 +268,42 @@ impl FsStore {
                 .map_err(|e| backend(key, e))?;
         }
         Ok(())
+    }
+
+    /// Writes an object from a stream, however large, in memory bounded by a buffer: the
+    /// bytes go to a temporary file that is flushed and synced, then put in place as
+    /// [`ObjectWriter::put`] does (renamed, or hard-linked for [`WriteMode::CreateOnly`]).
+    ///
+    /// The object is put in place only once `reader` reached its end without error, so a
+    /// reader that fails, at any point up to and including its end (a body cut short, a
+    /// checksum found wrong after the last byte), leaves nothing behind and replaces
+    /// nothing. Its error is the `source` of the [`StoreError::Backend`] returned.
+    ///
+    /// `content_type` is accepted for symmetry with `put`: this store keeps no content
+    /// types.
+    pub async fn put_stream<R>(
+        &self,
+        key: &str,
+        reader: &mut R,
+        _content_type: &str,
+        mode: WriteMode,
+    ) -> Result<ObjectMeta, StoreError>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+    {
+        self.path_of(key)?;
+        let temp = self.temp_file();
+        let file = tokio::fs::File::create(&temp.path)
+            .await
+            .map_err(|e| backend(key, e))?;
+        let mut out = tokio::io::BufWriter::with_capacity(STREAM_BUFFER, file);
+        tokio::io::copy(reader, &mut out)
+            .await
+            .map_err(|e| backend(key, e))?;
+        out.flush().await.map_err(|e| backend(key, e))?;
+        let meta = Self::finish_temp(key, out.into_inner()).await?;
+        self.install(key, temp, mode).await?;
+        Ok(meta)
     }
 
     /// Opens the object at `key`, checking it is `version` when one is given. The check is
@@ -629,6 +665,125 @@ mod tests {
         assert_eq!(winners.len(), 1);
         let bytes = store.read_range("q/contended", None, 0, 100).await.unwrap();
         assert_eq!(bytes, vec![winners[0]; 64]);
+    }
+
+    /// A reader that yields `data`, then fails instead of ending (as a body whose checksum
+    /// turns out wrong after its last byte does).
+    struct FailsAtEnd {
+        data: std::io::Cursor<Vec<u8>>,
+    }
+
+    impl AsyncRead for FailsAtEnd {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let before = buf.filled().len();
+            match std::pin::Pin::new(&mut self.data).poll_read(cx, buf) {
+                std::task::Poll::Ready(Ok(())) if buf.filled().len() == before => {
+                    std::task::Poll::Ready(Err(std::io::Error::other("bad digest")))
+                }
+                other => other,
+            }
+        }
+    }
+
+    fn temp_count(store: &FsStore) -> usize {
+        std::fs::read_dir(store.root().join(TMP_DIR))
+            .unwrap()
+            .count()
+    }
+
+    #[tokio::test]
+    async fn put_stream_installs_only_a_stream_that_ends_cleanly() {
+        let (_dir, store) = store();
+        let big: Vec<u8> = (0..3 * STREAM_BUFFER + 17)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
+        let meta = store
+            .put_stream(
+                "incoming/big",
+                &mut big.as_slice(),
+                "application/octet-stream",
+                WriteMode::CreateOnly,
+            )
+            .await
+            .unwrap();
+        assert_eq!(meta.size, big.len() as u64);
+        assert_eq!(
+            store.head("incoming/big").await.unwrap().unwrap().version,
+            meta.version
+        );
+        assert_eq!(
+            store
+                .read_range("incoming/big", None, 0, u64::MAX)
+                .await
+                .unwrap(),
+            big
+        );
+
+        // A failing reader leaves no object and no temporary file.
+        let mut failing = FailsAtEnd {
+            data: std::io::Cursor::new(b"almost".to_vec()),
+        };
+        let err = store
+            .put_stream(
+                "incoming/new",
+                &mut failing,
+                "text/plain",
+                WriteMode::Overwrite,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Backend { .. }), "{err}");
+        assert!(store.head("incoming/new").await.unwrap().is_none());
+        // ... nor replaces an existing one.
+        let mut failing = FailsAtEnd {
+            data: std::io::Cursor::new(b"other".to_vec()),
+        };
+        store
+            .put_stream(
+                "incoming/big",
+                &mut failing,
+                "text/plain",
+                WriteMode::Overwrite,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            store.head("incoming/big").await.unwrap().unwrap().version,
+            meta.version
+        );
+        assert_eq!(temp_count(&store), 0);
+
+        // Create-only refuses a taken key, keeping the object.
+        let err = store
+            .put_stream(
+                "incoming/big",
+                &mut b"x".as_slice(),
+                "text/plain",
+                WriteMode::CreateOnly,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err}");
+        assert_eq!(
+            store.head("incoming/big").await.unwrap().unwrap().version,
+            meta.version
+        );
+        assert_eq!(temp_count(&store), 0);
+        assert!(matches!(
+            store
+                .put_stream(
+                    "../x",
+                    &mut b"x".as_slice(),
+                    "text/plain",
+                    WriteMode::Overwrite
+                )
+                .await,
+            Err(StoreError::InvalidKey { .. })
+        ));
     }
 
     #[test]
