@@ -263,6 +263,8 @@ uppy.on('upload-error', (file, error) => {
   if (!record) return
   record.phase = 'error'
   record.error = uploadErrorMessage(error)
+  // A refusal of the request itself (bad size, type, purpose) will not pass on a retry.
+  record.retryable = !(error instanceof ApiError && error.status < 500 && ![408, 409, 429].includes(error.status))
   render(record)
 })
 
@@ -374,7 +376,7 @@ function render(record) {
   }
 
   const parts = [head]
-  if (!status || !FINAL_STATES.has(status.state)) {
+  if ((!status || !FINAL_STATES.has(status.state)) && record.phase !== 'error') {
     const percent = Math.round(record.progress * 100)
     parts.push(
       el('progress', {
@@ -389,7 +391,7 @@ function render(record) {
   if (record.error) {
     parts.push(el('p', { class: 'upload-error', role: 'alert', 'data-field': 'error', text: record.error }))
   }
-  if (record.phase === 'error' && !status) {
+  if (record.phase === 'error' && record.retryable && !status) {
     const retry = el('button', { type: 'button', class: 'link', 'data-action': 'retry', text: `Retry ${record.name}` })
     retry.addEventListener('click', () => {
       record.error = null

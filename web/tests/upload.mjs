@@ -1,8 +1,10 @@
 // End-to-end test of the upload page: starts `airlock dev` (API, S3-compatible endpoint,
 // pipeline with a real clamd), opens the page it serves in headless Chromium, and uploads
-// through it a JPEG photo (PUT), the EICAR test file (POST form) and a 200 MiB text file
-// (multipart). Checks what the page shows against the API: the photo READY with its
-// variants loaded, EICAR QUARANTINED as infected, the large file READY with its size.
+// through it a JPEG photo (PUT), the EICAR test file (POST form), a 200 MiB text file
+// (multipart) and an empty file (which the API refuses). Checks what the page shows against
+// the API: the photo READY with its variants loaded, EICAR QUARANTINED as infected, the large
+// file READY with its size, the refusal's problem detail; and what the page asked the API
+// for (method, SHA-256 of single-request uploads, one Idempotency-Key per file).
 // Saves a screenshot of the page to docs/upload-page.png.
 //
 // Environment: AIRLOCK_BIN (default target/debug/airlock), CHROMIUM (default
@@ -10,6 +12,7 @@
 
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { createHash } from 'node:crypto'
 import { createWriteStream, existsSync } from 'node:fs'
 import fs from 'node:fs/promises'
 import os from 'node:os'
@@ -23,6 +26,7 @@ const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium'
 const webDir = path.join(root, 'web', 'dist')
 const screenshotPath = path.resolve(root, process.env.AIRLOCK_SCREENSHOT ?? 'docs/upload-page.png')
 const photoFixture = path.join(root, 'fixtures', 'objects', 'camera-photo.jpg')
+const emptyFixture = path.join(root, 'fixtures', 'objects', 'empty.txt')
 
 // Guards against a hang, not measurements: each is far above what a run takes.
 const READY_TIMEOUT_MS = 120_000
@@ -190,6 +194,14 @@ async function run(tmp, cleanups) {
   page.on('console', (msg) => {
     if (msg.type() === 'error') consoleErrors.push(msg.text())
   })
+  // What the page asks the API to create, by file name.
+  const creates = new Map()
+  page.on('request', (request) => {
+    if (request.method() === 'POST' && new URL(request.url()).pathname === '/uploads') {
+      const body = JSON.parse(request.postData() ?? 'null')
+      creates.set(body?.filename, { body, idempotencyKey: request.headers()['idempotency-key'] })
+    }
+  })
   const context = () =>
     [pageErrors.length ? `page errors:\n${pageErrors.join('\n')}` : '',
       consoleErrors.length ? `console errors:\n${consoleErrors.join('\n')}` : '',
@@ -211,10 +223,10 @@ async function run(tmp, cleanups) {
     await page.setInputFiles('#file-input', photoFixture)
     await page.selectOption('#purpose', 'attachment')
     await page.selectOption('#single-method', 'post')
-    await page.setInputFiles('#file-input', [eicarFile, largeFile])
+    await page.setInputFiles('#file-input', [eicarFile, largeFile, emptyFixture])
     const listed = await page.locator('li[data-upload]').count()
-    if (listed !== 3) {
-      fail(`the page lists ${listed} files after picking 3: ${await page.locator('#page-error').textContent()}`)
+    if (listed !== 4) {
+      fail(`the page lists ${listed} files after picking 4: ${await page.locator('#page-error').textContent()}`)
     }
     await page.click('#upload-button')
 
@@ -274,6 +286,51 @@ async function run(tmp, cleanups) {
     }
     console.log(`ok: ${largeName} READY (multipart), ${LARGE_SIZE} bytes`)
 
+    // An empty file: the API refuses it, and the page shows the problem's own detail.
+    const emptyName = path.basename(emptyFixture)
+    const refused = await settledRow(page, emptyName)
+    expectState(emptyName, refused, 'error')
+    const emptyCreate = creates.get(emptyName)
+    if (!emptyCreate) fail(`${emptyName}: the page never asked the API to create it`)
+    const direct = await fetch(`${ready.api}/uploads`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ready.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(emptyCreate.body),
+    })
+    const problem = await direct.json()
+    if (direct.ok || typeof problem.detail !== 'string') {
+      fail(`${emptyName}: expected the API to refuse it with a problem, got ${direct.status} ${JSON.stringify(problem)}`)
+    }
+    if (!refused.error?.includes(problem.detail)) {
+      fail(`${emptyName}: the page shows ${JSON.stringify(refused.error)}, not the API's detail ${JSON.stringify(problem.detail)}`)
+    }
+    console.log(`ok: ${emptyName} refused, the page shows: ${refused.error}`)
+
+    // What the page asked for: the method, the size, the SHA-256 of single-request uploads,
+    // and a key of its own per file so a retried create is the same upload.
+    const sha256 = async (file) => createHash('sha256').update(await fs.readFile(file)).digest('hex')
+    const expected = [
+      [photoFixture, 'photo', 'image/jpeg', 'put', await sha256(photoFixture)],
+      [eicarFile, 'attachment', 'text/plain', 'post', await sha256(eicarFile)],
+      [largeFile, 'attachment', 'text/plain', 'multipart', undefined],
+    ]
+    const keys = new Set()
+    for (const [file, purpose, contentType, method, digest] of expected) {
+      const name = path.basename(file)
+      const { size } = await fs.stat(file)
+      const create = creates.get(name)
+      const got = create?.body
+      if (!got || got.purpose !== purpose || got.contentType !== contentType || got.method !== method
+        || got.size !== size || got.sha256 !== digest) {
+        fail(`${name}: the page asked for ${JSON.stringify(got)}, expected purpose ${purpose}, ${contentType}, ${method}, ${size} bytes, sha256 ${digest}`)
+      }
+      if (!create.idempotencyKey || keys.has(create.idempotencyKey)) {
+        fail(`${name}: Idempotency-Key ${JSON.stringify(create.idempotencyKey)} missing or shared with another file`)
+      }
+      keys.add(create.idempotencyKey)
+    }
+    console.log('ok: create requests carry the method, size, SHA-256 (single requests) and one Idempotency-Key per file')
+
     if (pageErrors.length > 0) fail(`the page threw:\n${pageErrors.join('\n')}`)
 
     await fs.mkdir(path.dirname(screenshotPath), { recursive: true })
@@ -317,7 +374,7 @@ async function main() {
     console.error(`upload page test: FAILED: ${failure instanceof TestFailure ? failure.message : failure.stack}`)
     process.exitCode = 1
   } else {
-    console.log('upload page test: 3 passed, 0 failed')
+    console.log('upload page test: 5 passed, 0 failed')
   }
 }
 
