@@ -95,6 +95,10 @@ async function createIntent(file, method, signal) {
   record.key = intent.key
   record.method = intent.method
   render(record)
+  if (record.cancelled && intent.method !== 'multipart') {
+    // Cancelled while this request was on its way: give the new intent up at once.
+    giveUp(intent.uploadId).then(() => pollUntilFinal(record), () => {})
+  }
   return intent
 }
 
@@ -180,14 +184,31 @@ uppy.use(AwsS3, {
   },
 
   async abortMultipartUpload(file, { uploadId }) {
-    try {
-      await api('DELETE', `/uploads/${encodeURIComponent(uploadId)}`)
-    } catch (err) {
-      // 409: the upload is no longer PENDING, so there is nothing left to abort.
-      if (!(err instanceof ApiError && err.status === 409)) throw err
-    }
+    await giveUp(uploadId)
+    const record = uploads.get(file.id)
+    if (record) pollUntilFinal(record)
   },
 })
+
+/** DELETE /uploads/{id}: the intent becomes EXPIRED (and a multipart upload is aborted). */
+async function giveUp(uploadId) {
+  try {
+    await api('DELETE', `/uploads/${encodeURIComponent(uploadId)}`)
+  } catch (err) {
+    // 409: the upload is no longer PENDING, so there is nothing left to give up.
+    if (!(err instanceof ApiError && err.status === 409)) throw err
+  }
+}
+
+/** Stops a file's upload; the API is told, so the intent ends EXPIRED rather than waiting. */
+function cancel(record) {
+  record.cancelled = true
+  record.phase = 'cancelling'
+  render(record)
+  // Uppy aborts the transfer; for a multipart upload its abortMultipartUpload hook tells the
+  // API, for a single request the 'file-removed' handler does.
+  uppy.removeFile(record.fileId)
+}
 
 uppy.on('s3-multipart:part-uploaded', (file, part) => {
   uploads.get(file.id)?.uploadedParts.set(part.PartNumber, part.ETag)
@@ -225,13 +246,20 @@ uppy.on('file-removed', (file) => {
   if (record && record.phase === 'waiting') {
     record.row?.remove()
     uploads.delete(file.id)
+  } else if (record?.cancelled && record.uploadId && record.method !== 'multipart') {
+    giveUp(record.uploadId)
+      .then(() => pollUntilFinal(record))
+      .catch((err) => {
+        record.error = `cancelling failed: ${uploadErrorMessage(err)}`
+        render(record)
+      })
   }
   updateUploadButton()
 })
 
 uppy.on('upload-progress', (file, progress) => {
   const record = file && uploads.get(file.id)
-  if (!record) return
+  if (!record || record.cancelled) return
   record.phase = 'uploading'
   if (progress.bytesTotal) record.progress = progress.bytesUploaded / progress.bytesTotal
   render(record)
@@ -260,7 +288,7 @@ uppy.on('upload-success', (file) => {
 
 uppy.on('upload-error', (file, error) => {
   const record = file && uploads.get(file.id)
-  if (!record) return
+  if (!record || record.cancelled) return
   record.phase = 'error'
   record.error = uploadErrorMessage(error)
   // A refusal of the request itself (bad size, type, purpose) will not pass on a retry.
@@ -326,6 +354,7 @@ function el(tag, attrs = {}, ...children) {
 const PHASE_LABELS = {
   waiting: 'Waiting to upload',
   uploading: 'Uploading',
+  cancelling: 'Cancelling',
   uploaded: 'Uploaded, waiting for the check',
   error: 'Upload failed',
 }
@@ -398,6 +427,11 @@ function render(record) {
       uppy.retryUpload(record.fileId).catch((err) => showPageError(`${record.name}: ${err?.message ?? err}`))
     })
     parts.push(retry)
+  }
+  if (record.phase === 'uploading' && !status) {
+    const stop = el('button', { type: 'button', class: 'link', 'data-action': 'cancel', text: `Cancel ${record.name}` })
+    stop.addEventListener('click', () => cancel(record))
+    parts.push(stop)
   }
   if (record.phase === 'waiting') {
     const remove = el('button', { type: 'button', class: 'link', text: `Remove ${record.name}` })

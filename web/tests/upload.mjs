@@ -1,11 +1,12 @@
 // End-to-end test of the upload page: starts `airlock dev` (API, S3-compatible endpoint,
 // pipeline with a real clamd), opens the page it serves in headless Chromium, and uploads
 // through it a JPEG photo (PUT), the EICAR test file (POST form), a 200 MiB text file
-// (multipart) and an empty file (which the API refuses). Checks what the page shows against
-// the API: the photo READY with its variants loaded, EICAR QUARANTINED as infected, the large
-// file READY with its size, the refusal's problem detail; and what the page asked the API
-// for (method, SHA-256 of single-request uploads, one Idempotency-Key per file).
-// Saves a screenshot of the page to docs/upload-page.png.
+// (multipart), an empty file (which the API refuses) and a multipart upload cancelled in
+// flight. Checks what the page shows against the API: the photo READY with its variants
+// loaded, EICAR QUARANTINED as infected, the large file READY with its size, the refusal's
+// problem detail, the cancelled upload EXPIRED; and what the page asked the API for
+// (method, SHA-256 of single-request uploads, one Idempotency-Key per file). Saves a
+// screenshot of the page to docs/upload-page.png.
 //
 // Environment: AIRLOCK_BIN (default target/debug/airlock), CHROMIUM (default
 // /usr/bin/chromium), AIRLOCK_SCREENSHOT (default docs/upload-page.png).
@@ -331,6 +332,43 @@ async function run(tmp, cleanups) {
     }
     console.log('ok: create requests carry the method, size, SHA-256 (single requests) and one Idempotency-Key per file')
 
+    // Cancelling a multipart upload in flight: its part requests are held back until the
+    // Cancel button is pressed, so the cancel always lands mid-upload. The page tells the
+    // API, which aborts the multipart upload and ends the intent EXPIRED.
+    const config = await (await fetch(`${ready.api}/config`)).json()
+    const cancelFile = path.join(tmp, 'cancelled-notes.txt')
+    await writeTextFile(cancelFile, config.multipartThreshold)
+    const cancelName = path.basename(cancelFile)
+    const s3Origin = new URL(ready.s3).origin
+    const held = []
+    let partHeld
+    const firstPartHeld = new Promise((resolve) => {
+      partHeld = resolve
+    })
+    await page.route(
+      (url) => url.origin === s3Origin && url.searchParams.has('partNumber'),
+      (route) => {
+        held.push(route)
+        partHeld()
+      },
+    )
+    await page.selectOption('#purpose', 'attachment')
+    await page.setInputFiles('#file-input', cancelFile)
+    await page.click('#upload-button')
+    const heldTimeout = new Promise((resolve) => setTimeout(resolve, 30_000, 'timeout'))
+    if ((await Promise.race([firstPartHeld, heldTimeout])) === 'timeout') {
+      fail(`${cancelName}: no part upload started within 30 s`)
+    }
+    await page.click(`li[data-upload][data-name="${cancelName}"] [data-action="cancel"]`)
+    const cancelled = await settledRow(page, cancelName)
+    for (const route of held) await route.abort().catch(() => {})
+    await page.unrouteAll({ behavior: 'ignoreErrors' })
+    expectState(cancelName, cancelled, 'EXPIRED')
+    if (cancelled.method !== 'multipart') fail(`${cancelName}: sent by ${cancelled.method}, expected multipart`)
+    const cancelStatus = await apiStatus(ready, cancelled.uploadId)
+    if (cancelStatus.state !== 'EXPIRED') fail(`${cancelName}: the API says ${cancelStatus.state}, expected EXPIRED`)
+    console.log(`ok: ${cancelName} cancelled mid-upload (${held.length} part requests held), EXPIRED`)
+
     if (pageErrors.length > 0) fail(`the page threw:\n${pageErrors.join('\n')}`)
 
     await fs.mkdir(path.dirname(screenshotPath), { recursive: true })
@@ -374,7 +412,7 @@ async function main() {
     console.error(`upload page test: FAILED: ${failure instanceof TestFailure ? failure.message : failure.stack}`)
     process.exitCode = 1
   } else {
-    console.log('upload page test: 5 passed, 0 failed')
+    console.log('upload page test: 6 passed, 0 failed')
   }
 }
 
