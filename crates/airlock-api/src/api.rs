@@ -31,6 +31,8 @@ const MIB: u64 = 1024 * 1024;
 const MAX_FILENAME_CHARS: usize = 255;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 const MAX_ETAG: usize = 1024;
+/// Part URLs signed into a create answer; the rest come from `GET /uploads/{id}/parts/{n}`.
+const MAX_INLINE_PARTS: u64 = 1000;
 
 /// How the API signs and sizes uploads.
 #[derive(Debug, Clone)]
@@ -156,6 +158,8 @@ struct CreateResponse {
     fields: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     part_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    part_count: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     parts: Option<Vec<PartUrl>>,
     expires_at: DateTime<Utc>,
@@ -737,18 +741,21 @@ impl Api {
             headers: None,
             fields: None,
             part_size: None,
+            part_count: None,
             parts: None,
             expires_at: now,
         };
         match (method, &intent.multipart_upload_id) {
             (UploadMethod::Multipart, Some(_)) => {
                 let (part_size, count) = part_layout(intent.declared_size, self.config.part_size);
-                let parts = (1..=count)
+                // A Lambda answer holds at most 6 MB: later parts are signed on request.
+                let parts = (1..=count.min(MAX_INLINE_PARTS))
                     .map(|n| self.sign_part(intent, n, now))
                     .collect::<Result<Vec<_>, _>>()?;
                 response.expires_at = parts.first().map_or(now, |p| p.expires_at);
                 response.url = format!("/uploads/{}/complete", intent.id);
                 response.part_size = Some(part_size);
+                response.part_count = Some(count);
                 response.parts = Some(parts);
             }
             (UploadMethod::Post, _) => {

@@ -74,6 +74,10 @@ fn start() -> DateTime<Utc> {
 }
 
 fn harness() -> Harness {
+    harness_with(Policies::builtin())
+}
+
+fn harness_with(policies: Policies) -> Harness {
     let intents = Arc::new(SqliteIntentStore::in_memory().unwrap());
     let multipart = Arc::new(RecordedMultipart::default());
     let clock = Arc::new(FixedClock(Mutex::new(start())));
@@ -84,7 +88,7 @@ fn harness() -> Harness {
     .unwrap();
     let api = Api::new(
         ApiConfig::new("uploads"),
-        Arc::new(Policies::builtin()),
+        Arc::new(policies),
         intents.clone(),
         Arc::new(presigner),
         multipart.clone(),
@@ -269,6 +273,7 @@ async fn large_files_go_in_signed_parts_that_can_be_signed_again_completed_and_a
     assert_eq!(reply.body["partSize"], 8 * MIB);
     let parts = reply.body["parts"].as_array().unwrap();
     assert_eq!(parts.len(), 26);
+    assert_eq!(reply.body["partCount"], 26);
     assert_eq!(parts[25]["size"], 5);
     let id = reply.body["uploadId"].as_str().unwrap().to_owned();
     let url = parts[3]["url"].as_str().unwrap();
@@ -723,4 +728,34 @@ async fn the_config_route_needs_no_token() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body["purposes"]["avatar"]["maxSize"], 10 * MIB);
     assert_eq!(reply.body["multipartThreshold"], 100 * MIB);
+}
+
+#[tokio::test]
+async fn a_huge_upload_gets_larger_parts_and_its_later_part_urls_on_request() {
+    let h = harness_with(
+        Policies::from_toml(
+            "[purposes.archive]\nallowed_types = [\"application/zip\"]\nmax_size = \"100 GiB\"\n",
+        )
+        .unwrap(),
+    );
+    let size = 100 * 1024 * MIB;
+    let reply = h
+        .create(&json!({"purpose": "archive", "contentType": "application/zip", "size": size}))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    // 10,000 parts at most: 100 GiB needs parts of 11 MiB (10.24 rounded up).
+    assert_eq!(reply.body["partSize"], 11 * MIB);
+    let count = size.div_ceil(11 * MIB);
+    assert_eq!(reply.body["partCount"], count);
+    assert_eq!(reply.body["parts"].as_array().unwrap().len(), 1000);
+    let id = reply.body["uploadId"].as_str().unwrap();
+    let last = h
+        .call(
+            Method::GET,
+            &format!("/uploads/{id}/parts/{count}"),
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(last.status, StatusCode::OK, "{}", last.body);
+    assert_eq!(last.body["size"], size - (count - 1) * 11 * MIB);
 }
