@@ -6,10 +6,11 @@
 // loaded, EICAR QUARANTINED as infected, the large file READY with its size, the refusal's
 // problem detail, the cancelled upload EXPIRED; and what the page asked the API for
 // (method, SHA-256 of single-request uploads, one Idempotency-Key per file). Saves a
-// screenshot of the page to docs/upload-page.png.
+// screenshot of the page to target/upload-page.png (set AIRLOCK_SCREENSHOT=docs/upload-page.png
+// to refresh the one in the docs).
 //
 // Environment: AIRLOCK_BIN (default target/debug/airlock), CHROMIUM (default
-// /usr/bin/chromium), AIRLOCK_SCREENSHOT (default docs/upload-page.png).
+// /usr/bin/chromium), AIRLOCK_SCREENSHOT (default target/upload-page.png).
 
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -25,7 +26,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const binary = path.resolve(root, process.env.AIRLOCK_BIN ?? 'target/debug/airlock')
 const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium'
 const webDir = path.join(root, 'web', 'dist')
-const screenshotPath = path.resolve(root, process.env.AIRLOCK_SCREENSHOT ?? 'docs/upload-page.png')
+const screenshotPath = path.resolve(root, process.env.AIRLOCK_SCREENSHOT ?? 'target/upload-page.png')
 const photoFixture = path.join(root, 'fixtures', 'objects', 'camera-photo.jpg')
 const emptyFixture = path.join(root, 'fixtures', 'objects', 'empty.txt')
 
