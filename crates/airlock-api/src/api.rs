@@ -7,6 +7,7 @@ use std::time::Duration;
 use airlock_core::intent::{IntentState, UploadIntent};
 use airlock_core::keys::{Purpose, TRUSTED_PREFIX, UploadId, UploadKey};
 use airlock_core::policy::{Policies, UploadPolicy, normalize_type};
+use airlock_core::stages::error_chain;
 use airlock_core::ports::{
     Clock, CreateOutcome, IdempotencyClaim, IntentStore, IntentStoreError, Retry, Transition,
     TransitionResult,
@@ -270,18 +271,6 @@ fn multipart_problem(err: MultipartError) -> Problem {
             }
         }
     }
-}
-
-/// An error and its causes on one line, for logs (clients get only the problem's detail).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The parts a file of `size` bytes is cut into: the part size and the number of parts.
