@@ -1,27 +1,27 @@
-//! Baseline JPEGs decoded one MCU row at a time, each component straight into its own
-//! resize: the full-size image is never held.
+//! Baseline JPEGs decoded one MCU row at a time straight into a resize: the full-size
+//! image is never held.
 //!
 //! When no full-size original is wanted and the largest variant needs the whole
 //! resolution (less than a 2x shrink, so no DCT scaling applies), decoding the whole image
 //! first costs a buffer of width x height x 3 bytes written once and read once: on a
 //! 12-megapixel photograph 36 MB, whose first-touch page faults alone are a tenth of the
 //! job. Here each MCU row (8 or 16 image rows) is entropy-decoded, dequantized and
-//! inverse-transformed into a strip per component, and the strip's rows go to a
-//! [`RowResizer`] per component, which keeps only the window of rows its next output strip
-//! reads. Chroma is resized from its own, subsampled plane to the output size, so it is
-//! never upsampled to full size nor converted to RGB: the result is the largest variant as
-//! YCbCr (or grey), as the JPEG encoder wants it, and the resize has half the samples to
-//! filter.
+//! inverse-transformed into a strip per component, chroma is upsampled one image row at a
+//! time, and the interleaved rows go to a
+//! [`RowResizer`], which keeps only the window of rows its next output strip reads (a few
+//! hundred rows). Colour is never converted to RGB: the result is the largest variant as
+//! YCbCr (or grey), as the JPEG encoder wants it.
 //!
 //! Only the common case is handled: 8-bit Huffman-coded sequential frames (SOF0/SOF1) of
-//! one (grey) or three (YCbCr) components with integer sampling ratios, in one scan.
+//! one (grey) or three (YCbCr) components, chroma at most halved each way, in one scan.
 //! Anything else, and any inconsistency or damage (a missing restart marker, an invalid
 //! code, data that ends early), gives `None`, and the caller decodes the file the usual
 //! way, which is the reference for every feature and every error.
 //!
-//! The inverse DCT is libjpeg's accurate integer one (`jidctint.c`, 13-bit constants), so
+//! The inverse DCT is libjpeg's floating-point one (`jidctflt.c`, the AAN algorithm), so
 //! samples match libjpeg's and zune-jpeg's to within a level or two; it works on eight
-//! columns (then eight rows) at once so that it vectorises.
+//! columns (then eight rows) at once so that it vectorises. Chroma is upsampled as libjpeg
+//! does ("fancy": a triangle filter), with the last sample of a row repeated at the edge.
 
 use crate::MediaError;
 use crate::decode::Deadline;
@@ -359,9 +359,11 @@ fn read_setup(bytes: &[u8]) -> Option<Setup> {
         pos += 2 + length;
         match marker {
             0xC0 | 0xC1 if frame.is_none() => frame = Some(parse_frame(body)?),
-            // A second frame, or any other kind: progressive, lossless, arithmetic,
-            // hierarchical.
-            0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return None,
+            // A second frame, or any other kind (progressive, lossless, arithmetic,
+            // hierarchical); or SOI, EOI, RSTn before the scan.
+            0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF | 0xD0..=0xD9 => {
+                return None;
+            }
             0xC4 => parse_dht(body, &mut dc_tables, &mut ac_tables)?,
             0xDB => parse_dqt(body, &mut quant)?,
             0xDD => restart_interval = be16(body, 0)?,
@@ -378,7 +380,6 @@ fn read_setup(bytes: &[u8]) -> Option<Setup> {
                     scan_start: pos,
                 });
             }
-            0xD8 | 0xD9 | 0xD0..=0xD7 => return None,
             _ => {}
         }
     }
@@ -915,7 +916,7 @@ impl Upsampler {
                 } else {
                     let near_row = local / 2;
                     let near = &strip[near_row * c.stride..(near_row + 1) * c.stride];
-                    let far: &[u8] = if local % 2 == 0 {
+                    let far: &[u8] = if local.is_multiple_of(2) {
                         if near_row == 0 {
                             &self.above[index]
                         } else {
@@ -996,5 +997,174 @@ fn upsample_row(sums: &[u16], out: &mut [u8], halves: &mut (Vec<u8>, Vec<u8>)) {
     }
     if out.len() % 2 == 1 {
         out[out.len() - 1] = even[n - 1];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn deadline() -> Deadline {
+        Deadline::new(Duration::from_secs(30))
+    }
+
+    /// A detailed RGB (or grey) picture: gradients, a checker and hard edges.
+    fn picture(width: usize, height: usize, samples: usize) -> Vec<u8> {
+        (0..width * height * samples)
+            .map(|i| {
+                let (x, y, s) = ((i / samples) % width, i / samples / width, i % samples);
+                u8::try_from((x * 3 + y * 2 + s * 60 + (x / 7 + y / 5) % 2 * 40) % 256).unwrap()
+            })
+            .collect()
+    }
+
+    fn encode(
+        width: u16,
+        height: u16,
+        gray: bool,
+        sampling: jpeg_encoder::SamplingFactor,
+        restart: u16,
+    ) -> Vec<u8> {
+        let samples = if gray { 1 } else { 3 };
+        let data = picture(usize::from(width), usize::from(height), samples);
+        let mut out = Vec::new();
+        let mut encoder = jpeg_encoder::Encoder::new(&mut out, 90);
+        encoder.set_sampling_factor(sampling);
+        if restart > 0 {
+            encoder.set_restart_interval(restart);
+        }
+        let color = if gray {
+            jpeg_encoder::ColorType::Luma
+        } else {
+            jpeg_encoder::ColorType::Rgb
+        };
+        encoder.encode(&data, width, height, color).unwrap();
+        out
+    }
+
+    /// zune-jpeg's decode of the whole image, as YCbCr (or grey) samples.
+    fn zune(bytes: &[u8], gray: bool) -> Vec<u8> {
+        use zune_jpeg::zune_core::bytestream::ZCursor;
+        use zune_jpeg::zune_core::colorspace::ColorSpace;
+        use zune_jpeg::zune_core::options::DecoderOptions;
+        let space = if gray {
+            ColorSpace::Luma
+        } else {
+            ColorSpace::YCbCr
+        };
+        let options = DecoderOptions::default().jpeg_set_out_colorspace(space);
+        zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options)
+            .decode()
+            .unwrap()
+    }
+
+    fn decode(bytes: &[u8], size: (u32, u32)) -> Option<Raster> {
+        decode_resized(bytes, size, &mut Resampler::new(), &deadline()).unwrap()
+    }
+
+    #[test]
+    fn matches_zune_jpeg_across_layouts_sizes_and_restarts() {
+        use jpeg_encoder::SamplingFactor as S;
+        for (gray, sampling, (width, height), restart) in [
+            (false, S::F_2_2, (203, 117), 0),
+            (false, S::F_2_2, (64, 48), 0),
+            (false, S::F_2_2, (333, 97), 3),
+            (false, S::F_2_1, (201, 119), 0),
+            (false, S::F_2_1, (120, 80), 7),
+            (false, S::F_1_1, (131, 67), 0),
+            (false, S::F_1_1, (96, 40), 1),
+            (false, S::F_1_2, (97, 131), 2),
+            (true, S::F_1_1, (157, 93), 0),
+            (true, S::F_1_1, (77, 51), 5),
+        ] {
+            let what = format!("{sampling:?} gray {gray} {width}x{height} restart {restart}");
+            let bytes = encode(width, height, gray, sampling, restart);
+            let size = (u32::from(width), u32::from(height));
+            // A resize to the same size is the identity: the decode itself.
+            let ours = decode(&bytes, size).unwrap_or_else(|| panic!("{what}: not decoded"));
+            let expected = if gray {
+                Channels::Gray
+            } else {
+                Channels::YCbCr
+            };
+            assert_eq!(
+                (ours.width, ours.height, ours.channels),
+                (size.0, size.1, expected)
+            );
+            let reference = zune(&bytes, gray);
+            assert_eq!(ours.pixels.len(), reference.len(), "{what}");
+            let n = expected.count();
+            let w = usize::from(width);
+            for channel in 0..n {
+                let pairs = ours.pixels.iter().zip(&reference).skip(channel).step_by(n);
+                // In the last column, libjpeg (and this module) repeat the last chroma
+                // sample of the row; zune-jpeg interpolates towards the padding past it.
+                let worst = pairs
+                    .clone()
+                    .enumerate()
+                    .filter(|(i, _)| channel == 0 || i % w != w - 1)
+                    .map(|(_, (a, b))| a.abs_diff(*b))
+                    .max()
+                    .unwrap();
+                let ours: Vec<u8> = pairs.clone().map(|(a, _)| *a).collect();
+                let theirs: Vec<u8> = pairs.map(|(_, b)| *b).collect();
+                let mean = crate::jpeg_baseline::tests::mean_error(&ours, &theirs);
+                // Luma differs only by the transforms' rounding; chroma also by the
+                // upsamplers' rounding at the edges.
+                let (max_worst, max_mean) = if channel == 0 { (2, 0.1) } else { (4, 0.3) };
+                assert!(
+                    worst <= max_worst && mean < max_mean,
+                    "{what}, channel {channel}: up to {worst}, mean {mean}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_shrunk_decode_matches_resizing_the_whole_decode() {
+        let bytes = encode(401, 303, false, jpeg_encoder::SamplingFactor::F_2_2, 4);
+        let ours = decode(&bytes, (250, 189)).unwrap();
+        let whole = Raster::new(401, 303, Channels::YCbCr, zune(&bytes, false));
+        let expected = Resampler::new().resize(&whole, None, 250, 189).unwrap();
+        let worst = ours
+            .pixels
+            .iter()
+            .zip(&expected.pixels)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        let mean = crate::jpeg_baseline::tests::mean_error(&ours.pixels, &expected.pixels);
+        assert!(worst <= 3 && mean < 0.3, "up to {worst}, mean {mean}");
+    }
+
+    #[test]
+    fn anything_else_or_damaged_is_left_to_the_full_decoder() {
+        let bytes = encode(120, 90, false, jpeg_encoder::SamplingFactor::F_2_2, 2);
+        assert!(decode(&bytes, (60, 45)).is_some());
+        // Cut short: the data would run out.
+        assert!(decode(&bytes[..bytes.len() * 2 / 3], (60, 45)).is_none());
+        // A restart marker damaged.
+        let marker = bytes
+            .windows(2)
+            .position(|w| w == [0xFF, 0xD0])
+            .expect("restart markers");
+        let mut damaged = bytes.clone();
+        damaged[marker + 1] = 0x00;
+        assert!(decode(&damaged, (60, 45)).is_none());
+        // Larger than the image.
+        assert!(decode(&bytes, (121, 90)).is_none());
+        // Progressive.
+        let progressive = include_bytes!("../tests/fixtures/progressive-420.jpg");
+        assert!(decode(progressive, (60, 30)).is_none());
+        assert!(decode(b"GIF89a", (1, 1)).is_none());
+        // Out of time.
+        let spent = Deadline::new(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(1));
+        assert!(matches!(
+            decode_resized(&bytes, (60, 45), &mut Resampler::new(), &spent),
+            Err(MediaError::TimedOut(_))
+        ));
     }
 }
