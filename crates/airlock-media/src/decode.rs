@@ -24,6 +24,7 @@ use crate::color::{self, IccOutcome, PngGamma, SrgbTransform};
 use crate::encode::WebpAnimation;
 use crate::header::{Header, ImageFormat};
 use crate::jpeg_dc;
+use crate::jpeg_strips;
 use crate::options::{ColorProfile, Limits};
 use crate::raster::{self, Channels, Raster};
 use crate::resize::{Resampler, RowResizer};
@@ -316,6 +317,35 @@ fn jpeg_full_scale(bytes: &[u8], width: u32, height: u32, keep_ycbcr: bool) -> O
     let mut pixels = vec![0u8; len];
     decoder.decode_into(&mut pixels).ok()?;
     Some(Raster::new(width, height, channels, pixels))
+}
+
+/// Decodes a baseline JPEG that must be decoded at full scale straight into a resize to
+/// `size`, MCU row by MCU row (see [`jpeg_strips`]), when no colour profile has to be
+/// applied. `Ok(None)` when the file is not one that module decodes, or no such decode
+/// applies; decode it whole instead.
+pub(crate) fn jpeg_resized(
+    bytes: &[u8],
+    request: &Request<'_>,
+    size: (u32, u32),
+    resampler: &mut Resampler,
+) -> Result<Option<Streamed>, MediaError> {
+    let header = request.header;
+    let Some(layout) = header.jpeg else {
+        return Ok(None);
+    };
+    let full_scale = jpeg_scale(header.info.width, header.info.height, request.min_size) == 8;
+    let keep_ycbcr = header.icc.is_none() || request.color_profile == ColorProfile::Drop;
+    if layout.progressive || layout.precision != 8 || !full_scale || !keep_ycbcr {
+        return Ok(None);
+    }
+    let Some(raster) = jpeg_strips::decode_resized(bytes, size, resampler, &request.deadline)?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Streamed {
+        raster,
+        icc: header.icc.as_ref().map(|_| IccOutcome::Dropped),
+    }))
 }
 
 /// Runs `job` on its own thread and waits for it until the deadline.

@@ -54,6 +54,19 @@ impl<'a> Input<'a> {
         }
     }
 
+    /// A baseline JPEG decoded strip by strip into a resize, see [`decode::jpeg_resized`].
+    pub(crate) fn jpeg_resized(
+        self,
+        request: &Request<'_>,
+        size: (u32, u32),
+        resampler: &mut Resampler,
+    ) -> Result<Option<Streamed>, MediaError> {
+        match self {
+            Self::Bytes(bytes) => decode::jpeg_resized(bytes, request, size, resampler),
+            Self::PngFile(_) => Ok(None),
+        }
+    }
+
     /// A PNG decoded row by row into a resize, see [`decode::png_resized`].
     pub(crate) fn png_resized(
         self,

@@ -59,6 +59,7 @@ mod header;
 mod input;
 mod jpeg_baseline;
 mod jpeg_dc;
+mod jpeg_strips;
 mod options;
 mod pipeline;
 mod placeholder;

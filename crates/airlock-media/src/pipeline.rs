@@ -265,6 +265,9 @@ fn decode_shrunk(
         Some(size) if request.header.info.format == ImageFormat::Png => {
             input.png_resized(request, size, resampler)?
         }
+        Some(size) if request.header.info.format == ImageFormat::Jpeg => {
+            input.jpeg_resized(request, size, resampler)?
+        }
         _ => None,
     };
     let decoded = match streamed {

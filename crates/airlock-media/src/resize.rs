@@ -166,11 +166,11 @@ const STREAM_STRIP_ROWS: u32 = 64;
 /// by the shrink factor.
 const LANCZOS3_SUPPORT: f64 = 3.0;
 
-/// Source rows `first..last` that output rows `start..end` of a whole-image resize from
-/// `source_height` to `height` rows can read (with two rows to spare).
+/// Source rows `first..last` that output rows `start..end` of a whole-image resize of a
+/// `source_height` rows tall image, `scale` source rows to an output row, can read (with
+/// two rows to spare).
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-fn strip_source_rows(source_height: u32, height: u32, start: u32, end: u32) -> (u32, u32) {
-    let scale = f64::from(source_height) / f64::from(height);
+fn strip_source_rows(source_height: u32, scale: f64, start: u32, end: u32) -> (u32, u32) {
     let support = LANCZOS3_SUPPORT * scale.max(1.0) + 2.0;
     let top = f64::from(start) * scale - support;
     let bottom = f64::from(end) * scale + support;
@@ -202,7 +202,9 @@ impl Resampler {
         let fits = strips.iter().all(|&(_, end)| {
             end == height
                 || end as usize * out_row
-                    <= strip_source_rows(src_h, height, end, height).0 as usize * in_row
+                    <= strip_source_rows(src_h, f64::from(src_h) / f64::from(height), end, height).0
+                        as usize
+                        * in_row
         });
         if !fits {
             return self.resize(&source, None, width, height);
@@ -253,8 +255,14 @@ pub(crate) struct RowResizer<'r> {
     resampler: &'r mut Resampler,
     channels: Channels,
     source: (u32, u32),
+    /// Width and height of the source region resized, in source pixels: the whole source,
+    /// or a little less when the source's last column or row reaches past the image it
+    /// stands for (a JPEG's subsampled chroma plane of an odd-sized image).
+    extent: (f64, f64),
     width: u32,
     height: u32,
+    /// Output rows resampled per call.
+    strip_rows: u32,
     /// Source rows `window_top..window_top + rows`, packed.
     window: Vec<u8>,
     window_top: u32,
@@ -282,12 +290,31 @@ impl<'r> RowResizer<'r> {
         width: u32,
         height: u32,
     ) -> Self {
+        let extent = (f64::from(source.0), f64::from(source.1));
+        Self::with_extent(resampler, source, extent, channels, width, height)
+    }
+
+    /// A resize of the top left `extent` (at most `source`) of a `source` sized image.
+    pub(crate) fn with_extent(
+        resampler: &'r mut Resampler,
+        source: (u32, u32),
+        extent: (f64, f64),
+        channels: Channels,
+        width: u32,
+        height: u32,
+    ) -> Self {
+        let extent = (
+            extent.0.min(f64::from(source.0)),
+            extent.1.min(f64::from(source.1)),
+        );
         let mut resizer = Self {
             resampler,
             channels,
             source,
+            extent,
             width,
             height,
+            strip_rows: STREAM_STRIP_ROWS,
             window: Vec::new(),
             window_top: 0,
             received: 0,
@@ -300,18 +327,30 @@ impl<'r> RowResizer<'r> {
         resizer
     }
 
+    /// Resamples `rows` output rows per call instead of [`STREAM_STRIP_ROWS`]: fewer calls
+    /// (each computes its filter weights again) for a window of source rows that many
+    /// times larger.
+    pub(crate) fn with_strip_rows(mut self, rows: u32) -> Self {
+        self.strip_rows = rows.max(1);
+        let (first, last) = self.rows_for(0);
+        let rows = (last - first) as usize + 1;
+        self.window.reserve(rows * self.row_len());
+        self
+    }
+
     fn row_len(&self) -> usize {
         self.source.0 as usize * self.channels.count()
     }
 
     /// Output rows of the strip starting at output row `start`.
     fn strip_end(&self, start: u32) -> u32 {
-        start.saturating_add(STREAM_STRIP_ROWS).min(self.height)
+        start.saturating_add(self.strip_rows).min(self.height)
     }
 
     /// Source rows `first..last` the output strip starting at `start` can read.
     fn rows_for(&self, start: u32) -> (u32, u32) {
-        strip_source_rows(self.source.1, self.height, start, self.strip_end(start))
+        let scale = self.extent.1 / f64::from(self.height);
+        strip_source_rows(self.source.1, scale, start, self.strip_end(start))
     }
 
     /// Appends the next source row (`source.0` pixels of `channels`), resampling every
@@ -340,7 +379,7 @@ impl<'r> RowResizer<'r> {
             .map_err(|_| MediaError::TooLarge("resampling window too large".into()))?;
         let start = self.done_rows;
         let end = self.strip_end(start);
-        let scale = f64::from(self.source.1) / f64::from(self.height);
+        let scale = self.extent.1 / f64::from(self.height);
         let src = ImageRef::new(self.source.0, window_rows, &self.window, kind)
             .map_err(|e| failed(&e))?;
         let out_len = self.width as usize * self.channels.count();
@@ -356,7 +395,7 @@ impl<'r> RowResizer<'r> {
         let options = ResizeOptions::new()
             .resize_alg(ResizeAlg::Convolution(lanczos3()))
             .use_alpha(self.channels == Channels::Rgba)
-            .crop(0.0, top, f64::from(self.source.0), height);
+            .crop(0.0, top, self.extent.0, height);
         self.resampler
             .resizer
             .resize(&src, &mut dst, &options)
