@@ -43,6 +43,19 @@ impl ObjectRef {
         }
     }
 
+    /// The input of this object's pipeline execution: `{"object": ...}` with the object's
+    /// identity only (no event name or time), so every delivery of the same event gives the
+    /// same input, as Step Functions requires of a repeated execution name.
+    #[must_use]
+    pub fn execution_input(&self) -> serde_json::Value {
+        let identity = ObjectRef {
+            event_name: None,
+            event_time: None,
+            ..self.clone()
+        };
+        serde_json::json!({ "object": identity })
+    }
+
     /// A name for the pipeline execution of this object: the same event (object version and
     /// S3 sequencer) always gets the same name, so duplicate deliveries collapse into one
     /// execution; a new write of the key (new sequencer) gets its own. Step Functions allows

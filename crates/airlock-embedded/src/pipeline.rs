@@ -315,21 +315,6 @@ fn settlement_of(execution: &Execution) -> Settlement {
     }
 }
 
-/// The object as an execution input: its identity only, without what varies between
-/// duplicate deliveries of one event (event time, event name).
-fn execution_object(object: &ObjectRef) -> ObjectRef {
-    ObjectRef {
-        bucket: object.bucket.clone(),
-        key: object.key.clone(),
-        size: object.size,
-        etag: object.etag.clone(),
-        version_id: object.version_id.clone(),
-        sequencer: object.sequencer.clone(),
-        event_name: None,
-        event_time: None,
-    }
-}
-
 /// A stage's consumer: takes messages off `queue` and has the worker handle each, until the
 /// queue closes. Each message runs in its own task: a panic fails that task's token and
 /// dead-letters its message, and this consumer lives on.
@@ -575,7 +560,7 @@ impl EmbeddedPipeline {
     /// another.
     pub async fn process(&self, object: &ObjectRef) -> anyhow::Result<PipelineRun> {
         let name = object.execution_name();
-        let input = json!({ "object": execution_object(object) });
+        let input = object.execution_input();
         let (handle, duplicate) = match self.executor.start_execution(&name, input) {
             Ok(handle) => (handle, false),
             Err(StartError::ExecutionAlreadyExists(_)) => match self.executor.execution(&name) {
