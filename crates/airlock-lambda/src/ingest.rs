@@ -1,0 +1,114 @@
+//! The `ingest` function: an SQS batch of S3 event notifications -> one pipeline execution
+//! per object, named after the object's version, so duplicate events collapse into one.
+//! Step Functions answers a repeated name with the running execution, or with
+//! `ExecutionAlreadyExists` once it has closed: both mean "already handled". Each message
+//! stands alone: one that fails is reported in `batchItemFailures` and redelivered (then
+//! dead-lettered), the others are done.
+
+use airlock_core::intake::parse_event_str;
+use airlock_core::ports::Retry;
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+
+/// What starting an execution did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOutcome {
+    Started,
+    /// An execution with this name exists (running or closed): the event was handled.
+    AlreadyExists,
+}
+
+/// Starting an execution failed.
+#[derive(Debug, thiserror::Error)]
+#[error("starting execution {name} failed: {message}")]
+pub struct StartError {
+    pub name: String,
+    pub message: String,
+    pub retry: Retry,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// Starts pipeline executions (Step Functions `StartExecution` on AWS).
+#[async_trait]
+pub trait ExecutionStarter: Send + Sync {
+    async fn start(&self, name: &str, input: &str) -> Result<StartOutcome, StartError>;
+}
+
+/// What one batch did, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IngestSummary {
+    pub started: usize,
+    pub duplicates: usize,
+    /// Records that name nothing to process (test events, other prefixes, other buckets).
+    pub skipped: usize,
+    /// Messages reported failed (redelivered, then dead-lettered).
+    pub failed: usize,
+}
+
+/// Handles one SQS batch; `bucket` is the only bucket whose events are processed.
+pub async fn handle_batch(
+    starter: &dyn ExecutionStarter,
+    bucket: &str,
+    event: SqsEvent,
+) -> (SqsBatchResponse, IngestSummary) {
+    let mut response = SqsBatchResponse::default();
+    let mut summary = IngestSummary::default();
+    for message in event.records {
+        let id = message.message_id.clone().unwrap_or_default();
+        let Some(body) = message.body.as_deref() else {
+            tracing::error!(message_id = %id, "SQS message without a body");
+            fail(&mut response, &mut summary, id);
+            continue;
+        };
+        if let Err(why) = handle_message(starter, bucket, &id, body, &mut summary).await {
+            tracing::error!(message_id = %id, error = %why, "message failed; it will be redelivered");
+            fail(&mut response, &mut summary, id);
+        }
+    }
+    (response, summary)
+}
+
+fn fail(response: &mut SqsBatchResponse, summary: &mut IngestSummary, id: String) {
+    let mut failure = BatchItemFailure::default();
+    failure.item_identifier = id;
+    response.batch_item_failures.push(failure);
+    summary.failed += 1;
+}
+
+/// One message: every object it announces gets its execution. An unreadable message fails
+/// (so it ends in the dead-letter queue, not silently dropped).
+async fn handle_message(
+    starter: &dyn ExecutionStarter,
+    bucket: &str,
+    id: &str,
+    body: &str,
+    summary: &mut IngestSummary,
+) -> Result<(), String> {
+    let mut first_error = None;
+    for item in parse_event_str(&format!("sqs message {id}"), body) {
+        if let Some(error) = item.error() {
+            first_error.get_or_insert_with(|| format!("{}: {error}", item.source));
+            continue;
+        }
+        let Some(object) = item.object() else {
+            summary.skipped += 1;
+            continue;
+        };
+        if object.bucket != bucket {
+            tracing::warn!(bucket = %object.bucket, key = %object.key, "event for another bucket ignored");
+            summary.skipped += 1;
+            continue;
+        }
+        let name = object.execution_name();
+        let input = object.execution_input().to_string();
+        match starter.start(&name, &input).await {
+            Ok(StartOutcome::Started) => summary.started += 1,
+            Ok(StartOutcome::AlreadyExists) => summary.duplicates += 1,
+            Err(err) => {
+                first_error.get_or_insert_with(|| airlock_core::stages::error_chain(&err));
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
