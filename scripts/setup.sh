@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what airlock's scripts need on a Debian machine, only what is missing:
 # clamd and clamdscan (clamav-daemon) and Debian's ClamAV test files (clamav-testfiles).
+# Then the Python virtualenv with the AWS emulator (scripts/venv.sh).
 set -euo pipefail
 
 need=()
@@ -26,3 +27,6 @@ for unit in clamav-daemon clamav-freshclam; do
     echo "setup: note: $unit is running as a service; airlock does not use it" >&2
   fi
 done
+
+# The AWS emulator (moto) in the project's .venv, for the airlock-aws tests.
+"$(dirname "${BASH_SOURCE[0]}")/venv.sh"
