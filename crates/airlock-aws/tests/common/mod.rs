@@ -180,12 +180,12 @@ impl Moto {
         (url, arn)
     }
 
-    /// Receives up to `want` messages from the queue (waiting up to 2 s per poll for
-    /// each); their bodies, deleted from the queue.
-    pub async fn receive(&self, queue_url: &str, want: usize) -> Vec<String> {
+    /// Receives up to `want` messages from the queue in at most `polls` long polls of 1 s;
+    /// their bodies, deleted from the queue.
+    pub async fn receive(&self, queue_url: &str, want: usize, polls: usize) -> Vec<String> {
         let sqs = self.sqs();
         let mut bodies = Vec::new();
-        for _ in 0..10 {
+        for _ in 0..polls {
             if bodies.len() >= want {
                 break;
             }
@@ -193,7 +193,7 @@ impl Moto {
                 .receive_message()
                 .queue_url(queue_url)
                 .max_number_of_messages(10)
-                .wait_time_seconds(2)
+                .wait_time_seconds(1)
                 .send()
                 .await
                 .unwrap();
