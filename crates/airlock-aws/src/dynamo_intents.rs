@@ -16,8 +16,9 @@
 //!   conditional `UpdateItem` that changes the state, so a change and its record are one
 //!   write. A trail is a few entries (the state graph is short), far from the 400 KB item
 //!   limit.
-//! - `ttl`: epoch seconds, `expires_at` plus a day, for the table's TTL: a pending intent
-//!   that got no object disappears a day after its upload window closed.
+//! - `ttl`: epoch seconds, `expires_at` plus a day, for the table's TTL: every intent,
+//!   settled or not, disappears a day after its upload window closed (a pending one that
+//!   got no object with it; a settled one's outcome stays in the bucket and its event).
 //!
 //! Idempotency items live a day (`ttl` = creation plus a day); TTL deletes within days of
 //! that, so a key is remembered at least a day, as the port asks.

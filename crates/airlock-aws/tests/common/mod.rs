@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::config::{Credentials, Region};
 
 /// How long the emulator may take to answer its first request.
-const START_LIMIT: Duration = Duration::from_secs(60);
+const START_LIMIT: Duration = Duration::from_mins(1);
 
 /// A running `moto_server` on 127.0.0.1, stopped when dropped.
 pub struct Moto {
