@@ -72,3 +72,60 @@ pub(crate) fn code_of<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) 
 pub(crate) fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     aws_sdk_s3::error::DisplayErrorContext(err).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::error::ErrorMetadata;
+    use aws_sdk_s3::operation::get_object::GetObjectError;
+    use aws_sdk_s3::primitives::SdkBody;
+
+    fn answer(status: u16, code: &str) -> SdkError<GetObjectError, HttpResponse> {
+        let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+        let err = GetObjectError::generic(ErrorMetadata::builder().code(code).build());
+        SdkError::service_error(err, raw)
+    }
+
+    #[test]
+    fn throttling_and_server_trouble_are_transient() {
+        for (status, code) in [
+            (503, "SlowDown"),
+            (500, "InternalError"),
+            (400, "ThrottlingException"),
+            (400, "ProvisionedThroughputExceededException"),
+            (400, "TransactionConflictException"),
+            (409, "ConditionalRequestConflict"),
+            (429, "TooManyRequests"),
+            (502, ""),
+        ] {
+            assert_eq!(
+                retry_of(&answer(status, code)),
+                Retry::Transient,
+                "{status} {code}"
+            );
+        }
+        let timeout: SdkError<GetObjectError, HttpResponse> =
+            SdkError::timeout_error("operation timed out");
+        assert_eq!(retry_of(&timeout), Retry::Transient);
+    }
+
+    #[test]
+    fn refusals_are_permanent() {
+        for (status, code) in [
+            (403, "AccessDenied"),
+            (404, "NoSuchBucket"),
+            (400, "ValidationException"),
+            (400, "InvalidToken"),
+            (400, "TaskTimedOut"),
+        ] {
+            assert_eq!(
+                retry_of(&answer(status, code)),
+                Retry::Permanent,
+                "{status} {code}"
+            );
+        }
+        let err = answer(403, "AccessDenied");
+        assert_eq!(status_of(&err), Some(403));
+        assert_eq!(code_of(&err), Some("AccessDenied"));
+    }
+}

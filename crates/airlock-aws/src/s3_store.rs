@@ -143,6 +143,19 @@ impl S3Store {
         &self.client
     }
 
+    /// Checks the bucket exists and may be reached (`HeadBucket`): for a check at start,
+    /// since a HEAD of an object in a missing bucket looks like a missing object. A bucket
+    /// that does not exist or may not be read is a permanent error.
+    pub async fn check_bucket(&self) -> Result<(), StoreError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| backend(&self.bucket, e))
+    }
+
     /// The error for a pinned version that is not what `key` holds: the current version, if
     /// any, goes into the error (a HEAD, on this failure path only).
     async fn mismatch(&self, key: &str, expected: &ObjectVersion) -> StoreError {

@@ -184,7 +184,7 @@ async fn transitions_are_conditional_and_audited() {
 
 #[tokio::test]
 async fn concurrent_changes_apply_once() {
-    let moto = Moto::start().await;
+    let moto = Moto::start_serial().await;
     let store = store(&moto).await;
     let intent = intent();
     store.create(&intent).await.unwrap();
@@ -334,4 +334,38 @@ async fn dead_letters_keep_one_entry_per_object_and_stage() {
         .map(|l| l.letter)
         .collect();
     assert_eq!(rest, vec![other]);
+}
+
+#[tokio::test]
+async fn concurrent_retries_of_one_request_create_one_intent() {
+    let moto = Moto::start_serial().await;
+    let store = store(&moto).await;
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let store = store.clone();
+        let mut attempt = intent();
+        attempt.id = UploadId::generate();
+        tasks.push(tokio::spawn(async move {
+            let outcome = store
+                .create_idempotent(&attempt, &claim("retry-key", "same-request"))
+                .await
+                .unwrap();
+            (attempt.id, outcome)
+        }));
+    }
+    let mut created = Vec::new();
+    let mut replayed = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (id, CreateOutcome::Created) => created.push(id),
+            (id, CreateOutcome::Replayed(first)) => replayed.push((id, first.id)),
+            (id, CreateOutcome::KeyReused) => panic!("{id}: the same request was refused"),
+        }
+    }
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(replayed.len(), 5);
+    for (id, first) in replayed {
+        assert_eq!(first, created[0]);
+        assert!(store.get(id).await.unwrap().is_none());
+    }
 }

@@ -321,6 +321,11 @@ async fn missing_objects_are_answers_and_failures_say_whether_to_retry() {
 
     // A bucket that does not exist: a configuration error, permanent, with its cause.
     let wrong = S3Store::new(moto.s3(), "no-such-bucket");
+    store.check_bucket().await.unwrap();
+    assert_eq!(
+        wrong.check_bucket().await.unwrap_err().retry(),
+        Retry::Permanent
+    );
     let err = wrong
         .put(KEY, b"x".to_vec(), "text/plain", WriteMode::Overwrite)
         .await

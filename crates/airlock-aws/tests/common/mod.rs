@@ -40,11 +40,34 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `moto_server`'s own entry point, serving one request at a time.
+const SERIAL_SERVER: &str = "import sys, moto.server as m
+run = m.run_simple
+m.run_simple = lambda *a, **k: run(*a, **{**k, 'threaded': False})
+m.main(sys.argv[1:])";
+
 impl Moto {
     /// Starts the emulator on a free port and waits until it answers HTTP.
     pub async fn start() -> Self {
         let port = free_port();
-        let child = Command::new(moto_server())
+        Self::spawn(Command::new(moto_server()), port).await
+    }
+
+    /// Starts the emulator answering one request at a time, so each request is atomic, as
+    /// each DynamoDB request is: the threaded server checks a write's condition and writes
+    /// without a lock, so two concurrent conditional writes (or transactions) can both
+    /// pass there. For tests of concurrent requests; it cannot serve a long poll and other
+    /// requests at once.
+    pub async fn start_serial() -> Self {
+        let port = free_port();
+        let python = moto_server().with_file_name("python");
+        let mut command = Command::new(python);
+        command.args(["-c", SERIAL_SERVER]);
+        Self::spawn(command, port).await
+    }
+
+    async fn spawn(mut command: Command, port: u16) -> Self {
+        let child = command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
