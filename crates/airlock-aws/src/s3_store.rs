@@ -19,6 +19,9 @@
 //! S3 emulators do) would copy or delete a newer object, so there only a versioned bucket
 //! keeps the guarantee.
 //!
+//! A delete without a version in a versioned bucket adds a delete marker and keeps the
+//! object's versions as noncurrent: expiring those is the bucket's lifecycle rule's job.
+//!
 //! Create-only writes send `If-None-Match: *` (`PutObject` and `CopyObject`), which S3
 //! checks atomically. A create-only copy also looks for the destination first, so a store
 //! that ignores the header on copies still refuses an occupied key when nothing races it.

@@ -198,7 +198,9 @@ async fn create_only_writes_never_replace_an_object() {
             matches!(&err, StoreError::AlreadyExists { key } if key == evidence),
             "{err}"
         );
-        // A create-only copy onto it is refused too, and a free key takes it.
+        // A create-only copy onto it is refused too, and a free key takes it. (The emulator
+        // ignores `If-None-Match` on copies: here the store's HEAD of the destination
+        // refuses it; on S3 the header also closes the race.)
         let source = put(&store, KEY, b"upload").await;
         let err = store
             .copy(KEY, Some(&source), evidence, WriteMode::CreateOnly)
