@@ -14,7 +14,7 @@ mod s3_store;
 mod sfn_answers;
 
 pub use dynamo_intents::{DynamoIntentStore, StoredDeadLetter, TransitionRecord};
-pub use eventbridge_sink::EventBridgeSink;
+pub use eventbridge_sink::{DEFAULT_SOURCE, EventBridgeSink};
 pub use s3_store::S3Store;
 pub use sfn_answers::StepFunctionsAnswers;
 
