@@ -3,6 +3,7 @@
 # clamd and clamdscan (clamav-daemon) and Debian's ClamAV test files (clamav-testfiles), plus
 # any Debian packages named as arguments (scripts/test.sh asks for chromium, which the upload
 # page's end-to-end test drives).
+# Then the Python virtualenv with the AWS emulator (scripts/venv.sh).
 set -euo pipefail
 
 need=()
@@ -28,3 +29,6 @@ for unit in clamav-daemon clamav-freshclam; do
     echo "setup: note: $unit is running as a service; airlock does not use it" >&2
   fi
 done
+
+# The AWS emulator (moto) in the project's .venv, for the airlock-aws tests.
+"$(dirname "${BASH_SOURCE[0]}")/venv.sh"
