@@ -54,6 +54,9 @@ enum BenchCommand {
     Scan(airlock_embedded::bench::BenchScanArgs),
     /// Replay many small mixed fixture cases against a running clamd; prints JSON.
     Replay(airlock_embedded::bench::BenchReplayArgs),
+    /// `POST /uploads` end to end against an in-process `airlock dev`: requests per second
+    /// and latency percentiles; prints JSON.
+    Api(airlock_dev::bench::BenchApiArgs),
 }
 
 /// The log level filter: `AIRLOCK_LOG`, else `RUST_LOG`, else `warn` (which keeps replay's
@@ -113,6 +116,7 @@ fn main() -> ExitCode {
             Command::Bench(BenchCommand::Replay(args)) => {
                 airlock_embedded::bench::run_replay(args).await
             }
+            Command::Bench(BenchCommand::Api(args)) => airlock_dev::bench::run_api(args).await,
         }
     });
     finish(result)

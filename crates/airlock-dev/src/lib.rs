@@ -2,8 +2,9 @@
 //! (the same handler the `sign` Lambda runs, verifying tokens itself), an S3-compatible
 //! endpoint over the local object store that verifies every signature and announces each
 //! new object to the pipeline, the local pipeline and a private clamd, and serves the upload
-//! page. `airlock dev token` mints a development token.
+//! page. `airlock dev token` mints a development token; [`bench`] measures its upload API.
 
+pub mod bench;
 pub mod credentials;
 pub mod server;
 pub mod sweeper;

@@ -4,6 +4,7 @@
 
 mod events;
 mod fs_store;
+mod group_commit;
 mod queue;
 mod sqlite_intents;
 
