@@ -1,6 +1,6 @@
 //! airlock's AWS adapters: the core ports over S3 ([`S3Store`]), DynamoDB
 //! ([`DynamoIntentStore`], which also keeps the dead letters), Step Functions
-//! ([`StepFunctionsAnswers`]) and EventBridge ([`EventBridgeSink`]).
+//! ([`StepFunctionsAnswers`], [`StepFunctionsStarter`]) and EventBridge ([`EventBridgeSink`]).
 //!
 //! Each adapter takes an SDK client the caller built once (a Lambda builds its clients at
 //! cold start and keeps them across invocations). [`load_config`] loads the usual AWS
@@ -12,11 +12,13 @@ mod error;
 mod eventbridge_sink;
 mod s3_store;
 mod sfn_answers;
+mod sfn_start;
 
 pub use dynamo_intents::{DynamoIntentStore, StoredDeadLetter, TransitionRecord};
 pub use eventbridge_sink::{DEFAULT_SOURCE, EventBridgeSink};
 pub use s3_store::S3Store;
 pub use sfn_answers::StepFunctionsAnswers;
+pub use sfn_start::StepFunctionsStarter;
 
 pub use aws_config::SdkConfig;
 
@@ -39,3 +41,23 @@ pub async fn load_config() -> SdkConfig {
         .load()
         .await
 }
+
+/// The credentials `config`'s provider chain gives now, for signing outside the SDK (the
+/// presigner). Temporary credentials carry their expiry: sign with fresh ones before then.
+pub async fn current_credentials(
+    config: &SdkConfig,
+) -> Result<aws_sdk_s3::config::Credentials, CredentialsError> {
+    use aws_sdk_s3::config::ProvideCredentials as _;
+    let provider = config.credentials_provider().ok_or_else(|| {
+        CredentialsError("the AWS configuration has no credentials provider".into())
+    })?;
+    provider
+        .provide_credentials()
+        .await
+        .map_err(|e| CredentialsError(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))
+}
+
+/// No credentials could be had.
+#[derive(Debug, thiserror::Error)]
+#[error("no AWS credentials: {0}")]
+pub struct CredentialsError(String);

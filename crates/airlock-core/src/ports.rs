@@ -403,3 +403,29 @@ pub trait DeadLetters: Send + Sync {
     /// entry (one entry per stuck object, with its latest failure).
     async fn record(&self, letter: &DeadLetter) -> Result<(), DeadLetterError>;
 }
+
+/// What starting a pipeline execution did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOutcome {
+    Started,
+    /// An execution with this name exists (running or closed): the object was handled.
+    AlreadyExists,
+}
+
+/// Starting an execution failed.
+#[derive(Debug, thiserror::Error)]
+#[error("starting execution {name} failed: {message}")]
+pub struct StartError {
+    pub name: String,
+    pub message: String,
+    pub retry: Retry,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// Starts pipeline executions by name (Step Functions `StartExecution` on AWS), so that a
+/// repeated event for the same object version collapses into the first execution.
+#[async_trait]
+pub trait ExecutionStarter: Send + Sync {
+    async fn start(&self, name: &str, input: &str) -> Result<StartOutcome, StartError>;
+}

@@ -6,34 +6,8 @@
 //! dead-lettered), the others are done.
 
 use airlock_core::intake::parse_event_str;
-use airlock_core::ports::Retry;
-use async_trait::async_trait;
+use airlock_core::ports::{ExecutionStarter, StartOutcome};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-
-/// What starting an execution did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartOutcome {
-    Started,
-    /// An execution with this name exists (running or closed): the event was handled.
-    AlreadyExists,
-}
-
-/// Starting an execution failed.
-#[derive(Debug, thiserror::Error)]
-#[error("starting execution {name} failed: {message}")]
-pub struct StartError {
-    pub name: String,
-    pub message: String,
-    pub retry: Retry,
-    #[source]
-    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
-}
-
-/// Starts pipeline executions (Step Functions `StartExecution` on AWS).
-#[async_trait]
-pub trait ExecutionStarter: Send + Sync {
-    async fn start(&self, name: &str, input: &str) -> Result<StartOutcome, StartError>;
-}
 
 /// What one batch did, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

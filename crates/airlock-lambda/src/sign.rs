@@ -42,6 +42,12 @@ pub async fn handle(api: &Api, tenant_claim: &str, request: Request) -> Response
             caller,
         )
         .await;
+    lambda_response(response)
+}
+
+/// An API answer as Lambda's HTTP response: text bodies as text, anything else as binary.
+#[must_use]
+pub fn lambda_response(response: http::Response<Vec<u8>>) -> Response<Body> {
     let (parts, body) = response.into_parts();
     let body = if body.is_empty() {
         Body::Empty

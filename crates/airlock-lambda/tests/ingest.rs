@@ -4,10 +4,8 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use airlock_core::ports::Retry;
-use airlock_lambda::ingest::{
-    ExecutionStarter, IngestSummary, StartError, StartOutcome, handle_batch,
-};
+use airlock_core::ports::{ExecutionStarter, Retry, StartError, StartOutcome};
+use airlock_lambda::ingest::{IngestSummary, handle_batch};
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsEvent;
 
