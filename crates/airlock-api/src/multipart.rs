@@ -54,13 +54,20 @@ pub trait MultipartUploads: Send + Sync {
     async fn abort(&self, key: &str, upload_id: &str) -> Result<(), MultipartError>;
 }
 
+/// The HTTPS (and plain HTTP, for local endpoints) client the adapter sends with: hyper
+/// with rustls over ring and the system's root certificates, as the AWS SDK's own client.
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
 /// [`MultipartUploads`] over HTTP: each call is a request signed by the presigner and sent
-/// with `reqwest`, so it works against AWS, the local endpoint or an emulator alike and needs
+/// with hyper, so it works against AWS, the local endpoint or an emulator alike and needs
 /// no AWS SDK.
 pub struct SignedHttpMultipart {
     presigner: Arc<Presigner>,
     bucket: String,
-    client: reqwest::Client,
+    client: HttpClient,
     clock: Arc<dyn Clock>,
 }
 
@@ -75,61 +82,90 @@ impl std::fmt::Debug for SignedHttpMultipart {
 // The request is sent at once: a short validity is enough and limits replay.
 const CALL_VALIDITY: Duration = Duration::from_mins(1);
 
+/// How long one call to the object store may take, answer included.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl SignedHttpMultipart {
-    #[must_use]
+    /// An adapter for `bucket`; fails only if the system's root certificates cannot be read.
     pub fn new(
         presigner: Arc<Presigner>,
         bucket: impl Into<String>,
-        client: reqwest::Client,
         clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self {
+    ) -> std::io::Result<Self> {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(rustls::crypto::ring::default_provider())?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
+        Ok(Self {
             presigner,
             bucket: bucket.into(),
             client,
             clock,
-        }
+        })
     }
 
     async fn send(
         &self,
         signed: Result<PresignedRequest, airlock_presign::PresignError>,
         body: Option<String>,
-    ) -> Result<(reqwest::StatusCode, String), MultipartError> {
+    ) -> Result<(http::StatusCode, String), MultipartError> {
         let signed = signed.map_err(|e| MultipartError::Backend {
             message: format!("cannot sign the request: {e}"),
             retry: Retry::Permanent,
             source: Some(Box::new(e)),
         })?;
-        let method = reqwest::Method::from_bytes(signed.method.as_bytes()).map_err(|e| {
-            MultipartError::Backend {
-                message: format!("bad method {}", signed.method),
-                retry: Retry::Permanent,
-                source: Some(Box::new(e)),
-            }
-        })?;
-        let mut request = self.client.request(method, &signed.url);
+        let mut request = http::Request::builder()
+            .method(signed.method.as_bytes())
+            .uri(&signed.url);
         for (name, value) in &signed.headers {
             // The HTTP client sets the length of the body it sends.
             if *name != "content-length" {
                 request = request.header(*name, value);
             }
         }
-        if let Some(body) = body {
-            request = request.body(body);
-        }
-        let response = request.send().await.map_err(|e| MultipartError::Backend {
-            message: format!("request to the object store failed: {e}"),
-            retry: Retry::Transient,
-            source: Some(Box::new(e)),
-        })?;
-        let status = response.status();
-        let text = response.text().await.map_err(|e| MultipartError::Backend {
-            message: format!("reading the object store's answer failed: {e}"),
-            retry: Retry::Transient,
-            source: Some(Box::new(e)),
-        })?;
-        Ok((status, text))
+        let request = request
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.unwrap_or_default(),
+            )))
+            .map_err(|e| MultipartError::Backend {
+                message: format!("cannot build the request to {}: {e}", signed.url),
+                retry: Retry::Permanent,
+                source: Some(Box::new(e)),
+            })?;
+        let exchange = async {
+            let response =
+                self.client
+                    .request(request)
+                    .await
+                    .map_err(|e| MultipartError::Backend {
+                        message: format!("request to the object store failed: {e}"),
+                        retry: Retry::Transient,
+                        source: Some(Box::new(e)),
+                    })?;
+            let status = response.status();
+            let bytes = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .map_err(|e| MultipartError::Backend {
+                    message: format!("reading the object store's answer failed: {e}"),
+                    retry: Retry::Transient,
+                    source: Some(Box::new(e)),
+                })?
+                .to_bytes();
+            Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        tokio::time::timeout(CALL_TIMEOUT, exchange)
+            .await
+            .unwrap_or_else(|_| {
+                Err(MultipartError::Backend {
+                    message: format!("the object store did not answer within {CALL_TIMEOUT:?}"),
+                    retry: Retry::Transient,
+                    source: None,
+                })
+            })
     }
 }
 
@@ -157,7 +193,7 @@ fn xml_escape(text: &str) -> String {
 }
 
 /// Maps an S3 error answer (status and `<Error>` body) to a [`MultipartError`].
-fn s3_error(status: reqwest::StatusCode, body: &str, key: &str, upload_id: &str) -> MultipartError {
+fn s3_error(status: http::StatusCode, body: &str, key: &str, upload_id: &str) -> MultipartError {
     let code = xml_text(body, "Code").unwrap_or_default();
     let message = xml_text(body, "Message").unwrap_or_default();
     match (status.as_u16(), code.as_str()) {
@@ -262,27 +298,22 @@ mod tests {
     fn s3_errors_map_to_what_the_api_can_say() {
         let body =
             |code: &str| format!("<Error><Code>{code}</Code><Message>m &amp; n</Message></Error>");
-        let bad = reqwest::StatusCode::BAD_REQUEST;
+        let bad = http::StatusCode::BAD_REQUEST;
         assert!(matches!(
             s3_error(bad, &body("InvalidPart"), "k", "u"),
             MultipartError::InvalidParts { code, message } if code == "InvalidPart" && message == "m & n"
         ));
         assert!(matches!(
-            s3_error(reqwest::StatusCode::PRECONDITION_FAILED, "", "k", "u"),
+            s3_error(http::StatusCode::PRECONDITION_FAILED, "", "k", "u"),
             MultipartError::AlreadyExists { .. }
         ));
         assert!(matches!(
-            s3_error(
-                reqwest::StatusCode::NOT_FOUND,
-                &body("NoSuchUpload"),
-                "k",
-                "u"
-            ),
+            s3_error(http::StatusCode::NOT_FOUND, &body("NoSuchUpload"), "k", "u"),
             MultipartError::NoSuchUpload { .. }
         ));
         assert!(matches!(
             s3_error(
-                reqwest::StatusCode::SERVICE_UNAVAILABLE,
+                http::StatusCode::SERVICE_UNAVAILABLE,
                 &body("SlowDown"),
                 "k",
                 "u"
@@ -293,12 +324,7 @@ mod tests {
             }
         ));
         assert!(matches!(
-            s3_error(
-                reqwest::StatusCode::FORBIDDEN,
-                &body("AccessDenied"),
-                "k",
-                "u"
-            ),
+            s3_error(http::StatusCode::FORBIDDEN, &body("AccessDenied"), "k", "u"),
             MultipartError::Backend {
                 retry: Retry::Permanent,
                 ..

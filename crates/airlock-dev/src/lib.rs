@@ -327,16 +327,10 @@ fn build_api(
             &credentials.secret_access_key,
         ),
     )?);
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_mins(1))
-        .build()
-        .context("building the HTTP client")?;
-    let multipart = Arc::new(SignedHttpMultipart::new(
-        Arc::clone(&presigner),
-        &args.bucket,
-        http,
-        Arc::clone(&clock),
-    ));
+    let multipart = Arc::new(
+        SignedHttpMultipart::new(Arc::clone(&presigner), &args.bucket, Arc::clone(&clock))
+            .context("building the HTTP client")?,
+    );
     Ok(Api::new(
         ApiConfig::new(&args.bucket),
         policies,

@@ -26,8 +26,8 @@ pub enum WiringError {
     NoRegion,
     #[error("cannot build the presigner")]
     Presigner(#[source] airlock_presign::PresignError),
-    #[error("cannot build the HTTP client")]
-    Http(#[source] reqwest::Error),
+    #[error("cannot build the HTTP client (system root certificates)")]
+    Http(#[source] std::io::Error),
     #[error(transparent)]
     Api(#[from] airlock_api::ConfigError),
 }
@@ -53,7 +53,6 @@ pub struct SigningApi {
     settings: SignSettings,
     sdk: SdkConfig,
     intents: Arc<dyn IntentStore>,
-    http: reqwest::Client,
     current: RwLock<(Arc<Api>, Option<SystemTime>)>,
 }
 
@@ -71,19 +70,11 @@ impl SigningApi {
             aws_sdk_dynamodb::Client::new(&sdk),
             &settings.table,
         ));
-        // reqwest's TLS has no crypto provider of its own here: ring, as the SDK's uses.
-        // Installing fails only if one is installed already, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .map_err(WiringError::Http)?;
-        let (api, expiry) = build_api(&settings, &sdk, &intents, &http).await?;
+        let (api, expiry) = build_api(&settings, &sdk, &intents).await?;
         Ok(Self {
             settings,
             sdk,
             intents,
-            http,
             current: RwLock::new((Arc::new(api), expiry)),
         })
     }
@@ -101,8 +92,7 @@ impl SigningApi {
         }
         let mut current = self.current.write().await;
         if !fresh(&current.1) {
-            let (api, expiry) =
-                build_api(&self.settings, &self.sdk, &self.intents, &self.http).await?;
+            let (api, expiry) = build_api(&self.settings, &self.sdk, &self.intents).await?;
             *current = (Arc::new(api), expiry);
         }
         Ok(Arc::clone(&current.0))
@@ -118,7 +108,6 @@ async fn build_api(
     settings: &SignSettings,
     sdk: &SdkConfig,
     intents: &Arc<dyn IntentStore>,
-    http: &reqwest::Client,
 ) -> Result<(Api, Option<SystemTime>), WiringError> {
     let region = sdk.region().ok_or(WiringError::NoRegion)?.to_string();
     let credentials = airlock_aws::current_credentials(sdk).await?;
@@ -141,12 +130,10 @@ async fn build_api(
     };
     let presigner = Arc::new(Presigner::new(presign, signing).map_err(WiringError::Presigner)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let multipart = Arc::new(SignedHttpMultipart::new(
-        Arc::clone(&presigner),
-        &settings.bucket,
-        http.clone(),
-        Arc::clone(&clock),
-    ));
+    let multipart = Arc::new(
+        SignedHttpMultipart::new(Arc::clone(&presigner), &settings.bucket, Arc::clone(&clock))
+            .map_err(WiringError::Http)?,
+    );
     let mut config = ApiConfig::new(&settings.bucket);
     config.upload_url_validity = settings.upload_url_validity;
     config.download_url_validity = settings.download_url_validity;

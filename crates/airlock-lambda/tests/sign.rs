@@ -28,12 +28,10 @@ fn api(intents: Arc<SqliteIntentStore>) -> Api {
         .unwrap(),
     );
     // Only multipart uploads call the store; none of these requests is one.
-    let multipart = Arc::new(SignedHttpMultipart::new(
-        Arc::clone(&presigner),
-        "uploads-bucket",
-        reqwest_client(),
-        Arc::clone(&clock),
-    ));
+    let multipart = Arc::new(
+        SignedHttpMultipart::new(Arc::clone(&presigner), "uploads-bucket", Arc::clone(&clock))
+            .unwrap(),
+    );
     Api::new(
         ApiConfig::new("uploads-bucket"),
         Arc::new(Policies::builtin()),
@@ -43,10 +41,6 @@ fn api(intents: Arc<SqliteIntentStore>) -> Api {
         clock,
     )
     .unwrap()
-}
-
-fn reqwest_client() -> reqwest::Client {
-    reqwest::Client::new()
 }
 
 fn fixture(name: &str) -> String {
