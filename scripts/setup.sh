@@ -2,7 +2,7 @@
 # Installs what airlock's scripts need on a Debian machine, only what is missing:
 # clamd and clamdscan (clamav-daemon) and Debian's ClamAV test files (clamav-testfiles), plus
 # any Debian packages named as arguments (scripts/test.sh asks for chromium, which the upload
-# page's end-to-end test drives).
+# page's end-to-end test drives), and the infrastructure-as-code checkers (scripts/iac-tools.sh).
 set -euo pipefail
 
 need=()
@@ -28,3 +28,12 @@ for unit in clamav-daemon clamav-freshclam; do
     echo "setup: note: $unit is running as a service; airlock does not use it" >&2
   fi
 done
+
+# cfn-lint, checkov and the SAM CLI, pinned, in local virtualenvs (python3-venv from Debian).
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  echo "setup: installing python3-venv" >&2
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+fi
+"$(dirname "$0")/iac-tools.sh"
