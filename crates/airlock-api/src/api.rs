@@ -7,11 +7,11 @@ use std::time::Duration;
 use airlock_core::intent::{IntentState, UploadIntent};
 use airlock_core::keys::{Purpose, TRUSTED_PREFIX, UploadId, UploadKey};
 use airlock_core::policy::{Policies, UploadPolicy, normalize_type};
-use airlock_core::stages::error_chain;
 use airlock_core::ports::{
     Clock, CreateOutcome, IdempotencyClaim, IntentStore, IntentStoreError, Retry, Transition,
     TransitionResult,
 };
+use airlock_core::stages::error_chain;
 use airlock_presign::{PostRequest, Presigner, PutRequest, UploadPartRequest};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
