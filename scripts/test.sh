@@ -6,11 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh chromium
-# The state machine must be valid Amazon States Language, as Step Functions will check it.
-if [ ! -x node_modules/.bin/asl-validator ]; then
-  npm ci --no-audit --no-fund --loglevel=error
-fi
-npx --no-install asl-validator --json-path statemachine/pipeline.asl.json
+# The AWS deployment, offline: the state machine must be valid Amazon States Language, as
+# Step Functions will check it, and template.yaml clean under cfn-lint, checkov and
+# `sam validate --lint`.
+scripts/check-iac.sh
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
