@@ -297,12 +297,11 @@ pub async fn scanner_for(
 
 /// Where a case's object is now, for a run that found it settled earlier: the destination
 /// and, for quarantine, the recorded reason.
-async fn locate(
-    pipeline: &EmbeddedPipeline,
+pub async fn locate(
+    store: &dyn ObjectReader,
     case: &Case,
 ) -> Option<(&'static str, Option<ReasonCode>)> {
     let key = case.key();
-    let store = pipeline.store();
     let trusted = counterpart(&key, TRUSTED_PREFIX)?;
     if store.head(&trusted).await.ok()?.is_some() {
         return Some(("trusted", None));
@@ -316,7 +315,9 @@ async fn locate(
     Some(("quarantine", Some(record.reason)))
 }
 
-fn check_expectation(
+/// Whether a case landed as it expects (`None` for a case without an expectation).
+#[must_use]
+pub fn check_expectation(
     case: &Case,
     destination: &str,
     reason: Option<ReasonCode>,
@@ -757,9 +758,9 @@ async fn run_item(
                 Some(case) => {
                     // Settled by an earlier run: judge where it is now.
                     let (destination, reason) = match &run.settlement {
-                        Settlement::Skipped { .. } => {
-                            locate(pipeline, case).await.unwrap_or(("skipped", None))
-                        }
+                        Settlement::Skipped { .. } => locate(pipeline.store().as_ref(), case)
+                            .await
+                            .unwrap_or(("skipped", None)),
                         Settlement::Quarantine { reason, .. } => ("quarantine", Some(*reason)),
                         other => (other.label(), None),
                     };

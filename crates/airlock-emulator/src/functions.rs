@@ -1,0 +1,187 @@
+//! The functions of the deployment, run in process against the emulator: each polls its
+//! queue as the Lambda service's SQS event source does (a batch in, the messages not
+//! reported failed deleted, the failed ones left to come back), and the scan worker polls
+//! the scan queue as the ECS task does, with a real clamd.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock_core::policy::Policies;
+use airlock_core::ports::Scanner;
+use airlock_lambda::settings::{IngestSettings, WorkerSettings};
+use airlock_lambda::wiring;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::Deployment;
+
+/// How long one receive waits for messages (SQS long polling).
+const WAIT_SECONDS: i32 = 1;
+/// How long a received task stays hidden before it comes back: longer than any task.
+const TASK_VISIBILITY_SECONDS: i32 = 300;
+/// How long a received S3 event stays hidden: starting an execution is quick, and one that
+/// failed should be tried again soon.
+const INGEST_VISIBILITY_SECONDS: i32 = 10;
+
+/// The running pollers; [`Functions::stop`] ends them.
+#[derive(Debug)]
+pub struct Functions {
+    stop: watch::Sender<bool>,
+    pollers: JoinSet<()>,
+}
+
+impl Functions {
+    /// Starts the ingest function on the ingest queue, the worker function on the inspect,
+    /// media, promote and quarantine queues, and a scan worker with `scanner` on the scan
+    /// queue.
+    pub fn start(
+        sdk: &aws_config::SdkConfig,
+        deployment: &Deployment,
+        policies: &Policies,
+        scanner: Arc<dyn Scanner>,
+    ) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let mut pollers = JoinSet::new();
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+
+        let starter = Arc::new(wiring::starter(
+            &IngestSettings {
+                bucket: deployment.bucket.clone(),
+                state_machine_arn: deployment.state_machine_arn.clone(),
+            },
+            sdk,
+        ));
+        let bucket = deployment.bucket.clone();
+        pollers.spawn(poll(
+            sqs.clone(),
+            deployment.ingest_queue_url.clone(),
+            INGEST_VISIBILITY_SECONDS,
+            stopped.clone(),
+            move |event| {
+                let (starter, bucket) = (Arc::clone(&starter), bucket.clone());
+                async move {
+                    airlock_lambda::ingest::handle_batch(starter.as_ref(), &bucket, event)
+                        .await
+                        .0
+                }
+            },
+        ));
+
+        let settings = WorkerSettings {
+            bucket: deployment.bucket.clone(),
+            table: deployment.table.clone(),
+            event_bus: deployment.event_bus.clone(),
+            media_concurrency: 1,
+            policies: policies.clone(),
+        };
+        let (worker, answers) = wiring::worker(&settings, sdk);
+        let mut scan_worker = worker.clone();
+        scan_worker.scanner = scanner;
+        let answers = Arc::new(answers);
+        for (logical_id, _) in crate::deployment::WORK_QUEUES {
+            let worker = Arc::new(if logical_id == "ScanQueue" {
+                scan_worker.clone()
+            } else {
+                worker.clone()
+            });
+            let answers = Arc::clone(&answers);
+            pollers.spawn(poll(
+                sqs.clone(),
+                deployment.queue_url(logical_id).to_owned(),
+                TASK_VISIBILITY_SECONDS,
+                stopped.clone(),
+                move |event| {
+                    let (worker, answers) = (Arc::clone(&worker), Arc::clone(&answers));
+                    async move {
+                        airlock_lambda::worker::handle_batch(&worker, answers.as_ref(), event)
+                            .await
+                            .0
+                    }
+                },
+            ));
+        }
+        Self { stop, pollers }
+    }
+
+    /// Stops polling and waits for the batches in hand to finish.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        while self.pollers.join_next().await.is_some() {}
+    }
+}
+
+/// Receives batches from `queue_url` until told to stop, hands each to `handle`, and
+/// deletes the messages it did not report failed.
+async fn poll<H, F>(
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    visibility_seconds: i32,
+    mut stopped: watch::Receiver<bool>,
+    handle: H,
+) where
+    H: Fn(SqsEvent) -> F + Send + 'static,
+    F: Future<Output = SqsBatchResponse> + Send,
+{
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        let received = tokio::select! {
+            _ = stopped.changed() => return,
+            received = sqs
+                .receive_message()
+                .queue_url(&queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(WAIT_SECONDS)
+                .visibility_timeout(visibility_seconds)
+                .send() => received,
+        };
+        let messages = match received {
+            Ok(out) => out.messages.unwrap_or_default(),
+            Err(err) => {
+                tracing::warn!(queue = %queue_url, error = %aws_sdk_sqs::error::DisplayErrorContext(&err), "receive failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            continue;
+        }
+        let mut event = SqsEvent::default();
+        let mut receipts = Vec::new();
+        for message in messages {
+            let mut record = SqsMessage::default();
+            record.message_id.clone_from(&message.message_id);
+            record.receipt_handle.clone_from(&message.receipt_handle);
+            record.body.clone_from(&message.body);
+            receipts.push((
+                message.message_id.unwrap_or_default(),
+                message.receipt_handle.unwrap_or_default(),
+            ));
+            event.records.push(record);
+        }
+        let response = handle(event).await;
+        let failed: HashSet<String> = response
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect();
+        for (id, receipt) in receipts {
+            if failed.contains(&id) {
+                continue;
+            }
+            if let Err(err) = sqs
+                .delete_message()
+                .queue_url(&queue_url)
+                .receipt_handle(receipt)
+                .send()
+                .await
+            {
+                tracing::warn!(queue = %queue_url, error = %aws_sdk_sqs::error::DisplayErrorContext(&err), "delete failed");
+            }
+        }
+    }
+}
