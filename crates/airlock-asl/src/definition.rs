@@ -17,7 +17,6 @@ const MAX_SECONDS: u64 = 99_999_999;
 /// Default `TimeoutSeconds` of a Task state, per the ASL specification.
 const DEFAULT_TASK_TIMEOUT_SECONDS: u64 = 60;
 const WAIT_FOR_TASK_TOKEN: &str = ".waitForTaskToken";
-const TASK_TOKEN_PATH: &str = "$$.Task.Token";
 
 /// A parsed, validated state machine definition (JSONPath query language).
 #[derive(Debug, Clone)]
@@ -662,13 +661,7 @@ impl<'a> StateParser<'a> {
         match self.map.get(key) {
             None => Ok(Some(JsonPath::parse("$").expect("'$' is a valid path"))),
             Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => {
-                let path = JsonPath::parse(s).map_err(|e| self.err(key, e.0))?;
-                if path.root() == crate::path::Root::Context {
-                    return Err(self.err(key, "cannot refer to the context object"));
-                }
-                Ok(Some(path))
-            }
+            Some(Value::String(s)) => JsonPath::parse(s).map(Some).map_err(|e| self.err(key, e.0)),
             Some(_) => Err(self.err(key, "must be a path string or null")),
         }
     }
@@ -972,17 +965,9 @@ fn parse_task(p: &StateParser<'_>) -> Result<TaskState, DefinitionError> {
         Some(base) => (base.to_owned(), true),
         None => (resource.to_owned(), false),
     };
+    // Step Functions accepts a `.waitForTaskToken` task that passes no `$$.Task.Token`
+    // (it then waits until its timeout), so this does too.
     let parameters = p.template("Parameters")?;
-    if wait_for_task_token
-        && !parameters
-            .as_ref()
-            .is_some_and(|t| t.mentions_path(TASK_TOKEN_PATH))
-    {
-        return Err(p.err(
-            "Parameters",
-            format!("a '{WAIT_FOR_TASK_TOKEN}' task must pass '{TASK_TOKEN_PATH}' in its Parameters (e.g. \"taskToken.$\": \"{TASK_TOKEN_PATH}\")"),
-        ));
-    }
     let timeout = p
         .amount("TimeoutSeconds", "TimeoutSecondsPath", false)?
         .unwrap_or(Amount::Fixed(DEFAULT_TASK_TIMEOUT_SECONDS));
@@ -1090,9 +1075,15 @@ fn fail_text(
         (None, Some(text)) if intrinsic::looks_like_call(text) => Call::parse(text)
             .map(|c| Some(FailText::Intrinsic(c)))
             .map_err(|e| p.err(path_key, e)),
-        (None, Some(text)) => JsonPath::parse_reference(text)
-            .map(|path| Some(FailText::Path(path)))
-            .map_err(|e| p.err(path_key, e.0)),
+        // A definite path into the input or (`$$…`) the context object.
+        (None, Some(text)) => match JsonPath::parse(text) {
+            Ok(path) if path.is_definite() => Ok(Some(FailText::Path(path))),
+            Ok(_) => Err(p.err(
+                path_key,
+                format!("'{text}' must be a path naming a single value"),
+            )),
+            Err(e) => Err(p.err(path_key, e.0)),
+        },
         (None, None) => Ok(None),
     }
 }

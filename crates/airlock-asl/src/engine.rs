@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -178,9 +177,15 @@ impl Run {
             "State": {
                 "Name": visit.state.name,
                 "EnteredTime": timestamp(visit.entered_at),
-                "RetryCount": visit.retry_count,
             },
         });
+        // Only states that can retry (Task, Parallel, Map) count their retries.
+        if matches!(
+            visit.state.kind,
+            StateKind::Task(_) | StateKind::Parallel(_) | StateKind::Map(_)
+        ) {
+            context["State"]["RetryCount"] = json!(visit.retry_count);
+        }
         if let Some(token) = task_token {
             context["Task"] = json!({ "Token": token });
         }
@@ -200,37 +205,83 @@ fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn runtime_error(state: &State, message: impl std::fmt::Display) -> StateError {
-    StateError::new(
-        names::RUNTIME,
-        format!(
-            "An error occurred while executing the state '{}'. {message}",
-            state.name
-        ),
-    )
+/// A `States.Runtime` error; [`run_state`] adds the state and its entered event to the cause.
+fn runtime_error(message: impl std::fmt::Display) -> StateError {
+    StateError::new(names::RUNTIME, message.to_string())
 }
 
-fn apply_input_path(state: &State, raw: &Value) -> Result<Value, StateError> {
-    match &state.input_path {
+/// Step Functions' payload quota for state inputs, results and outputs.
+const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+/// Counts the bytes of a value's JSON text without building it.
+fn json_size(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing to a counter cannot fail, and a `Value` always serializes.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
+/// `States.DataLimitExceeded` when `value` is over the payload quota.
+fn check_size(value: &Value, what: impl FnOnce() -> String) -> Result<(), StateError> {
+    if json_size(value) > MAX_PAYLOAD_BYTES {
+        return Err(StateError::new(
+            names::DATA_LIMIT_EXCEEDED,
+            format!(
+                "{} with a size exceeding the maximum number of bytes service limit ({MAX_PAYLOAD_BYTES} bytes).",
+                what()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_output(state: &State, output: &Value) -> Result<(), StateError> {
+    check_size(output, || {
+        format!("The state '{}' produced an output", state.name)
+    })
+}
+
+/// Selects an `InputPath`/`OutputPath` from `document`, or from the context object for `$$` paths.
+fn select_io(
+    run: &Run,
+    visit: &Visit<'_>,
+    path: &crate::path::JsonPath,
+    document: &Value,
+) -> Result<Value, StateError> {
+    let found = if path.root() == crate::path::Root::Context {
+        path.select(&run.context(visit, None, None))
+    } else {
+        path.select(document)
+    };
+    found.ok_or_else(|| {
+        runtime_error(format!(
+            "Invalid path '{path}' : No results for path: {}",
+            path.normalized()
+        ))
+    })
+}
+
+fn apply_input_path(run: &Run, visit: &Visit<'_>, raw: &Value) -> Result<Value, StateError> {
+    match &visit.state.input_path {
         None => Ok(json!({})),
-        Some(path) => path.select(raw).ok_or_else(|| {
-            runtime_error(
-                state,
-                format!("Invalid path '{path}' : The field 'InputPath' could not be found in the input '{raw}'"),
-            )
-        }),
+        Some(path) => select_io(run, visit, path, raw),
     }
 }
 
-fn apply_output_path(state: &State, value: &Value) -> Result<Value, StateError> {
-    match &state.output_path {
+fn apply_output_path(run: &Run, visit: &Visit<'_>, value: &Value) -> Result<Value, StateError> {
+    match &visit.state.output_path {
         None => Ok(json!({})),
-        Some(path) => path.select(value).ok_or_else(|| {
-            runtime_error(
-                state,
-                format!("Invalid path '{path}' : The field 'OutputPath' could not be found in the output '{value}'"),
-            )
-        }),
+        Some(path) => select_io(run, visit, path, value),
     }
 }
 
@@ -264,27 +315,24 @@ fn render(template: Option<&Template>, input: Value, context: &Value) -> Result<
 }
 
 /// Resolves a literal-or-path amount of seconds against the effective input.
-fn resolve_amount(
-    state: &State,
-    amount: &Amount,
-    field: &str,
-    input: &Value,
-) -> Result<u64, StateError> {
+fn resolve_amount(amount: &Amount, field: &str, input: &Value) -> Result<u64, StateError> {
     match amount {
         Amount::Fixed(n) => Ok(*n),
         Amount::Path(path) => match path.select(input) {
             Some(value) => value.as_u64().ok_or_else(|| {
-                runtime_error(state, format!("The value of '{field}' ({path}) must be a non-negative integer, not {value}"))
+                runtime_error(format!(
+                    "The value of '{field}' ({path}) must be a non-negative integer, not {value}"
+                ))
             }),
-            None => Err(runtime_error(
-                state,
-                format!("Invalid path '{path}' : The field '{field}' could not be found in the input '{input}'"),
-            )),
+            None => Err(runtime_error(format!(
+                "Invalid path '{path}' : The field '{field}' could not be found in the input '{input}'"
+            ))),
         },
     }
 }
 
 fn exit(run: &Run, state: &State, cursor: &mut u64, output: Value) -> Transition {
+    // Callers have checked the output against the payload quota.
     if let Some(exited) = HistoryEventType::exited(state.kind.type_name()) {
         run.emit(
             cursor,
@@ -308,11 +356,6 @@ async fn run_state(
     cursor: &mut u64,
 ) -> Result<Transition, StateError> {
     let type_name = state.kind.type_name();
-    let visit = Visit {
-        state,
-        entered_at: Utc::now(),
-        retry_count: 0,
-    };
     run.emit(
         cursor,
         HistoryEventType::entered(type_name),
@@ -321,25 +364,45 @@ async fn run_state(
             input: raw.clone(),
         },
     );
+    let entered_event_id = *cursor;
+    let visit = Visit {
+        state,
+        entered_at: Utc::now(),
+        retry_count: 0,
+    };
+    run_state_body(run, visit, raw, cursor)
+        .await
+        .map_err(|e| e.locate(&state.name, entered_event_id))
+}
+
+async fn run_state_body(
+    run: &Arc<Run>,
+    visit: Visit<'_>,
+    raw: Value,
+    cursor: &mut u64,
+) -> Result<Transition, StateError> {
+    let state = visit.state;
     if let StateKind::Fail(fail) = &state.kind {
         let context = run.context(&visit, None, None);
         return Err(StateError::new(
-            fail_text(state, fail.error.as_ref(), "ErrorPath", &raw, &context)?,
-            fail_text(state, fail.cause.as_ref(), "CausePath", &raw, &context)?,
+            fail_text(fail.error.as_ref(), "ErrorPath", &raw, &context)?,
+            fail_text(fail.cause.as_ref(), "CausePath", &raw, &context)?,
         ));
     }
-    let effective = apply_input_path(state, &raw)?;
+    let effective = apply_input_path(run, &visit, &raw)?;
     match &state.kind {
         StateKind::Pass(pass) => {
             let context = run.context(&visit, None, None);
             let effective = render(pass.parameters.as_ref(), effective, &context)?;
             let result = pass.result.clone().unwrap_or(effective);
             let output = apply_result_path(state, &pass.result_path, raw, result)?;
-            let output = apply_output_path(state, &output)?;
+            let output = apply_output_path(run, &visit, &output)?;
+            check_output(state, &output)?;
             Ok(exit(run, state, cursor, output))
         }
         StateKind::Succeed => {
-            let output = apply_output_path(state, &effective)?;
+            let output = apply_output_path(run, &visit, &effective)?;
+            check_output(state, &output)?;
             Ok(exit(run, state, cursor, output))
         }
         StateKind::Choice(choice) => {
@@ -360,14 +423,16 @@ async fn run_state(
                     ),
                 )
             })?;
-            let output = apply_output_path(state, &effective)?;
+            let output = apply_output_path(run, &visit, &effective)?;
+            check_output(state, &output)?;
             exit(run, state, cursor, output.clone());
             Ok(Transition::Next(target.clone(), output))
         }
         StateKind::Wait(wait) => {
-            let delay = wait_duration(state, wait, &effective)?;
+            let delay = wait_duration(run, wait, &effective)?;
             tokio::time::sleep(run.options.scale(delay)).await;
-            let output = apply_output_path(state, &effective)?;
+            let output = apply_output_path(run, &visit, &effective)?;
+            check_output(state, &output)?;
             Ok(exit(run, state, cursor, output))
         }
         StateKind::Task(_) | StateKind::Parallel(_) | StateKind::Map(_) => {
@@ -378,7 +443,6 @@ async fn run_state(
 }
 
 fn fail_text(
-    state: &State,
     text: Option<&FailText>,
     field: &str,
     raw: &Value,
@@ -387,45 +451,68 @@ fn fail_text(
     let value = match text {
         None => return Ok(String::new()),
         Some(FailText::Literal(s)) => return Ok(s.clone()),
-        Some(FailText::Path(path)) => path.select(raw).ok_or_else(|| {
-            runtime_error(state, format!("Invalid path '{path}' : The field '{field}' could not be found in the input '{raw}'"))
-        })?,
+        Some(FailText::Path(path)) => {
+            let document = match path.root() {
+                crate::path::Root::Context => context,
+                crate::path::Root::Input => raw,
+            };
+            path.select(document).ok_or_else(|| {
+                runtime_error(format!(
+                    "Invalid path '{path}' : The field '{field}' could not be found in the input '{raw}'"
+                ))
+            })?
+        }
         Some(FailText::Intrinsic(call)) => call.evaluate(raw, context)?,
     };
     match value {
         Value::String(s) => Ok(s),
-        other => Err(runtime_error(
-            state,
-            format!("The value of '{field}' must be a string, not {other}"),
-        )),
+        other => Err(runtime_error(format!(
+            "The value of '{field}' must be a string, not {other}"
+        ))),
     }
 }
 
-fn wait_duration(state: &State, wait: &WaitState, input: &Value) -> Result<Duration, StateError> {
+/// The longest a Wait may last: a standard workflow runs for a year at most, so a
+/// later end is refused at once rather than waited for.
+const MAX_WAIT: chrono::TimeDelta = chrono::TimeDelta::days(365);
+
+fn wait_duration(run: &Run, wait: &WaitState, input: &Value) -> Result<Duration, StateError> {
+    let now = Utc::now();
     let until = match wait {
         WaitState::Seconds(amount) => {
-            return resolve_amount(state, amount, "SecondsPath", input).map(Duration::from_secs);
+            let seconds = resolve_amount(amount, "SecondsPath", input)?;
+            let delay = i64::try_from(seconds)
+                .ok()
+                .and_then(chrono::TimeDelta::try_seconds)
+                .unwrap_or(chrono::TimeDelta::MAX);
+            now.checked_add_signed(delay)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
         }
         WaitState::Timestamp(at) => at.with_timezone(&Utc),
         WaitState::TimestampPath(path) => {
             let value = path.select(input).ok_or_else(|| {
-                runtime_error(state, format!("Invalid path '{path}' : The field 'TimestampPath' could not be found in the input '{input}'"))
+                runtime_error(format!("Invalid path '{path}' : The field 'TimestampPath' could not be found in the input '{input}'"))
             })?;
             value
                 .as_str()
                 .and_then(crate::choice::parse_timestamp)
                 .ok_or_else(|| {
-                    runtime_error(
-                        state,
-                        format!(
-                            "The value of 'TimestampPath' ({path}) is not a timestamp: {value}"
-                        ),
-                    )
+                    runtime_error(format!(
+                        "The value of 'TimestampPath' ({path}) is not a timestamp: {value}"
+                    ))
                 })?
                 .with_timezone(&Utc)
         }
     };
-    Ok((until - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+    let latest = run.execution.started_at + MAX_WAIT;
+    if until > latest {
+        return Err(runtime_error(format!(
+            "Wait state delay is too long: it would end at {}, after {} (one year from the execution's start)",
+            timestamp(until),
+            timestamp(latest)
+        )));
+    }
+    Ok((until - now).to_std().unwrap_or(Duration::ZERO))
 }
 
 /// Task, Parallel and Map: attempts with Retry, then ResultSelector/ResultPath/
@@ -473,21 +560,33 @@ async fn run_fallible(
         };
         match outcome {
             Ok(result) => break Ok(result),
-            Err(error) => match budget.next_delay(&error, &mut jitter) {
-                Some(delay) => {
+            Err(error) => {
+                if let Some(delay) = budget.next_delay(&error, &mut jitter) {
                     tracing::debug!(state = %state.display, error = %error, ?delay, "retrying");
                     tokio::time::sleep(run.options.scale(delay)).await;
                     visit.retry_count += 1;
+                    continue;
                 }
-                None => break Err(error),
-            },
+                // One failure event for the state, after its last attempt.
+                let failed = match &state.kind {
+                    StateKind::Parallel(_) => Some(HistoryEventType::ParallelStateFailed),
+                    StateKind::Map(_) => Some(HistoryEventType::MapStateFailed),
+                    _ => None,
+                };
+                if let Some(failed) = failed {
+                    run.emit(cursor, failed, EventDetails::None);
+                }
+                break Err(error);
+            }
         }
     };
     let processed = attempt.and_then(|result| {
         let context = run.context(&visit, None, None);
         let result = render(result_selector, result, &context)?;
         let output = apply_result_path(state, result_path, raw.clone(), result)?;
-        apply_output_path(state, &output)
+        let output = apply_output_path(run, &visit, &output)?;
+        check_output(state, &output)?;
+        Ok(output)
     });
     match processed {
         Ok(output) => Ok(exit(run, state, cursor, output)),
@@ -567,49 +666,53 @@ async fn run_task_attempt(
     let token = task.wait_for_task_token.then(|| run.registry.new_token());
     let context = run.context(visit, token.as_deref(), None);
     let parameters = render(task.parameters.as_ref(), effective.clone(), &context)?;
-    let timeout = resolve_amount(state, &task.timeout, "TimeoutSecondsPath", effective)?;
+    check_size(&parameters, || {
+        format!("The input of the state '{}'", state.name)
+    })?;
+    let timeout = resolve_amount(&task.timeout, "TimeoutSecondsPath", effective)?;
     let heartbeat = match &task.heartbeat {
-        Some(amount) => Some(resolve_amount(
-            state,
-            amount,
-            "HeartbeatSecondsPath",
-            effective,
-        )?),
+        Some(amount) => Some(resolve_amount(amount, "HeartbeatSecondsPath", effective)?),
         None => None,
     };
     let (resource_type, resource) = split_resource(&task.resource);
-    run.emit(
+    // A Lambda function ARN as the resource (not the `lambda:invoke` integration) is
+    // logged with Step Functions' `LambdaFunction*` events.
+    let lambda = !task.wait_for_task_token && task.resource.starts_with("arn:aws:lambda:");
+    emit_scheduled(
+        run,
         cursor,
-        HistoryEventType::TaskScheduled,
-        EventDetails::TaskScheduled {
-            resource_type: resource_type.clone(),
-            resource: resource.clone(),
-            parameters: parameters.clone(),
-            timeout_seconds: Some(timeout),
-            heartbeat_seconds: heartbeat,
-        },
+        task,
+        lambda,
+        &parameters,
+        (timeout, heartbeat),
+        (&resource_type, &resource),
     );
     let handler = run
         .handlers
         .get(&task.handler_key)
         .cloned()
         .ok_or_else(|| {
-            runtime_error(
-                state,
-                format!(
-                    "no handler is registered for resource '{}'",
-                    task.handler_key
-                ),
-            )
+            runtime_error(format!(
+                "no handler is registered for resource '{}'",
+                task.handler_key
+            ))
         })?;
-    run.emit(
-        cursor,
-        HistoryEventType::TaskStarted,
-        EventDetails::TaskStarted {
-            resource_type: resource_type.clone(),
-            resource: resource.clone(),
-        },
-    );
+    if lambda {
+        run.emit(
+            cursor,
+            HistoryEventType::LambdaFunctionStarted,
+            EventDetails::None,
+        );
+    } else {
+        run.emit(
+            cursor,
+            HistoryEventType::TaskStarted,
+            EventDetails::TaskStarted {
+                resource_type: resource_type.clone(),
+                resource: resource.clone(),
+            },
+        );
+    }
     let request = TaskRequest {
         resource: task.resource.clone(),
         state_name: state.name.clone(),
@@ -643,9 +746,77 @@ async fn run_task_attempt(
             .await
         }
     };
-    let (event_type, details) = task_outcome_event(&outcome, resource_names);
+    let outcome = outcome.and_then(|result| {
+        check_size(&result, || {
+            format!("The state/task '{}' returned a result", task.resource)
+        })?;
+        Ok(result)
+    });
+    let (event_type, details) = if lambda {
+        lambda_outcome_event(&outcome)
+    } else {
+        task_outcome_event(&outcome, resource_names)
+    };
     run.emit(cursor, event_type, details);
     outcome
+}
+
+/// The `TaskScheduled` (or `LambdaFunctionScheduled`) event opening an attempt.
+fn emit_scheduled(
+    run: &Run,
+    cursor: &mut u64,
+    task: &TaskState,
+    lambda: bool,
+    parameters: &Value,
+    (timeout, heartbeat): (u64, Option<u64>),
+    (resource_type, resource): (&str, &str),
+) {
+    if lambda {
+        run.emit(
+            cursor,
+            HistoryEventType::LambdaFunctionScheduled,
+            EventDetails::LambdaScheduled {
+                resource: task.resource.clone(),
+                input: parameters.clone(),
+                timeout_seconds: Some(timeout),
+            },
+        );
+    } else {
+        run.emit(
+            cursor,
+            HistoryEventType::TaskScheduled,
+            EventDetails::TaskScheduled {
+                resource_type: resource_type.to_owned(),
+                resource: resource.to_owned(),
+                parameters: parameters.clone(),
+                timeout_seconds: Some(timeout),
+                heartbeat_seconds: heartbeat,
+            },
+        );
+    }
+}
+
+/// The `LambdaFunctionSucceeded` / `Failed` / `TimedOut` event closing an attempt.
+fn lambda_outcome_event(outcome: &Result<Value, StateError>) -> (HistoryEventType, EventDetails) {
+    match outcome {
+        Ok(output) => (
+            HistoryEventType::LambdaFunctionSucceeded,
+            EventDetails::LambdaOutput {
+                output: output.clone(),
+            },
+        ),
+        Err(error) => (
+            if error.error == names::TIMEOUT {
+                HistoryEventType::LambdaFunctionTimedOut
+            } else {
+                HistoryEventType::LambdaFunctionFailed
+            },
+            EventDetails::LambdaError {
+                error: error.error.clone(),
+                cause: error.cause.clone(),
+            },
+        ),
+    }
 }
 
 /// The `TaskSucceeded` / `TaskFailed` / `TaskTimedOut` event closing an attempt.
@@ -756,7 +927,7 @@ async fn await_token(
                         heartbeat_deadline = Some(at + Duration::from_secs(h));
                     }
                 }
-                None => return Err(runtime_error(state, "the task token channel closed unexpectedly")),
+                None => return Err(runtime_error("the task token channel closed unexpectedly")),
             },
             () = tokio::time::sleep_until(wake) => {
                 if run.registry.close_token(token) {
@@ -795,27 +966,9 @@ async fn run_parallel_attempt(
     let outcome = collect_ordered(&mut branches, parallel.branches.len()).await;
     // Dropping the set cancels branches still running after a failure.
     drop(branches);
-    let mut after = started;
-    match outcome {
-        Ok(results) => {
-            run.emit(
-                &mut after,
-                HistoryEventType::ParallelStateSucceeded,
-                EventDetails::None,
-            );
-            *cursor = after;
-            Ok(Value::Array(results))
-        }
-        Err(error) => {
-            run.emit(
-                &mut after,
-                HistoryEventType::ParallelStateFailed,
-                EventDetails::None,
-            );
-            *cursor = after;
-            Err(error)
-        }
-    }
+    // Step Functions records no `ParallelStateSucceeded`; a failure is recorded once the
+    // state has no retry left.
+    outcome.map(Value::Array)
 }
 
 /// Gathers `count` indexed results, stopping at the first error.
@@ -825,18 +978,26 @@ async fn collect_ordered(
 ) -> Result<Vec<Value>, StateError> {
     let mut results = vec![Value::Null; count];
     while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok((index, Ok(value))) => results[index] = value,
-            Ok((_, Err(error))) => return Err(error),
-            Err(join_error) => {
-                return Err(StateError::new(
-                    names::RUNTIME,
-                    format!("a branch stopped unexpectedly: {join_error}"),
-                ));
-            }
-        }
+        store_joined(joined, &mut results)?;
     }
     Ok(results)
+}
+
+fn store_joined(
+    joined: Result<(usize, Result<Value, StateError>), tokio::task::JoinError>,
+    results: &mut [Value],
+) -> Result<(), StateError> {
+    match joined {
+        Ok((index, Ok(value))) => {
+            results[index] = value;
+            Ok(())
+        }
+        Ok((_, Err(error))) => Err(error),
+        Err(join_error) => Err(StateError::new(
+            names::RUNTIME,
+            format!("a branch stopped unexpectedly: {join_error}"),
+        )),
+    }
 }
 
 async fn run_map_attempt(
@@ -850,26 +1011,20 @@ async fn run_map_attempt(
     let items = match map.items_path.select(effective) {
         Some(Value::Array(items)) => items,
         Some(other) => {
-            return Err(runtime_error(
-                state,
-                format!(
-                    "The field 'ItemsPath' ({}) must point to an array, not {other}",
-                    map.items_path
-                ),
-            ));
+            return Err(runtime_error(format!(
+                "The field 'ItemsPath' ({}) must point to an array, not {other}",
+                map.items_path
+            )));
         }
         None => {
-            return Err(runtime_error(
-                state,
-                format!(
-                    "Invalid path '{}' : The field 'ItemsPath' could not be found in the input '{effective}'",
-                    map.items_path
-                ),
-            ));
+            return Err(runtime_error(format!(
+                "Invalid path '{}' : No results for path: {}",
+                map.items_path,
+                map.items_path.normalized()
+            )));
         }
     };
-    let max_concurrency =
-        resolve_amount(state, &map.max_concurrency, "MaxConcurrencyPath", effective)?;
+    let max_concurrency = resolve_amount(&map.max_concurrency, "MaxConcurrencyPath", effective)?;
     let mut inputs = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let context = run.context(visit, None, Some((index, item)));
@@ -887,33 +1042,38 @@ async fn run_map_attempt(
     );
     let started = *cursor;
     let limit = match usize::try_from(max_concurrency) {
-        Ok(0) | Err(_) => inputs.len().max(1),
-        Ok(n) => n.min(Semaphore::MAX_PERMITS),
+        Ok(0) | Err(_) => usize::MAX,
+        Ok(n) => n,
     };
-    let permits = Arc::new(Semaphore::new(limit));
-    let mut iterations = JoinSet::new();
     let count = inputs.len();
+    let mut results = vec![Value::Null; count];
+    let mut iterations = JoinSet::new();
+    // Iterations start in index order, at most `limit` at a time; after a failure no
+    // further iteration starts and those running are cancelled.
+    let mut outcome = Ok(());
     for (index, input) in inputs.into_iter().enumerate() {
+        while iterations.len() >= limit {
+            let Some(joined) = iterations.join_next().await else {
+                break;
+            };
+            outcome = store_joined(joined, &mut results);
+            if outcome.is_err() {
+                break;
+            }
+        }
+        if outcome.is_err() {
+            break;
+        }
+        let details = EventDetails::MapIteration {
+            name: state.name.clone(),
+            index,
+        };
+        let mut at = started;
+        run.emit(&mut at, HistoryEventType::MapIterationStarted, details);
         let run = Arc::clone(run);
         let processor = Arc::clone(&map.processor);
-        let permits = Arc::clone(&permits);
         let name = state.name.clone();
         iterations.spawn(async move {
-            let Ok(_permit) = permits.acquire_owned().await else {
-                return (
-                    index,
-                    Err(StateError::new(
-                        names::RUNTIME,
-                        "Map concurrency limiter closed",
-                    )),
-                );
-            };
-            let mut at = started;
-            let details = || EventDetails::MapIteration {
-                name: name.clone(),
-                index,
-            };
-            run.emit(&mut at, HistoryEventType::MapIterationStarted, details());
             let (result, last) = run_machine(Arc::clone(&run), processor, input, at).await;
             let mut at = last;
             let event_type = if result.is_ok() {
@@ -921,19 +1081,28 @@ async fn run_map_attempt(
             } else {
                 HistoryEventType::MapIterationFailed
             };
-            run.emit(&mut at, event_type, details());
+            run.emit(
+                &mut at,
+                event_type,
+                EventDetails::MapIteration { name, index },
+            );
             (index, result)
         });
     }
-    let outcome = collect_ordered(&mut iterations, count).await;
+    while outcome.is_ok()
+        && let Some(joined) = iterations.join_next().await
+    {
+        outcome = store_joined(joined, &mut results);
+    }
+    // Dropping the set cancels iterations still running after a failure.
     drop(iterations);
+    outcome?;
     let mut after = started;
-    let event_type = if outcome.is_ok() {
-        HistoryEventType::MapStateSucceeded
-    } else {
-        HistoryEventType::MapStateFailed
-    };
-    run.emit(&mut after, event_type, EventDetails::None);
+    run.emit(
+        &mut after,
+        HistoryEventType::MapStateSucceeded,
+        EventDetails::None,
+    );
     *cursor = after;
-    outcome.map(Value::Array)
+    Ok(Value::Array(results))
 }

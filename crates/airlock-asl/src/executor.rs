@@ -247,19 +247,28 @@ pub(crate) struct ExecutionShared {
 }
 
 impl ExecutionShared {
-    /// Appends an event following `previous` and returns its id.
+    /// Appends an event that follows `link` in its own flow (the execution, one
+    /// Parallel branch or one Map iteration) and returns its id. Like Step Functions,
+    /// `previousEventId` is the event recorded just before (0 for the first state's
+    /// entry); the flow link is kept apart for pairing state entries and exits.
     pub(crate) fn emit(
         &self,
-        previous: u64,
+        link: u64,
         event_type: HistoryEventType,
         details: EventDetails,
     ) -> u64 {
         let mut record = lock(&self.record);
         let id = record.history.len() as u64 + 1;
         tracing::debug!(execution = %self.name, id, event = event_type.as_str(), "history event");
+        let previous_event_id = if id == 2 && event_type.is_state_entered() {
+            0
+        } else {
+            id - 1
+        };
         record.history.push(HistoryEvent {
             id,
-            previous_event_id: previous,
+            previous_event_id,
+            link,
             timestamp: Utc::now(),
             event_type,
             details,

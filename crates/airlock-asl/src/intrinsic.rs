@@ -126,15 +126,6 @@ impl Call {
         Ok(call)
     }
 
-    /// Whether any path argument (however nested) is exactly `path`.
-    pub(crate) fn mentions_path(&self, path: &str) -> bool {
-        self.args.iter().any(|arg| match arg {
-            Arg::Path(p) => p.text() == path,
-            Arg::Call(c) => c.mentions_path(path),
-            _ => false,
-        })
-    }
-
     pub(crate) fn evaluate(&self, input: &Value, context: &Value) -> Result<Value, StateError> {
         let mut values = Vec::with_capacity(self.args.len());
         for arg in &self.args {
@@ -148,9 +139,9 @@ impl Call {
                     };
                     path.select(doc).ok_or_else(|| {
                         StateError::new(
-                            names::PARAMETER_PATH_FAILURE,
+                            names::RUNTIME,
                             format!(
-                                "The JSONPath '{path}' used as an argument of {} could not be found in the input",
+                                "The JSONPath '{path}' used as an argument of {} could not be found in the input '{doc}'",
                                 self.name
                             ),
                         )
@@ -883,9 +874,25 @@ mod tests {
     }
 
     #[test]
-    fn missing_paths_are_parameter_path_failures() {
+    fn bracket_paths_with_escaped_quotes_as_arguments() {
+        let input = json!({"it's": 1, "a)b": 2, "say \"hi\"": 3});
+        assert_eq!(
+            ok(
+                r#"States.Array($['it\'s'], $['a)b'], $['say \"hi\"'])"#,
+                &input
+            ),
+            json!([1, 2, 3])
+        );
+        assert_eq!(
+            ok(r#"States.Array($["it's"], $["say \"hi\""])"#, &input),
+            json!([1, 3])
+        );
+    }
+
+    #[test]
+    fn missing_paths_are_runtime_errors() {
         let err = eval("States.Format('{}', $.nope)", &json!({})).unwrap_err();
-        assert_eq!(err.error, names::PARAMETER_PATH_FAILURE);
+        assert_eq!(err.error, names::RUNTIME);
     }
 
     #[test]
@@ -903,12 +910,5 @@ mod tests {
         ] {
             assert!(Call::parse(bad).is_err(), "{bad} should be refused");
         }
-    }
-
-    #[test]
-    fn mentions_path_looks_into_nested_calls() {
-        let call = Call::parse("States.Format('{}', States.Array($$.Task.Token))").unwrap();
-        assert!(call.mentions_path("$$.Task.Token"));
-        assert!(!call.mentions_path("$.x"));
     }
 }

@@ -8,6 +8,7 @@
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::fmt::Write as _;
 
 use serde_json::{Map, Number, Value};
 
@@ -124,8 +125,27 @@ impl JsonPath {
         Ok(path)
     }
 
-    pub(crate) fn text(&self) -> &str {
-        &self.text
+    /// The bracketed form Jayway prints a definite path in, as Step Functions quotes it
+    /// in error causes: `$.a[0]` is `$['a'][0]`.
+    pub(crate) fn normalized(&self) -> String {
+        let mut out = String::from(match self.root {
+            Root::Input => "$",
+            Root::Context => "$$",
+        });
+        for segment in &self.segments {
+            match segment {
+                Segment::Child(name) => {
+                    out.push_str("['");
+                    out.push_str(name);
+                    out.push_str("']");
+                }
+                Segment::Index(i) => {
+                    let _ = write!(out, "[{i}]");
+                }
+                _ => out.push_str("[*]"),
+            }
+        }
+        out
     }
 
     pub(crate) fn root(&self) -> Root {
@@ -861,6 +881,21 @@ mod tests {
         assert_eq!(select("$.store\\.book", &doc), Some(json!(1)));
         assert_eq!(select("$.a.\\@b", &doc), Some(json!(2)));
         assert_eq!(select("$.Ж中", &doc), Some(json!(3)));
+    }
+
+    #[test]
+    fn bracket_names_with_escaped_quotes() {
+        let doc = json!({"it's": 1, "say \"hi\"": 2, "back\\slash": 3});
+        assert_eq!(select(r"$['it\'s']", &doc), Some(json!(1)));
+        assert_eq!(select(r#"$["say \"hi\""]"#, &doc), Some(json!(2)));
+        assert_eq!(select(r#"$['say "hi"']"#, &doc), Some(json!(2)));
+        assert_eq!(select(r"$['back\\slash']", &doc), Some(json!(3)));
+    }
+
+    #[test]
+    fn normalized_form_is_bracketed() {
+        let path = JsonPath::parse("$.a['b c'][0]").unwrap();
+        assert_eq!(path.normalized(), "$['a']['b c'][0]");
     }
 
     #[test]

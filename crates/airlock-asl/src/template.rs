@@ -13,7 +13,11 @@ pub(crate) enum Template {
     Static(Value),
     Object(Vec<(String, Template)>),
     Array(Vec<Template>),
-    Path(JsonPath),
+    /// `field` is the key as written (`name.$`), for error causes.
+    Path {
+        path: JsonPath,
+        field: String,
+    },
     Intrinsic(Call),
 }
 
@@ -49,7 +53,10 @@ impl Template {
                         let compiled = if intrinsic::looks_like_call(text) {
                             Self::Intrinsic(Call::parse(text).map_err(|e| (child_at.clone(), e))?)
                         } else if text.starts_with('$') {
-                            Self::Path(JsonPath::parse(text).map_err(|e| (child_at.clone(), e.0))?)
+                            Self::Path {
+                                path: JsonPath::parse(text).map_err(|e| (child_at.clone(), e.0))?,
+                                field: key.clone(),
+                            }
                         } else {
                             return Err((
                                 child_at,
@@ -75,17 +82,6 @@ impl Template {
         }
     }
 
-    /// Whether a `.$` field anywhere in the template uses exactly `path`.
-    pub(crate) fn mentions_path(&self, path: &str) -> bool {
-        match self {
-            Self::Static(_) => false,
-            Self::Object(fields) => fields.iter().any(|(_, t)| t.mentions_path(path)),
-            Self::Array(items) => items.iter().any(|t| t.mentions_path(path)),
-            Self::Path(p) => p.text() == path,
-            Self::Intrinsic(call) => call.mentions_path(path),
-        }
-    }
-
     /// Builds the payload from the effective input and the context object.
     pub(crate) fn render(&self, input: &Value, context: &Value) -> Result<Value, StateError> {
         Ok(match self {
@@ -103,15 +99,19 @@ impl Template {
                     .map(|t| t.render(input, context))
                     .collect::<Result<_, _>>()?,
             ),
-            Self::Path(path) => {
-                let (doc, what) = match path.root() {
-                    Root::Input => (input, "input"),
-                    Root::Context => (context, "context object"),
+            Self::Path { path, field } => {
+                let doc = match path.root() {
+                    Root::Input => input,
+                    Root::Context => context,
                 };
+                // Step Functions raises the uncatchable States.Runtime here, not
+                // States.ParameterPathFailure.
                 path.select(doc).ok_or_else(|| {
                     StateError::new(
-                        names::PARAMETER_PATH_FAILURE,
-                        format!("The JSONPath '{path}' could not be found in the {what} '{doc}'"),
+                        names::RUNTIME,
+                        format!(
+                            "The JSONPath '{path}' specified for the field '{field}' could not be found in the input '{doc}'"
+                        ),
                     )
                 })?
             }
@@ -169,11 +169,14 @@ mod tests {
     }
 
     #[test]
-    fn missing_paths_raise_parameter_path_failure() {
+    fn missing_paths_raise_states_runtime_naming_the_field() {
         let template = Template::compile(&json!({"x.$": "$.missing"})).unwrap();
-        let err = template.render(&json!({}), &json!({})).unwrap_err();
-        assert_eq!(err.error, names::PARAMETER_PATH_FAILURE);
-        assert!(err.cause.contains("$.missing"));
+        let err = template.render(&json!({"a": 1}), &json!({})).unwrap_err();
+        assert_eq!(err.error, names::RUNTIME);
+        assert_eq!(
+            err.cause,
+            "The JSONPath '$.missing' specified for the field 'x.$' could not be found in the input '{\"a\":1}'"
+        );
     }
 
     #[test]
@@ -189,14 +192,5 @@ mod tests {
             let (at, _) = Template::compile(&value).unwrap_err();
             assert_eq!(at, key);
         }
-    }
-
-    #[test]
-    fn finds_task_token_references() {
-        let t =
-            Template::compile(&json!({"MessageBody": {"taskToken.$": "$$.Task.Token"}})).unwrap();
-        assert!(t.mentions_path("$$.Task.Token"));
-        let t = Template::compile(&json!({"MessageBody": {"taskToken": "$$.Task.Token"}})).unwrap();
-        assert!(!t.mentions_path("$$.Task.Token"));
     }
 }

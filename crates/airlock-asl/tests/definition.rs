@@ -338,20 +338,6 @@ fn task_fields_are_checked() {
         "required",
     );
     assert_refused(
-        &task(
-            &json!({"Resource": TOKEN_QUEUE, "Parameters": {"MessageBody": {"token": "$$.Task.Token"}}}),
-        ),
-        Some("S"),
-        Some("Parameters"),
-        "$$.Task.Token",
-    );
-    assert_refused(
-        &task(&json!({"Resource": TOKEN_QUEUE})),
-        Some("S"),
-        Some("Parameters"),
-        "$$.Task.Token",
-    );
-    assert_refused(
         &task(&json!({"Resource": "arn:aws:states:::ecs:runTask.sync"})),
         Some("S"),
         Some("Resource"),
@@ -481,7 +467,7 @@ fn wait_and_fail_fields_are_checked() {
         &single(&json!({"Type": "Fail", "CausePath": "$.c[*]"})),
         Some("S"),
         Some("CausePath"),
-        "reference path",
+        "single value",
     );
 }
 
@@ -543,9 +529,9 @@ fn nested_machines_are_checked_and_located() {
     );
     assert_refused(
         &single(&json!({"Type": "Map", "End": true,
-            "Iterator": {"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": TOKEN_QUEUE, "End": true}}}})),
+            "Iterator": {"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "", "End": true}}}})),
         Some("S > Iterator > A"),
-        Some("Parameters"),
-        "$$.Task.Token",
+        Some("Resource"),
+        "required",
     );
 }
