@@ -11,6 +11,7 @@ use crate::error::{DefinitionError, names};
 use crate::intrinsic::{self, Call};
 use crate::path::JsonPath;
 use crate::template::Template;
+use crate::variables::Assign;
 
 /// Step Functions' upper bound for every seconds/attempts field.
 const MAX_SECONDS: u64 = 99_999_999;
@@ -57,6 +58,8 @@ pub(crate) struct State {
     pub(crate) output_path: Option<JsonPath>,
     /// `None` for End states and for states that never transition by `Next`.
     pub(crate) next: Option<String>,
+    /// Variables the state assigns when it succeeds.
+    pub(crate) assign: Option<Assign>,
     pub(crate) kind: StateKind,
 }
 
@@ -121,7 +124,8 @@ pub(crate) struct TaskState {
 
 #[derive(Debug)]
 pub(crate) struct ChoiceState {
-    pub(crate) choices: Vec<(Rule, String)>,
+    /// Each top-level rule with its `Next` and its own `Assign`.
+    pub(crate) choices: Vec<(Rule, String, Option<Assign>)>,
     pub(crate) default: Option<String>,
 }
 
@@ -184,6 +188,7 @@ pub(crate) struct Catcher {
     pub(crate) error_equals: Vec<String>,
     pub(crate) next: String,
     pub(crate) result_path: ResultPath,
+    pub(crate) assign: Option<Assign>,
 }
 
 impl Definition {
@@ -255,6 +260,7 @@ impl Definition {
         let timeout_seconds = positive_seconds(top, "TimeoutSeconds")
             .map_err(|m| DefinitionError::new(None, Some("TimeoutSeconds"), m))?;
         let machine = parse_machine(top, "", None, "")?;
+        check_variable_scopes(&machine, &BTreeSet::new())?;
         Ok(Self {
             comment,
             timeout_seconds,
@@ -292,6 +298,61 @@ impl Definition {
         collect_tasks(&self.machine, &mut out);
         out
     }
+}
+
+/// Every variable a state assigns: its own `Assign`, its catchers' and its choice rules'.
+fn assigned_names(state: &State) -> Vec<&str> {
+    let mut assigns: Vec<&Assign> = state.assign.iter().collect();
+    let catchers: &[Catcher] = match &state.kind {
+        StateKind::Task(t) => &t.catch,
+        StateKind::Parallel(p) => &p.catch,
+        StateKind::Map(m) => &m.catch,
+        StateKind::Choice(c) => {
+            assigns.extend(c.choices.iter().filter_map(|(_, _, a)| a.as_ref()));
+            &[]
+        }
+        _ => &[],
+    };
+    assigns.extend(catchers.iter().filter_map(|c| c.assign.as_ref()));
+    assigns
+        .into_iter()
+        .flat_map(|a| a.names().iter().map(String::as_str))
+        .collect()
+}
+
+/// Parallel branches and Map iterations read the enclosing scopes' variables but may
+/// not assign them: Step Functions refuses such a definition, and so does this.
+fn check_variable_scopes(
+    machine: &StateMachine,
+    outer: &BTreeSet<String>,
+) -> Result<(), DefinitionError> {
+    let mut visible = outer.clone();
+    for state in machine.states.values() {
+        for name in assigned_names(state) {
+            if outer.contains(name) {
+                return Err(DefinitionError::new(
+                    Some(&state.display),
+                    Some("Assign"),
+                    format!(
+                        "assigns '{name}', a variable of an enclosing scope, which is read-only inside a Parallel branch or Map iteration"
+                    ),
+                ));
+            }
+            visible.insert(name.to_owned());
+        }
+    }
+    for state in machine.states.values() {
+        match &state.kind {
+            StateKind::Parallel(p) => {
+                for branch in &p.branches {
+                    check_variable_scopes(branch, &visible)?;
+                }
+            }
+            StateKind::Map(m) => check_variable_scopes(&m.processor, &visible)?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn collect_tasks(machine: &StateMachine, out: &mut Vec<TaskResource>) {
@@ -489,7 +550,7 @@ fn transitions(state: &State) -> Vec<(String, &str)> {
     }
     let catch = match &state.kind {
         StateKind::Choice(choice) => {
-            for (i, (_, next)) in choice.choices.iter().enumerate() {
+            for (i, (_, next, _)) in choice.choices.iter().enumerate() {
                 out.push((format!("Choices[{i}].Next"), next.as_str()));
             }
             if let Some(default) = &choice.default {
@@ -547,6 +608,7 @@ fn check_transitions(machine: &StateMachine) -> Result<(), DefinitionError> {
 fn allowed_fields(type_name: &str) -> &'static [&'static str] {
     match type_name {
         "Pass" => &[
+            "Assign",
             "Next",
             "End",
             "InputPath",
@@ -556,6 +618,7 @@ fn allowed_fields(type_name: &str) -> &'static [&'static str] {
             "ResultPath",
         ],
         "Task" => &[
+            "Assign",
             "Next",
             "End",
             "InputPath",
@@ -573,8 +636,9 @@ fn allowed_fields(type_name: &str) -> &'static [&'static str] {
             // Role assumption has no meaning locally; accepted and ignored.
             "Credentials",
         ],
-        "Choice" => &["InputPath", "OutputPath", "Choices", "Default"],
+        "Choice" => &["InputPath", "OutputPath", "Choices", "Default", "Assign"],
         "Wait" => &[
+            "Assign",
             "Next",
             "End",
             "InputPath",
@@ -587,6 +651,7 @@ fn allowed_fields(type_name: &str) -> &'static [&'static str] {
         "Succeed" => &["InputPath", "OutputPath"],
         "Fail" => &["Error", "ErrorPath", "Cause", "CausePath"],
         "Parallel" => &[
+            "Assign",
             "Next",
             "End",
             "InputPath",
@@ -599,6 +664,7 @@ fn allowed_fields(type_name: &str) -> &'static [&'static str] {
             "Branches",
         ],
         "Map" => &[
+            "Assign",
             "Next",
             "End",
             "InputPath",
@@ -622,7 +688,6 @@ fn allowed_fields(type_name: &str) -> &'static [&'static str] {
 /// Fields that exist in Step Functions but that this executor cannot run.
 fn unsupported_reason(field: &str) -> Option<&'static str> {
     Some(match field {
-        "Assign" => "workflow variables ('Assign') are not supported",
         "Arguments" | "Output" | "Items" => {
             "is a JSONata field; only JSONPath states are supported"
         }
@@ -648,6 +713,25 @@ impl<'a> StateParser<'a> {
         DefinitionError::new(Some(self.display), Some(field), message)
     }
 
+    /// An `Assign` field of `map` (the state, a catcher or a choice rule), located at `field`.
+    fn assign_at(
+        &self,
+        map: &Map<String, Value>,
+        field: &str,
+    ) -> Result<Option<Assign>, DefinitionError> {
+        match map.get("Assign") {
+            None => Ok(None),
+            Some(value) => Assign::compile(value).map(Some).map_err(|(key, message)| {
+                let at = if key.is_empty() {
+                    field.to_owned()
+                } else {
+                    format!("{field}.{key}")
+                };
+                self.err(&at, message)
+            }),
+        }
+    }
+
     fn string(&self, key: &str) -> Result<Option<&'a str>, DefinitionError> {
         match self.map.get(key) {
             None => Ok(None),
@@ -666,10 +750,15 @@ impl<'a> StateParser<'a> {
         }
     }
 
+    /// A definite path read from the input or a variable (`ItemsPath`, `…SecondsPath`…).
     fn reference_path(&self, key: &str) -> Result<Option<JsonPath>, DefinitionError> {
         match self.map.get(key) {
             None => Ok(None),
-            Some(Value::String(s)) => JsonPath::parse_reference(s)
+            Some(Value::String(s)) if s.starts_with("$$") => Err(self.err(
+                key,
+                format!("reference path '{s}' cannot refer to the context object"),
+            )),
+            Some(Value::String(s)) => JsonPath::parse_definite(s)
                 .map(Some)
                 .map_err(|e| self.err(key, e.0)),
             Some(_) => Err(self.err(key, "must be a reference path string")),
@@ -800,7 +889,7 @@ impl<'a> StateParser<'a> {
             for key in map.keys() {
                 if !matches!(
                     key.as_str(),
-                    "ErrorEquals" | "Next" | "ResultPath" | "Comment"
+                    "ErrorEquals" | "Next" | "ResultPath" | "Comment" | "Assign"
                 ) {
                     let why = unsupported_reason(key).unwrap_or("unknown catcher field");
                     return Err(self.err(&at(key), why));
@@ -814,10 +903,12 @@ impl<'a> StateParser<'a> {
             };
             let result_path =
                 result_path_of(map, "ResultPath").map_err(|m| self.err(&at("ResultPath"), m))?;
+            let assign = self.assign_at(map, &at("Assign"))?;
             out.push(Catcher {
                 error_equals,
                 next,
                 result_path,
+                assign,
             });
         }
         Ok(out)
@@ -919,6 +1010,7 @@ fn parse_state(name: &str, display: &str, raw: &Value) -> Result<State, Definiti
         None
     };
 
+    let assign = p.assign_at(map, "Assign")?;
     let input_path = p.selection_path("InputPath")?;
     let output_path = p.selection_path("OutputPath")?;
     let kind = match type_name {
@@ -945,6 +1037,7 @@ fn parse_state(name: &str, display: &str, raw: &Value) -> Result<State, Definiti
         input_path,
         output_path,
         next,
+        assign,
         kind,
     })
 }
@@ -1021,7 +1114,11 @@ fn parse_choice(p: &StateParser<'_>) -> Result<ChoiceState, DefinitionError> {
                 ));
             }
         };
-        choices.push((rule, next));
+        let assign = match item {
+            Value::Object(rule_map) => p.assign_at(rule_map, &format!("Choices[{i}].Assign"))?,
+            _ => None,
+        };
+        choices.push((rule, next, assign));
     }
     Ok(ChoiceState {
         choices,

@@ -21,8 +21,10 @@ use crate::executor::{
     lock,
 };
 use crate::history::{EventDetails, ExecutionStatus, HistoryEventType, split_resource};
+use crate::path::{JsonPath, Root, Scope};
 use crate::retry::RetryBudget;
 use crate::template::Template;
+use crate::variables::{Assign, Variables};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -46,6 +48,54 @@ struct Visit<'a> {
     state: &'a State,
     entered_at: DateTime<Utc>,
     retry_count: u32,
+    /// The variables as they were when the state was entered.
+    variables: &'a Variables,
+}
+
+impl Visit<'_> {
+    /// Evaluates an `Assign` field with `$` bound to `input`.
+    fn assign(
+        &self,
+        run: &Run,
+        assign: Option<&Assign>,
+        input: &Value,
+    ) -> Result<Vec<(String, Value)>, StateError> {
+        let Some(assign) = assign else {
+            return Ok(Vec::new());
+        };
+        let context = run.context(self, None, None);
+        assign.evaluate(&Scope::new(input, &context, self.variables))
+    }
+
+    fn render(
+        &self,
+        template: Option<&Template>,
+        input: Value,
+        context: &Value,
+    ) -> Result<Value, StateError> {
+        match template {
+            Some(template) => template.render(&Scope::new(&input, context, self.variables)),
+            None => Ok(input),
+        }
+    }
+}
+
+/// How a state ends when it does not fail: its output, where it goes (`None`: its
+/// `Next`, or the end) and the variables it assigns.
+struct Exit {
+    output: Value,
+    next: Option<String>,
+    assigned: Vec<(String, Value)>,
+}
+
+impl Exit {
+    fn new(output: Value, assigned: Vec<(String, Value)>) -> Self {
+        Self {
+            output,
+            next: None,
+            assigned,
+        }
+    }
 }
 
 /// Runs a whole execution and records how it ended.
@@ -62,7 +112,13 @@ pub(crate) async fn run_execution(run: Arc<Run>) {
         },
     );
     let machine = Arc::clone(&run.definition.machine);
-    let body = run_machine(Arc::clone(&run), machine, execution.input.clone(), started);
+    let body = run_machine(
+        Arc::clone(&run),
+        machine,
+        execution.input.clone(),
+        Variables::default(),
+        started,
+    );
     let limit = run.definition.timeout_seconds().map(Duration::from_secs);
     let mut stop = execution.stop.subscribe();
     tokio::select! {
@@ -129,15 +185,17 @@ fn run_machine(
     run: Arc<Run>,
     machine: Arc<StateMachine>,
     input: Value,
+    variables: Variables,
     previous_event: u64,
 ) -> BoxFuture<(Result<Value, StateError>, u64)> {
     Box::pin(async move {
         let mut cursor = previous_event;
         let mut current = machine.start_at.clone();
         let mut input = input;
+        let mut variables = variables;
         loop {
             let state = &machine.states[&current];
-            match run_state(&run, state, input, &mut cursor).await {
+            match run_state(&run, state, input, &mut variables, &mut cursor).await {
                 Ok(Transition::Next(next, output)) => {
                     current = next;
                     input = output;
@@ -214,7 +272,7 @@ fn runtime_error(message: impl std::fmt::Display) -> StateError {
 const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 
 /// Counts the bytes of a value's JSON text without building it.
-fn json_size(value: &Value) -> usize {
+pub(crate) fn json_size(value: &Value) -> usize {
     struct Counter(usize);
     impl std::io::Write for Counter {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -251,18 +309,20 @@ fn check_output(state: &State, output: &Value) -> Result<(), StateError> {
     })
 }
 
-/// Selects an `InputPath`/`OutputPath` from `document`, or from the context object for `$$` paths.
+/// Selects an `InputPath`/`OutputPath` from `document`, the context object (`$$…`)
+/// or a variable (`$name…`).
 fn select_io(
     run: &Run,
     visit: &Visit<'_>,
-    path: &crate::path::JsonPath,
+    path: &JsonPath,
     document: &Value,
 ) -> Result<Value, StateError> {
-    let found = if path.root() == crate::path::Root::Context {
-        path.select(&run.context(visit, None, None))
+    let context = if path.root() == Root::Context {
+        run.context(visit, None, None)
     } else {
-        path.select(document)
+        Value::Null
     };
+    let found = path.select_in(&Scope::new(document, &context, visit.variables))?;
     found.ok_or_else(|| {
         runtime_error(format!(
             "Invalid path '{path}' : No results for path: {}",
@@ -307,18 +367,20 @@ fn apply_result_path(
     Ok(output)
 }
 
-fn render(template: Option<&Template>, input: Value, context: &Value) -> Result<Value, StateError> {
-    match template {
-        Some(template) => template.render(&input, context),
-        None => Ok(input),
-    }
-}
-
 /// Resolves a literal-or-path amount of seconds against the effective input.
-fn resolve_amount(amount: &Amount, field: &str, input: &Value) -> Result<u64, StateError> {
+fn resolve_amount(
+    visit: &Visit<'_>,
+    amount: &Amount,
+    field: &str,
+    input: &Value,
+) -> Result<u64, StateError> {
     match amount {
         Amount::Fixed(n) => Ok(*n),
-        Amount::Path(path) => match path.select(input) {
+        Amount::Path(path) => match path.select_in(&Scope::new(
+            input,
+            &Value::Null,
+            visit.variables,
+        ))? {
             Some(value) => value.as_u64().ok_or_else(|| {
                 runtime_error(format!(
                     "The value of '{field}' ({path}) must be a non-negative integer, not {value}"
@@ -331,28 +393,37 @@ fn resolve_amount(amount: &Amount, field: &str, input: &Value) -> Result<u64, St
     }
 }
 
-fn exit(run: &Run, state: &State, cursor: &mut u64, output: Value) -> Transition {
+/// Stores the state's assignments, records its exit and picks the next state.
+fn exit(
+    run: &Run,
+    state: &State,
+    cursor: &mut u64,
+    variables: &mut Variables,
+    exit: Exit,
+) -> Result<Transition, StateError> {
     // Callers have checked the output against the payload quota.
+    variables.assign(exit.assigned)?;
     if let Some(exited) = HistoryEventType::exited(state.kind.type_name()) {
         run.emit(
             cursor,
             exited,
             EventDetails::StateExited {
                 name: state.name.clone(),
-                output: output.clone(),
+                output: exit.output.clone(),
             },
         );
     }
-    match &state.next {
-        Some(next) => Transition::Next(next.clone(), output),
-        None => Transition::End(output),
-    }
+    Ok(match exit.next.as_ref().or(state.next.as_ref()) {
+        Some(next) => Transition::Next(next.clone(), exit.output),
+        None => Transition::End(exit.output),
+    })
 }
 
 async fn run_state(
     run: &Arc<Run>,
     state: &State,
     raw: Value,
+    variables: &mut Variables,
     cursor: &mut u64,
 ) -> Result<Transition, StateError> {
     let type_name = state.kind.type_name();
@@ -369,9 +440,11 @@ async fn run_state(
         state,
         entered_at: Utc::now(),
         retry_count: 0,
+        variables,
     };
-    run_state_body(run, visit, raw, cursor)
-        .await
+    let outcome = run_state_body(run, visit, raw, cursor).await;
+    outcome
+        .and_then(|done| exit(run, state, cursor, variables, done))
         .map_err(|e| e.locate(&state.name, entered_event_id))
 }
 
@@ -380,60 +453,72 @@ async fn run_state_body(
     visit: Visit<'_>,
     raw: Value,
     cursor: &mut u64,
-) -> Result<Transition, StateError> {
+) -> Result<Exit, StateError> {
     let state = visit.state;
     if let StateKind::Fail(fail) = &state.kind {
         let context = run.context(&visit, None, None);
+        let scope = Scope::new(&raw, &context, visit.variables);
         return Err(StateError::new(
-            fail_text(fail.error.as_ref(), "ErrorPath", &raw, &context)?,
-            fail_text(fail.cause.as_ref(), "CausePath", &raw, &context)?,
+            fail_text(fail.error.as_ref(), "ErrorPath", &scope)?,
+            fail_text(fail.cause.as_ref(), "CausePath", &scope)?,
         ));
     }
     let effective = apply_input_path(run, &visit, &raw)?;
     match &state.kind {
         StateKind::Pass(pass) => {
             let context = run.context(&visit, None, None);
-            let effective = render(pass.parameters.as_ref(), effective, &context)?;
+            let effective = visit.render(pass.parameters.as_ref(), effective, &context)?;
             let result = pass.result.clone().unwrap_or(effective);
+            let assigned = visit.assign(run, state.assign.as_ref(), &result)?;
             let output = apply_result_path(state, &pass.result_path, raw, result)?;
             let output = apply_output_path(run, &visit, &output)?;
             check_output(state, &output)?;
-            Ok(exit(run, state, cursor, output))
+            Ok(Exit::new(output, assigned))
         }
         StateKind::Succeed => {
             let output = apply_output_path(run, &visit, &effective)?;
             check_output(state, &output)?;
-            Ok(exit(run, state, cursor, output))
+            Ok(Exit::new(output, Vec::new()))
         }
         StateKind::Choice(choice) => {
             let context = run.context(&visit, None, None);
+            let scope = Scope::new(&effective, &context, visit.variables);
             let mut target = None;
-            for (rule, next) in &choice.choices {
-                if rule.evaluate(&effective, &context)? {
-                    target = Some(next);
+            for (rule, next, assign) in &choice.choices {
+                if rule.evaluate(&scope)? {
+                    target = Some((next, assign.as_ref()));
                     break;
                 }
             }
-            let target = target.or(choice.default.as_ref()).ok_or_else(|| {
-                StateError::new(
-                    names::NO_CHOICE_MATCHED,
-                    format!(
-                        "No Matches! No choice rule of state '{}' matched and it has no Default",
-                        state.name
-                    ),
-                )
-            })?;
+            let (target, rule_assign) = target
+                .or(choice.default.as_ref().map(|d| (d, None)))
+                .ok_or_else(|| {
+                    StateError::new(
+                        names::NO_CHOICE_MATCHED,
+                        format!(
+                            "No Matches! No choice rule of state '{}' matched and it has no Default",
+                            state.name
+                        ),
+                    )
+                })?;
+            // The state's Assign, then the matched rule's, whose values win.
+            let mut assigned = visit.assign(run, state.assign.as_ref(), &effective)?;
+            assigned.extend(visit.assign(run, rule_assign, &effective)?);
             let output = apply_output_path(run, &visit, &effective)?;
             check_output(state, &output)?;
-            exit(run, state, cursor, output.clone());
-            Ok(Transition::Next(target.clone(), output))
+            Ok(Exit {
+                output,
+                next: Some(target.clone()),
+                assigned,
+            })
         }
         StateKind::Wait(wait) => {
-            let delay = wait_duration(run, wait, &effective)?;
+            let delay = wait_duration(run, &visit, wait, &effective)?;
             tokio::time::sleep(run.options.scale(delay)).await;
+            let assigned = visit.assign(run, state.assign.as_ref(), &effective)?;
             let output = apply_output_path(run, &visit, &effective)?;
             check_output(state, &output)?;
-            Ok(exit(run, state, cursor, output))
+            Ok(Exit::new(output, assigned))
         }
         StateKind::Task(_) | StateKind::Parallel(_) | StateKind::Map(_) => {
             run_fallible(run, visit, raw, effective, cursor).await
@@ -445,24 +530,18 @@ async fn run_state_body(
 fn fail_text(
     text: Option<&FailText>,
     field: &str,
-    raw: &Value,
-    context: &Value,
+    scope: &Scope<'_>,
 ) -> Result<String, StateError> {
     let value = match text {
         None => return Ok(String::new()),
         Some(FailText::Literal(s)) => return Ok(s.clone()),
-        Some(FailText::Path(path)) => {
-            let document = match path.root() {
-                crate::path::Root::Context => context,
-                crate::path::Root::Input => raw,
-            };
-            path.select(document).ok_or_else(|| {
-                runtime_error(format!(
-                    "Invalid path '{path}' : The field '{field}' could not be found in the input '{raw}'"
-                ))
-            })?
-        }
-        Some(FailText::Intrinsic(call)) => call.evaluate(raw, context)?,
+        Some(FailText::Path(path)) => path.select_in(scope)?.ok_or_else(|| {
+            runtime_error(format!(
+                "Invalid path '{path}' : The field '{field}' could not be found in the input '{}'",
+                scope.input
+            ))
+        })?,
+        Some(FailText::Intrinsic(call)) => call.evaluate(scope)?,
     };
     match value {
         Value::String(s) => Ok(s),
@@ -476,11 +555,16 @@ fn fail_text(
 /// later end is refused at once rather than waited for.
 const MAX_WAIT: chrono::TimeDelta = chrono::TimeDelta::days(365);
 
-fn wait_duration(run: &Run, wait: &WaitState, input: &Value) -> Result<Duration, StateError> {
+fn wait_duration(
+    run: &Run,
+    visit: &Visit<'_>,
+    wait: &WaitState,
+    input: &Value,
+) -> Result<Duration, StateError> {
     let now = Utc::now();
     let until = match wait {
         WaitState::Seconds(amount) => {
-            let seconds = resolve_amount(amount, "SecondsPath", input)?;
+            let seconds = resolve_amount(visit, amount, "SecondsPath", input)?;
             let delay = i64::try_from(seconds)
                 .ok()
                 .and_then(chrono::TimeDelta::try_seconds)
@@ -490,9 +574,11 @@ fn wait_duration(run: &Run, wait: &WaitState, input: &Value) -> Result<Duration,
         }
         WaitState::Timestamp(at) => at.with_timezone(&Utc),
         WaitState::TimestampPath(path) => {
-            let value = path.select(input).ok_or_else(|| {
-                runtime_error(format!("Invalid path '{path}' : The field 'TimestampPath' could not be found in the input '{input}'"))
-            })?;
+            let value = path
+                .select_in(&Scope::new(input, &Value::Null, visit.variables))?
+                .ok_or_else(|| {
+                    runtime_error(format!("Invalid path '{path}' : The field 'TimestampPath' could not be found in the input '{input}'"))
+                })?;
             value
                 .as_str()
                 .and_then(crate::choice::parse_timestamp)
@@ -523,7 +609,7 @@ async fn run_fallible(
     raw: Value,
     effective: Value,
     cursor: &mut u64,
-) -> Result<Transition, StateError> {
+) -> Result<Exit, StateError> {
     let state = visit.state;
     let (retriers, catchers, result_selector, result_path): (&[Retrier], &[Catcher], _, _) =
         match &state.kind {
@@ -582,14 +668,15 @@ async fn run_fallible(
     };
     let processed = attempt.and_then(|result| {
         let context = run.context(&visit, None, None);
-        let result = render(result_selector, result, &context)?;
+        let result = visit.render(result_selector, result, &context)?;
+        let assigned = visit.assign(run, state.assign.as_ref(), &result)?;
         let output = apply_result_path(state, result_path, raw.clone(), result)?;
         let output = apply_output_path(run, &visit, &output)?;
         check_output(state, &output)?;
-        Ok(output)
+        Ok(Exit::new(output, assigned))
     });
     match processed {
-        Ok(output) => Ok(exit(run, state, cursor, output)),
+        Ok(done) => Ok(done),
         Err(error) => {
             let Some(catcher) = catchers
                 .iter()
@@ -598,9 +685,15 @@ async fn run_fallible(
                 return Err(error);
             };
             tracing::debug!(state = %state.display, error = %error, next = %catcher.next, "caught");
-            let output = apply_result_path(state, &catcher.result_path, raw, error.to_output())?;
-            exit(run, state, cursor, output.clone());
-            Ok(Transition::Next(catcher.next.clone(), output))
+            let error_output = error.to_output();
+            let assigned = visit.assign(run, catcher.assign.as_ref(), &error_output)?;
+            let output = apply_result_path(state, &catcher.result_path, raw, error_output)?;
+            check_output(state, &output)?;
+            Ok(Exit {
+                output,
+                next: Some(catcher.next.clone()),
+                assigned,
+            })
         }
     }
 }
@@ -665,13 +758,18 @@ async fn run_task_attempt(
     let state = visit.state;
     let token = task.wait_for_task_token.then(|| run.registry.new_token());
     let context = run.context(visit, token.as_deref(), None);
-    let parameters = render(task.parameters.as_ref(), effective.clone(), &context)?;
+    let parameters = visit.render(task.parameters.as_ref(), effective.clone(), &context)?;
     check_size(&parameters, || {
         format!("The input of the state '{}'", state.name)
     })?;
-    let timeout = resolve_amount(&task.timeout, "TimeoutSecondsPath", effective)?;
+    let timeout = resolve_amount(visit, &task.timeout, "TimeoutSecondsPath", effective)?;
     let heartbeat = match &task.heartbeat {
-        Some(amount) => Some(resolve_amount(amount, "HeartbeatSecondsPath", effective)?),
+        Some(amount) => Some(resolve_amount(
+            visit,
+            amount,
+            "HeartbeatSecondsPath",
+            effective,
+        )?),
         None => None,
     };
     let (resource_type, resource) = split_resource(&task.resource);
@@ -697,22 +795,17 @@ async fn run_task_attempt(
                 task.handler_key
             ))
         })?;
-    if lambda {
-        run.emit(
-            cursor,
-            HistoryEventType::LambdaFunctionStarted,
-            EventDetails::None,
-        );
+    let (event_type, details) = if lambda {
+        (HistoryEventType::LambdaFunctionStarted, EventDetails::None)
     } else {
-        run.emit(
-            cursor,
-            HistoryEventType::TaskStarted,
-            EventDetails::TaskStarted {
-                resource_type: resource_type.clone(),
-                resource: resource.clone(),
-            },
-        );
-    }
+        let (resource_type, resource) = (resource_type.clone(), resource.clone());
+        let details = EventDetails::TaskStarted {
+            resource_type,
+            resource,
+        };
+        (HistoryEventType::TaskStarted, details)
+    };
+    run.emit(cursor, event_type, details);
     let request = TaskRequest {
         resource: task.resource.clone(),
         state_name: state.name.clone(),
@@ -951,7 +1044,7 @@ async fn run_parallel_attempt(
     cursor: &mut u64,
 ) -> Result<Value, StateError> {
     let context = run.context(visit, None, None);
-    let input = render(parallel.parameters.as_ref(), effective.clone(), &context)?;
+    let input = visit.render(parallel.parameters.as_ref(), effective.clone(), &context)?;
     run.emit(
         cursor,
         HistoryEventType::ParallelStateStarted,
@@ -959,8 +1052,15 @@ async fn run_parallel_attempt(
     );
     let started = *cursor;
     let mut branches = JoinSet::new();
+    let outer = Arc::new(visit.variables.clone());
     for (index, branch) in parallel.branches.iter().enumerate() {
-        let body = run_machine(Arc::clone(run), Arc::clone(branch), input.clone(), started);
+        let body = run_machine(
+            Arc::clone(run),
+            Arc::clone(branch),
+            input.clone(),
+            outer.child(),
+            started,
+        );
         branches.spawn(async move { (index, body.await.0) });
     }
     let outcome = collect_ordered(&mut branches, parallel.branches.len()).await;
@@ -1000,6 +1100,44 @@ fn store_joined(
     }
 }
 
+/// The Map's iteration inputs: its items, each through `ItemSelector` if there is one.
+fn map_inputs(
+    run: &Run,
+    visit: &Visit<'_>,
+    map: &MapState,
+    effective: &Value,
+) -> Result<Vec<Value>, StateError> {
+    let items =
+        match map
+            .items_path
+            .select_in(&Scope::new(effective, &Value::Null, visit.variables))?
+        {
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                return Err(runtime_error(format!(
+                    "The field 'ItemsPath' ({}) must point to an array, not {other}",
+                    map.items_path
+                )));
+            }
+            None => {
+                return Err(runtime_error(format!(
+                    "Invalid path '{}' : No results for path: {}",
+                    map.items_path,
+                    map.items_path.normalized()
+                )));
+            }
+        };
+    let mut inputs = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let context = run.context(visit, None, Some((index, item)));
+        inputs.push(match &map.item_selector {
+            Some(selector) => selector.render(&Scope::new(effective, &context, visit.variables))?,
+            None => item.clone(),
+        });
+    }
+    Ok(inputs)
+}
+
 async fn run_map_attempt(
     run: &Arc<Run>,
     visit: &Visit<'_>,
@@ -1008,31 +1146,9 @@ async fn run_map_attempt(
     cursor: &mut u64,
 ) -> Result<Value, StateError> {
     let state = visit.state;
-    let items = match map.items_path.select(effective) {
-        Some(Value::Array(items)) => items,
-        Some(other) => {
-            return Err(runtime_error(format!(
-                "The field 'ItemsPath' ({}) must point to an array, not {other}",
-                map.items_path
-            )));
-        }
-        None => {
-            return Err(runtime_error(format!(
-                "Invalid path '{}' : No results for path: {}",
-                map.items_path,
-                map.items_path.normalized()
-            )));
-        }
-    };
-    let max_concurrency = resolve_amount(&map.max_concurrency, "MaxConcurrencyPath", effective)?;
-    let mut inputs = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        let context = run.context(visit, None, Some((index, item)));
-        inputs.push(match &map.item_selector {
-            Some(selector) => selector.render(effective, &context)?,
-            None => item.clone(),
-        });
-    }
+    let inputs = map_inputs(run, visit, map, effective)?;
+    let max_concurrency =
+        resolve_amount(visit, &map.max_concurrency, "MaxConcurrencyPath", effective)?;
     run.emit(
         cursor,
         HistoryEventType::MapStateStarted,
@@ -1051,6 +1167,7 @@ async fn run_map_attempt(
     // Iterations start in index order, at most `limit` at a time; after a failure no
     // further iteration starts and those running are cancelled.
     let mut outcome = Ok(());
+    let outer = Arc::new(visit.variables.clone());
     for (index, input) in inputs.into_iter().enumerate() {
         while iterations.len() >= limit {
             let Some(joined) = iterations.join_next().await else {
@@ -1073,8 +1190,10 @@ async fn run_map_attempt(
         let run = Arc::clone(run);
         let processor = Arc::clone(&map.processor);
         let name = state.name.clone();
+        let variables = outer.child();
         iterations.spawn(async move {
-            let (result, last) = run_machine(Arc::clone(&run), processor, input, at).await;
+            let (result, last) =
+                run_machine(Arc::clone(&run), processor, input, variables, at).await;
             let mut at = last;
             let event_type = if result.is_ok() {
                 HistoryEventType::MapIterationSucceeded

@@ -7,7 +7,7 @@ use md5::Digest as _;
 use serde_json::{Map, Number, Value};
 
 use crate::error::{StateError, names};
-use crate::path::{JsonPath, Root};
+use crate::path::{JsonPath, Scope};
 
 /// Step Functions limits nesting to 10 calls; deeper text is refused when parsed.
 const MAX_NESTING: usize = 10;
@@ -126,28 +126,23 @@ impl Call {
         Ok(call)
     }
 
-    pub(crate) fn evaluate(&self, input: &Value, context: &Value) -> Result<Value, StateError> {
+    pub(crate) fn evaluate(&self, scope: &Scope<'_>) -> Result<Value, StateError> {
         let mut values = Vec::with_capacity(self.args.len());
         for arg in &self.args {
             values.push(match arg {
                 Arg::Str { value, .. } => Value::String(value.clone()),
                 Arg::Literal(v) => v.clone(),
-                Arg::Path(path) => {
-                    let doc = match path.root() {
-                        Root::Input => input,
-                        Root::Context => context,
-                    };
-                    path.select(doc).ok_or_else(|| {
-                        StateError::new(
-                            names::RUNTIME,
-                            format!(
-                                "The JSONPath '{path}' used as an argument of {} could not be found in the input '{doc}'",
-                                self.name
-                            ),
-                        )
-                    })?
-                }
-                Arg::Call(call) => call.evaluate(input, context)?,
+                Arg::Path(path) => path.select_in(scope)?.ok_or_else(|| {
+                    StateError::new(
+                        names::RUNTIME,
+                        format!(
+                            "The JSONPath '{path}' used as an argument of {} could not be found in the input '{}'",
+                            self.name,
+                            scope.input
+                        ),
+                    )
+                })?,
+                Arg::Call(call) => call.evaluate(scope)?,
             });
         }
         self.apply(values).map_err(|why| {
@@ -644,9 +639,12 @@ mod tests {
     use super::*;
 
     fn eval(text: &str, input: &Value) -> Result<Value, StateError> {
-        Call::parse(text)
-            .unwrap()
-            .evaluate(input, &json!({"Execution": {"Name": "run-1"}}))
+        let context = json!({"Execution": {"Name": "run-1"}});
+        Call::parse(text).unwrap().evaluate(&Scope::new(
+            input,
+            &context,
+            &crate::variables::Variables::default(),
+        ))
     }
 
     fn ok(text: &str, input: &Value) -> Value {

@@ -26,6 +26,7 @@ mod intrinsic;
 mod path;
 mod retry;
 mod template;
+mod variables;
 
 pub use definition::{Definition, TaskResource};
 pub use error::{

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{StateError, names};
 use crate::intrinsic::{self, Call};
-use crate::path::{JsonPath, Root};
+use crate::path::{JsonPath, Root, Scope};
 
 #[derive(Debug, Clone)]
 pub(crate) enum Template {
@@ -82,31 +82,35 @@ impl Template {
         }
     }
 
-    /// Builds the payload from the effective input and the context object.
-    pub(crate) fn render(&self, input: &Value, context: &Value) -> Result<Value, StateError> {
+    /// Builds the payload from the effective input, the context object and the variables.
+    pub(crate) fn render(&self, scope: &Scope<'_>) -> Result<Value, StateError> {
         Ok(match self {
             Self::Static(v) => v.clone(),
             Self::Object(fields) => {
                 let mut map = Map::with_capacity(fields.len());
                 for (key, template) in fields {
-                    map.insert(key.clone(), template.render(input, context)?);
+                    map.insert(key.clone(), template.render(scope)?);
                 }
                 Value::Object(map)
             }
             Self::Array(items) => Value::Array(
                 items
                     .iter()
-                    .map(|t| t.render(input, context))
+                    .map(|t| t.render(scope))
                     .collect::<Result<_, _>>()?,
             ),
             Self::Path { path, field } => {
-                let doc = match path.root() {
-                    Root::Input => input,
-                    Root::Context => context,
-                };
                 // Step Functions raises the uncatchable States.Runtime here, not
                 // States.ParameterPathFailure.
-                path.select(doc).ok_or_else(|| {
+                path.select_in(scope)?.ok_or_else(|| {
+                    let doc = match path.root() {
+                        Root::Context => scope.context,
+                        Root::Input => scope.input,
+                        Root::Variable => scope
+                            .variables
+                            .get(path.variable().unwrap_or_default())
+                            .unwrap_or(&Value::Null),
+                    };
                     StateError::new(
                         names::RUNTIME,
                         format!(
@@ -115,7 +119,7 @@ impl Template {
                     )
                 })?
             }
-            Self::Intrinsic(call) => call.evaluate(input, context)?,
+            Self::Intrinsic(call) => call.evaluate(scope)?,
         })
     }
 }
@@ -135,6 +139,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::variables::Variables;
 
     #[test]
     fn spec_parameters_example() {
@@ -146,10 +151,11 @@ mod tests {
         }))
         .unwrap();
         let out = template
-            .render(
+            .render(&Scope::new(
                 &json!({"flagged": 7, "vals": [0, 10, 20, 30, 40, 50]}),
                 &json!({"DayOfWeek": "TUESDAY"}),
-            )
+                &Variables::default(),
+            ))
             .unwrap();
         assert_eq!(
             out,
@@ -164,14 +170,26 @@ mod tests {
             "msg.$": "States.Format('id={}', $.id)"
         }))
         .unwrap();
-        let out = template.render(&json!({"id": 9}), &json!({})).unwrap();
+        let out = template
+            .render(&Scope::new(
+                &json!({"id": 9}),
+                &json!({}),
+                &Variables::default(),
+            ))
+            .unwrap();
         assert_eq!(out, json!({"list": [{"id": 9}, 2], "msg": "id=9"}));
     }
 
     #[test]
     fn missing_paths_raise_states_runtime_naming_the_field() {
         let template = Template::compile(&json!({"x.$": "$.missing"})).unwrap();
-        let err = template.render(&json!({"a": 1}), &json!({})).unwrap_err();
+        let err = template
+            .render(&Scope::new(
+                &json!({"a": 1}),
+                &json!({}),
+                &Variables::default(),
+            ))
+            .unwrap_err();
         assert_eq!(err.error, names::RUNTIME);
         assert_eq!(
             err.cause,

@@ -170,10 +170,16 @@ fn unknown_types_and_fields_are_refused() {
         "unknown field for a Pass state",
     );
     assert_refused(
-        &single(&json!({"Type": "Pass", "Assign": {"x": 1}, "End": true})),
+        &single(&json!({"Type": "Pass", "Assign": {"1x": 1}, "End": true})),
         Some("S"),
-        Some("Assign"),
-        "not supported",
+        Some("Assign.1x"),
+        "not a valid variable name",
+    );
+    assert_refused(
+        &single(&json!({"Type": "Pass", "Assign": {"states.$": "$"}, "End": true})),
+        Some("S"),
+        Some("Assign.states.$"),
+        "reserved",
     );
 }
 
