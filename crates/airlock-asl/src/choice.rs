@@ -62,6 +62,8 @@ pub(crate) enum Rule {
         relation: Relation,
         operand: Operand,
     },
+    /// JSONata: a `Condition` expression that must evaluate to a boolean.
+    Condition(crate::jsonata::Template),
 }
 
 /// Every comparison operator name, with what it compares and how.
@@ -156,6 +158,41 @@ fn wildcard_matches(pattern: &str, text: &str) -> bool {
 }
 
 impl Rule {
+    /// Parses a JSONata choice rule: `Condition` (a `{% … %}` expression or a boolean),
+    /// with `Next`, and optionally `Assign`, `Output` and `Comment`.
+    pub(crate) fn parse_condition(value: &Value) -> Result<Self, (String, String)> {
+        let Value::Object(map) = value else {
+            return Err(("Choices".into(), "a choice rule must be an object".into()));
+        };
+        for key in map.keys() {
+            if !matches!(
+                key.as_str(),
+                "Condition" | "Next" | "Assign" | "Output" | "Comment"
+            ) {
+                return Err((
+                    key.clone(),
+                    "unknown field for a JSONata choice rule (Condition, Next, Assign, Output, Comment)"
+                        .into(),
+                ));
+            }
+        }
+        match map.get("Condition") {
+            Some(condition @ (Value::String(_) | Value::Bool(_))) => {
+                crate::jsonata::Template::compile(condition)
+                    .map(Self::Condition)
+                    .map_err(|(_, message)| ("Condition".to_owned(), message))
+            }
+            Some(_) => Err((
+                "Condition".into(),
+                "must be a {% %} expression or a boolean".into(),
+            )),
+            None => Err((
+                "Condition".into(),
+                "is required in a JSONata choice rule".into(),
+            )),
+        }
+    }
+
     /// Parses a rule object. `top_level` rules carry `Next` (checked by the caller);
     /// nested rules must not. Errors are `(field, message)`.
     pub(crate) fn parse(value: &Value, top_level: bool) -> Result<Self, (String, String)> {
@@ -302,6 +339,23 @@ impl Rule {
                 Ok(false)
             }
             Self::Not(rule) => Ok(!rule.evaluate(scope)?),
+            Self::Condition(condition) => {
+                let states = crate::jsonata::States {
+                    input: scope.input,
+                    context: scope.context,
+                    result: None,
+                    error_output: None,
+                };
+                match condition.evaluate(&states, scope.variables)? {
+                    Value::Bool(b) => Ok(b),
+                    other => Err(StateError::new(
+                        names::QUERY_EVALUATION_ERROR,
+                        format!(
+                            "The Condition of a choice rule evaluated to {other}, not a boolean"
+                        ),
+                    )),
+                }
+            }
             Self::Compare {
                 variable,
                 operator,

@@ -21,6 +21,7 @@ use crate::executor::{
     lock,
 };
 use crate::history::{EventDetails, ExecutionStatus, HistoryEventType, split_resource};
+use crate::jsonata::{States as JsonataStates, Template as JsonataTemplate};
 use crate::path::{JsonPath, Root, Scope};
 use crate::retry::RetryBudget;
 use crate::template::Template;
@@ -52,19 +53,71 @@ struct Visit<'a> {
     variables: &'a Variables,
 }
 
+/// What `$states` holds besides the input and the context object.
+#[derive(Clone, Copy)]
+enum Extra<'a> {
+    Nothing,
+    /// `$states.result`: a Task, Parallel or Map result.
+    Result(&'a Value),
+    /// `$states.errorOutput`: in a Catcher.
+    Error(&'a Value),
+}
+
+fn states<'v>(raw: &'v Value, context: &'v Value, extra: Extra<'v>) -> JsonataStates<'v> {
+    JsonataStates {
+        input: raw,
+        context,
+        result: match extra {
+            Extra::Result(result) => Some(result),
+            _ => None,
+        },
+        error_output: match extra {
+            Extra::Error(error) => Some(error),
+            _ => None,
+        },
+    }
+}
+
 impl Visit<'_> {
-    /// Evaluates an `Assign` field with `$` bound to `input`.
+    /// Evaluates an `Assign` field: JSONPath with `$` bound to `dollar`, JSONata with
+    /// `$states` made of the raw input and `extra`.
     fn assign(
         &self,
         run: &Run,
         assign: Option<&Assign>,
-        input: &Value,
+        dollar: &Value,
+        raw: &Value,
+        extra: Extra<'_>,
     ) -> Result<Vec<(String, Value)>, StateError> {
         let Some(assign) = assign else {
             return Ok(Vec::new());
         };
         let context = run.context(self, None, None);
-        assign.evaluate(&Scope::new(input, &context, self.variables))
+        assign.evaluate(
+            &Scope::new(dollar, &context, self.variables),
+            &states(raw, &context, extra),
+        )
+    }
+
+    /// A JSONata state's output: `template` (the matched rule's or catcher's
+    /// `Output`, else the state's), or `default` when there is none.
+    fn jsonata_output(
+        &self,
+        run: &Run,
+        template: Option<&JsonataTemplate>,
+        default: Value,
+        raw: &Value,
+        extra: Extra<'_>,
+    ) -> Result<Value, StateError> {
+        let template =
+            template.or_else(|| self.state.jsonata.as_ref().and_then(|j| j.output.as_ref()));
+        match template {
+            None => Ok(default),
+            Some(template) => {
+                let context = run.context(self, None, None);
+                template.evaluate(&states(raw, &context, extra), self.variables)
+            }
+        }
     }
 
     fn render(
@@ -367,8 +420,9 @@ fn apply_result_path(
     Ok(output)
 }
 
-/// Resolves a literal-or-path amount of seconds against the effective input.
+/// Resolves a literal, path or JSONata amount of seconds against the effective input.
 fn resolve_amount(
+    run: &Run,
     visit: &Visit<'_>,
     amount: &Amount,
     field: &str,
@@ -376,6 +430,17 @@ fn resolve_amount(
 ) -> Result<u64, StateError> {
     match amount {
         Amount::Fixed(n) => Ok(*n),
+        Amount::Expr(template) => {
+            let context = run.context(visit, None, None);
+            let value =
+                template.evaluate(&states(input, &context, Extra::Nothing), visit.variables)?;
+            value.as_u64().ok_or_else(|| {
+                StateError::new(
+                    names::QUERY_EVALUATION_ERROR,
+                    format!("The value of '{field}' must be a non-negative integer, not {value}"),
+                )
+            })
+        }
         Amount::Path(path) => match path.select_in(&Scope::new(
             input,
             &Value::Null,
@@ -464,12 +529,24 @@ async fn run_state_body(
         ));
     }
     let effective = apply_input_path(run, &visit, &raw)?;
+    let jsonata = state.jsonata.is_some();
     match &state.kind {
+        StateKind::Pass(_) | StateKind::Succeed | StateKind::Wait(_) if jsonata => {
+            if let StateKind::Wait(wait) = &state.kind {
+                let delay = wait_duration(run, &visit, wait, &raw)?;
+                tokio::time::sleep(run.options.scale(delay)).await;
+            }
+            let assigned = visit.assign(run, state.assign.as_ref(), &raw, &raw, Extra::Nothing)?;
+            let output = visit.jsonata_output(run, None, raw.clone(), &raw, Extra::Nothing)?;
+            check_output(state, &output)?;
+            Ok(Exit::new(output, assigned))
+        }
         StateKind::Pass(pass) => {
             let context = run.context(&visit, None, None);
             let effective = visit.render(pass.parameters.as_ref(), effective, &context)?;
             let result = pass.result.clone().unwrap_or(effective);
-            let assigned = visit.assign(run, state.assign.as_ref(), &result)?;
+            let assigned =
+                visit.assign(run, state.assign.as_ref(), &result, &raw, Extra::Nothing)?;
             let output = apply_result_path(state, &pass.result_path, raw, result)?;
             let output = apply_output_path(run, &visit, &output)?;
             check_output(state, &output)?;
@@ -484,14 +561,14 @@ async fn run_state_body(
             let context = run.context(&visit, None, None);
             let scope = Scope::new(&effective, &context, visit.variables);
             let mut target = None;
-            for (rule, next, assign) in &choice.choices {
-                if rule.evaluate(&scope)? {
-                    target = Some((next, assign.as_ref()));
+            for branch in &choice.choices {
+                if branch.rule.evaluate(&scope)? {
+                    target = Some((&branch.next, branch.assign.as_ref(), branch.output.as_ref()));
                     break;
                 }
             }
-            let (target, rule_assign) = target
-                .or(choice.default.as_ref().map(|d| (d, None)))
+            let (target, rule_assign, rule_output) = target
+                .or(choice.default.as_ref().map(|d| (d, None, None)))
                 .ok_or_else(|| {
                     StateError::new(
                         names::NO_CHOICE_MATCHED,
@@ -502,9 +579,14 @@ async fn run_state_body(
                     )
                 })?;
             // The state's Assign, then the matched rule's, whose values win.
-            let mut assigned = visit.assign(run, state.assign.as_ref(), &effective)?;
-            assigned.extend(visit.assign(run, rule_assign, &effective)?);
-            let output = apply_output_path(run, &visit, &effective)?;
+            let mut assigned =
+                visit.assign(run, state.assign.as_ref(), &effective, &raw, Extra::Nothing)?;
+            assigned.extend(visit.assign(run, rule_assign, &effective, &raw, Extra::Nothing)?);
+            let output = if jsonata {
+                visit.jsonata_output(run, rule_output, raw.clone(), &raw, Extra::Nothing)?
+            } else {
+                apply_output_path(run, &visit, &effective)?
+            };
             check_output(state, &output)?;
             Ok(Exit {
                 output,
@@ -515,7 +597,8 @@ async fn run_state_body(
         StateKind::Wait(wait) => {
             let delay = wait_duration(run, &visit, wait, &effective)?;
             tokio::time::sleep(run.options.scale(delay)).await;
-            let assigned = visit.assign(run, state.assign.as_ref(), &effective)?;
+            let assigned =
+                visit.assign(run, state.assign.as_ref(), &effective, &raw, Extra::Nothing)?;
             let output = apply_output_path(run, &visit, &effective)?;
             check_output(state, &output)?;
             Ok(Exit::new(output, assigned))
@@ -542,6 +625,10 @@ fn fail_text(
             ))
         })?,
         Some(FailText::Intrinsic(call)) => call.evaluate(scope)?,
+        Some(FailText::Expr(template)) => template.evaluate(
+            &states(scope.input, scope.context, Extra::Nothing),
+            scope.variables,
+        )?,
     };
     match value {
         Value::String(s) => Ok(s),
@@ -564,7 +651,7 @@ fn wait_duration(
     let now = Utc::now();
     let until = match wait {
         WaitState::Seconds(amount) => {
-            let seconds = resolve_amount(visit, amount, "SecondsPath", input)?;
+            let seconds = resolve_amount(run, visit, amount, "Seconds", input)?;
             let delay = i64::try_from(seconds)
                 .ok()
                 .and_then(chrono::TimeDelta::try_seconds)
@@ -573,6 +660,21 @@ fn wait_duration(
                 .unwrap_or(DateTime::<Utc>::MAX_UTC)
         }
         WaitState::Timestamp(at) => at.with_timezone(&Utc),
+        WaitState::TimestampExpr(template) => {
+            let context = run.context(visit, None, None);
+            let value =
+                template.evaluate(&states(input, &context, Extra::Nothing), visit.variables)?;
+            value
+                .as_str()
+                .and_then(crate::choice::parse_timestamp)
+                .ok_or_else(|| {
+                    StateError::new(
+                        names::QUERY_EVALUATION_ERROR,
+                        format!("The Timestamp expression evaluated to {value}, not a timestamp"),
+                    )
+                })?
+                .with_timezone(&Utc)
+        }
         WaitState::TimestampPath(path) => {
             let value = path
                 .select_in(&Scope::new(input, &Value::Null, visit.variables))?
@@ -667,9 +769,22 @@ async fn run_fallible(
         }
     };
     let processed = attempt.and_then(|result| {
+        if state.jsonata.is_some() {
+            let extra = Extra::Result(&result);
+            let assigned = visit.assign(run, state.assign.as_ref(), &result, &raw, extra)?;
+            let output = visit.jsonata_output(run, None, result.clone(), &raw, extra)?;
+            check_output(state, &output)?;
+            return Ok(Exit::new(output, assigned));
+        }
         let context = run.context(&visit, None, None);
         let result = visit.render(result_selector, result, &context)?;
-        let assigned = visit.assign(run, state.assign.as_ref(), &result)?;
+        let assigned = visit.assign(
+            run,
+            state.assign.as_ref(),
+            &result,
+            &raw,
+            Extra::Result(&result),
+        )?;
         let output = apply_result_path(state, result_path, raw.clone(), result)?;
         let output = apply_output_path(run, &visit, &output)?;
         check_output(state, &output)?;
@@ -677,24 +792,66 @@ async fn run_fallible(
     });
     match processed {
         Ok(done) => Ok(done),
-        Err(error) => {
-            let Some(catcher) = catchers
-                .iter()
-                .find(|c| c.error_equals.iter().any(|pattern| error.matches(pattern)))
-            else {
-                return Err(error);
-            };
-            tracing::debug!(state = %state.display, error = %error, next = %catcher.next, "caught");
-            let error_output = error.to_output();
-            let assigned = visit.assign(run, catcher.assign.as_ref(), &error_output)?;
-            let output = apply_result_path(state, &catcher.result_path, raw, error_output)?;
-            check_output(state, &output)?;
-            Ok(Exit {
-                output,
-                next: Some(catcher.next.clone()),
-                assigned,
-            })
+        Err(error) => catch(run, &visit, catchers, error, raw),
+    }
+}
+
+/// Hands an error to the first Catcher that matches it, or returns it.
+fn catch(
+    run: &Run,
+    visit: &Visit<'_>,
+    catchers: &[Catcher],
+    error: StateError,
+    raw: Value,
+) -> Result<Exit, StateError> {
+    let state = visit.state;
+    let Some(catcher) = catchers
+        .iter()
+        .find(|c| c.error_equals.iter().any(|pattern| error.matches(pattern)))
+    else {
+        return Err(error);
+    };
+    tracing::debug!(state = %state.display, error = %error, next = %catcher.next, "caught");
+    let error_output = error.to_output();
+    let extra = Extra::Error(&error_output);
+    let assigned = visit.assign(run, catcher.assign.as_ref(), &error_output, &raw, extra)?;
+    let output = if state.jsonata.is_some() {
+        match &catcher.output {
+            Some(template) => {
+                let context = run.context(visit, None, None);
+                template.evaluate(&states(&raw, &context, extra), visit.variables)?
+            }
+            None => error_output,
         }
+    } else {
+        apply_result_path(state, &catcher.result_path, raw, error_output)?
+    };
+    check_output(state, &output)?;
+    Ok(Exit {
+        output,
+        next: Some(catcher.next.clone()),
+        assigned,
+    })
+}
+
+/// What a Task or the branches of a Parallel receive: JSONata `Arguments`, or the
+/// JSONPath `Parameters` applied to the effective input.
+fn arguments(
+    visit: &Visit<'_>,
+    parameters: Option<&Template>,
+    effective: &Value,
+    context: &Value,
+) -> Result<Value, StateError> {
+    match visit
+        .state
+        .jsonata
+        .as_ref()
+        .and_then(|j| j.arguments.as_ref())
+    {
+        Some(arguments) => {
+            arguments.evaluate(&states(effective, context, Extra::Nothing), visit.variables)
+        }
+        None => visit.render(parameters, effective.clone(), context),
     }
 }
 
@@ -758,16 +915,17 @@ async fn run_task_attempt(
     let state = visit.state;
     let token = task.wait_for_task_token.then(|| run.registry.new_token());
     let context = run.context(visit, token.as_deref(), None);
-    let parameters = visit.render(task.parameters.as_ref(), effective.clone(), &context)?;
+    let parameters = arguments(visit, task.parameters.as_ref(), effective, &context)?;
     check_size(&parameters, || {
         format!("The input of the state '{}'", state.name)
     })?;
-    let timeout = resolve_amount(visit, &task.timeout, "TimeoutSecondsPath", effective)?;
+    let timeout = resolve_amount(run, visit, &task.timeout, "TimeoutSeconds", effective)?;
     let heartbeat = match &task.heartbeat {
         Some(amount) => Some(resolve_amount(
+            run,
             visit,
             amount,
-            "HeartbeatSecondsPath",
+            "HeartbeatSeconds",
             effective,
         )?),
         None => None,
@@ -1044,7 +1202,7 @@ async fn run_parallel_attempt(
     cursor: &mut u64,
 ) -> Result<Value, StateError> {
     let context = run.context(visit, None, None);
-    let input = visit.render(parallel.parameters.as_ref(), effective.clone(), &context)?;
+    let input = arguments(visit, parallel.parameters.as_ref(), effective, &context)?;
     run.emit(
         cursor,
         HistoryEventType::ParallelStateStarted,
@@ -1107,32 +1265,46 @@ fn map_inputs(
     map: &MapState,
     effective: &Value,
 ) -> Result<Vec<Value>, StateError> {
-    let items =
-        match map
+    let selected = match &map.items {
+        Some(items) => {
+            let context = run.context(visit, None, None);
+            Some(items.evaluate(
+                &states(effective, &context, Extra::Nothing),
+                visit.variables,
+            )?)
+        }
+        None => map
             .items_path
-            .select_in(&Scope::new(effective, &Value::Null, visit.variables))?
-        {
-            Some(Value::Array(items)) => items,
-            Some(other) => {
-                return Err(runtime_error(format!(
-                    "The field 'ItemsPath' ({}) must point to an array, not {other}",
-                    map.items_path
-                )));
-            }
-            None => {
-                return Err(runtime_error(format!(
-                    "Invalid path '{}' : No results for path: {}",
-                    map.items_path,
-                    map.items_path.normalized()
-                )));
-            }
-        };
+            .select_in(&Scope::new(effective, &Value::Null, visit.variables))?,
+    };
+    let items = match selected {
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            return Err(runtime_error(format!(
+                "The field 'ItemsPath' ({}) must point to an array, not {other}",
+                map.items_path
+            )));
+        }
+        None => {
+            return Err(runtime_error(format!(
+                "Invalid path '{}' : No results for path: {}",
+                map.items_path,
+                map.items_path.normalized()
+            )));
+        }
+    };
     let mut inputs = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let context = run.context(visit, None, Some((index, item)));
-        inputs.push(match &map.item_selector {
-            Some(selector) => selector.render(&Scope::new(effective, &context, visit.variables))?,
-            None => item.clone(),
+        inputs.push(match (&map.item_selector, &map.jsonata_item_selector) {
+            (Some(selector), _) => {
+                selector.render(&Scope::new(effective, &context, visit.variables))?
+            }
+            (None, Some(selector)) => selector.evaluate(
+                &states(effective, &context, Extra::Nothing),
+                visit.variables,
+            )?,
+            (None, None) => item.clone(),
         });
     }
     Ok(inputs)
@@ -1147,8 +1319,13 @@ async fn run_map_attempt(
 ) -> Result<Value, StateError> {
     let state = visit.state;
     let inputs = map_inputs(run, visit, map, effective)?;
-    let max_concurrency =
-        resolve_amount(visit, &map.max_concurrency, "MaxConcurrencyPath", effective)?;
+    let max_concurrency = resolve_amount(
+        run,
+        visit,
+        &map.max_concurrency,
+        "MaxConcurrency",
+        effective,
+    )?;
     run.emit(
         cursor,
         HistoryEventType::MapStateStarted,

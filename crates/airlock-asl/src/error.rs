@@ -25,6 +25,8 @@ pub mod names {
     /// A state's input, result or output is over the 256 KiB payload quota. Only a
     /// Retrier or Catcher naming it matches it: `States.ALL` and `States.TaskFailed` do not.
     pub const DATA_LIMIT_EXCEEDED: &str = "States.DataLimitExceeded";
+    /// A JSONata expression failed or produced no value where one is needed.
+    pub const QUERY_EVALUATION_ERROR: &str = "States.QueryEvaluationError";
 }
 
 /// Why a definition was refused. Names the state (a `>`-separated path for states

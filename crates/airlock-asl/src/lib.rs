@@ -23,6 +23,7 @@ mod error;
 mod executor;
 mod history;
 mod intrinsic;
+mod jsonata;
 mod path;
 mod retry;
 mod template;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::error::{StateError, names};
+use crate::jsonata::{States, Template as JsonataTemplate};
 use crate::template::Template;
 
 /// Largest JSON text one variable may hold.
@@ -120,12 +121,19 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A compiled JSONPath-mode `Assign` field: each key names a variable (`name` for a
-/// literal value, `name.$` for a path or intrinsic).
+/// A compiled `Assign` field. In a JSONPath state each key names a variable (`name`
+/// for a literal value, `name.$` for a path or intrinsic); in a JSONata state each
+/// value may hold `{% … %}` expressions.
 #[derive(Debug, Clone)]
 pub(crate) struct Assign {
-    template: Template,
+    values: Values,
     names: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Values {
+    Path(Template),
+    Jsonata(Vec<(String, JsonataTemplate)>),
 }
 
 impl Assign {
@@ -141,8 +149,32 @@ impl Assign {
             names.push(name.to_owned());
         }
         Ok(Self {
-            template: Template::compile(value)?,
+            values: Values::Path(Template::compile(value)?),
             names,
+        })
+    }
+
+    /// Compiles a JSONata-mode `Assign` object.
+    pub(crate) fn compile_jsonata(value: &Value) -> Result<Self, (String, String)> {
+        let Value::Object(map) = value else {
+            return Err((String::new(), "must be an object".into()));
+        };
+        let mut values = Vec::with_capacity(map.len());
+        for (name, item) in map {
+            check_name(name).map_err(|why| (name.clone(), why))?;
+            let template = JsonataTemplate::compile(item).map_err(|(at, why)| {
+                let at = if at.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{name}.{at}")
+                };
+                (at, why)
+            })?;
+            values.push((name.clone(), template));
+        }
+        Ok(Self {
+            names: map.keys().cloned().collect(),
+            values: Values::Jsonata(values),
         })
     }
 
@@ -151,17 +183,27 @@ impl Assign {
         &self.names
     }
 
-    /// Evaluates the values against `scope`, without storing them.
+    /// Evaluates the values, without storing them: JSONPath values against `scope`,
+    /// JSONata ones with `states` as `$states`.
     pub(crate) fn evaluate(
         &self,
         scope: &crate::path::Scope<'_>,
+        states: &States<'_>,
     ) -> Result<Vec<(String, Value)>, StateError> {
-        match self.template.render(scope)? {
-            Value::Object(map) => Ok(map.into_iter().collect()),
-            other => Err(StateError::new(
-                names::RUNTIME,
-                format!("the Assign field evaluated to {other}, not an object"),
-            )),
+        match &self.values {
+            Values::Path(template) => match template.render(scope)? {
+                Value::Object(map) => Ok(map.into_iter().collect()),
+                other => Err(StateError::new(
+                    names::RUNTIME,
+                    format!("the Assign field evaluated to {other}, not an object"),
+                )),
+            },
+            Values::Jsonata(values) => values
+                .iter()
+                .map(|(name, template)| {
+                    Ok((name.clone(), template.evaluate(states, scope.variables)?))
+                })
+                .collect(),
         }
     }
 }

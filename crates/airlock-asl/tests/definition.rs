@@ -128,24 +128,33 @@ fn malformed_documents_are_refused() {
 }
 
 #[test]
-fn jsonata_is_refused() {
+fn fields_of_the_other_query_language_are_refused() {
     assert_refused(
-        &json!({"QueryLanguage": "JSONata", "StartAt": "A", "States": {"A": {"Type": "Succeed"}}}),
-        None,
-        Some("QueryLanguage"),
-        "JSONata is not supported",
-    );
-    assert_refused(
-        &single(&json!({"Type": "Pass", "QueryLanguage": "JSONata", "End": true})),
+        &json!({"QueryLanguage": "JSONata", "StartAt": "S", "States": {
+            "S": {"Type": "Pass", "InputPath": "$.a", "End": true}}}),
         Some("S"),
-        Some("QueryLanguage"),
-        "JSONata",
+        Some("InputPath"),
+        "is a JSONPath field",
     );
     assert_refused(
         &single(&json!({"Type": "Pass", "Output": {}, "End": true})),
         Some("S"),
         Some("Output"),
-        "JSONata",
+        "is a JSONata field",
+    );
+    assert_refused(
+        &single(
+            &json!({"Type": "Pass", "QueryLanguage": "JSONata", "Output": "{% $states.input. %}", "End": true}),
+        ),
+        Some("S"),
+        Some("Output"),
+        "invalid JSONata expression",
+    );
+    assert_refused(
+        &single(&json!({"Type": "Pass", "QueryLanguage": "JSONPaths", "End": true})),
+        Some("S"),
+        Some("QueryLanguage"),
+        "must be",
     );
 }
 
