@@ -44,6 +44,10 @@ pub struct Definition {
     comment: Option<String>,
     timeout_seconds: Option<u64>,
     pub(crate) machine: Arc<StateMachine>,
+    /// Whether any field may read `$$.Execution.Input`: the context object then carries
+    /// a copy of the execution input, which is costly to build for every state of a
+    /// large Map, so it is left out when nothing can read it.
+    pub(crate) reads_execution_input: bool,
 }
 
 /// A Task state's resource, as found in the definition.
@@ -306,6 +310,7 @@ impl Definition {
             comment,
             timeout_seconds,
             machine: Arc::new(machine),
+            reads_execution_input: any_string(value, &may_read_execution_input),
         })
     }
 
@@ -339,6 +344,45 @@ impl Definition {
         collect_tasks(&self.machine, &mut out);
         out
     }
+}
+
+fn any_string(value: &Value, test: &impl Fn(&str) -> bool) -> bool {
+    match value {
+        Value::String(s) => test(s),
+        Value::Array(items) => items.iter().any(|v| any_string(v, test)),
+        Value::Object(map) => map.values().any(|v| any_string(v, test)),
+        _ => false,
+    }
+}
+
+/// Whether a field's text may read `Execution.Input` from the context object: it names
+/// it, or it reads the context object (`$$`, `$states.context`) other than through a
+/// member known not to hold it.
+fn may_read_execution_input(text: &str) -> bool {
+    const SAFE_MEMBERS: &[&str] = &[
+        ".State",
+        ".Task",
+        ".Map",
+        ".StateMachine",
+        ".Execution.Name",
+        ".Execution.Id",
+        ".Execution.StartTime",
+        ".Execution.RoleArn",
+        ".Execution.RedriveCount",
+    ];
+    if text.contains("Input") && text.contains("Execution") {
+        return true;
+    }
+    ["$$", "$states.context"].iter().any(|root| {
+        text.match_indices(root).any(|(at, _)| {
+            let rest = &text[at + root.len()..];
+            !SAFE_MEMBERS.iter().any(|member| {
+                rest.strip_prefix(member).is_some_and(|after| {
+                    !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+                })
+            })
+        })
+    })
 }
 
 /// Every variable a state assigns: its own `Assign`, its catchers' and its choice rules'.
@@ -1517,4 +1561,35 @@ fn parse_map(p: &StateParser<'_>) -> Result<MapState, DefinitionError> {
         retry: p.retriers()?,
         catch: p.catchers()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_input_is_kept_in_the_context_only_when_it_may_be_read() {
+        for reads in [
+            "$$.Execution.Input.x",
+            "$$",
+            "$$.Execution",
+            "States.Format('{}', $$)",
+            "{% $states.context %}",
+            "{% $states.context.Execution.Input %}",
+            "{% $keys($states.context.Execution) %}",
+        ] {
+            assert!(may_read_execution_input(reads), "{reads}");
+        }
+        for does_not in [
+            "$.x",
+            "$$.State.Name",
+            "$$.Map.Item.Value",
+            "$$.Task.Token",
+            "$$.Execution.Name",
+            "{% $states.context.State.EnteredTime %}",
+            "{% $states.input.Execution %}",
+        ] {
+            assert!(!may_read_execution_input(does_not), "{does_not}");
+        }
+    }
 }

@@ -275,7 +275,6 @@ impl Run {
         let mut context = json!({
             "Execution": {
                 "Id": format!("arn:aws:states:local:000000000000:execution:{machine_name}:{}", self.execution.name),
-                "Input": self.execution.input,
                 "Name": self.execution.name,
                 "RoleArn": "arn:aws:iam::000000000000:role/local",
                 "StartTime": timestamp(self.execution.started_at),
@@ -290,6 +289,9 @@ impl Run {
                 "EnteredTime": timestamp(visit.entered_at),
             },
         });
+        if self.definition.reads_execution_input {
+            context["Execution"]["Input"] = self.execution.input.clone();
+        }
         // Only states that can retry (Task, Parallel, Map) count their retries.
         if matches!(
             visit.state.kind,
@@ -542,8 +544,13 @@ async fn run_state_body(
             Ok(Exit::new(output, assigned))
         }
         StateKind::Pass(pass) => {
-            let context = run.context(&visit, None, None);
-            let effective = visit.render(pass.parameters.as_ref(), effective, &context)?;
+            let effective = match &pass.parameters {
+                Some(parameters) => {
+                    let context = run.context(&visit, None, None);
+                    visit.render(Some(parameters), effective, &context)?
+                }
+                None => effective,
+            };
             let result = pass.result.clone().unwrap_or(effective);
             let assigned =
                 visit.assign(run, state.assign.as_ref(), &result, &raw, Extra::Nothing)?;
@@ -776,8 +783,13 @@ async fn run_fallible(
             check_output(state, &output)?;
             return Ok(Exit::new(output, assigned));
         }
-        let context = run.context(&visit, None, None);
-        let result = visit.render(result_selector, result, &context)?;
+        let result = match result_selector {
+            Some(selector) => {
+                let context = run.context(&visit, None, None);
+                visit.render(Some(selector), result, &context)?
+            }
+            None => result,
+        };
         let assigned = visit.assign(
             run,
             state.assign.as_ref(),
@@ -1294,6 +1306,9 @@ fn map_inputs(
         }
     };
     let mut inputs = Vec::with_capacity(items.len());
+    if map.item_selector.is_none() && map.jsonata_item_selector.is_none() {
+        return Ok(items);
+    }
     for (index, item) in items.iter().enumerate() {
         let context = run.context(visit, None, Some((index, item)));
         inputs.push(match (&map.item_selector, &map.jsonata_item_selector) {
