@@ -2,7 +2,7 @@
 //! tasks): prints state transitions per second for Maps of increasing size, and the
 //! process's peak resident memory so far (Linux `VmHWM`; the whole history is kept).
 //!
-//! `cargo run --release -p airlock-asl --example map_bench [sizes...]`
+//! `cargo run --release -p airlock-asl --example map_bench [--no-history] [sizes...]`
 
 use std::time::Instant;
 
@@ -10,8 +10,11 @@ use airlock_asl::{Definition, ExecutionStatus, Executor, ExecutorOptions};
 use serde_json::json;
 
 fn main() {
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let keep_history = !args.iter().any(|a| a == "--no-history");
+    let sizes: Vec<usize> = args
+        .iter()
+        .filter(|a| *a != "--no-history")
         .map(|a| a.parse().expect("sizes are item counts"))
         .collect();
     let sizes = if sizes.is_empty() {
@@ -31,7 +34,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let executor = Executor::new(definition, ExecutorOptions::default());
+    let executor = Executor::new(
+        definition,
+        ExecutorOptions {
+            keep_history,
+            ..ExecutorOptions::default()
+        },
+    );
     for size in sizes {
         // Zeros keep 100,000 items within the 256 KiB input and output quota.
         let items = vec![0; size];

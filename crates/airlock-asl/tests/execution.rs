@@ -961,3 +961,23 @@ fn an_execution_cut_short_by_runtime_shutdown_is_marked_failed() {
     assert_eq!(execution.status, ExecutionStatus::Failed);
     assert_eq!(execution.error.as_deref(), Some("States.Runtime"));
 }
+
+#[tokio::test]
+async fn executions_can_keep_no_history() {
+    let executor = Executor::new(
+        definition(&json!({"StartAt": "Each", "States": {
+            "Each": {"Type": "Map", "End": true, "ItemProcessor": {"StartAt": "P", "States": {
+                "P": {"Type": "Pass", "End": true}
+            }}}
+        }})),
+        ExecutorOptions {
+            keep_history: false,
+            delay_scale: 0.0,
+            ..ExecutorOptions::default()
+        },
+    );
+    let execution = run(&executor, json!([1, 2, 3])).await;
+    assert_eq!(execution.status, ExecutionStatus::Succeeded);
+    assert_eq!(execution.output, Some(json!([1, 2, 3])));
+    assert!(execution.history.is_empty());
+}
