@@ -1291,6 +1291,12 @@ fn map_inputs(
     };
     let items = match selected {
         Some(Value::Array(items)) => items,
+        Some(other) if map.items.is_some() => {
+            return Err(StateError::new(
+                names::QUERY_EVALUATION_ERROR,
+                format!("The field 'Items' must be an array, not {other}"),
+            ));
+        }
         Some(other) => {
             return Err(runtime_error(format!(
                 "The field 'ItemsPath' ({}) must point to an array, not {other}",
@@ -1305,10 +1311,10 @@ fn map_inputs(
             )));
         }
     };
-    let mut inputs = Vec::with_capacity(items.len());
     if map.item_selector.is_none() && map.jsonata_item_selector.is_none() {
         return Ok(items);
     }
+    let mut inputs = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let context = run.context(visit, None, Some((index, item)));
         inputs.push(match (&map.item_selector, &map.jsonata_item_selector) {

@@ -282,3 +282,17 @@ async fn callback_arguments_carry_the_task_token() {
         .unwrap();
     assert_eq!(handle.wait().await.output, Some(json!({"answer": 42})));
 }
+
+#[tokio::test]
+async fn map_items_must_be_an_array() {
+    let executor = instant_executor(&jsonata(
+        &json!({"Each": {"Type": "Map", "End": true, "Items": "{% $states.input.one %}",
+            "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}}}),
+        "Each",
+    ));
+    let execution = run(&executor, json!({"one": {"a": 1}})).await;
+    assert_eq!(
+        execution.error.as_deref(),
+        Some("States.QueryEvaluationError")
+    );
+}
