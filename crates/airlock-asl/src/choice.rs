@@ -6,7 +6,7 @@ use chrono::{DateTime, FixedOffset};
 use serde_json::{Map, Value};
 
 use crate::error::{StateError, names};
-use crate::path::{JsonPath, Root, compare_numbers};
+use crate::path::{JsonPath, Scope, compare_numbers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -62,6 +62,8 @@ pub(crate) enum Rule {
         relation: Relation,
         operand: Operand,
     },
+    /// JSONata: a `Condition` expression that must evaluate to a boolean.
+    Condition(crate::jsonata::Template),
 }
 
 /// Every comparison operator name, with what it compares and how.
@@ -156,6 +158,41 @@ fn wildcard_matches(pattern: &str, text: &str) -> bool {
 }
 
 impl Rule {
+    /// Parses a JSONata choice rule: `Condition` (a `{% … %}` expression or a boolean),
+    /// with `Next`, and optionally `Assign`, `Output` and `Comment`.
+    pub(crate) fn parse_condition(value: &Value) -> Result<Self, (String, String)> {
+        let Value::Object(map) = value else {
+            return Err(("Choices".into(), "a choice rule must be an object".into()));
+        };
+        for key in map.keys() {
+            if !matches!(
+                key.as_str(),
+                "Condition" | "Next" | "Assign" | "Output" | "Comment"
+            ) {
+                return Err((
+                    key.clone(),
+                    "unknown field for a JSONata choice rule (Condition, Next, Assign, Output, Comment)"
+                        .into(),
+                ));
+            }
+        }
+        match map.get("Condition") {
+            Some(condition @ (Value::String(_) | Value::Bool(_))) => {
+                crate::jsonata::Template::compile(condition)
+                    .map(Self::Condition)
+                    .map_err(|(_, message)| ("Condition".to_owned(), message))
+            }
+            Some(_) => Err((
+                "Condition".into(),
+                "must be a {% %} expression or a boolean".into(),
+            )),
+            None => Err((
+                "Condition".into(),
+                "is required in a JSONata choice rule".into(),
+            )),
+        }
+    }
+
     /// Parses a rule object. `top_level` rules carry `Next` (checked by the caller);
     /// nested rules must not. Errors are `(field, message)`.
     pub(crate) fn parse(value: &Value, top_level: bool) -> Result<Self, (String, String)> {
@@ -164,12 +201,18 @@ impl Rule {
         };
         let rule_fields: Vec<&String> = map
             .keys()
-            .filter(|k| !matches!(k.as_str(), "Next" | "Comment" | "Variable"))
+            .filter(|k| !matches!(k.as_str(), "Next" | "Comment" | "Variable" | "Assign"))
             .collect();
         if !top_level && map.contains_key("Next") {
             return Err((
                 "Next".into(),
                 "only top-level choice rules may have 'Next'".into(),
+            ));
+        }
+        if !top_level && map.contains_key("Assign") {
+            return Err((
+                "Assign".into(),
+                "only top-level choice rules may have 'Assign'".into(),
             ));
         }
         if map.contains_key("Condition") {
@@ -277,11 +320,11 @@ impl Rule {
 
     /// Evaluates the rule against the effective input. A `Variable` (or `…Path`
     /// operand) that names nothing is a `States.Runtime` error, except for `IsPresent`.
-    pub(crate) fn evaluate(&self, input: &Value, context: &Value) -> Result<bool, StateError> {
+    pub(crate) fn evaluate(&self, scope: &Scope<'_>) -> Result<bool, StateError> {
         match self {
             Self::And(rules) => {
                 for rule in rules {
-                    if !rule.evaluate(input, context)? {
+                    if !rule.evaluate(scope)? {
                         return Ok(false);
                     }
                 }
@@ -289,13 +332,30 @@ impl Rule {
             }
             Self::Or(rules) => {
                 for rule in rules {
-                    if rule.evaluate(input, context)? {
+                    if rule.evaluate(scope)? {
                         return Ok(true);
                     }
                 }
                 Ok(false)
             }
-            Self::Not(rule) => Ok(!rule.evaluate(input, context)?),
+            Self::Not(rule) => Ok(!rule.evaluate(scope)?),
+            Self::Condition(condition) => {
+                let states = crate::jsonata::States {
+                    input: scope.input,
+                    context: scope.context,
+                    result: None,
+                    error_output: None,
+                };
+                match condition.evaluate(&states, scope.variables)? {
+                    Value::Bool(b) => Ok(b),
+                    other => Err(StateError::new(
+                        names::QUERY_EVALUATION_ERROR,
+                        format!(
+                            "The Condition of a choice rule evaluated to {other}, not a boolean"
+                        ),
+                    )),
+                }
+            }
             Self::Compare {
                 variable,
                 operator,
@@ -303,14 +363,8 @@ impl Rule {
                 relation,
                 operand,
             } => {
-                let resolve = |path: &JsonPath| {
-                    let doc = match path.root() {
-                        Root::Input => input,
-                        Root::Context => context,
-                    };
-                    path.select(doc)
-                };
-                let value = resolve(variable);
+                let resolve = |path: &JsonPath| path.select_in(scope);
+                let value = resolve(variable)?;
                 if *kind == Kind::IsPresent {
                     return Ok(value.is_some() == (operand_bool(operand)));
                 }
@@ -324,7 +378,7 @@ impl Rule {
                 };
                 let expected = match operand {
                     Operand::Literal(v) => v.clone(),
-                    Operand::Path(p) => resolve(p).ok_or_else(|| {
+                    Operand::Path(p) => resolve(p)?.ok_or_else(|| {
                         StateError::new(
                             names::RUNTIME,
                             format!("Invalid path '{p}' in '{operator}': it references an invalid value."),
@@ -390,8 +444,10 @@ mod tests {
     }
 
     fn check(rule_json: &Value, input: &Value) -> bool {
+        let context = json!({"Execution": {"Name": "n"}});
+        let variables = crate::variables::Variables::default();
         rule(rule_json)
-            .evaluate(input, &json!({"Execution": {"Name": "n"}}))
+            .evaluate(&Scope::new(input, &context, &variables))
             .unwrap()
     }
 
@@ -605,7 +661,11 @@ mod tests {
     #[test]
     fn missing_variable_is_a_runtime_error() {
         let err = rule(&json!({"Variable": "$.nope", "StringEquals": "x"}))
-            .evaluate(&json!({}), &json!({}))
+            .evaluate(&Scope::new(
+                &json!({}),
+                &json!({}),
+                &crate::variables::Variables::default(),
+            ))
             .unwrap_err();
         assert_eq!(err.error, names::RUNTIME);
         assert!(err.cause.contains("$.nope"));

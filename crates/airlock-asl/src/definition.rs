@@ -9,22 +9,45 @@ use serde_json::{Map, Value};
 use crate::choice::{self, Rule};
 use crate::error::{DefinitionError, names};
 use crate::intrinsic::{self, Call};
+use crate::jsonata::{self, Template as JsonataTemplate};
 use crate::path::JsonPath;
 use crate::template::Template;
+use crate::variables::Assign;
 
 /// Step Functions' upper bound for every seconds/attempts field.
 const MAX_SECONDS: u64 = 99_999_999;
 /// Default `TimeoutSeconds` of a Task state, per the ASL specification.
 const DEFAULT_TASK_TIMEOUT_SECONDS: u64 = 60;
 const WAIT_FOR_TASK_TOKEN: &str = ".waitForTaskToken";
-const TASK_TOKEN_PATH: &str = "$$.Task.Token";
 
-/// A parsed, validated state machine definition (JSONPath query language).
+/// The query language of a state: `JSONPath` unless the definition or the state says
+/// `"QueryLanguage": "JSONata"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Language {
+    #[default]
+    JsonPath,
+    Jsonata,
+}
+
+/// The fields a JSONata state has instead of the JSONPath ones.
+#[derive(Debug, Default)]
+pub(crate) struct JsonataFields {
+    /// Task and Parallel: what the task or the branches receive (default: the input).
+    pub(crate) arguments: Option<JsonataTemplate>,
+    /// The state's output (default: the result, or the input for states without one).
+    pub(crate) output: Option<JsonataTemplate>,
+}
+
+/// A parsed, validated state machine definition.
 #[derive(Debug, Clone)]
 pub struct Definition {
     comment: Option<String>,
     timeout_seconds: Option<u64>,
     pub(crate) machine: Arc<StateMachine>,
+    /// Whether any field may read `$$.Execution.Input`: the context object then carries
+    /// a copy of the execution input, which is costly to build for every state of a
+    /// large Map, so it is left out when nothing can read it.
+    pub(crate) reads_execution_input: bool,
 }
 
 /// A Task state's resource, as found in the definition.
@@ -58,6 +81,10 @@ pub(crate) struct State {
     pub(crate) output_path: Option<JsonPath>,
     /// `None` for End states and for states that never transition by `Next`.
     pub(crate) next: Option<String>,
+    /// Variables the state assigns when it succeeds.
+    pub(crate) assign: Option<Assign>,
+    /// Set for JSONata states; their JSONPath fields then hold pass-through values.
+    pub(crate) jsonata: Option<Box<JsonataFields>>,
     pub(crate) kind: StateKind,
 }
 
@@ -104,6 +131,8 @@ pub(crate) struct PassState {
 pub(crate) enum Amount {
     Fixed(u64),
     Path(JsonPath),
+    /// A JSONata expression (`{% … %}`).
+    Expr(JsonataTemplate),
 }
 
 #[derive(Debug)]
@@ -122,8 +151,18 @@ pub(crate) struct TaskState {
 
 #[derive(Debug)]
 pub(crate) struct ChoiceState {
-    pub(crate) choices: Vec<(Rule, String)>,
+    pub(crate) choices: Vec<ChoiceBranch>,
     pub(crate) default: Option<String>,
+}
+
+/// A top-level choice rule with where it leads and what it assigns and outputs.
+#[derive(Debug)]
+pub(crate) struct ChoiceBranch {
+    pub(crate) rule: Rule,
+    pub(crate) next: String,
+    pub(crate) assign: Option<Assign>,
+    /// JSONata only: the state's output when this rule matches.
+    pub(crate) output: Option<JsonataTemplate>,
 }
 
 #[derive(Debug)]
@@ -131,6 +170,8 @@ pub(crate) enum WaitState {
     Seconds(Amount),
     Timestamp(DateTime<FixedOffset>),
     TimestampPath(JsonPath),
+    /// JSONata `Timestamp` expression.
+    TimestampExpr(JsonataTemplate),
 }
 
 /// `Error`/`Cause` of a Fail state: literal, or computed from the state input.
@@ -139,6 +180,7 @@ pub(crate) enum FailText {
     Literal(String),
     Path(JsonPath),
     Intrinsic(Call),
+    Expr(JsonataTemplate),
 }
 
 #[derive(Debug)]
@@ -161,6 +203,10 @@ pub(crate) struct ParallelState {
 pub(crate) struct MapState {
     pub(crate) items_path: JsonPath,
     pub(crate) item_selector: Option<Template>,
+    /// JSONata: the items (default: the input, which must then be an array).
+    pub(crate) items: Option<JsonataTemplate>,
+    /// JSONata: each iteration's input, with `$states.context.Map.Item`.
+    pub(crate) jsonata_item_selector: Option<JsonataTemplate>,
     pub(crate) processor: Arc<StateMachine>,
     /// `0` means no limit.
     pub(crate) max_concurrency: Amount,
@@ -185,6 +231,9 @@ pub(crate) struct Catcher {
     pub(crate) error_equals: Vec<String>,
     pub(crate) next: String,
     pub(crate) result_path: ResultPath,
+    pub(crate) assign: Option<Assign>,
+    /// JSONata: the output when caught (default: the error output).
+    pub(crate) output: Option<JsonataTemplate>,
 }
 
 impl Definition {
@@ -232,7 +281,7 @@ impl Definition {
                 }
             }
         }
-        check_query_language(top, None)?;
+        let language = check_query_language(top, None)?.unwrap_or_default();
         let comment = match top.get("Comment") {
             None => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -255,11 +304,13 @@ impl Definition {
         }
         let timeout_seconds = positive_seconds(top, "TimeoutSeconds")
             .map_err(|m| DefinitionError::new(None, Some("TimeoutSeconds"), m))?;
-        let machine = parse_machine(top, "", None, "")?;
+        let machine = parse_machine(top, "", None, "", language)?;
+        check_variable_scopes(&machine, &BTreeSet::new())?;
         Ok(Self {
             comment,
             timeout_seconds,
             machine: Arc::new(machine),
+            reads_execution_input: any_string(value, &may_read_execution_input),
         })
     }
 
@@ -293,6 +344,100 @@ impl Definition {
         collect_tasks(&self.machine, &mut out);
         out
     }
+}
+
+fn any_string(value: &Value, test: &impl Fn(&str) -> bool) -> bool {
+    match value {
+        Value::String(s) => test(s),
+        Value::Array(items) => items.iter().any(|v| any_string(v, test)),
+        Value::Object(map) => map.values().any(|v| any_string(v, test)),
+        _ => false,
+    }
+}
+
+/// Whether a field's text may read `Execution.Input` from the context object: it names
+/// it, or it reads the context object (`$$`, `$states.context`) other than through a
+/// member known not to hold it.
+fn may_read_execution_input(text: &str) -> bool {
+    const SAFE_MEMBERS: &[&str] = &[
+        ".State",
+        ".Task",
+        ".Map",
+        ".StateMachine",
+        ".Execution.Name",
+        ".Execution.Id",
+        ".Execution.StartTime",
+        ".Execution.RoleArn",
+        ".Execution.RedriveCount",
+    ];
+    if text.contains("Input") && text.contains("Execution") {
+        return true;
+    }
+    ["$$", "$states.context"].iter().any(|root| {
+        text.match_indices(root).any(|(at, _)| {
+            let rest = &text[at + root.len()..];
+            !SAFE_MEMBERS.iter().any(|member| {
+                rest.strip_prefix(member).is_some_and(|after| {
+                    !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+                })
+            })
+        })
+    })
+}
+
+/// Every variable a state assigns: its own `Assign`, its catchers' and its choice rules'.
+fn assigned_names(state: &State) -> Vec<&str> {
+    let mut assigns: Vec<&Assign> = state.assign.iter().collect();
+    let catchers: &[Catcher] = match &state.kind {
+        StateKind::Task(t) => &t.catch,
+        StateKind::Parallel(p) => &p.catch,
+        StateKind::Map(m) => &m.catch,
+        StateKind::Choice(c) => {
+            assigns.extend(c.choices.iter().filter_map(|b| b.assign.as_ref()));
+            &[]
+        }
+        _ => &[],
+    };
+    assigns.extend(catchers.iter().filter_map(|c| c.assign.as_ref()));
+    assigns
+        .into_iter()
+        .flat_map(|a| a.names().iter().map(String::as_str))
+        .collect()
+}
+
+/// Parallel branches and Map iterations read the enclosing scopes' variables but may
+/// not assign them: Step Functions refuses such a definition, and so does this.
+fn check_variable_scopes(
+    machine: &StateMachine,
+    outer: &BTreeSet<String>,
+) -> Result<(), DefinitionError> {
+    let mut visible = outer.clone();
+    for state in machine.states.values() {
+        for name in assigned_names(state) {
+            if outer.contains(name) {
+                return Err(DefinitionError::new(
+                    Some(&state.display),
+                    Some("Assign"),
+                    format!(
+                        "assigns '{name}', a variable of an enclosing scope, which is read-only inside a Parallel branch or Map iteration"
+                    ),
+                ));
+            }
+            visible.insert(name.to_owned());
+        }
+    }
+    for state in machine.states.values() {
+        match &state.kind {
+            StateKind::Parallel(p) => {
+                for branch in &p.branches {
+                    check_variable_scopes(branch, &visible)?;
+                }
+            }
+            StateKind::Map(m) => check_variable_scopes(&m.processor, &visible)?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn collect_tasks(machine: &StateMachine, out: &mut Vec<TaskResource>) {
@@ -367,15 +512,11 @@ fn substitute_text(text: &str, subs: &BTreeMap<String, String>) -> Result<String
 fn check_query_language(
     map: &Map<String, Value>,
     state: Option<&str>,
-) -> Result<(), DefinitionError> {
+) -> Result<Option<Language>, DefinitionError> {
     match map.get("QueryLanguage") {
-        None => Ok(()),
-        Some(Value::String(s)) if s == "JSONPath" => Ok(()),
-        Some(Value::String(s)) if s == "JSONata" => Err(DefinitionError::new(
-            state,
-            Some("QueryLanguage"),
-            "JSONata is not supported; only the JSONPath query language is",
-        )),
+        None => Ok(None),
+        Some(Value::String(s)) if s == "JSONPath" => Ok(Some(Language::JsonPath)),
+        Some(Value::String(s)) if s == "JSONata" => Ok(Some(Language::Jsonata)),
         Some(other) => Err(DefinitionError::new(
             state,
             Some("QueryLanguage"),
@@ -415,6 +556,7 @@ fn parse_machine(
     prefix: &str,
     owner: Option<&str>,
     owner_field: &str,
+    language: Language,
 ) -> Result<StateMachine, DefinitionError> {
     let field = |name: &str| format!("{owner_field}{name}");
     let start_at = match map.get("StartAt") {
@@ -468,7 +610,7 @@ fn parse_machine(
                 "state names must be 1 to 80 characters long",
             ));
         }
-        states.insert(name.clone(), parse_state(name, &display, raw)?);
+        states.insert(name.clone(), parse_state(name, &display, raw, language)?);
     }
     if !states.contains_key(&start_at) {
         return Err(DefinitionError::new(
@@ -490,8 +632,8 @@ fn transitions(state: &State) -> Vec<(String, &str)> {
     }
     let catch = match &state.kind {
         StateKind::Choice(choice) => {
-            for (i, (_, next)) in choice.choices.iter().enumerate() {
-                out.push((format!("Choices[{i}].Next"), next.as_str()));
+            for (i, branch) in choice.choices.iter().enumerate() {
+                out.push((format!("Choices[{i}].Next"), branch.next.as_str()));
             }
             if let Some(default) = &choice.default {
                 out.push(("Default".to_owned(), default.as_str()));
@@ -548,6 +690,7 @@ fn check_transitions(machine: &StateMachine) -> Result<(), DefinitionError> {
 fn allowed_fields(type_name: &str) -> &'static [&'static str] {
     match type_name {
         "Pass" => &[
+            "Assign",
             "Next",
             "End",
             "InputPath",
@@ -557,6 +700,7 @@ fn allowed_fields(type_name: &str) -> &'static [&'static str] {
             "ResultPath",
         ],
         "Task" => &[
+            "Assign",
             "Next",
             "End",
             "InputPath",
@@ -574,8 +718,9 @@ fn allowed_fields(type_name: &str) -> &'static [&'static str] {
             // Role assumption has no meaning locally; accepted and ignored.
             "Credentials",
         ],
-        "Choice" => &["InputPath", "OutputPath", "Choices", "Default"],
+        "Choice" => &["InputPath", "OutputPath", "Choices", "Default", "Assign"],
         "Wait" => &[
+            "Assign",
             "Next",
             "End",
             "InputPath",
@@ -588,6 +733,7 @@ fn allowed_fields(type_name: &str) -> &'static [&'static str] {
         "Succeed" => &["InputPath", "OutputPath"],
         "Fail" => &["Error", "ErrorPath", "Cause", "CausePath"],
         "Parallel" => &[
+            "Assign",
             "Next",
             "End",
             "InputPath",
@@ -600,6 +746,7 @@ fn allowed_fields(type_name: &str) -> &'static [&'static str] {
             "Branches",
         ],
         "Map" => &[
+            "Assign",
             "Next",
             "End",
             "InputPath",
@@ -620,13 +767,88 @@ fn allowed_fields(type_name: &str) -> &'static [&'static str] {
     }
 }
 
+/// Fields each state type accepts in a JSONata state besides `Type`, `Comment` and
+/// `QueryLanguage`.
+fn allowed_jsonata_fields(type_name: &str) -> &'static [&'static str] {
+    match type_name {
+        "Pass" => &["Assign", "Next", "End", "Output"],
+        "Task" => &[
+            "Assign",
+            "Next",
+            "End",
+            "Output",
+            "Arguments",
+            "Resource",
+            "TimeoutSeconds",
+            "HeartbeatSeconds",
+            "Retry",
+            "Catch",
+            "Credentials",
+        ],
+        "Choice" => &["Choices", "Default", "Output", "Assign"],
+        "Wait" => &["Assign", "Next", "End", "Output", "Seconds", "Timestamp"],
+        "Succeed" => &["Output"],
+        "Fail" => &["Error", "Cause"],
+        "Parallel" => &[
+            "Assign",
+            "Next",
+            "End",
+            "Output",
+            "Arguments",
+            "Retry",
+            "Catch",
+            "Branches",
+        ],
+        "Map" => &[
+            "Assign",
+            "Next",
+            "End",
+            "Output",
+            "Items",
+            "ItemSelector",
+            "ItemProcessor",
+            "Iterator",
+            "MaxConcurrency",
+            "Retry",
+            "Catch",
+        ],
+        _ => &[],
+    }
+}
+
+/// Why a field of the other query language is refused.
+fn language_mismatch(language: Language, field: &str) -> Option<&'static str> {
+    const JSONPATH_ONLY: &[&str] = &[
+        "InputPath",
+        "OutputPath",
+        "Parameters",
+        "ResultSelector",
+        "ResultPath",
+        "ItemsPath",
+        "Result",
+        "TimeoutSecondsPath",
+        "HeartbeatSecondsPath",
+        "SecondsPath",
+        "TimestampPath",
+        "MaxConcurrencyPath",
+        "ErrorPath",
+        "CausePath",
+    ];
+    const JSONATA_ONLY: &[&str] = &["Arguments", "Output", "Items"];
+    match language {
+        Language::Jsonata if JSONPATH_ONLY.contains(&field) => Some(
+            "is a JSONPath field; a JSONata state uses 'Arguments', 'Output' and {% %} expressions",
+        ),
+        Language::JsonPath if JSONATA_ONLY.contains(&field) => {
+            Some("is a JSONata field; set \"QueryLanguage\": \"JSONata\" to use it")
+        }
+        _ => None,
+    }
+}
+
 /// Fields that exist in Step Functions but that this executor cannot run.
 fn unsupported_reason(field: &str) -> Option<&'static str> {
     Some(match field {
-        "Assign" => "workflow variables ('Assign') are not supported",
-        "Arguments" | "Output" | "Items" => {
-            "is a JSONata field; only JSONPath states are supported"
-        }
         "ItemReader"
         | "ResultWriter"
         | "ItemBatcher"
@@ -642,11 +864,69 @@ fn unsupported_reason(field: &str) -> Option<&'static str> {
 struct StateParser<'a> {
     display: &'a str,
     map: &'a Map<String, Value>,
+    /// The state's query language.
+    language: Language,
+    /// The language of the definition, which nested machines' states default to.
+    default_language: Language,
+}
+
+/// `field.inner`, or `field` alone when `inner` is empty.
+fn join_field(field: &str, inner: &str) -> String {
+    if inner.is_empty() {
+        field.to_owned()
+    } else if inner.starts_with('[') {
+        format!("{field}{inner}")
+    } else {
+        format!("{field}.{inner}")
+    }
 }
 
 impl<'a> StateParser<'a> {
     fn err(&self, field: &str, message: impl Into<String>) -> DefinitionError {
         DefinitionError::new(Some(self.display), Some(field), message)
+    }
+
+    /// Whether the field is a `{% … %}` JSONata expression (in a JSONata state).
+    fn is_expression(&self, key: &str) -> bool {
+        self.language == Language::Jsonata
+            && self
+                .map
+                .get(key)
+                .and_then(Value::as_str)
+                .is_some_and(jsonata::is_expression)
+    }
+
+    /// A JSONata field value (any JSON, with `{% … %}` expressions anywhere).
+    fn jsonata(&self, key: &str) -> Result<Option<JsonataTemplate>, DefinitionError> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(value) => JsonataTemplate::compile(value)
+                .map(Some)
+                .map_err(|(at, message)| self.err(&join_field(key, &at), message)),
+        }
+    }
+
+    /// An `Assign` field of `map` (the state, a catcher or a choice rule), located at `field`.
+    fn assign_at(
+        &self,
+        map: &Map<String, Value>,
+        field: &str,
+    ) -> Result<Option<Assign>, DefinitionError> {
+        let compiled = match self.language {
+            Language::JsonPath => map.get("Assign").map(Assign::compile),
+            Language::Jsonata => map.get("Assign").map(Assign::compile_jsonata),
+        };
+        match compiled {
+            None => Ok(None),
+            Some(compiled) => compiled.map(Some).map_err(|(key, message)| {
+                let at = if key.is_empty() {
+                    field.to_owned()
+                } else {
+                    format!("{field}.{key}")
+                };
+                self.err(&at, message)
+            }),
+        }
     }
 
     fn string(&self, key: &str) -> Result<Option<&'a str>, DefinitionError> {
@@ -662,21 +942,20 @@ impl<'a> StateParser<'a> {
         match self.map.get(key) {
             None => Ok(Some(JsonPath::parse("$").expect("'$' is a valid path"))),
             Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => {
-                let path = JsonPath::parse(s).map_err(|e| self.err(key, e.0))?;
-                if path.root() == crate::path::Root::Context {
-                    return Err(self.err(key, "cannot refer to the context object"));
-                }
-                Ok(Some(path))
-            }
+            Some(Value::String(s)) => JsonPath::parse(s).map(Some).map_err(|e| self.err(key, e.0)),
             Some(_) => Err(self.err(key, "must be a path string or null")),
         }
     }
 
+    /// A definite path read from the input or a variable (`ItemsPath`, `…SecondsPath`…).
     fn reference_path(&self, key: &str) -> Result<Option<JsonPath>, DefinitionError> {
         match self.map.get(key) {
             None => Ok(None),
-            Some(Value::String(s)) => JsonPath::parse_reference(s)
+            Some(Value::String(s)) if s.starts_with("$$") => Err(self.err(
+                key,
+                format!("reference path '{s}' cannot refer to the context object"),
+            )),
+            Some(Value::String(s)) => JsonPath::parse_definite(s)
                 .map(Some)
                 .map_err(|e| self.err(key, e.0)),
             Some(_) => Err(self.err(key, "must be a reference path string")),
@@ -703,6 +982,9 @@ impl<'a> StateParser<'a> {
         path_key: &str,
         allow_zero: bool,
     ) -> Result<Option<Amount>, DefinitionError> {
+        if self.is_expression(key) {
+            return Ok(self.jsonata(key)?.map(Amount::Expr));
+        }
         let fixed = if allow_zero {
             non_negative_int(self.map, key)
         } else {
@@ -805,10 +1087,13 @@ impl<'a> StateParser<'a> {
                 return Err(self.err(&format!("Catch[{i}]"), "must be an object"));
             };
             for key in map.keys() {
-                if !matches!(
-                    key.as_str(),
-                    "ErrorEquals" | "Next" | "ResultPath" | "Comment"
-                ) {
+                let allowed = match self.language {
+                    Language::JsonPath => "ResultPath",
+                    Language::Jsonata => "Output",
+                };
+                if !matches!(key.as_str(), "ErrorEquals" | "Next" | "Comment" | "Assign")
+                    && key != allowed
+                {
                     let why = unsupported_reason(key).unwrap_or("unknown catcher field");
                     return Err(self.err(&at(key), why));
                 }
@@ -821,10 +1106,20 @@ impl<'a> StateParser<'a> {
             };
             let result_path =
                 result_path_of(map, "ResultPath").map_err(|m| self.err(&at("ResultPath"), m))?;
+            let assign = self.assign_at(map, &at("Assign"))?;
+            let output = match map.get("Output") {
+                Some(value) => Some(
+                    JsonataTemplate::compile(value)
+                        .map_err(|(inner, m)| self.err(&join_field(&at("Output"), &inner), m))?,
+                ),
+                None => None,
+            };
             out.push(Catcher {
                 error_equals,
                 next,
                 result_path,
+                assign,
+                output,
             });
         }
         Ok(out)
@@ -873,7 +1168,12 @@ fn result_path_of(map: &Map<String, Value>, key: &str) -> Result<ResultPath, Str
     }
 }
 
-fn parse_state(name: &str, display: &str, raw: &Value) -> Result<State, DefinitionError> {
+fn parse_state(
+    name: &str,
+    display: &str,
+    raw: &Value,
+    default_language: Language,
+) -> Result<State, DefinitionError> {
     let Value::Object(map) = raw else {
         return Err(DefinitionError::new(
             Some(display),
@@ -881,17 +1181,25 @@ fn parse_state(name: &str, display: &str, raw: &Value) -> Result<State, Definiti
             "a state must be an object",
         ));
     };
-    let p = StateParser { display, map };
+    let language = check_query_language(map, Some(display))?.unwrap_or(default_language);
+    let p = StateParser {
+        display,
+        map,
+        language,
+        default_language,
+    };
     let type_name = match map.get("Type") {
         Some(Value::String(t)) => t.as_str(),
         Some(_) => return Err(p.err("Type", "must be a string")),
         None => return Err(p.err("Type", "is required")),
     };
-    let allowed = allowed_fields(type_name);
+    let allowed = match language {
+        Language::JsonPath => allowed_fields(type_name),
+        Language::Jsonata => allowed_jsonata_fields(type_name),
+    };
     if allowed.is_empty() {
         return Err(p.err("Type", format!("unknown state type '{type_name}'")));
     }
-    check_query_language(map, Some(display))?;
     for key in map.keys() {
         if matches!(key.as_str(), "Type" | "Comment" | "QueryLanguage")
             || allowed.contains(&key.as_str())
@@ -899,6 +1207,9 @@ fn parse_state(name: &str, display: &str, raw: &Value) -> Result<State, Definiti
             continue;
         }
         if let Some(why) = unsupported_reason(key) {
+            return Err(p.err(key, why));
+        }
+        if let Some(why) = language_mismatch(language, key) {
             return Err(p.err(key, why));
         }
         if matches!(key.as_str(), "Next" | "End") {
@@ -926,8 +1237,16 @@ fn parse_state(name: &str, display: &str, raw: &Value) -> Result<State, Definiti
         None
     };
 
+    let assign = p.assign_at(map, "Assign")?;
     let input_path = p.selection_path("InputPath")?;
     let output_path = p.selection_path("OutputPath")?;
+    let jsonata = match language {
+        Language::JsonPath => None,
+        Language::Jsonata => Some(Box::new(JsonataFields {
+            arguments: p.jsonata("Arguments")?,
+            output: p.jsonata("Output")?,
+        })),
+    };
     let kind = match type_name {
         "Pass" => StateKind::Pass(PassState {
             result: map.get("Result").cloned(),
@@ -952,6 +1271,8 @@ fn parse_state(name: &str, display: &str, raw: &Value) -> Result<State, Definiti
         input_path,
         output_path,
         next,
+        assign,
+        jsonata,
         kind,
     })
 }
@@ -972,17 +1293,9 @@ fn parse_task(p: &StateParser<'_>) -> Result<TaskState, DefinitionError> {
         Some(base) => (base.to_owned(), true),
         None => (resource.to_owned(), false),
     };
+    // Step Functions accepts a `.waitForTaskToken` task that passes no `$$.Task.Token`
+    // (it then waits until its timeout), so this does too.
     let parameters = p.template("Parameters")?;
-    if wait_for_task_token
-        && !parameters
-            .as_ref()
-            .is_some_and(|t| t.mentions_path(TASK_TOKEN_PATH))
-    {
-        return Err(p.err(
-            "Parameters",
-            format!("a '{WAIT_FOR_TASK_TOKEN}' task must pass '{TASK_TOKEN_PATH}' in its Parameters (e.g. \"taskToken.$\": \"{TASK_TOKEN_PATH}\")"),
-        ));
-    }
     let timeout = p
         .amount("TimeoutSeconds", "TimeoutSecondsPath", false)?
         .unwrap_or(Amount::Fixed(DEFAULT_TASK_TIMEOUT_SECONDS));
@@ -1018,7 +1331,11 @@ fn parse_choice(p: &StateParser<'_>) -> Result<ChoiceState, DefinitionError> {
     }
     let mut choices = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let rule = Rule::parse(item, true).map_err(|(field, message)| {
+        let parsed = match p.language {
+            Language::JsonPath => Rule::parse(item, true),
+            Language::Jsonata => Rule::parse_condition(item),
+        };
+        let rule = parsed.map_err(|(field, message)| {
             let field = if field == "Choices" {
                 format!("Choices[{i}]")
             } else {
@@ -1036,7 +1353,24 @@ fn parse_choice(p: &StateParser<'_>) -> Result<ChoiceState, DefinitionError> {
                 ));
             }
         };
-        choices.push((rule, next));
+        let (assign, output) = match item {
+            Value::Object(rule_map) => (
+                p.assign_at(rule_map, &format!("Choices[{i}].Assign"))?,
+                match rule_map.get("Output") {
+                    Some(value) => Some(JsonataTemplate::compile(value).map_err(|(at, m)| {
+                        p.err(&join_field(&format!("Choices[{i}].Output"), &at), m)
+                    })?),
+                    None => None,
+                },
+            ),
+            _ => (None, None),
+        };
+        choices.push(ChoiceBranch {
+            rule,
+            next,
+            assign,
+            output,
+        });
     }
     Ok(ChoiceState {
         choices,
@@ -1061,6 +1395,9 @@ fn parse_wait(p: &StateParser<'_>) -> Result<WaitState, DefinitionError> {
             p.amount("Seconds", "SecondsPath", true)?
                 .expect("one of the two fields is present"),
         ),
+        "Timestamp" if p.is_expression("Timestamp") => {
+            WaitState::TimestampExpr(p.jsonata("Timestamp")?.expect("the field is present"))
+        }
         "Timestamp" => {
             let text = p.string("Timestamp")?.unwrap_or_default();
             WaitState::Timestamp(choice::parse_timestamp(text).ok_or_else(|| {
@@ -1082,6 +1419,11 @@ fn fail_text(
     key: &str,
     path_key: &str,
 ) -> Result<Option<FailText>, DefinitionError> {
+    if p.is_expression(key) {
+        return Ok(Some(FailText::Expr(
+            p.jsonata(key)?.expect("the field is present"),
+        )));
+    }
     let literal = p.string(key)?;
     let computed = p.string(path_key)?;
     match (literal, computed) {
@@ -1090,9 +1432,15 @@ fn fail_text(
         (None, Some(text)) if intrinsic::looks_like_call(text) => Call::parse(text)
             .map(|c| Some(FailText::Intrinsic(c)))
             .map_err(|e| p.err(path_key, e)),
-        (None, Some(text)) => JsonPath::parse_reference(text)
-            .map(|path| Some(FailText::Path(path)))
-            .map_err(|e| p.err(path_key, e.0)),
+        // A definite path into the input or (`$$…`) the context object.
+        (None, Some(text)) => match JsonPath::parse(text) {
+            Ok(path) if path.is_definite() => Ok(Some(FailText::Path(path))),
+            Ok(_) => Err(p.err(
+                path_key,
+                format!("'{text}' must be a path naming a single value"),
+            )),
+            Err(e) => Err(p.err(path_key, e.0)),
+        },
         (None, None) => Ok(None),
     }
 }
@@ -1121,6 +1469,7 @@ fn parse_parallel(p: &StateParser<'_>) -> Result<ParallelState, DefinitionError>
             &prefix,
             Some(p.display),
             &format!("Branches[{i}]."),
+            p.default_language,
         )?));
     }
     Ok(ParallelState {
@@ -1144,7 +1493,7 @@ fn nested_machine_fields(
             return Err(p.err(&format!("{at}.{key}"), "unknown or unsupported field"));
         }
     }
-    check_query_language(map, Some(p.display))
+    Ok(())
 }
 
 fn parse_map(p: &StateParser<'_>) -> Result<MapState, DefinitionError> {
@@ -1178,18 +1527,31 @@ fn parse_map(p: &StateParser<'_>) -> Result<MapState, DefinitionError> {
         }
     }
     let prefix = format!("{} > {field} > ", p.display);
-    let processor = parse_machine(processor, &prefix, Some(p.display), &format!("{field}."))?;
-    let item_selector = match (p.template("ItemSelector")?, p.template("Parameters")?) {
-        (Some(_), Some(_)) => {
-            return Err(p.err("Parameters", "cannot be combined with 'ItemSelector'"));
-        }
-        (a, b) => a.or(b),
+    let processor = parse_machine(
+        processor,
+        &prefix,
+        Some(p.display),
+        &format!("{field}."),
+        p.default_language,
+    )?;
+    let (item_selector, jsonata_item_selector) = if p.language == Language::Jsonata {
+        (None, p.jsonata("ItemSelector")?)
+    } else {
+        let item_selector = match (p.template("ItemSelector")?, p.template("Parameters")?) {
+            (Some(_), Some(_)) => {
+                return Err(p.err("Parameters", "cannot be combined with 'ItemSelector'"));
+            }
+            (a, b) => a.or(b),
+        };
+        (item_selector, None)
     };
     Ok(MapState {
         items_path: p
             .reference_path("ItemsPath")?
             .unwrap_or_else(|| JsonPath::parse("$").expect("'$' is a valid path")),
         item_selector,
+        items: p.jsonata("Items")?,
+        jsonata_item_selector,
         processor: Arc::new(processor),
         max_concurrency: p
             .amount("MaxConcurrency", "MaxConcurrencyPath", true)?
@@ -1199,4 +1561,35 @@ fn parse_map(p: &StateParser<'_>) -> Result<MapState, DefinitionError> {
         retry: p.retriers()?,
         catch: p.catchers()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_input_is_kept_in_the_context_only_when_it_may_be_read() {
+        for reads in [
+            "$$.Execution.Input.x",
+            "$$",
+            "$$.Execution",
+            "States.Format('{}', $$)",
+            "{% $states.context %}",
+            "{% $states.context.Execution.Input %}",
+            "{% $keys($states.context.Execution) %}",
+        ] {
+            assert!(may_read_execution_input(reads), "{reads}");
+        }
+        for does_not in [
+            "$.x",
+            "$$.State.Name",
+            "$$.Map.Item.Value",
+            "$$.Task.Token",
+            "$$.Execution.Name",
+            "{% $states.context.State.EnteredTime %}",
+            "{% $states.input.Execution %}",
+        ] {
+            assert!(!may_read_execution_input(does_not), "{does_not}");
+        }
+    }
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -22,8 +21,11 @@ use crate::executor::{
     lock,
 };
 use crate::history::{EventDetails, ExecutionStatus, HistoryEventType, split_resource};
+use crate::jsonata::{States as JsonataStates, Template as JsonataTemplate};
+use crate::path::{JsonPath, Root, Scope};
 use crate::retry::RetryBudget;
 use crate::template::Template;
+use crate::variables::{Assign, Variables};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -47,6 +49,106 @@ struct Visit<'a> {
     state: &'a State,
     entered_at: DateTime<Utc>,
     retry_count: u32,
+    /// The variables as they were when the state was entered.
+    variables: &'a Variables,
+}
+
+/// What `$states` holds besides the input and the context object.
+#[derive(Clone, Copy)]
+enum Extra<'a> {
+    Nothing,
+    /// `$states.result`: a Task, Parallel or Map result.
+    Result(&'a Value),
+    /// `$states.errorOutput`: in a Catcher.
+    Error(&'a Value),
+}
+
+fn states<'v>(raw: &'v Value, context: &'v Value, extra: Extra<'v>) -> JsonataStates<'v> {
+    JsonataStates {
+        input: raw,
+        context,
+        result: match extra {
+            Extra::Result(result) => Some(result),
+            _ => None,
+        },
+        error_output: match extra {
+            Extra::Error(error) => Some(error),
+            _ => None,
+        },
+    }
+}
+
+impl Visit<'_> {
+    /// Evaluates an `Assign` field: JSONPath with `$` bound to `dollar`, JSONata with
+    /// `$states` made of the raw input and `extra`.
+    fn assign(
+        &self,
+        run: &Run,
+        assign: Option<&Assign>,
+        dollar: &Value,
+        raw: &Value,
+        extra: Extra<'_>,
+    ) -> Result<Vec<(String, Value)>, StateError> {
+        let Some(assign) = assign else {
+            return Ok(Vec::new());
+        };
+        let context = run.context(self, None, None);
+        assign.evaluate(
+            &Scope::new(dollar, &context, self.variables),
+            &states(raw, &context, extra),
+        )
+    }
+
+    /// A JSONata state's output: `template` (the matched rule's or catcher's
+    /// `Output`, else the state's), or `default` when there is none.
+    fn jsonata_output(
+        &self,
+        run: &Run,
+        template: Option<&JsonataTemplate>,
+        default: Value,
+        raw: &Value,
+        extra: Extra<'_>,
+    ) -> Result<Value, StateError> {
+        let template =
+            template.or_else(|| self.state.jsonata.as_ref().and_then(|j| j.output.as_ref()));
+        match template {
+            None => Ok(default),
+            Some(template) => {
+                let context = run.context(self, None, None);
+                template.evaluate(&states(raw, &context, extra), self.variables)
+            }
+        }
+    }
+
+    fn render(
+        &self,
+        template: Option<&Template>,
+        input: Value,
+        context: &Value,
+    ) -> Result<Value, StateError> {
+        match template {
+            Some(template) => template.render(&Scope::new(&input, context, self.variables)),
+            None => Ok(input),
+        }
+    }
+}
+
+/// How a state ends when it does not fail: its output, where it goes (`None`: its
+/// `Next`, or the end) and the variables it assigns.
+struct Exit {
+    output: Value,
+    next: Option<String>,
+    assigned: Vec<(String, Value)>,
+}
+
+impl Exit {
+    fn new(output: Value, assigned: Vec<(String, Value)>) -> Self {
+        Self {
+            output,
+            next: None,
+            assigned,
+        }
+    }
 }
 
 /// Runs a whole execution and records how it ended.
@@ -63,7 +165,13 @@ pub(crate) async fn run_execution(run: Arc<Run>) {
         },
     );
     let machine = Arc::clone(&run.definition.machine);
-    let body = run_machine(Arc::clone(&run), machine, execution.input.clone(), started);
+    let body = run_machine(
+        Arc::clone(&run),
+        machine,
+        execution.input.clone(),
+        Variables::default(),
+        started,
+    );
     let limit = run.definition.timeout_seconds().map(Duration::from_secs);
     let mut stop = execution.stop.subscribe();
     tokio::select! {
@@ -130,15 +238,17 @@ fn run_machine(
     run: Arc<Run>,
     machine: Arc<StateMachine>,
     input: Value,
+    variables: Variables,
     previous_event: u64,
 ) -> BoxFuture<(Result<Value, StateError>, u64)> {
     Box::pin(async move {
         let mut cursor = previous_event;
         let mut current = machine.start_at.clone();
         let mut input = input;
+        let mut variables = variables;
         loop {
             let state = &machine.states[&current];
-            match run_state(&run, state, input, &mut cursor).await {
+            match run_state(&run, state, input, &mut variables, &mut cursor).await {
                 Ok(Transition::Next(next, output)) => {
                     current = next;
                     input = output;
@@ -165,7 +275,6 @@ impl Run {
         let mut context = json!({
             "Execution": {
                 "Id": format!("arn:aws:states:local:000000000000:execution:{machine_name}:{}", self.execution.name),
-                "Input": self.execution.input,
                 "Name": self.execution.name,
                 "RoleArn": "arn:aws:iam::000000000000:role/local",
                 "StartTime": timestamp(self.execution.started_at),
@@ -178,9 +287,18 @@ impl Run {
             "State": {
                 "Name": visit.state.name,
                 "EnteredTime": timestamp(visit.entered_at),
-                "RetryCount": visit.retry_count,
             },
         });
+        if self.definition.reads_execution_input {
+            context["Execution"]["Input"] = self.execution.input.clone();
+        }
+        // Only states that can retry (Task, Parallel, Map) count their retries.
+        if matches!(
+            visit.state.kind,
+            StateKind::Task(_) | StateKind::Parallel(_) | StateKind::Map(_)
+        ) {
+            context["State"]["RetryCount"] = json!(visit.retry_count);
+        }
         if let Some(token) = task_token {
             context["Task"] = json!({ "Token": token });
         }
@@ -200,37 +318,85 @@ fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn runtime_error(state: &State, message: impl std::fmt::Display) -> StateError {
-    StateError::new(
-        names::RUNTIME,
-        format!(
-            "An error occurred while executing the state '{}'. {message}",
-            state.name
-        ),
-    )
+/// A `States.Runtime` error; [`run_state`] adds the state and its entered event to the cause.
+fn runtime_error(message: impl std::fmt::Display) -> StateError {
+    StateError::new(names::RUNTIME, message.to_string())
 }
 
-fn apply_input_path(state: &State, raw: &Value) -> Result<Value, StateError> {
-    match &state.input_path {
+/// Step Functions' payload quota for state inputs, results and outputs.
+const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+/// Counts the bytes of a value's JSON text without building it.
+pub(crate) fn json_size(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing to a counter cannot fail, and a `Value` always serializes.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
+/// `States.DataLimitExceeded` when `value` is over the payload quota.
+fn check_size(value: &Value, what: impl FnOnce() -> String) -> Result<(), StateError> {
+    if json_size(value) > MAX_PAYLOAD_BYTES {
+        return Err(StateError::new(
+            names::DATA_LIMIT_EXCEEDED,
+            format!(
+                "{} with a size exceeding the maximum number of bytes service limit ({MAX_PAYLOAD_BYTES} bytes).",
+                what()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_output(state: &State, output: &Value) -> Result<(), StateError> {
+    check_size(output, || {
+        format!("The state '{}' produced an output", state.name)
+    })
+}
+
+/// Selects an `InputPath`/`OutputPath` from `document`, the context object (`$$…`)
+/// or a variable (`$name…`).
+fn select_io(
+    run: &Run,
+    visit: &Visit<'_>,
+    path: &JsonPath,
+    document: &Value,
+) -> Result<Value, StateError> {
+    let context = if path.root() == Root::Context {
+        run.context(visit, None, None)
+    } else {
+        Value::Null
+    };
+    let found = path.select_in(&Scope::new(document, &context, visit.variables))?;
+    found.ok_or_else(|| {
+        runtime_error(format!(
+            "Invalid path '{path}' : No results for path: {}",
+            path.normalized()
+        ))
+    })
+}
+
+fn apply_input_path(run: &Run, visit: &Visit<'_>, raw: &Value) -> Result<Value, StateError> {
+    match &visit.state.input_path {
         None => Ok(json!({})),
-        Some(path) => path.select(raw).ok_or_else(|| {
-            runtime_error(
-                state,
-                format!("Invalid path '{path}' : The field 'InputPath' could not be found in the input '{raw}'"),
-            )
-        }),
+        Some(path) => select_io(run, visit, path, raw),
     }
 }
 
-fn apply_output_path(state: &State, value: &Value) -> Result<Value, StateError> {
-    match &state.output_path {
+fn apply_output_path(run: &Run, visit: &Visit<'_>, value: &Value) -> Result<Value, StateError> {
+    match &visit.state.output_path {
         None => Ok(json!({})),
-        Some(path) => path.select(value).ok_or_else(|| {
-            runtime_error(
-                state,
-                format!("Invalid path '{path}' : The field 'OutputPath' could not be found in the output '{value}'"),
-            )
-        }),
+        Some(path) => select_io(run, visit, path, value),
     }
 }
 
@@ -256,63 +422,78 @@ fn apply_result_path(
     Ok(output)
 }
 
-fn render(template: Option<&Template>, input: Value, context: &Value) -> Result<Value, StateError> {
-    match template {
-        Some(template) => template.render(&input, context),
-        None => Ok(input),
-    }
-}
-
-/// Resolves a literal-or-path amount of seconds against the effective input.
+/// Resolves a literal, path or JSONata amount of seconds against the effective input.
 fn resolve_amount(
-    state: &State,
+    run: &Run,
+    visit: &Visit<'_>,
     amount: &Amount,
     field: &str,
     input: &Value,
 ) -> Result<u64, StateError> {
     match amount {
         Amount::Fixed(n) => Ok(*n),
-        Amount::Path(path) => match path.select(input) {
+        Amount::Expr(template) => {
+            let context = run.context(visit, None, None);
+            let value =
+                template.evaluate(&states(input, &context, Extra::Nothing), visit.variables)?;
+            value.as_u64().ok_or_else(|| {
+                StateError::new(
+                    names::QUERY_EVALUATION_ERROR,
+                    format!("The value of '{field}' must be a non-negative integer, not {value}"),
+                )
+            })
+        }
+        Amount::Path(path) => match path.select_in(&Scope::new(
+            input,
+            &Value::Null,
+            visit.variables,
+        ))? {
             Some(value) => value.as_u64().ok_or_else(|| {
-                runtime_error(state, format!("The value of '{field}' ({path}) must be a non-negative integer, not {value}"))
+                runtime_error(format!(
+                    "The value of '{field}' ({path}) must be a non-negative integer, not {value}"
+                ))
             }),
-            None => Err(runtime_error(
-                state,
-                format!("Invalid path '{path}' : The field '{field}' could not be found in the input '{input}'"),
-            )),
+            None => Err(runtime_error(format!(
+                "Invalid path '{path}' : The field '{field}' could not be found in the input '{input}'"
+            ))),
         },
     }
 }
 
-fn exit(run: &Run, state: &State, cursor: &mut u64, output: Value) -> Transition {
+/// Stores the state's assignments, records its exit and picks the next state.
+fn exit(
+    run: &Run,
+    state: &State,
+    cursor: &mut u64,
+    variables: &mut Variables,
+    exit: Exit,
+) -> Result<Transition, StateError> {
+    // Callers have checked the output against the payload quota.
+    variables.assign(exit.assigned)?;
     if let Some(exited) = HistoryEventType::exited(state.kind.type_name()) {
         run.emit(
             cursor,
             exited,
             EventDetails::StateExited {
                 name: state.name.clone(),
-                output: output.clone(),
+                output: exit.output.clone(),
             },
         );
     }
-    match &state.next {
-        Some(next) => Transition::Next(next.clone(), output),
-        None => Transition::End(output),
-    }
+    Ok(match exit.next.as_ref().or(state.next.as_ref()) {
+        Some(next) => Transition::Next(next.clone(), exit.output),
+        None => Transition::End(exit.output),
+    })
 }
 
 async fn run_state(
     run: &Arc<Run>,
     state: &State,
     raw: Value,
+    variables: &mut Variables,
     cursor: &mut u64,
 ) -> Result<Transition, StateError> {
     let type_name = state.kind.type_name();
-    let visit = Visit {
-        state,
-        entered_at: Utc::now(),
-        retry_count: 0,
-    };
     run.emit(
         cursor,
         HistoryEventType::entered(type_name),
@@ -321,54 +502,113 @@ async fn run_state(
             input: raw.clone(),
         },
     );
+    let entered_event_id = *cursor;
+    let visit = Visit {
+        state,
+        entered_at: Utc::now(),
+        retry_count: 0,
+        variables,
+    };
+    let outcome = run_state_body(run, visit, raw, cursor).await;
+    outcome
+        .and_then(|done| exit(run, state, cursor, variables, done))
+        .map_err(|e| e.locate(&state.name, entered_event_id))
+}
+
+async fn run_state_body(
+    run: &Arc<Run>,
+    visit: Visit<'_>,
+    raw: Value,
+    cursor: &mut u64,
+) -> Result<Exit, StateError> {
+    let state = visit.state;
     if let StateKind::Fail(fail) = &state.kind {
         let context = run.context(&visit, None, None);
+        let scope = Scope::new(&raw, &context, visit.variables);
         return Err(StateError::new(
-            fail_text(state, fail.error.as_ref(), "ErrorPath", &raw, &context)?,
-            fail_text(state, fail.cause.as_ref(), "CausePath", &raw, &context)?,
+            fail_text(fail.error.as_ref(), "ErrorPath", &scope)?,
+            fail_text(fail.cause.as_ref(), "CausePath", &scope)?,
         ));
     }
-    let effective = apply_input_path(state, &raw)?;
+    let effective = apply_input_path(run, &visit, &raw)?;
+    let jsonata = state.jsonata.is_some();
     match &state.kind {
+        StateKind::Pass(_) | StateKind::Succeed | StateKind::Wait(_) if jsonata => {
+            if let StateKind::Wait(wait) = &state.kind {
+                let delay = wait_duration(run, &visit, wait, &raw)?;
+                tokio::time::sleep(run.options.scale(delay)).await;
+            }
+            let assigned = visit.assign(run, state.assign.as_ref(), &raw, &raw, Extra::Nothing)?;
+            let output = visit.jsonata_output(run, None, raw.clone(), &raw, Extra::Nothing)?;
+            check_output(state, &output)?;
+            Ok(Exit::new(output, assigned))
+        }
         StateKind::Pass(pass) => {
-            let context = run.context(&visit, None, None);
-            let effective = render(pass.parameters.as_ref(), effective, &context)?;
+            let effective = match &pass.parameters {
+                Some(parameters) => {
+                    let context = run.context(&visit, None, None);
+                    visit.render(Some(parameters), effective, &context)?
+                }
+                None => effective,
+            };
             let result = pass.result.clone().unwrap_or(effective);
+            let assigned =
+                visit.assign(run, state.assign.as_ref(), &result, &raw, Extra::Nothing)?;
             let output = apply_result_path(state, &pass.result_path, raw, result)?;
-            let output = apply_output_path(state, &output)?;
-            Ok(exit(run, state, cursor, output))
+            let output = apply_output_path(run, &visit, &output)?;
+            check_output(state, &output)?;
+            Ok(Exit::new(output, assigned))
         }
         StateKind::Succeed => {
-            let output = apply_output_path(state, &effective)?;
-            Ok(exit(run, state, cursor, output))
+            let output = apply_output_path(run, &visit, &effective)?;
+            check_output(state, &output)?;
+            Ok(Exit::new(output, Vec::new()))
         }
         StateKind::Choice(choice) => {
             let context = run.context(&visit, None, None);
+            let scope = Scope::new(&effective, &context, visit.variables);
             let mut target = None;
-            for (rule, next) in &choice.choices {
-                if rule.evaluate(&effective, &context)? {
-                    target = Some(next);
+            for branch in &choice.choices {
+                if branch.rule.evaluate(&scope)? {
+                    target = Some((&branch.next, branch.assign.as_ref(), branch.output.as_ref()));
                     break;
                 }
             }
-            let target = target.or(choice.default.as_ref()).ok_or_else(|| {
-                StateError::new(
-                    names::NO_CHOICE_MATCHED,
-                    format!(
-                        "No Matches! No choice rule of state '{}' matched and it has no Default",
-                        state.name
-                    ),
-                )
-            })?;
-            let output = apply_output_path(state, &effective)?;
-            exit(run, state, cursor, output.clone());
-            Ok(Transition::Next(target.clone(), output))
+            let (target, rule_assign, rule_output) = target
+                .or(choice.default.as_ref().map(|d| (d, None, None)))
+                .ok_or_else(|| {
+                    StateError::new(
+                        names::NO_CHOICE_MATCHED,
+                        format!(
+                            "No Matches! No choice rule of state '{}' matched and it has no Default",
+                            state.name
+                        ),
+                    )
+                })?;
+            // The state's Assign, then the matched rule's, whose values win.
+            let mut assigned =
+                visit.assign(run, state.assign.as_ref(), &effective, &raw, Extra::Nothing)?;
+            assigned.extend(visit.assign(run, rule_assign, &effective, &raw, Extra::Nothing)?);
+            let output = if jsonata {
+                visit.jsonata_output(run, rule_output, raw.clone(), &raw, Extra::Nothing)?
+            } else {
+                apply_output_path(run, &visit, &effective)?
+            };
+            check_output(state, &output)?;
+            Ok(Exit {
+                output,
+                next: Some(target.clone()),
+                assigned,
+            })
         }
         StateKind::Wait(wait) => {
-            let delay = wait_duration(state, wait, &effective)?;
+            let delay = wait_duration(run, &visit, wait, &effective)?;
             tokio::time::sleep(run.options.scale(delay)).await;
-            let output = apply_output_path(state, &effective)?;
-            Ok(exit(run, state, cursor, output))
+            let assigned =
+                visit.assign(run, state.assign.as_ref(), &effective, &raw, Extra::Nothing)?;
+            let output = apply_output_path(run, &visit, &effective)?;
+            check_output(state, &output)?;
+            Ok(Exit::new(output, assigned))
         }
         StateKind::Task(_) | StateKind::Parallel(_) | StateKind::Map(_) => {
             run_fallible(run, visit, raw, effective, cursor).await
@@ -378,54 +618,96 @@ async fn run_state(
 }
 
 fn fail_text(
-    state: &State,
     text: Option<&FailText>,
     field: &str,
-    raw: &Value,
-    context: &Value,
+    scope: &Scope<'_>,
 ) -> Result<String, StateError> {
     let value = match text {
         None => return Ok(String::new()),
         Some(FailText::Literal(s)) => return Ok(s.clone()),
-        Some(FailText::Path(path)) => path.select(raw).ok_or_else(|| {
-            runtime_error(state, format!("Invalid path '{path}' : The field '{field}' could not be found in the input '{raw}'"))
+        Some(FailText::Path(path)) => path.select_in(scope)?.ok_or_else(|| {
+            runtime_error(format!(
+                "Invalid path '{path}' : The field '{field}' could not be found in the input '{}'",
+                scope.input
+            ))
         })?,
-        Some(FailText::Intrinsic(call)) => call.evaluate(raw, context)?,
+        Some(FailText::Intrinsic(call)) => call.evaluate(scope)?,
+        Some(FailText::Expr(template)) => template.evaluate(
+            &states(scope.input, scope.context, Extra::Nothing),
+            scope.variables,
+        )?,
     };
     match value {
         Value::String(s) => Ok(s),
-        other => Err(runtime_error(
-            state,
-            format!("The value of '{field}' must be a string, not {other}"),
-        )),
+        other => Err(runtime_error(format!(
+            "The value of '{field}' must be a string, not {other}"
+        ))),
     }
 }
 
-fn wait_duration(state: &State, wait: &WaitState, input: &Value) -> Result<Duration, StateError> {
+/// The longest a Wait may last: a standard workflow runs for a year at most, so a
+/// later end is refused at once rather than waited for.
+const MAX_WAIT: chrono::TimeDelta = chrono::TimeDelta::days(365);
+
+fn wait_duration(
+    run: &Run,
+    visit: &Visit<'_>,
+    wait: &WaitState,
+    input: &Value,
+) -> Result<Duration, StateError> {
+    let now = Utc::now();
     let until = match wait {
         WaitState::Seconds(amount) => {
-            return resolve_amount(state, amount, "SecondsPath", input).map(Duration::from_secs);
+            let seconds = resolve_amount(run, visit, amount, "Seconds", input)?;
+            let delay = i64::try_from(seconds)
+                .ok()
+                .and_then(chrono::TimeDelta::try_seconds)
+                .unwrap_or(chrono::TimeDelta::MAX);
+            now.checked_add_signed(delay)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
         }
         WaitState::Timestamp(at) => at.with_timezone(&Utc),
-        WaitState::TimestampPath(path) => {
-            let value = path.select(input).ok_or_else(|| {
-                runtime_error(state, format!("Invalid path '{path}' : The field 'TimestampPath' could not be found in the input '{input}'"))
-            })?;
+        WaitState::TimestampExpr(template) => {
+            let context = run.context(visit, None, None);
+            let value =
+                template.evaluate(&states(input, &context, Extra::Nothing), visit.variables)?;
             value
                 .as_str()
                 .and_then(crate::choice::parse_timestamp)
                 .ok_or_else(|| {
-                    runtime_error(
-                        state,
-                        format!(
-                            "The value of 'TimestampPath' ({path}) is not a timestamp: {value}"
-                        ),
+                    StateError::new(
+                        names::QUERY_EVALUATION_ERROR,
+                        format!("The Timestamp expression evaluated to {value}, not a timestamp"),
                     )
                 })?
                 .with_timezone(&Utc)
         }
+        WaitState::TimestampPath(path) => {
+            let value = path
+                .select_in(&Scope::new(input, &Value::Null, visit.variables))?
+                .ok_or_else(|| {
+                    runtime_error(format!("Invalid path '{path}' : The field 'TimestampPath' could not be found in the input '{input}'"))
+                })?;
+            value
+                .as_str()
+                .and_then(crate::choice::parse_timestamp)
+                .ok_or_else(|| {
+                    runtime_error(format!(
+                        "The value of 'TimestampPath' ({path}) is not a timestamp: {value}"
+                    ))
+                })?
+                .with_timezone(&Utc)
+        }
     };
-    Ok((until - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+    let latest = run.execution.started_at + MAX_WAIT;
+    if until > latest {
+        return Err(runtime_error(format!(
+            "Wait state delay is too long: it would end at {}, after {} (one year from the execution's start)",
+            timestamp(until),
+            timestamp(latest)
+        )));
+    }
+    Ok((until - now).to_std().unwrap_or(Duration::ZERO))
 }
 
 /// Task, Parallel and Map: attempts with Retry, then ResultSelector/ResultPath/
@@ -436,7 +718,7 @@ async fn run_fallible(
     raw: Value,
     effective: Value,
     cursor: &mut u64,
-) -> Result<Transition, StateError> {
+) -> Result<Exit, StateError> {
     let state = visit.state;
     let (retriers, catchers, result_selector, result_path): (&[Retrier], &[Catcher], _, _) =
         match &state.kind {
@@ -473,36 +755,115 @@ async fn run_fallible(
         };
         match outcome {
             Ok(result) => break Ok(result),
-            Err(error) => match budget.next_delay(&error, &mut jitter) {
-                Some(delay) => {
+            Err(error) => {
+                if let Some(delay) = budget.next_delay(&error, &mut jitter) {
                     tracing::debug!(state = %state.display, error = %error, ?delay, "retrying");
                     tokio::time::sleep(run.options.scale(delay)).await;
                     visit.retry_count += 1;
+                    continue;
                 }
-                None => break Err(error),
-            },
+                // One failure event for the state, after its last attempt.
+                let failed = match &state.kind {
+                    StateKind::Parallel(_) => Some(HistoryEventType::ParallelStateFailed),
+                    StateKind::Map(_) => Some(HistoryEventType::MapStateFailed),
+                    _ => None,
+                };
+                if let Some(failed) = failed {
+                    run.emit(cursor, failed, EventDetails::None);
+                }
+                break Err(error);
+            }
         }
     };
     let processed = attempt.and_then(|result| {
-        let context = run.context(&visit, None, None);
-        let result = render(result_selector, result, &context)?;
+        if state.jsonata.is_some() {
+            let extra = Extra::Result(&result);
+            let assigned = visit.assign(run, state.assign.as_ref(), &result, &raw, extra)?;
+            let output = visit.jsonata_output(run, None, result.clone(), &raw, extra)?;
+            check_output(state, &output)?;
+            return Ok(Exit::new(output, assigned));
+        }
+        let result = match result_selector {
+            Some(selector) => {
+                let context = run.context(&visit, None, None);
+                visit.render(Some(selector), result, &context)?
+            }
+            None => result,
+        };
+        let assigned = visit.assign(
+            run,
+            state.assign.as_ref(),
+            &result,
+            &raw,
+            Extra::Result(&result),
+        )?;
         let output = apply_result_path(state, result_path, raw.clone(), result)?;
-        apply_output_path(state, &output)
+        let output = apply_output_path(run, &visit, &output)?;
+        check_output(state, &output)?;
+        Ok(Exit::new(output, assigned))
     });
     match processed {
-        Ok(output) => Ok(exit(run, state, cursor, output)),
-        Err(error) => {
-            let Some(catcher) = catchers
-                .iter()
-                .find(|c| c.error_equals.iter().any(|pattern| error.matches(pattern)))
-            else {
-                return Err(error);
-            };
-            tracing::debug!(state = %state.display, error = %error, next = %catcher.next, "caught");
-            let output = apply_result_path(state, &catcher.result_path, raw, error.to_output())?;
-            exit(run, state, cursor, output.clone());
-            Ok(Transition::Next(catcher.next.clone(), output))
+        Ok(done) => Ok(done),
+        Err(error) => catch(run, &visit, catchers, error, raw),
+    }
+}
+
+/// Hands an error to the first Catcher that matches it, or returns it.
+fn catch(
+    run: &Run,
+    visit: &Visit<'_>,
+    catchers: &[Catcher],
+    error: StateError,
+    raw: Value,
+) -> Result<Exit, StateError> {
+    let state = visit.state;
+    let Some(catcher) = catchers
+        .iter()
+        .find(|c| c.error_equals.iter().any(|pattern| error.matches(pattern)))
+    else {
+        return Err(error);
+    };
+    tracing::debug!(state = %state.display, error = %error, next = %catcher.next, "caught");
+    let error_output = error.to_output();
+    let extra = Extra::Error(&error_output);
+    let assigned = visit.assign(run, catcher.assign.as_ref(), &error_output, &raw, extra)?;
+    let output = if state.jsonata.is_some() {
+        match &catcher.output {
+            Some(template) => {
+                let context = run.context(visit, None, None);
+                template.evaluate(&states(&raw, &context, extra), visit.variables)?
+            }
+            None => error_output,
         }
+    } else {
+        apply_result_path(state, &catcher.result_path, raw, error_output)?
+    };
+    check_output(state, &output)?;
+    Ok(Exit {
+        output,
+        next: Some(catcher.next.clone()),
+        assigned,
+    })
+}
+
+/// What a Task or the branches of a Parallel receive: JSONata `Arguments`, or the
+/// JSONPath `Parameters` applied to the effective input.
+fn arguments(
+    visit: &Visit<'_>,
+    parameters: Option<&Template>,
+    effective: &Value,
+    context: &Value,
+) -> Result<Value, StateError> {
+    match visit
+        .state
+        .jsonata
+        .as_ref()
+        .and_then(|j| j.arguments.as_ref())
+    {
+        Some(arguments) => {
+            arguments.evaluate(&states(effective, context, Extra::Nothing), visit.variables)
+        }
+        None => visit.render(parameters, effective.clone(), context),
     }
 }
 
@@ -566,50 +927,55 @@ async fn run_task_attempt(
     let state = visit.state;
     let token = task.wait_for_task_token.then(|| run.registry.new_token());
     let context = run.context(visit, token.as_deref(), None);
-    let parameters = render(task.parameters.as_ref(), effective.clone(), &context)?;
-    let timeout = resolve_amount(state, &task.timeout, "TimeoutSecondsPath", effective)?;
+    let parameters = arguments(visit, task.parameters.as_ref(), effective, &context)?;
+    check_size(&parameters, || {
+        format!("The input of the state '{}'", state.name)
+    })?;
+    let timeout = resolve_amount(run, visit, &task.timeout, "TimeoutSeconds", effective)?;
     let heartbeat = match &task.heartbeat {
         Some(amount) => Some(resolve_amount(
-            state,
+            run,
+            visit,
             amount,
-            "HeartbeatSecondsPath",
+            "HeartbeatSeconds",
             effective,
         )?),
         None => None,
     };
     let (resource_type, resource) = split_resource(&task.resource);
-    run.emit(
+    // A Lambda function ARN as the resource (not the `lambda:invoke` integration) is
+    // logged with Step Functions' `LambdaFunction*` events.
+    let lambda = !task.wait_for_task_token && task.resource.starts_with("arn:aws:lambda:");
+    emit_scheduled(
+        run,
         cursor,
-        HistoryEventType::TaskScheduled,
-        EventDetails::TaskScheduled {
-            resource_type: resource_type.clone(),
-            resource: resource.clone(),
-            parameters: parameters.clone(),
-            timeout_seconds: Some(timeout),
-            heartbeat_seconds: heartbeat,
-        },
+        task,
+        lambda,
+        &parameters,
+        (timeout, heartbeat),
+        (&resource_type, &resource),
     );
     let handler = run
         .handlers
         .get(&task.handler_key)
         .cloned()
         .ok_or_else(|| {
-            runtime_error(
-                state,
-                format!(
-                    "no handler is registered for resource '{}'",
-                    task.handler_key
-                ),
-            )
+            runtime_error(format!(
+                "no handler is registered for resource '{}'",
+                task.handler_key
+            ))
         })?;
-    run.emit(
-        cursor,
-        HistoryEventType::TaskStarted,
-        EventDetails::TaskStarted {
-            resource_type: resource_type.clone(),
-            resource: resource.clone(),
-        },
-    );
+    let (event_type, details) = if lambda {
+        (HistoryEventType::LambdaFunctionStarted, EventDetails::None)
+    } else {
+        let (resource_type, resource) = (resource_type.clone(), resource.clone());
+        let details = EventDetails::TaskStarted {
+            resource_type,
+            resource,
+        };
+        (HistoryEventType::TaskStarted, details)
+    };
+    run.emit(cursor, event_type, details);
     let request = TaskRequest {
         resource: task.resource.clone(),
         state_name: state.name.clone(),
@@ -643,9 +1009,77 @@ async fn run_task_attempt(
             .await
         }
     };
-    let (event_type, details) = task_outcome_event(&outcome, resource_names);
+    let outcome = outcome.and_then(|result| {
+        check_size(&result, || {
+            format!("The state/task '{}' returned a result", task.resource)
+        })?;
+        Ok(result)
+    });
+    let (event_type, details) = if lambda {
+        lambda_outcome_event(&outcome)
+    } else {
+        task_outcome_event(&outcome, resource_names)
+    };
     run.emit(cursor, event_type, details);
     outcome
+}
+
+/// The `TaskScheduled` (or `LambdaFunctionScheduled`) event opening an attempt.
+fn emit_scheduled(
+    run: &Run,
+    cursor: &mut u64,
+    task: &TaskState,
+    lambda: bool,
+    parameters: &Value,
+    (timeout, heartbeat): (u64, Option<u64>),
+    (resource_type, resource): (&str, &str),
+) {
+    if lambda {
+        run.emit(
+            cursor,
+            HistoryEventType::LambdaFunctionScheduled,
+            EventDetails::LambdaScheduled {
+                resource: task.resource.clone(),
+                input: parameters.clone(),
+                timeout_seconds: Some(timeout),
+            },
+        );
+    } else {
+        run.emit(
+            cursor,
+            HistoryEventType::TaskScheduled,
+            EventDetails::TaskScheduled {
+                resource_type: resource_type.to_owned(),
+                resource: resource.to_owned(),
+                parameters: parameters.clone(),
+                timeout_seconds: Some(timeout),
+                heartbeat_seconds: heartbeat,
+            },
+        );
+    }
+}
+
+/// The `LambdaFunctionSucceeded` / `Failed` / `TimedOut` event closing an attempt.
+fn lambda_outcome_event(outcome: &Result<Value, StateError>) -> (HistoryEventType, EventDetails) {
+    match outcome {
+        Ok(output) => (
+            HistoryEventType::LambdaFunctionSucceeded,
+            EventDetails::LambdaOutput {
+                output: output.clone(),
+            },
+        ),
+        Err(error) => (
+            if error.error == names::TIMEOUT {
+                HistoryEventType::LambdaFunctionTimedOut
+            } else {
+                HistoryEventType::LambdaFunctionFailed
+            },
+            EventDetails::LambdaError {
+                error: error.error.clone(),
+                cause: error.cause.clone(),
+            },
+        ),
+    }
 }
 
 /// The `TaskSucceeded` / `TaskFailed` / `TaskTimedOut` event closing an attempt.
@@ -756,7 +1190,7 @@ async fn await_token(
                         heartbeat_deadline = Some(at + Duration::from_secs(h));
                     }
                 }
-                None => return Err(runtime_error(state, "the task token channel closed unexpectedly")),
+                None => return Err(runtime_error("the task token channel closed unexpectedly")),
             },
             () = tokio::time::sleep_until(wake) => {
                 if run.registry.close_token(token) {
@@ -780,7 +1214,7 @@ async fn run_parallel_attempt(
     cursor: &mut u64,
 ) -> Result<Value, StateError> {
     let context = run.context(visit, None, None);
-    let input = render(parallel.parameters.as_ref(), effective.clone(), &context)?;
+    let input = arguments(visit, parallel.parameters.as_ref(), effective, &context)?;
     run.emit(
         cursor,
         HistoryEventType::ParallelStateStarted,
@@ -788,34 +1222,23 @@ async fn run_parallel_attempt(
     );
     let started = *cursor;
     let mut branches = JoinSet::new();
+    let outer = Arc::new(visit.variables.clone());
     for (index, branch) in parallel.branches.iter().enumerate() {
-        let body = run_machine(Arc::clone(run), Arc::clone(branch), input.clone(), started);
+        let body = run_machine(
+            Arc::clone(run),
+            Arc::clone(branch),
+            input.clone(),
+            outer.child(),
+            started,
+        );
         branches.spawn(async move { (index, body.await.0) });
     }
     let outcome = collect_ordered(&mut branches, parallel.branches.len()).await;
     // Dropping the set cancels branches still running after a failure.
     drop(branches);
-    let mut after = started;
-    match outcome {
-        Ok(results) => {
-            run.emit(
-                &mut after,
-                HistoryEventType::ParallelStateSucceeded,
-                EventDetails::None,
-            );
-            *cursor = after;
-            Ok(Value::Array(results))
-        }
-        Err(error) => {
-            run.emit(
-                &mut after,
-                HistoryEventType::ParallelStateFailed,
-                EventDetails::None,
-            );
-            *cursor = after;
-            Err(error)
-        }
-    }
+    // Step Functions records no `ParallelStateSucceeded`; a failure is recorded once the
+    // state has no retry left.
+    outcome.map(Value::Array)
 }
 
 /// Gathers `count` indexed results, stopping at the first error.
@@ -825,18 +1248,87 @@ async fn collect_ordered(
 ) -> Result<Vec<Value>, StateError> {
     let mut results = vec![Value::Null; count];
     while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok((index, Ok(value))) => results[index] = value,
-            Ok((_, Err(error))) => return Err(error),
-            Err(join_error) => {
-                return Err(StateError::new(
-                    names::RUNTIME,
-                    format!("a branch stopped unexpectedly: {join_error}"),
-                ));
-            }
-        }
+        store_joined(joined, &mut results)?;
     }
     Ok(results)
+}
+
+fn store_joined(
+    joined: Result<(usize, Result<Value, StateError>), tokio::task::JoinError>,
+    results: &mut [Value],
+) -> Result<(), StateError> {
+    match joined {
+        Ok((index, Ok(value))) => {
+            results[index] = value;
+            Ok(())
+        }
+        Ok((_, Err(error))) => Err(error),
+        Err(join_error) => Err(StateError::new(
+            names::RUNTIME,
+            format!("a branch stopped unexpectedly: {join_error}"),
+        )),
+    }
+}
+
+/// The Map's iteration inputs: its items, each through `ItemSelector` if there is one.
+fn map_inputs(
+    run: &Run,
+    visit: &Visit<'_>,
+    map: &MapState,
+    effective: &Value,
+) -> Result<Vec<Value>, StateError> {
+    let selected = match &map.items {
+        Some(items) => {
+            let context = run.context(visit, None, None);
+            Some(items.evaluate(
+                &states(effective, &context, Extra::Nothing),
+                visit.variables,
+            )?)
+        }
+        None => map
+            .items_path
+            .select_in(&Scope::new(effective, &Value::Null, visit.variables))?,
+    };
+    let items = match selected {
+        Some(Value::Array(items)) => items,
+        Some(other) if map.items.is_some() => {
+            return Err(StateError::new(
+                names::QUERY_EVALUATION_ERROR,
+                format!("The field 'Items' must be an array, not {other}"),
+            ));
+        }
+        Some(other) => {
+            return Err(runtime_error(format!(
+                "The field 'ItemsPath' ({}) must point to an array, not {other}",
+                map.items_path
+            )));
+        }
+        None => {
+            return Err(runtime_error(format!(
+                "Invalid path '{}' : No results for path: {}",
+                map.items_path,
+                map.items_path.normalized()
+            )));
+        }
+    };
+    if map.item_selector.is_none() && map.jsonata_item_selector.is_none() {
+        return Ok(items);
+    }
+    let mut inputs = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let context = run.context(visit, None, Some((index, item)));
+        inputs.push(match (&map.item_selector, &map.jsonata_item_selector) {
+            (Some(selector), _) => {
+                selector.render(&Scope::new(effective, &context, visit.variables))?
+            }
+            (None, Some(selector)) => selector.evaluate(
+                &states(effective, &context, Extra::Nothing),
+                visit.variables,
+            )?,
+            (None, None) => item.clone(),
+        });
+    }
+    Ok(inputs)
 }
 
 async fn run_map_attempt(
@@ -847,37 +1339,14 @@ async fn run_map_attempt(
     cursor: &mut u64,
 ) -> Result<Value, StateError> {
     let state = visit.state;
-    let items = match map.items_path.select(effective) {
-        Some(Value::Array(items)) => items,
-        Some(other) => {
-            return Err(runtime_error(
-                state,
-                format!(
-                    "The field 'ItemsPath' ({}) must point to an array, not {other}",
-                    map.items_path
-                ),
-            ));
-        }
-        None => {
-            return Err(runtime_error(
-                state,
-                format!(
-                    "Invalid path '{}' : The field 'ItemsPath' could not be found in the input '{effective}'",
-                    map.items_path
-                ),
-            ));
-        }
-    };
-    let max_concurrency =
-        resolve_amount(state, &map.max_concurrency, "MaxConcurrencyPath", effective)?;
-    let mut inputs = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        let context = run.context(visit, None, Some((index, item)));
-        inputs.push(match &map.item_selector {
-            Some(selector) => selector.render(effective, &context)?,
-            None => item.clone(),
-        });
-    }
+    let inputs = map_inputs(run, visit, map, effective)?;
+    let max_concurrency = resolve_amount(
+        run,
+        visit,
+        &map.max_concurrency,
+        "MaxConcurrency",
+        effective,
+    )?;
     run.emit(
         cursor,
         HistoryEventType::MapStateStarted,
@@ -887,53 +1356,70 @@ async fn run_map_attempt(
     );
     let started = *cursor;
     let limit = match usize::try_from(max_concurrency) {
-        Ok(0) | Err(_) => inputs.len().max(1),
-        Ok(n) => n.min(Semaphore::MAX_PERMITS),
+        Ok(0) | Err(_) => usize::MAX,
+        Ok(n) => n,
     };
-    let permits = Arc::new(Semaphore::new(limit));
-    let mut iterations = JoinSet::new();
     let count = inputs.len();
+    let mut results = vec![Value::Null; count];
+    let mut iterations = JoinSet::new();
+    // Iterations start in index order, at most `limit` at a time; after a failure no
+    // further iteration starts and those running are cancelled.
+    let mut outcome = Ok(());
+    let outer = Arc::new(visit.variables.clone());
     for (index, input) in inputs.into_iter().enumerate() {
+        while iterations.len() >= limit {
+            let Some(joined) = iterations.join_next().await else {
+                break;
+            };
+            outcome = store_joined(joined, &mut results);
+            if outcome.is_err() {
+                break;
+            }
+        }
+        if outcome.is_err() {
+            break;
+        }
+        let details = EventDetails::MapIteration {
+            name: state.name.clone(),
+            index,
+        };
+        let mut at = started;
+        run.emit(&mut at, HistoryEventType::MapIterationStarted, details);
         let run = Arc::clone(run);
         let processor = Arc::clone(&map.processor);
-        let permits = Arc::clone(&permits);
         let name = state.name.clone();
+        let variables = outer.child();
         iterations.spawn(async move {
-            let Ok(_permit) = permits.acquire_owned().await else {
-                return (
-                    index,
-                    Err(StateError::new(
-                        names::RUNTIME,
-                        "Map concurrency limiter closed",
-                    )),
-                );
-            };
-            let mut at = started;
-            let details = || EventDetails::MapIteration {
-                name: name.clone(),
-                index,
-            };
-            run.emit(&mut at, HistoryEventType::MapIterationStarted, details());
-            let (result, last) = run_machine(Arc::clone(&run), processor, input, at).await;
+            let (result, last) =
+                run_machine(Arc::clone(&run), processor, input, variables, at).await;
             let mut at = last;
             let event_type = if result.is_ok() {
                 HistoryEventType::MapIterationSucceeded
             } else {
                 HistoryEventType::MapIterationFailed
             };
-            run.emit(&mut at, event_type, details());
+            run.emit(
+                &mut at,
+                event_type,
+                EventDetails::MapIteration { name, index },
+            );
             (index, result)
         });
     }
-    let outcome = collect_ordered(&mut iterations, count).await;
+    while outcome.is_ok()
+        && let Some(joined) = iterations.join_next().await
+    {
+        outcome = store_joined(joined, &mut results);
+    }
+    // Dropping the set cancels iterations still running after a failure.
     drop(iterations);
+    outcome?;
     let mut after = started;
-    let event_type = if outcome.is_ok() {
-        HistoryEventType::MapStateSucceeded
-    } else {
-        HistoryEventType::MapStateFailed
-    };
-    run.emit(&mut after, event_type, EventDetails::None);
+    run.emit(
+        &mut after,
+        HistoryEventType::MapStateSucceeded,
+        EventDetails::None,
+    );
     *cursor = after;
-    outcome.map(Value::Array)
+    Ok(Value::Array(results))
 }

@@ -22,6 +22,11 @@ pub mod names {
     pub const INTRINSIC_FAILURE: &str = "States.IntrinsicFailure";
     /// An unrecoverable runtime problem; never retried or caught.
     pub const RUNTIME: &str = "States.Runtime";
+    /// A state's input, result or output is over the 256 KiB payload quota. Only a
+    /// Retrier or Catcher naming it matches it: `States.ALL` and `States.TaskFailed` do not.
+    pub const DATA_LIMIT_EXCEEDED: &str = "States.DataLimitExceeded";
+    /// A JSONata expression failed or produced no value where one is needed.
+    pub const QUERY_EVALUATION_ERROR: &str = "States.QueryEvaluationError";
 }
 
 /// Why a definition was refused. Names the state (a `>`-separated path for states
@@ -125,6 +130,8 @@ pub(crate) struct StateError {
     pub(crate) cause: String,
     /// Set when a `States.Timeout` came from a missed heartbeat.
     pub(crate) heartbeat: bool,
+    /// Set once a `States.Runtime` cause names the state it happened in.
+    pub(crate) located: bool,
 }
 
 impl StateError {
@@ -133,7 +140,21 @@ impl StateError {
             error: error.into(),
             cause: cause.into(),
             heartbeat: false,
+            located: false,
         }
+    }
+
+    /// Prefixes a `States.Runtime` cause the way Step Functions words it, naming the
+    /// state and the id of the event that entered it (once: outer states leave it be).
+    pub(crate) fn locate(mut self, state: &str, entered_event_id: u64) -> Self {
+        if self.error == names::RUNTIME && !self.located {
+            self.cause = format!(
+                "An error occurred while executing the state '{state}' (entered at the event id #{entered_event_id}). {}",
+                self.cause
+            );
+            self.located = true;
+        }
+        self
     }
 
     /// Whether an `ErrorEquals` entry matches this error.
@@ -141,9 +162,10 @@ impl StateError {
         if self.error == names::RUNTIME {
             return false;
         }
+        let terminal = self.error == names::DATA_LIMIT_EXCEEDED;
         match pattern {
-            names::ALL => true,
-            names::TASK_FAILED => self.error != names::TIMEOUT,
+            names::ALL => !terminal,
+            names::TASK_FAILED => self.error != names::TIMEOUT && !terminal,
             names::HEARTBEAT_TIMEOUT => self.heartbeat,
             _ => pattern == self.error,
         }
@@ -189,6 +211,27 @@ mod tests {
         let runtime = StateError::new(names::RUNTIME, "x");
         assert!(!runtime.matches(names::ALL));
         assert!(!runtime.matches(names::RUNTIME));
+
+        let too_big = StateError::new(names::DATA_LIMIT_EXCEEDED, "x");
+        assert!(too_big.matches(names::DATA_LIMIT_EXCEEDED));
+        assert!(!too_big.matches(names::ALL));
+        assert!(!too_big.matches(names::TASK_FAILED));
+    }
+
+    #[test]
+    fn runtime_causes_name_the_state_and_its_entered_event_once() {
+        let e = StateError::new(
+            names::RUNTIME,
+            "Invalid path '$.a' : No results for path: $['a']",
+        )
+        .locate("Inner", 5)
+        .locate("Outer", 2);
+        assert_eq!(
+            e.cause,
+            "An error occurred while executing the state 'Inner' (entered at the event id #5). Invalid path '$.a' : No results for path: $['a']"
+        );
+        let other = StateError::new("Custom", "c").locate("S", 2);
+        assert_eq!(other.cause, "c");
     }
 
     #[test]

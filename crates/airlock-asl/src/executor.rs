@@ -72,6 +72,10 @@ pub struct ExecutorOptions {
     pub jitter_seed: Option<u64>,
     /// Used in `$$.StateMachine.Name` and in the ARNs of `$$.Execution.Id`/`$$.StateMachine.Id`.
     pub state_machine_name: String,
+    /// Whether executions keep their event history (the default). Without it an
+    /// execution's memory no longer grows with the events it records, and
+    /// [`Execution::history`] stays empty.
+    pub keep_history: bool,
 }
 
 impl Default for ExecutorOptions {
@@ -80,6 +84,7 @@ impl Default for ExecutorOptions {
             delay_scale: 1.0,
             jitter_seed: None,
             state_machine_name: "local".to_owned(),
+            keep_history: true,
         }
     }
 }
@@ -233,6 +238,8 @@ struct ExecutionRecord {
     cause: Option<String>,
     stopped_at: Option<DateTime<Utc>>,
     history: Vec<HistoryEvent>,
+    /// Events recorded so far (kept in `history` or not).
+    events: u64,
 }
 
 /// An execution's record, shared between its task and every handle.
@@ -242,24 +249,38 @@ pub(crate) struct ExecutionShared {
     pub(crate) input: Value,
     pub(crate) started_at: DateTime<Utc>,
     record: Mutex<ExecutionRecord>,
+    keep_history: bool,
     done: watch::Sender<bool>,
     pub(crate) stop: watch::Sender<Option<(Option<String>, Option<String>)>>,
 }
 
 impl ExecutionShared {
-    /// Appends an event following `previous` and returns its id.
+    /// Appends an event that follows `link` in its own flow (the execution, one
+    /// Parallel branch or one Map iteration) and returns its id. Like Step Functions,
+    /// `previousEventId` is the event recorded just before (0 for the first state's
+    /// entry); the flow link is kept apart for pairing state entries and exits.
     pub(crate) fn emit(
         &self,
-        previous: u64,
+        link: u64,
         event_type: HistoryEventType,
         details: EventDetails,
     ) -> u64 {
         let mut record = lock(&self.record);
-        let id = record.history.len() as u64 + 1;
+        record.events += 1;
+        let id = record.events;
         tracing::debug!(execution = %self.name, id, event = event_type.as_str(), "history event");
+        if !self.keep_history {
+            return id;
+        }
+        let previous_event_id = if id == 2 && event_type.is_state_entered() {
+            0
+        } else {
+            id - 1
+        };
         record.history.push(HistoryEvent {
             id,
-            previous_event_id: previous,
+            previous_event_id,
+            link,
             timestamp: Utc::now(),
             event_type,
             details,
@@ -272,7 +293,7 @@ impl ExecutionShared {
     }
 
     pub(crate) fn last_event_id(&self) -> u64 {
-        lock(&self.record).history.len() as u64
+        lock(&self.record).events
     }
 
     /// Records the final status (with its closing event) and wakes every waiter.
@@ -477,7 +498,9 @@ impl Executor {
                 cause: None,
                 stopped_at: None,
                 history: Vec::new(),
+                events: 0,
             }),
+            keep_history: self.options.keep_history,
             done: watch::channel(false).0,
             stop: watch::channel(None).0,
         });

@@ -58,8 +58,9 @@ impl StateDuration {
 
 impl Execution {
     /// Per-visit state timings, in the order states were entered. Pairs each
-    /// `…StateExited` event with its `…StateEntered` by following `previous_event_id`
-    /// links, which stay within one state visit.
+    /// `…StateExited` event with its `…StateEntered` by following each event's link to
+    /// the one before it in the same flow (the execution, a Parallel branch or a Map
+    /// iteration), which stays within one state visit.
     #[must_use]
     pub fn state_durations(&self) -> Vec<StateDuration> {
         let by_id = |id: u64| {
@@ -73,13 +74,13 @@ impl Execution {
             if !event.event_type.is_state_exited() {
                 continue;
             }
-            let mut cursor = by_id(event.previous_event_id);
+            let mut cursor = by_id(event.link);
             while let Some(candidate) = cursor {
                 if candidate.event_type.is_state_entered() {
                     exits.insert(candidate.id, event.timestamp);
                     break;
                 }
-                cursor = by_id(candidate.previous_event_id);
+                cursor = by_id(candidate.link);
             }
         }
         self.history
@@ -131,6 +132,11 @@ event_types!(
     TaskSucceeded,
     TaskFailed,
     TaskTimedOut,
+    LambdaFunctionScheduled,
+    LambdaFunctionStarted,
+    LambdaFunctionSucceeded,
+    LambdaFunctionFailed,
+    LambdaFunctionTimedOut,
     ChoiceStateEntered,
     ChoiceStateExited,
     PassStateEntered,
@@ -277,6 +283,21 @@ pub enum EventDetails {
         error: String,
         cause: String,
     },
+    /// `LambdaFunctionScheduled`: a Task whose resource is a Lambda function ARN.
+    LambdaScheduled {
+        resource: String,
+        input: Value,
+        timeout_seconds: Option<u64>,
+    },
+    /// `LambdaFunctionSucceeded`.
+    LambdaOutput {
+        output: Value,
+    },
+    /// `LambdaFunctionFailed` and `LambdaFunctionTimedOut`.
+    LambdaError {
+        error: String,
+        cause: String,
+    },
     MapStarted {
         length: usize,
     },
@@ -302,12 +323,15 @@ impl EventDetails {
 pub struct HistoryEvent {
     /// 1-based position in the history.
     pub id: u64,
-    /// The event this one follows from (0 for the first); links stay within a
-    /// branch, so the events of one Parallel branch or Map iteration form a chain.
+    /// The event recorded just before this one, as Step Functions reports it (0 for
+    /// the first event and for the first state's entry).
     pub previous_event_id: u64,
     pub timestamp: DateTime<Utc>,
     pub event_type: HistoryEventType,
     pub details: EventDetails,
+    /// The event before this one in its own flow (the execution, one Parallel branch
+    /// or one Map iteration); not part of the AWS shape.
+    pub(crate) link: u64,
 }
 
 fn json_text(value: &Value) -> String {
@@ -330,9 +354,9 @@ impl Serialize for HistoryEvent {
             EventDetails::ExecutionStarted { input } => Some(json!({
                 "input": json_text(input), "inputDetails": not_truncated,
             })),
-            EventDetails::ExecutionSucceeded { output } => Some(json!({
-                "output": json_text(output), "outputDetails": not_truncated,
-            })),
+            EventDetails::ExecutionSucceeded { output } | EventDetails::LambdaOutput { output } => {
+                Some(json!({ "output": json_text(output), "outputDetails": not_truncated }))
+            }
             EventDetails::ExecutionError { error, cause } => {
                 let mut d = serde_json::Map::new();
                 if let Some(error) = error {
@@ -390,6 +414,22 @@ impl Serialize for HistoryEvent {
             } => Some(json!({
                 "resourceType": resource_type, "resource": resource, "error": error, "cause": cause,
             })),
+            EventDetails::LambdaScheduled {
+                resource,
+                input,
+                timeout_seconds,
+            } => {
+                let mut d = json!({
+                    "resource": resource, "input": json_text(input), "inputDetails": not_truncated,
+                });
+                if let Some(t) = timeout_seconds {
+                    d["timeoutInSeconds"] = json!(t);
+                }
+                Some(d)
+            }
+            EventDetails::LambdaError { error, cause } => {
+                Some(json!({ "error": error, "cause": cause }))
+            }
             EventDetails::MapStarted { length } => Some(json!({ "length": length })),
             EventDetails::MapIteration { name, index } => {
                 Some(json!({ "name": name, "index": index }))
@@ -431,7 +471,8 @@ mod tests {
     ) -> HistoryEvent {
         HistoryEvent {
             id,
-            previous_event_id: prev,
+            previous_event_id: id - 1,
+            link: prev,
             timestamp: DateTime::from_timestamp(1_700_000_000 + i64::try_from(id).unwrap(), 0)
                 .unwrap(),
             event_type,

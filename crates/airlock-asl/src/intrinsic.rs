@@ -7,7 +7,7 @@ use md5::Digest as _;
 use serde_json::{Map, Number, Value};
 
 use crate::error::{StateError, names};
-use crate::path::{JsonPath, Root};
+use crate::path::{JsonPath, Scope};
 
 /// Step Functions limits nesting to 10 calls; deeper text is refused when parsed.
 const MAX_NESTING: usize = 10;
@@ -126,37 +126,23 @@ impl Call {
         Ok(call)
     }
 
-    /// Whether any path argument (however nested) is exactly `path`.
-    pub(crate) fn mentions_path(&self, path: &str) -> bool {
-        self.args.iter().any(|arg| match arg {
-            Arg::Path(p) => p.text() == path,
-            Arg::Call(c) => c.mentions_path(path),
-            _ => false,
-        })
-    }
-
-    pub(crate) fn evaluate(&self, input: &Value, context: &Value) -> Result<Value, StateError> {
+    pub(crate) fn evaluate(&self, scope: &Scope<'_>) -> Result<Value, StateError> {
         let mut values = Vec::with_capacity(self.args.len());
         for arg in &self.args {
             values.push(match arg {
                 Arg::Str { value, .. } => Value::String(value.clone()),
                 Arg::Literal(v) => v.clone(),
-                Arg::Path(path) => {
-                    let doc = match path.root() {
-                        Root::Input => input,
-                        Root::Context => context,
-                    };
-                    path.select(doc).ok_or_else(|| {
-                        StateError::new(
-                            names::PARAMETER_PATH_FAILURE,
-                            format!(
-                                "The JSONPath '{path}' used as an argument of {} could not be found in the input",
-                                self.name
-                            ),
-                        )
-                    })?
-                }
-                Arg::Call(call) => call.evaluate(input, context)?,
+                Arg::Path(path) => path.select_in(scope)?.ok_or_else(|| {
+                    StateError::new(
+                        names::RUNTIME,
+                        format!(
+                            "The JSONPath '{path}' used as an argument of {} could not be found in the input '{}'",
+                            self.name,
+                            scope.input
+                        ),
+                    )
+                })?,
+                Arg::Call(call) => call.evaluate(scope)?,
             });
         }
         self.apply(values).map_err(|why| {
@@ -183,8 +169,7 @@ impl Call {
             }
             Function::StringToJson => {
                 let text = expect_string(next(), "the argument")?;
-                serde_json::from_str(&text)
-                    .map_err(|e| format!("the argument is not valid JSON: {e}"))?
+                string_to_json(&text)?
             }
             Function::JsonToString => Value::String(next().to_string()),
             Function::Array => Value::Array((0..self.args.len()).map(|_| next()).collect()),
@@ -268,8 +253,8 @@ impl Call {
                 Value::Object(left)
             }
             Function::MathRandom => {
-                let start = expect_integer(&next(), "the start")?;
-                let end = expect_integer(&next(), "the end")?;
+                let start = expect_rounded(&next(), "the start")?;
+                let end = expect_rounded(&next(), "the end")?;
                 if start >= end {
                     return Err(format!(
                         "the start ({start}) must be less than the end ({end})"
@@ -285,8 +270,8 @@ impl Call {
                 Value::from(rng.i64(start..end))
             }
             Function::MathAdd => {
-                let a = expect_integer(&next(), "the first argument")?;
-                let b = expect_integer(&next(), "the second argument")?;
+                let a = expect_rounded(&next(), "the first argument")?;
+                let b = expect_rounded(&next(), "the second argument")?;
                 let sum = a.checked_add(b).ok_or("the sum overflows")?;
                 Value::from(sum)
             }
@@ -348,6 +333,81 @@ fn expect_integer(value: &Value, what: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("{what} must be an integer, not {value}"))
 }
 
+/// A number rounded half up (towards positive infinity), as Step Functions' math
+/// intrinsics treat non-integer arguments: 1.5 is 2, -1.5 is -1.
+fn expect_rounded(value: &Value, what: &str) -> Result<i64, String> {
+    if let Some(n) = value.as_i64() {
+        return Ok(n);
+    }
+    let f = value
+        .as_f64()
+        .ok_or_else(|| format!("{what} must be a number, not {value}"))?;
+    let rounded = (f + 0.5).floor();
+    if rounded.abs() >= 9.0e15 {
+        return Err(format!("{what} is out of range: {value}"));
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    Ok(rounded as i64)
+}
+
+/// `States.StringToJson`: blank text is `null`, and a negative zero is plain 0.
+fn string_to_json(text: &str) -> Result<Value, String> {
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| format!("the argument is not valid JSON: {e}"))?;
+    Ok(normalize_negative_zero(value))
+}
+
+fn normalize_negative_zero(value: Value) -> Value {
+    match value {
+        Value::Number(n) if n.as_f64() == Some(0.0) && !n.is_u64() && !n.is_i64() => Value::from(0),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(normalize_negative_zero).collect())
+        }
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, normalize_negative_zero(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// How `States.Format` prints an argument: strings as they are, objects and arrays
+/// the way the service prints them (`{a=1, b=[x, y]}`), everything else as JSON.
+fn format_argument(value: &Value, out: &mut String) {
+    match value {
+        Value::String(s) => out.push_str(s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                format_argument(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (key, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(key);
+                out.push('=');
+                format_argument(item, out);
+            }
+            out.push('}');
+        }
+        other => {
+            let _ = write!(out, "{other}");
+        }
+    }
+}
+
 fn array_range(start: i64, end: i64, step: i64) -> Result<Value, String> {
     if step == 0 {
         return Err("the step must not be 0".into());
@@ -396,18 +456,7 @@ fn format_template(template: &str, args: &[Value]) -> Result<String, String> {
                 let arg = args
                     .next()
                     .ok_or("the template has more '{}' placeholders than arguments")?;
-                match arg {
-                    Value::String(s) => out.push_str(s),
-                    Value::Number(_) | Value::Bool(_) | Value::Null => {
-                        let _ = write!(out, "{arg}");
-                    }
-                    other => {
-                        return Err(format!(
-                            "a format argument must be a string, number, boolean or null, not {}",
-                            kind(other)
-                        ));
-                    }
-                }
+                format_argument(arg, &mut out);
             }
             other => out.push(other),
         }
@@ -564,6 +613,11 @@ impl CallParser {
                     let escaped = self
                         .peek()
                         .ok_or_else(|| format!("unterminated string literal in '{whole}'"))?;
+                    if escaped == '"' {
+                        return Err(format!(
+                            "'\\\"' is not a valid escape in a string literal of '{whole}' (only \\', \\{{, \\}} and \\\\ are)"
+                        ));
+                    }
                     self.pos += 1;
                     value.push(escaped);
                     raw.push('\\');
@@ -585,9 +639,12 @@ mod tests {
     use super::*;
 
     fn eval(text: &str, input: &Value) -> Result<Value, StateError> {
-        Call::parse(text)
-            .unwrap()
-            .evaluate(input, &json!({"Execution": {"Name": "run-1"}}))
+        let context = json!({"Execution": {"Name": "run-1"}});
+        Call::parse(text).unwrap().evaluate(&Scope::new(
+            input,
+            &context,
+            &crate::variables::Variables::default(),
+        ))
     }
 
     fn ok(text: &str, input: &Value) -> Value {
@@ -623,7 +680,23 @@ mod tests {
         );
         intrinsic_failure("States.Format('{} {}', $.name)", &input);
         intrinsic_failure("States.Format('{}', $.name, $.n)", &input);
-        intrinsic_failure("States.Format('{}', States.Array(1))", &input);
+        assert_eq!(
+            ok("States.Format('{}', States.Array(1, 'a'))", &input),
+            json!("[1, a]")
+        );
+    }
+
+    #[test]
+    fn format_prints_objects_the_way_step_functions_does() {
+        let input = json!({"o": {"Arg1": 1, "Arg2": []}, "nested": {"a": {"b": "x"}, "l": [true, null, 2.5]}});
+        assert_eq!(
+            ok("States.Format('{}', $.o)", &input),
+            json!("{Arg1=1, Arg2=[]}")
+        );
+        assert_eq!(
+            ok("States.Format('v: {}', $.nested)", &input),
+            json!("v: {a={b=x}, l=[true, null, 2.5]}")
+        );
     }
 
     #[test]
@@ -638,6 +711,20 @@ mod tests {
             json!("{\"b\":\"c\"}")
         );
         intrinsic_failure("States.StringToJson('not json')", &input);
+    }
+
+    #[test]
+    fn string_to_json_of_blank_text_is_null_and_negative_zero_is_zero() {
+        let input = json!({"empty": "", "blank": " ", "nz": "-0", "nested": "[-0.0, {\"a\": -0}]"});
+        assert_eq!(ok("States.StringToJson($.empty)", &input), Value::Null);
+        assert_eq!(ok("States.StringToJson($.blank)", &input), Value::Null);
+        let zero = ok("States.StringToJson($.nz)", &input);
+        assert_eq!(zero, json!(0));
+        assert_eq!(zero.to_string(), "0");
+        assert_eq!(
+            ok("States.StringToJson($.nested)", &input).to_string(),
+            "[0,{\"a\":0}]"
+        );
     }
 
     #[test]
@@ -727,7 +814,18 @@ mod tests {
     fn math_functions() {
         let input = json!({"v": 111, "f": 2.5});
         assert_eq!(ok("States.MathAdd($.v, -1)", &input), json!(110));
-        intrinsic_failure("States.MathAdd($.f, 1)", &input);
+        // Non-integers are rounded half up before adding.
+        assert_eq!(ok("States.MathAdd($.f, 1)", &input), json!(4));
+        assert_eq!(ok("States.MathAdd(1.49, 1.5)", &input), json!(3));
+        assert_eq!(ok("States.MathAdd(-1.5, 0)", &input), json!(-1));
+        assert_eq!(ok("States.MathAdd(-1.51, 0)", &input), json!(-2));
+        intrinsic_failure("States.MathAdd('1', 1)", &input);
+        // MathRandom(0.5, 1.4): the range [1, 1) is empty once rounded.
+        intrinsic_failure("States.MathRandom(0.5, 1.4)", &input);
+        for _ in 0..20 {
+            let r = ok("States.MathRandom(0.6, 2.5)", &input).as_i64().unwrap();
+            assert!((1..3).contains(&r), "{r}");
+        }
         for _ in 0..50 {
             let r = ok("States.MathRandom(1, 5)", &input).as_i64().unwrap();
             assert!((1..5).contains(&r));
@@ -774,9 +872,25 @@ mod tests {
     }
 
     #[test]
-    fn missing_paths_are_parameter_path_failures() {
+    fn bracket_paths_with_escaped_quotes_as_arguments() {
+        let input = json!({"it's": 1, "a)b": 2, "say \"hi\"": 3});
+        assert_eq!(
+            ok(
+                r#"States.Array($['it\'s'], $['a)b'], $['say \"hi\"'])"#,
+                &input
+            ),
+            json!([1, 2, 3])
+        );
+        assert_eq!(
+            ok(r#"States.Array($["it's"], $["say \"hi\""])"#, &input),
+            json!([1, 3])
+        );
+    }
+
+    #[test]
+    fn missing_paths_are_runtime_errors() {
         let err = eval("States.Format('{}', $.nope)", &json!({})).unwrap_err();
-        assert_eq!(err.error, names::PARAMETER_PATH_FAILURE);
+        assert_eq!(err.error, names::RUNTIME);
     }
 
     #[test]
@@ -789,16 +903,10 @@ mod tests {
             "States.ArrayRange(1, 2)",
             "States.Array(1) trailing",
             "States.Array(bogus)",
+            r#"States.Format('say \"hi\"')"#,
             "States.Array(States.Array(States.Array(States.Array(States.Array(States.Array(States.Array(States.Array(States.Array(States.Array(States.Array())))))))))))",
         ] {
             assert!(Call::parse(bad).is_err(), "{bad} should be refused");
         }
-    }
-
-    #[test]
-    fn mentions_path_looks_into_nested_calls() {
-        let call = Call::parse("States.Format('{}', States.Array($$.Task.Token))").unwrap();
-        assert!(call.mentions_path("$$.Task.Token"));
-        assert!(!call.mentions_path("$.x"));
     }
 }

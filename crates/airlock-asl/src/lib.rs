@@ -2,19 +2,40 @@
 //!
 //! airlock deploys its upload-scanning pipeline as AWS Step Functions state machines
 //! (`statemachine/*.asl.json`). This crate executes the same definitions in-process
-//! so the pipeline can run on a laptop or in CI: [`Definition`] parses and validates
-//! a definition (JSONPath query language), refusing anything it could not run the way
-//! Step Functions would; [`Executor`] runs executions of it on tokio, calling a
+//! so the pipeline can run on a laptop or in CI. It depends on nothing else in airlock
+//! and can serve as a local Step Functions runner for any definition: [`Definition`]
+//! parses and validates a definition, refusing anything it could not run the way Step
+//! Functions would; [`Executor`] runs executions of it on tokio, calling a
 //! [`TaskHandler`] for each Task state and accepting `send_task_success` /
 //! `send_task_failure` / `send_task_heartbeat` for `.waitForTaskToken` tasks. Each
 //! [`Execution`] keeps a history shaped like `GetExecutionHistory`.
 //!
-//! Supported: every state type (inline Map only), `InputPath` / `Parameters` /
-//! `ResultSelector` / `ResultPath` / `OutputPath`, the context object, all JSONPath
-//! intrinsic functions, Retry (with backoff, `MaxDelaySeconds` and jitter) and
-//! Catch, task and heartbeat timeouts, and the definition's `TimeoutSeconds`.
-//! Not supported (refused when parsing): `JSONata`, workflow variables (`Assign`),
-//! Distributed Map, and the `.sync` integration pattern.
+//! Supported:
+//! - every state type (inline Map), Retry (backoff, `MaxDelaySeconds`, jitter) and
+//!   Catch, task and heartbeat timeouts, the definition's `TimeoutSeconds`;
+//! - JSONPath states: `InputPath` / `Parameters` / `ResultSelector` / `ResultPath` /
+//!   `OutputPath`, the context object (also in `InputPath`, `OutputPath`, `ErrorPath`
+//!   and `CausePath`), all intrinsic functions;
+//! - JSONata states (`"QueryLanguage": "JSONata"` for the definition or one state):
+//!   `Arguments`, `Output`, `Condition`, `Items`, `ItemSelector`, `{% %}` expressions
+//!   in the numeric and text fields, `$states.input` / `.result` / `.errorOutput` /
+//!   `.context`, and Step Functions' `$partition`, `$range`, `$hash`, `$random`,
+//!   `$uuid` and `$parse`. Expressions run on the `jsonata-rs` crate, which passes
+//!   73 % of the JSONata project's test suite (see the `jsonata` module);
+//! - workflow variables: `Assign` on states, choice rules and catchers, `$name`
+//!   references, read-only outer scopes in Parallel branches and Map iterations, and
+//!   the documented size limits;
+//! - Step Functions' runtime behaviour where it differs from a literal reading of the
+//!   specification: uncatchable `States.Runtime` for a missing `Parameters` path, with
+//!   the service's cause wording (state name and entered event id);
+//!   `States.DataLimitExceeded` past 256 KiB, matched only by name; Map iterations
+//!   started in index order within `MaxConcurrency` and none after a failure; a Wait
+//!   more than a year away failing at once; history events chained as the service
+//!   chains them, with `LambdaFunction*` events for Lambda function ARNs.
+//!
+//! Not supported (refused when parsing, naming the field): Distributed Map
+//! (`ItemReader`, `ItemBatcher`, `ResultWriter`, `ToleratedFailure*`, `Label`,
+//! `ProcessorConfig.Mode: DISTRIBUTED`) and the `.sync` integration pattern.
 
 mod choice;
 mod definition;
@@ -23,9 +44,11 @@ mod error;
 mod executor;
 mod history;
 mod intrinsic;
+mod jsonata;
 mod path;
 mod retry;
 mod template;
+mod variables;
 
 pub use definition::{Definition, TaskResource};
 pub use error::{

@@ -8,8 +8,12 @@
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::fmt::Write as _;
 
 use serde_json::{Map, Number, Value};
+
+use crate::error::{StateError, names};
+use crate::variables::Variables;
 
 /// Which document a path is evaluated against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +22,27 @@ pub(crate) enum Root {
     Input,
     /// `$$…`: the context object.
     Context,
+    /// `$name…`: a workflow variable.
+    Variable,
+}
+
+/// What paths are evaluated against: the input (`$`), the context object (`$$`) and
+/// the workflow variables (`$name`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scope<'a> {
+    pub(crate) input: &'a Value,
+    pub(crate) context: &'a Value,
+    pub(crate) variables: &'a Variables,
+}
+
+impl<'a> Scope<'a> {
+    pub(crate) fn new(input: &'a Value, context: &'a Value, variables: &'a Variables) -> Self {
+        Self {
+            input,
+            context,
+            variables,
+        }
+    }
 }
 
 /// A parsed path, kept with its source text for error messages.
@@ -25,6 +50,8 @@ pub(crate) enum Root {
 pub(crate) struct JsonPath {
     text: String,
     root: Root,
+    /// The variable a `Root::Variable` path starts from.
+    variable: String,
     segments: Vec<Segment>,
 }
 
@@ -92,8 +119,21 @@ impl JsonPath {
                 "path '{text}' must start with '$'"
             )));
         }
+        let mut variable = String::new();
         let root = if parser.eat('$') {
             Root::Context
+        } else if parser
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        {
+            while let Some(c) = parser
+                .peek()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            {
+                variable.push(c);
+                parser.pos += 1;
+            }
+            Root::Variable
         } else {
             Root::Input
         };
@@ -104,8 +144,44 @@ impl JsonPath {
         Ok(Self {
             text: text.to_owned(),
             root,
+            variable,
             segments,
         })
+    }
+
+    /// Parses a path that names at most one node, in any document (e.g. `ItemsPath`).
+    pub(crate) fn parse_definite(text: &str) -> Result<Self, PathSyntaxError> {
+        let path = Self::parse(text)?;
+        if !path.is_definite() {
+            return Err(PathSyntaxError(format!(
+                "'{text}' is not a reference path: only '.name', \"['name']\" and '[index]' steps may be used"
+            )));
+        }
+        Ok(path)
+    }
+
+    /// The variable a `$name…` path reads, if it is one.
+    pub(crate) fn variable(&self) -> Option<&str> {
+        (self.root == Root::Variable).then_some(self.variable.as_str())
+    }
+
+    /// Evaluates the path in the document its root names. `Ok(None)` means a definite
+    /// path found nothing; a variable never assigned is a `States.Runtime` error.
+    pub(crate) fn select_in(&self, scope: &Scope<'_>) -> Result<Option<Value>, StateError> {
+        let document = match self.root {
+            Root::Input => scope.input,
+            Root::Context => scope.context,
+            Root::Variable => scope.variables.get(&self.variable).ok_or_else(|| {
+                StateError::new(
+                    names::RUNTIME,
+                    format!(
+                        "The variable '${}' referenced by '{}' has not been assigned",
+                        self.variable, self.text
+                    ),
+                )
+            })?,
+        };
+        Ok(self.select(document))
     }
 
     /// Parses a path that must name at most one node (e.g. `ResultPath`).
@@ -116,6 +192,11 @@ impl JsonPath {
                 "reference path '{text}' cannot refer to the context object"
             )));
         }
+        if path.root == Root::Variable {
+            return Err(PathSyntaxError(format!(
+                "reference path '{text}' cannot refer to a variable"
+            )));
+        }
         if !path.is_definite() {
             return Err(PathSyntaxError(format!(
                 "'{text}' is not a reference path: only '.name', \"['name']\" and '[index]' steps may be used"
@@ -124,8 +205,28 @@ impl JsonPath {
         Ok(path)
     }
 
-    pub(crate) fn text(&self) -> &str {
-        &self.text
+    /// The bracketed form Jayway prints a definite path in, as Step Functions quotes it
+    /// in error causes: `$.a[0]` is `$['a'][0]`.
+    pub(crate) fn normalized(&self) -> String {
+        let mut out = match self.root {
+            Root::Input => "$".to_owned(),
+            Root::Context => "$$".to_owned(),
+            Root::Variable => format!("${}", self.variable),
+        };
+        for segment in &self.segments {
+            match segment {
+                Segment::Child(name) => {
+                    out.push_str("['");
+                    out.push_str(name);
+                    out.push_str("']");
+                }
+                Segment::Index(i) => {
+                    let _ = write!(out, "[{i}]");
+                }
+                _ => out.push_str("[*]"),
+            }
+        }
+        out
     }
 
     pub(crate) fn root(&self) -> Root {
@@ -864,6 +965,21 @@ mod tests {
     }
 
     #[test]
+    fn bracket_names_with_escaped_quotes() {
+        let doc = json!({"it's": 1, "say \"hi\"": 2, "back\\slash": 3});
+        assert_eq!(select(r"$['it\'s']", &doc), Some(json!(1)));
+        assert_eq!(select(r#"$["say \"hi\""]"#, &doc), Some(json!(2)));
+        assert_eq!(select(r#"$['say "hi"']"#, &doc), Some(json!(2)));
+        assert_eq!(select(r"$['back\\slash']", &doc), Some(json!(3)));
+    }
+
+    #[test]
+    fn normalized_form_is_bracketed() {
+        let path = JsonPath::parse("$.a['b c'][0]").unwrap();
+        assert_eq!(path.normalized(), "$['a']['b c'][0]");
+    }
+
+    #[test]
     fn syntax_errors_are_reported() {
         for bad in [
             "foo",
@@ -873,7 +989,8 @@ mod tests {
             "$[?(@.a <)]",
             "$.a[x]",
             "$..",
-            "$a",
+            "$1a",
+            "$a-b",
         ] {
             assert!(JsonPath::parse(bad).is_err(), "{bad} should not parse");
         }
@@ -895,6 +1012,24 @@ mod tests {
                 "{bad} is not a reference path"
             );
         }
+    }
+
+    #[test]
+    fn variable_paths_read_variables() {
+        let path = JsonPath::parse("$order.items[0]").unwrap();
+        assert_eq!(path.root(), Root::Variable);
+        assert_eq!(path.variable(), Some("order"));
+        let mut vars = Variables::default();
+        let input = json!({});
+        let scope = Scope::new(&input, &input, &vars);
+        assert_eq!(path.select_in(&scope).unwrap_err().error, names::RUNTIME);
+        vars.assign(vec![("order".into(), json!({"items": ["a"]}))])
+            .unwrap();
+        let scope = Scope::new(&input, &input, &vars);
+        assert_eq!(path.select_in(&scope).unwrap(), Some(json!("a")));
+        assert!(JsonPath::parse_reference("$order").is_err());
+        assert!(JsonPath::parse("$_x").unwrap().variable() == Some("_x"));
+        assert_eq!(JsonPath::parse("$.x").unwrap().variable(), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{StateError, names};
 use crate::intrinsic::{self, Call};
-use crate::path::{JsonPath, Root};
+use crate::path::{JsonPath, Root, Scope};
 
 #[derive(Debug, Clone)]
 pub(crate) enum Template {
@@ -13,7 +13,11 @@ pub(crate) enum Template {
     Static(Value),
     Object(Vec<(String, Template)>),
     Array(Vec<Template>),
-    Path(JsonPath),
+    /// `field` is the key as written (`name.$`), for error causes.
+    Path {
+        path: JsonPath,
+        field: String,
+    },
     Intrinsic(Call),
 }
 
@@ -49,7 +53,10 @@ impl Template {
                         let compiled = if intrinsic::looks_like_call(text) {
                             Self::Intrinsic(Call::parse(text).map_err(|e| (child_at.clone(), e))?)
                         } else if text.starts_with('$') {
-                            Self::Path(JsonPath::parse(text).map_err(|e| (child_at.clone(), e.0))?)
+                            Self::Path {
+                                path: JsonPath::parse(text).map_err(|e| (child_at.clone(), e.0))?,
+                                field: key.clone(),
+                            }
                         } else {
                             return Err((
                                 child_at,
@@ -75,47 +82,44 @@ impl Template {
         }
     }
 
-    /// Whether a `.$` field anywhere in the template uses exactly `path`.
-    pub(crate) fn mentions_path(&self, path: &str) -> bool {
-        match self {
-            Self::Static(_) => false,
-            Self::Object(fields) => fields.iter().any(|(_, t)| t.mentions_path(path)),
-            Self::Array(items) => items.iter().any(|t| t.mentions_path(path)),
-            Self::Path(p) => p.text() == path,
-            Self::Intrinsic(call) => call.mentions_path(path),
-        }
-    }
-
-    /// Builds the payload from the effective input and the context object.
-    pub(crate) fn render(&self, input: &Value, context: &Value) -> Result<Value, StateError> {
+    /// Builds the payload from the effective input, the context object and the variables.
+    pub(crate) fn render(&self, scope: &Scope<'_>) -> Result<Value, StateError> {
         Ok(match self {
             Self::Static(v) => v.clone(),
             Self::Object(fields) => {
                 let mut map = Map::with_capacity(fields.len());
                 for (key, template) in fields {
-                    map.insert(key.clone(), template.render(input, context)?);
+                    map.insert(key.clone(), template.render(scope)?);
                 }
                 Value::Object(map)
             }
             Self::Array(items) => Value::Array(
                 items
                     .iter()
-                    .map(|t| t.render(input, context))
+                    .map(|t| t.render(scope))
                     .collect::<Result<_, _>>()?,
             ),
-            Self::Path(path) => {
-                let (doc, what) = match path.root() {
-                    Root::Input => (input, "input"),
-                    Root::Context => (context, "context object"),
-                };
-                path.select(doc).ok_or_else(|| {
+            Self::Path { path, field } => {
+                // Step Functions raises the uncatchable States.Runtime here, not
+                // States.ParameterPathFailure.
+                path.select_in(scope)?.ok_or_else(|| {
+                    let doc = match path.root() {
+                        Root::Context => scope.context,
+                        Root::Input => scope.input,
+                        Root::Variable => scope
+                            .variables
+                            .get(path.variable().unwrap_or_default())
+                            .unwrap_or(&Value::Null),
+                    };
                     StateError::new(
-                        names::PARAMETER_PATH_FAILURE,
-                        format!("The JSONPath '{path}' could not be found in the {what} '{doc}'"),
+                        names::RUNTIME,
+                        format!(
+                            "The JSONPath '{path}' specified for the field '{field}' could not be found in the input '{doc}'"
+                        ),
                     )
                 })?
             }
-            Self::Intrinsic(call) => call.evaluate(input, context)?,
+            Self::Intrinsic(call) => call.evaluate(scope)?,
         })
     }
 }
@@ -135,6 +139,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::variables::Variables;
 
     #[test]
     fn spec_parameters_example() {
@@ -146,10 +151,11 @@ mod tests {
         }))
         .unwrap();
         let out = template
-            .render(
+            .render(&Scope::new(
                 &json!({"flagged": 7, "vals": [0, 10, 20, 30, 40, 50]}),
                 &json!({"DayOfWeek": "TUESDAY"}),
-            )
+                &Variables::default(),
+            ))
             .unwrap();
         assert_eq!(
             out,
@@ -164,16 +170,31 @@ mod tests {
             "msg.$": "States.Format('id={}', $.id)"
         }))
         .unwrap();
-        let out = template.render(&json!({"id": 9}), &json!({})).unwrap();
+        let out = template
+            .render(&Scope::new(
+                &json!({"id": 9}),
+                &json!({}),
+                &Variables::default(),
+            ))
+            .unwrap();
         assert_eq!(out, json!({"list": [{"id": 9}, 2], "msg": "id=9"}));
     }
 
     #[test]
-    fn missing_paths_raise_parameter_path_failure() {
+    fn missing_paths_raise_states_runtime_naming_the_field() {
         let template = Template::compile(&json!({"x.$": "$.missing"})).unwrap();
-        let err = template.render(&json!({}), &json!({})).unwrap_err();
-        assert_eq!(err.error, names::PARAMETER_PATH_FAILURE);
-        assert!(err.cause.contains("$.missing"));
+        let err = template
+            .render(&Scope::new(
+                &json!({"a": 1}),
+                &json!({}),
+                &Variables::default(),
+            ))
+            .unwrap_err();
+        assert_eq!(err.error, names::RUNTIME);
+        assert_eq!(
+            err.cause,
+            "The JSONPath '$.missing' specified for the field 'x.$' could not be found in the input '{\"a\":1}'"
+        );
     }
 
     #[test]
@@ -189,14 +210,5 @@ mod tests {
             let (at, _) = Template::compile(&value).unwrap_err();
             assert_eq!(at, key);
         }
-    }
-
-    #[test]
-    fn finds_task_token_references() {
-        let t =
-            Template::compile(&json!({"MessageBody": {"taskToken.$": "$$.Task.Token"}})).unwrap();
-        assert!(t.mentions_path("$$.Task.Token"));
-        let t = Template::compile(&json!({"MessageBody": {"taskToken": "$$.Task.Token"}})).unwrap();
-        assert!(!t.mentions_path("$$.Task.Token"));
     }
 }

@@ -128,24 +128,33 @@ fn malformed_documents_are_refused() {
 }
 
 #[test]
-fn jsonata_is_refused() {
+fn fields_of_the_other_query_language_are_refused() {
     assert_refused(
-        &json!({"QueryLanguage": "JSONata", "StartAt": "A", "States": {"A": {"Type": "Succeed"}}}),
-        None,
-        Some("QueryLanguage"),
-        "JSONata is not supported",
-    );
-    assert_refused(
-        &single(&json!({"Type": "Pass", "QueryLanguage": "JSONata", "End": true})),
+        &json!({"QueryLanguage": "JSONata", "StartAt": "S", "States": {
+            "S": {"Type": "Pass", "InputPath": "$.a", "End": true}}}),
         Some("S"),
-        Some("QueryLanguage"),
-        "JSONata",
+        Some("InputPath"),
+        "is a JSONPath field",
     );
     assert_refused(
         &single(&json!({"Type": "Pass", "Output": {}, "End": true})),
         Some("S"),
         Some("Output"),
-        "JSONata",
+        "is a JSONata field",
+    );
+    assert_refused(
+        &single(
+            &json!({"Type": "Pass", "QueryLanguage": "JSONata", "Output": "{% $states.input. %}", "End": true}),
+        ),
+        Some("S"),
+        Some("Output"),
+        "invalid JSONata expression",
+    );
+    assert_refused(
+        &single(&json!({"Type": "Pass", "QueryLanguage": "JSONPaths", "End": true})),
+        Some("S"),
+        Some("QueryLanguage"),
+        "must be",
     );
 }
 
@@ -170,10 +179,16 @@ fn unknown_types_and_fields_are_refused() {
         "unknown field for a Pass state",
     );
     assert_refused(
-        &single(&json!({"Type": "Pass", "Assign": {"x": 1}, "End": true})),
+        &single(&json!({"Type": "Pass", "Assign": {"1x": 1}, "End": true})),
         Some("S"),
-        Some("Assign"),
-        "not supported",
+        Some("Assign.1x"),
+        "not a valid variable name",
+    );
+    assert_refused(
+        &single(&json!({"Type": "Pass", "Assign": {"states.$": "$"}, "End": true})),
+        Some("S"),
+        Some("Assign.states.$"),
+        "reserved",
     );
 }
 
@@ -338,20 +353,6 @@ fn task_fields_are_checked() {
         "required",
     );
     assert_refused(
-        &task(
-            &json!({"Resource": TOKEN_QUEUE, "Parameters": {"MessageBody": {"token": "$$.Task.Token"}}}),
-        ),
-        Some("S"),
-        Some("Parameters"),
-        "$$.Task.Token",
-    );
-    assert_refused(
-        &task(&json!({"Resource": TOKEN_QUEUE})),
-        Some("S"),
-        Some("Parameters"),
-        "$$.Task.Token",
-    );
-    assert_refused(
         &task(&json!({"Resource": "arn:aws:states:::ecs:runTask.sync"})),
         Some("S"),
         Some("Resource"),
@@ -481,7 +482,7 @@ fn wait_and_fail_fields_are_checked() {
         &single(&json!({"Type": "Fail", "CausePath": "$.c[*]"})),
         Some("S"),
         Some("CausePath"),
-        "reference path",
+        "single value",
     );
 }
 
@@ -543,9 +544,9 @@ fn nested_machines_are_checked_and_located() {
     );
     assert_refused(
         &single(&json!({"Type": "Map", "End": true,
-            "Iterator": {"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": TOKEN_QUEUE, "End": true}}}})),
+            "Iterator": {"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "", "End": true}}}})),
         Some("S > Iterator > A"),
-        Some("Parameters"),
-        "$$.Task.Token",
+        Some("Resource"),
+        "required",
     );
 }

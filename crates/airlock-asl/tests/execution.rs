@@ -347,8 +347,10 @@ async fn retriers_count_separately_and_then_catch() {
         execution.output,
         Some(json!({"in": 1, "error": {"Error": "ErrorB", "Cause": "attempt 4"}}))
     );
-    assert_eq!(count(&execution, T::TaskFailed), 4);
-    assert_eq!(count(&execution, T::TaskScheduled), 4);
+    // A Lambda function ARN as the resource logs LambdaFunction* events, as on AWS.
+    assert_eq!(count(&execution, T::LambdaFunctionFailed), 4);
+    assert_eq!(count(&execution, T::LambdaFunctionScheduled), 4);
+    assert_eq!(count(&execution, T::TaskScheduled), 0);
     assert_eq!(count(&execution, T::TaskStateExited), 1);
 }
 
@@ -409,7 +411,7 @@ async fn backoff_intervals_show_in_history_timestamps() {
     let scheduled: Vec<_> = execution
         .history
         .iter()
-        .filter(|e| e.event_type == T::TaskScheduled)
+        .filter(|e| e.event_type == T::LambdaFunctionScheduled)
         .map(|e| e.timestamp)
         .collect();
     assert_eq!(scheduled.len(), 4);
@@ -467,17 +469,29 @@ async fn result_path_mismatch_is_catchable_but_runtime_errors_are_not() {
 }
 
 #[tokio::test]
-async fn parameter_path_failures_are_raised_and_catchable() {
+async fn a_missing_parameters_path_is_an_uncatchable_runtime_error() {
+    // Step Functions raises States.Runtime (not the catchable
+    // States.ParameterPathFailure), so neither Catch runs.
     let executor = instant_executor(&json!({"StartAt": "T", "States": {
         "T": {"Type": "Task", "Resource": ADD, "Parameters": {"v.$": "$.missing"}, "End": true,
-            "Catch": [{"ErrorEquals": ["States.ParameterPathFailure"], "Next": "Caught", "ResultPath": "$.err"}]},
+            "Catch": [
+                {"ErrorEquals": ["States.ParameterPathFailure"], "Next": "Caught", "ResultPath": "$.err"},
+                {"ErrorEquals": ["States.ALL"], "Next": "Caught", "ResultPath": "$.err"}
+            ]},
         "Caught": {"Type": "Pass", "End": true}
     }}))
     .with_handler(ADD, handler(|_| Ok(json!(1))));
     let execution = run(&executor, json!({"a": 1})).await;
-    let out = execution.output.unwrap();
-    assert_eq!(out["a"], json!(1));
-    assert_eq!(out["err"]["Error"], json!("States.ParameterPathFailure"));
+    assert_eq!(execution.status, ExecutionStatus::Failed);
+    assert_eq!(execution.error.as_deref(), Some("States.Runtime"));
+    assert_eq!(
+        execution.cause.as_deref(),
+        Some(
+            "An error occurred while executing the state 'T' (entered at the event id #2). \
+             The JSONPath '$.missing' specified for the field 'v.$' could not be found in the input '{\"a\":1}'"
+        )
+    );
+    assert_eq!(count(&execution, T::PassStateEntered), 0);
 
     let executor = instant_executor(&json!({"StartAt": "P", "States": {
         "P": {"Type": "Pass", "Parameters": {"v.$": "States.ArrayGetItem($.list, 9)"}, "End": true}
@@ -525,7 +539,8 @@ async fn parallel_branches_run_concurrently_and_keep_order() {
         .position(|t| *t == T::TaskStateEntered)
         .unwrap();
     assert!(subtract_exit < add_entered, "{types:?}");
-    assert_eq!(count(&execution, T::ParallelStateSucceeded), 1);
+    // Step Functions records no ParallelStateSucceeded.
+    assert_eq!(count(&execution, T::ParallelStateSucceeded), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -705,7 +720,8 @@ async fn failing_iterations_fail_the_map_and_it_can_retry() {
         Some(json!({"Error": "Item.Bad", "Cause": "bad item"}))
     );
     assert_eq!(calls.load(Ordering::SeqCst), 2, "one try plus one retry");
-    assert_eq!(count(&execution, T::MapStateFailed), 2);
+    // One MapStateFailed for the state, not one per attempt.
+    assert_eq!(count(&execution, T::MapStateFailed), 1);
     assert_eq!(count(&execution, T::MapIterationFailed), 2);
 }
 
@@ -805,29 +821,35 @@ async fn history_serializes_like_get_execution_history() {
         [
             "ExecutionStarted",
             "TaskStateEntered",
-            "TaskScheduled",
-            "TaskStarted",
-            "TaskSucceeded",
+            "LambdaFunctionScheduled",
+            "LambdaFunctionStarted",
+            "LambdaFunctionSucceeded",
             "TaskStateExited",
             "ExecutionSucceeded"
         ]
     );
     for (i, event) in events.iter().enumerate() {
         assert_eq!(event["id"], json!(i + 1));
-        assert_eq!(event["previousEventId"], json!(i));
+        // The first state's entry has no previous event, as on AWS.
+        let previous = if i == 1 { 0 } else { i };
+        assert_eq!(event["previousEventId"], json!(previous), "event {}", i + 1);
     }
     assert_eq!(
         events[0]["executionStartedEventDetails"]["input"],
         json!("{\"x\":1}")
     );
     assert_eq!(
-        events[2]["taskScheduledEventDetails"],
+        events[2]["lambdaFunctionScheduledEventDetails"],
         json!({
-            "resourceType": "lambda", "resource": ADD, "region": "local",
-            "parameters": "{\"val1\":1,\"val2\":2}", "timeoutInSeconds": 60
+            "resource": ADD, "input": "{\"val1\":1,\"val2\":2}",
+            "inputDetails": {"truncated": false}, "timeoutInSeconds": 60
         })
     );
-    assert_eq!(events[4]["taskSucceededEventDetails"]["output"], json!("3"));
+    assert_eq!(events[3].as_object().unwrap().len(), 4);
+    assert_eq!(
+        events[4]["lambdaFunctionSucceededEventDetails"]["output"],
+        json!("3")
+    );
     assert_eq!(events[5]["stateExitedEventDetails"]["name"], json!("Add"));
     assert_eq!(
         events[6]["executionSucceededEventDetails"]["output"],
@@ -902,7 +924,7 @@ async fn task_timeout_raises_states_timeout() {
         execution.output.as_ref().unwrap()["Error"],
         json!("States.Timeout")
     );
-    assert_eq!(count(&execution, T::TaskTimedOut), 1);
+    assert_eq!(count(&execution, T::LambdaFunctionTimedOut), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -938,4 +960,24 @@ fn an_execution_cut_short_by_runtime_shutdown_is_marked_failed() {
     let execution = handle.describe();
     assert_eq!(execution.status, ExecutionStatus::Failed);
     assert_eq!(execution.error.as_deref(), Some("States.Runtime"));
+}
+
+#[tokio::test]
+async fn executions_can_keep_no_history() {
+    let executor = Executor::new(
+        definition(&json!({"StartAt": "Each", "States": {
+            "Each": {"Type": "Map", "End": true, "ItemProcessor": {"StartAt": "P", "States": {
+                "P": {"Type": "Pass", "End": true}
+            }}}
+        }})),
+        ExecutorOptions {
+            keep_history: false,
+            delay_scale: 0.0,
+            ..ExecutorOptions::default()
+        },
+    );
+    let execution = run(&executor, json!([1, 2, 3])).await;
+    assert_eq!(execution.status, ExecutionStatus::Succeeded);
+    assert_eq!(execution.output, Some(json!([1, 2, 3])));
+    assert!(execution.history.is_empty());
 }
