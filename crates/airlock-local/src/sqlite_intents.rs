@@ -440,9 +440,7 @@ impl IntentStore for SqliteIntentStore {
                 return Ok(TransitionResult::NotFound);
             };
             // Only legal changes from an expected state; anything else is refused unchanged.
-            if !transition.from.contains(&current.state)
-                || !current.state.can_become(transition.to)
-            {
+            if !transition.is_legal_from(current.state) {
                 return Ok(TransitionResult::Refused {
                     current: current.state,
                 });
@@ -506,6 +504,7 @@ mod tests {
             to: state,
             at: Utc::now(),
             outcome: None,
+            review: false,
         }
     }
 
@@ -599,6 +598,68 @@ mod tests {
         drop(store);
         let reopened = SqliteIntentStore::open(dir.path().join("intents.db")).unwrap();
         assert_eq!(reopened.get(intent.id).await.unwrap().unwrap().state, Ready);
+    }
+
+    #[tokio::test]
+    async fn only_a_review_moves_a_settled_intent_and_only_between_ready_and_quarantined() {
+        use IntentState::*;
+        let store = SqliteIntentStore::in_memory().unwrap();
+        let intent = intent();
+        store.create(&intent).await.unwrap();
+        store
+            .transition(intent.id, to(Processing, &[Pending]))
+            .await
+            .unwrap();
+        store
+            .transition(intent.id, to(Quarantined, &[Processing]))
+            .await
+            .unwrap();
+        // The pipeline cannot release it...
+        assert_eq!(
+            store
+                .transition(intent.id, to(Ready, &IntentState::ALL))
+                .await
+                .unwrap(),
+            TransitionResult::Refused {
+                current: Quarantined
+            }
+        );
+        // ...a review can, and can revoke it again, but never reopen it.
+        let review = |state, from: &[IntentState]| Transition {
+            review: true,
+            ..to(state, from)
+        };
+        assert!(matches!(
+            store.transition(intent.id, review(Ready, &[Quarantined])).await.unwrap(),
+            TransitionResult::Applied(i) if i.state == Ready
+        ));
+        assert_eq!(
+            store
+                .transition(intent.id, review(Processing, &IntentState::ALL))
+                .await
+                .unwrap(),
+            TransitionResult::Refused { current: Ready }
+        );
+        assert!(matches!(
+            store.transition(intent.id, review(Quarantined, &[Ready])).await.unwrap(),
+            TransitionResult::Applied(i) if i.state == Quarantined
+        ));
+        let trail: Vec<_> = store
+            .transitions(intent.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.from, t.to))
+            .collect();
+        assert_eq!(
+            trail,
+            vec![
+                (Pending, Processing),
+                (Processing, Quarantined),
+                (Quarantined, Ready),
+                (Ready, Quarantined)
+            ]
+        );
     }
 
     #[tokio::test]

@@ -208,6 +208,7 @@ pub async fn promote(
                 to: IntentState::Ready,
                 at: now,
                 outcome: Some(outcome),
+                review: false,
             },
         )
         .await

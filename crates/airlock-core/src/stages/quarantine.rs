@@ -490,6 +490,7 @@ async fn mark_quarantined(
                     engine: record.engine.clone(),
                     media: None,
                 }),
+                review: false,
             },
         )
         .await
