@@ -891,7 +891,7 @@ pub async fn run_audit(command: AuditCommand) -> anyhow::Result<u8> {
             } else {
                 writeln!(
                     out,
-                    "{:>5}  {:<20}  {:<12}  {:<16}  {:<24}  {:<12}  WHY",
+                    "{:>5}  {:<20}  {:<12}  {:<16}  {:<24}  {:<12}  SUBJECT — WHY",
                     "SEQ", "AT", "ACTOR", "ACTION", "CHANGE", "SHA256"
                 )?;
             }
