@@ -953,6 +953,7 @@ impl Api {
             to: IntentState::Expired,
             at: self.clock.now(),
             outcome: None,
+            review: false,
         };
         match self.intents.transition(id, transition).await {
             Ok(TransitionResult::Applied(_)) => {

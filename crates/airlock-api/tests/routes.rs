@@ -579,6 +579,7 @@ async fn an_idempotency_key_returns_the_same_upload() {
                 to: IntentState::Uploaded,
                 at: start(),
                 outcome: None,
+                review: false,
             },
         )
         .await
@@ -653,6 +654,7 @@ async fn a_ready_upload_lists_download_urls_for_trusted_objects_only() {
                     to,
                     at: start(),
                     outcome,
+                    review: false,
                 },
             )
             .await
@@ -701,6 +703,7 @@ async fn a_quarantined_upload_reports_its_reason() {
                 to: IntentState::Quarantined,
                 at: start(),
                 outcome: Some(outcome),
+                review: false,
             },
         )
         .await

@@ -575,8 +575,7 @@ impl IntentStore for DynamoIntentStore {
                 return Ok(TransitionResult::NotFound);
             };
             // Only legal changes from an expected state; anything else is refused unchanged.
-            if !transition.from.contains(&current.state) || !current.state.can_become(transition.to)
-            {
+            if !transition.is_legal_from(current.state) {
                 return Ok(TransitionResult::Refused {
                     current: current.state,
                 });

@@ -45,10 +45,7 @@ impl EventBridgeSink {
 }
 
 fn detail_type(kind: PipelineEventKind) -> &'static str {
-    match kind {
-        PipelineEventKind::Ready => "upload.ready",
-        PipelineEventKind::Quarantined => "upload.quarantined",
-    }
+    kind.as_str()
 }
 
 #[async_trait]

@@ -53,6 +53,7 @@ fn to(state: IntentState, from: &[IntentState]) -> Transition {
         to: state,
         at: Utc::now(),
         outcome: None,
+        review: false,
     }
 }
 

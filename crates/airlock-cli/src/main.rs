@@ -34,6 +34,12 @@ enum Command {
     /// Uploads whose promote or quarantine failed after every retry: list them, retry them.
     #[command(subcommand)]
     DeadLetters(airlock_embedded::dead_letters::DeadLettersCommand),
+    /// Review quarantined uploads: list, show, stats, release, purge, rescan, export.
+    #[command(subcommand)]
+    Quarantine(airlock_embedded::review_cli::QuarantineCommand),
+    /// The audit trail of reviewer actions: list it, verify its hash chain.
+    #[command(subcommand)]
+    Audit(airlock_embedded::review_cli::AuditCommand),
     /// The media stage on single images.
     #[command(subcommand)]
     Media(MediaCommand),
@@ -109,6 +115,10 @@ fn main() -> ExitCode {
             Command::Replay(args) => airlock_embedded::replay::run(args).await,
             Command::Dev(args) => airlock_dev::run(*args).await,
             Command::DeadLetters(command) => airlock_embedded::dead_letters::run(command).await,
+            Command::Quarantine(command) => {
+                airlock_embedded::review_cli::run_quarantine(command).await
+            }
+            Command::Audit(command) => airlock_embedded::review_cli::run_audit(command).await,
             Command::Media(_) => unreachable!("handled before the runtime starts"),
             Command::Bench(BenchCommand::Scan(args)) => {
                 airlock_embedded::bench::run_scan(args).await

@@ -74,6 +74,17 @@ impl IntentState {
         )
     }
 
+    /// Whether a reviewer may change `self -> next`: a release (QUARANTINED -> READY) or the
+    /// revocation of a trusted upload a rescan found infected (READY -> QUARANTINED). The
+    /// pipeline never makes these changes: for it, both states are final.
+    #[must_use]
+    pub fn can_be_reviewed_to(self, next: IntentState) -> bool {
+        matches!(
+            (self, next),
+            (Self::Quarantined, Self::Ready) | (Self::Ready, Self::Quarantined)
+        )
+    }
+
     /// The states from which `next` may be reached.
     #[must_use]
     pub fn sources_of(next: IntentState) -> Vec<IntentState> {
@@ -194,6 +205,22 @@ mod tests {
         assert!(!Pending.can_become(Ready));
         assert!(!Processing.can_become(Processing));
         assert_eq!(IntentState::sources_of(Ready), vec![Processing]);
+    }
+
+    #[test]
+    fn only_reviews_change_final_states_and_only_between_ready_and_quarantined() {
+        use IntentState::*;
+        assert!(Quarantined.can_be_reviewed_to(Ready));
+        assert!(Ready.can_be_reviewed_to(Quarantined));
+        for a in IntentState::ALL {
+            for b in IntentState::ALL {
+                if a.can_be_reviewed_to(b) {
+                    assert!(!a.can_become(b), "{a} -> {b} is a pipeline change too");
+                }
+            }
+        }
+        assert!(!Expired.can_be_reviewed_to(Ready));
+        assert!(!Processing.can_be_reviewed_to(Ready));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod media;
 pub mod object;
 pub mod policy;
 pub mod ports;
+pub mod review;
 pub mod stages;
 pub mod verdict;
 pub mod worker;

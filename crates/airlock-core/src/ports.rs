@@ -184,6 +184,24 @@ pub struct Transition {
     pub at: DateTime<Utc>,
     /// Recorded with the change (where the object went and why), if given.
     pub outcome: Option<IntentOutcome>,
+    /// A reviewer's change between the final states READY and QUARANTINED (a release, a
+    /// revocation after a rescan; [`IntentState::can_be_reviewed_to`]), which the pipeline
+    /// itself never makes. False for every pipeline change.
+    pub review: bool,
+}
+
+impl Transition {
+    /// Whether this change is legal from `current`: the pipeline's graph, or for a
+    /// reviewer's change the review edges.
+    #[must_use]
+    pub fn is_legal_from(&self, current: IntentState) -> bool {
+        self.from.contains(&current)
+            && if self.review {
+                current.can_be_reviewed_to(self.to)
+            } else {
+                current.can_become(self.to)
+            }
+    }
 }
 
 /// What a conditional state change did.
@@ -318,7 +336,7 @@ impl Clock for SystemClock {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PipelineEvent {
-    /// `upload.ready` or `upload.quarantined`.
+    /// `upload.ready`, `upload.quarantined` or `upload.revoked`.
     #[serde(rename = "type")]
     pub kind: PipelineEventKind,
     pub upload_id: UploadId,
@@ -337,6 +355,22 @@ pub enum PipelineEventKind {
     Ready,
     #[serde(rename = "upload.quarantined")]
     Quarantined,
+    /// A trusted upload that a rescan found infected was moved back to quarantine: products
+    /// must stop using it (its `trusted/` objects are gone).
+    #[serde(rename = "upload.revoked")]
+    Revoked,
+}
+
+impl PipelineEventKind {
+    /// The event's type name, as products see it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "upload.ready",
+            Self::Quarantined => "upload.quarantined",
+            Self::Revoked => "upload.revoked",
+        }
+    }
 }
 
 /// A failure to publish an event.

@@ -68,11 +68,14 @@ pub enum ReasonCode {
     /// A zip archive appended to a file of another type (a polyglot or self-extractor): an
     /// archive that was neither declared nor judged.
     ArchiveHidden,
+    /// A trusted object that a later rescan (with newer signatures) found infected: it was
+    /// moved from `trusted/` to quarantine and products were told (`upload.revoked`).
+    InfectedOnRescan,
 }
 
 impl ReasonCode {
     /// Every code, in a stable order (for docs and tests).
-    pub const ALL: [ReasonCode; 26] = [
+    pub const ALL: [ReasonCode; 27] = [
         Self::NoIntent,
         Self::IntentExpired,
         Self::IntentAlreadyUsed,
@@ -99,6 +102,7 @@ impl ReasonCode {
         Self::ArchiveRatio,
         Self::ArchiveTooDeep,
         Self::ArchiveHidden,
+        Self::InfectedOnRescan,
     ];
 
     #[must_use]
@@ -130,7 +134,64 @@ impl ReasonCode {
             Self::ArchiveRatio => "archive-ratio",
             Self::ArchiveTooDeep => "archive-too-deep",
             Self::ArchiveHidden => "archive-hidden",
+            Self::InfectedOnRescan => "infected-on-rescan",
         }
+    }
+
+    /// The code for a kebab-case name, as [`ReasonCode::code`] gives it.
+    #[must_use]
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|reason| reason.code() == code)
+    }
+
+    /// An outage rather than a judgement of the bytes (the scanner, inspect or the media
+    /// stage failed after retries): worth judging again once the cause is gone.
+    #[must_use]
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            Self::ScanUnavailable | Self::InspectUnavailable | Self::MediaUnavailable
+        )
+    }
+
+    /// Whether a reviewer's release can overturn this reason: reasons that come from the
+    /// scanner's verdict (a false positive, an archive judged by limits or policy that may
+    /// have changed) or from an outage. The release rescans the bytes and judges them again,
+    /// so it promotes nothing the current scanner and policy refuse.
+    ///
+    /// The others describe the upload itself (no intent, an expired or used intent, a size,
+    /// type or checksum other than declared, an image that cannot be decoded): no rescan
+    /// changes them, and a release of one needs `force`.
+    #[must_use]
+    pub fn release_can_fix(self) -> bool {
+        matches!(
+            self,
+            Self::Infected
+                | Self::InfectedOnRescan
+                | Self::TooLargeToScan
+                | Self::ScanUnavailable
+                | Self::InspectUnavailable
+                | Self::MediaUnavailable
+                | Self::ArchiveNotAllowed
+                | Self::ArchiveEncrypted
+                | Self::ArchiveUnscannable
+                | Self::ArchiveTooLarge
+                | Self::ArchiveRatio
+                | Self::ArchiveTooDeep
+                | Self::ArchiveHidden
+        )
+    }
+}
+
+/// An unknown reason code.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown reason code {0:?} (codes are kebab-case, e.g. scan-unavailable)")]
+pub struct UnknownReason(pub String);
+
+impl std::str::FromStr for ReasonCode {
+    type Err = UnknownReason;
+    fn from_str(s: &str) -> Result<Self, UnknownReason> {
+        Self::from_code(s).ok_or_else(|| UnknownReason(s.to_owned()))
     }
 }
 
@@ -195,6 +256,7 @@ mod tests {
             assert_eq!(serde_json::to_value(code).unwrap(), text);
             let back: ReasonCode = serde_json::from_value(text.into()).unwrap();
             assert_eq!(back, code);
+            assert_eq!(text.parse::<ReasonCode>().unwrap(), code);
         }
     }
 }

@@ -53,6 +53,7 @@ pub async fn sweep(
                 to: IntentState::Expired,
                 at: now,
                 outcome: None,
+                review: false,
             };
             if let TransitionResult::Applied(_) = intents.transition(intent.id, transition).await? {
                 swept.expired += 1;

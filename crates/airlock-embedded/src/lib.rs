@@ -12,6 +12,7 @@ pub mod lock;
 pub mod media_cli;
 pub mod pipeline;
 pub mod replay;
+pub mod review_cli;
 pub mod sweep;
 
 pub use pipeline::{EmbeddedPipeline, PipelineConfig, PipelineRun, Settlement};

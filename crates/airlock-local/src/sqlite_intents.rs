@@ -10,6 +10,7 @@ use airlock_core::ports::{
     CreateOutcome, DeadLetter, DeadLetterError, DeadLetters, IdempotencyClaim, IntentStore,
     IntentStoreError, Retry, Transition, TransitionResult,
 };
+use airlock_core::review::{Checkpoints, TrustedFilter, TrustedUploads};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -57,6 +58,11 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     letter     TEXT NOT NULL,
     UNIQUE (bucket, object_key, stage)
 );
+CREATE TABLE IF NOT EXISTS checkpoints (
+    job      TEXT PRIMARY KEY,
+    position TEXT NOT NULL,
+    at       TEXT NOT NULL
+);
 ";
 
 /// A dead letter as stored, with the id operators use to retry or drop it.
@@ -101,11 +107,11 @@ pub(crate) fn sqlite_err(err: &rusqlite::Error) -> IntentStoreError {
     }
 }
 
-fn time_text(at: DateTime<Utc>) -> String {
+pub(crate) fn time_text(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-fn parse_time(text: &str) -> rusqlite::Result<DateTime<Utc>> {
+pub(crate) fn parse_time(text: &str) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| {
@@ -113,11 +119,11 @@ fn parse_time(text: &str) -> rusqlite::Result<DateTime<Utc>> {
         })
 }
 
-fn conversion(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+pub(crate) fn conversion(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
 }
 
-fn read_intent(row: &rusqlite::Row<'_>) -> rusqlite::Result<UploadIntent> {
+pub(crate) fn read_intent(row: &rusqlite::Row<'_>) -> rusqlite::Result<UploadIntent> {
     let outcome: Option<String> = row.get("outcome")?;
     let outcome: Option<IntentOutcome> = outcome
         .map(|text| serde_json::from_str(&text).map_err(conversion))
@@ -239,6 +245,12 @@ impl SqliteIntentStore {
         })
     }
 
+    /// The connection's thread, for the other stores kept in this database (the audit
+    /// trail, the quarantine index).
+    pub(crate) fn db(&self) -> GroupCommit {
+        self.db.clone()
+    }
+
     /// Write transactions committed so far; each may hold the writes of many callers.
     #[must_use]
     pub fn commits(&self) -> u64 {
@@ -342,6 +354,88 @@ impl SqliteIntentStore {
 }
 
 #[async_trait]
+impl TrustedUploads for SqliteIntentStore {
+    async fn trusted(
+        &self,
+        filter: &TrustedFilter,
+        after: Option<UploadId>,
+        limit: usize,
+    ) -> Result<Vec<UploadIntent>, IntentStoreError> {
+        let filter = filter.clone();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db
+            .read(move |conn| {
+                let mut statement = conn
+                    .prepare_cached(
+                        "SELECT * FROM intents WHERE state = 'READY'
+                           AND (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR purpose = ?2)
+                           AND (?3 IS NULL OR updated_at >= ?3) AND (?4 IS NULL OR id > ?4)
+                         ORDER BY id LIMIT ?5",
+                    )
+                    .map_err(|e| sqlite_err(&e))?;
+                statement
+                    .query_map(
+                        params![
+                            filter.tenant,
+                            filter.purpose,
+                            filter.since.map(time_text),
+                            after.map(|id| id.to_string()),
+                            limit
+                        ],
+                        read_intent,
+                    )
+                    .and_then(Iterator::collect)
+                    .map_err(|e| sqlite_err(&e))
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl Checkpoints for SqliteIntentStore {
+    async fn load(&self, job: &str) -> Result<Option<String>, IntentStoreError> {
+        let job = job.to_owned();
+        self.db
+            .read(move |conn| {
+                conn.query_row(
+                    "SELECT position FROM checkpoints WHERE job = ?1",
+                    [job],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(|e| sqlite_err(&e))
+            })
+            .await
+    }
+
+    async fn save(&self, job: &str, position: &str) -> Result<(), IntentStoreError> {
+        let (job, position) = (job.to_owned(), position.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO checkpoints (job, position, at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (job) DO UPDATE SET position = excluded.position, at = excluded.at",
+                    params![job, position, time_text(Utc::now())],
+                )
+                .map(drop)
+                .map_err(|e| sqlite_err(&e))
+            })
+            .await
+    }
+
+    async fn clear(&self, job: &str) -> Result<(), IntentStoreError> {
+        let job = job.to_owned();
+        self.db
+            .write(move |conn| {
+                conn.execute("DELETE FROM checkpoints WHERE job = ?1", [job])
+                    .map(drop)
+                    .map_err(|e| sqlite_err(&e))
+            })
+            .await
+    }
+}
+
+#[async_trait]
 impl DeadLetters for SqliteIntentStore {
     async fn record(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
         let letter = letter.clone();
@@ -440,9 +534,7 @@ impl IntentStore for SqliteIntentStore {
                 return Ok(TransitionResult::NotFound);
             };
             // Only legal changes from an expected state; anything else is refused unchanged.
-            if !transition.from.contains(&current.state)
-                || !current.state.can_become(transition.to)
-            {
+            if !transition.is_legal_from(current.state) {
                 return Ok(TransitionResult::Refused {
                     current: current.state,
                 });
@@ -506,6 +598,7 @@ mod tests {
             to: state,
             at: Utc::now(),
             outcome: None,
+            review: false,
         }
     }
 
@@ -599,6 +692,68 @@ mod tests {
         drop(store);
         let reopened = SqliteIntentStore::open(dir.path().join("intents.db")).unwrap();
         assert_eq!(reopened.get(intent.id).await.unwrap().unwrap().state, Ready);
+    }
+
+    #[tokio::test]
+    async fn only_a_review_moves_a_settled_intent_and_only_between_ready_and_quarantined() {
+        use IntentState::*;
+        let store = SqliteIntentStore::in_memory().unwrap();
+        let intent = intent();
+        store.create(&intent).await.unwrap();
+        store
+            .transition(intent.id, to(Processing, &[Pending]))
+            .await
+            .unwrap();
+        store
+            .transition(intent.id, to(Quarantined, &[Processing]))
+            .await
+            .unwrap();
+        // The pipeline cannot release it...
+        assert_eq!(
+            store
+                .transition(intent.id, to(Ready, &IntentState::ALL))
+                .await
+                .unwrap(),
+            TransitionResult::Refused {
+                current: Quarantined
+            }
+        );
+        // ...a review can, and can revoke it again, but never reopen it.
+        let review = |state, from: &[IntentState]| Transition {
+            review: true,
+            ..to(state, from)
+        };
+        assert!(matches!(
+            store.transition(intent.id, review(Ready, &[Quarantined])).await.unwrap(),
+            TransitionResult::Applied(i) if i.state == Ready
+        ));
+        assert_eq!(
+            store
+                .transition(intent.id, review(Processing, &IntentState::ALL))
+                .await
+                .unwrap(),
+            TransitionResult::Refused { current: Ready }
+        );
+        assert!(matches!(
+            store.transition(intent.id, review(Quarantined, &[Ready])).await.unwrap(),
+            TransitionResult::Applied(i) if i.state == Quarantined
+        ));
+        let trail: Vec<_> = store
+            .transitions(intent.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.from, t.to))
+            .collect();
+        assert_eq!(
+            trail,
+            vec![
+                (Pending, Processing),
+                (Processing, Quarantined),
+                (Quarantined, Ready),
+                (Ready, Quarantined)
+            ]
+        );
     }
 
     #[tokio::test]

@@ -47,6 +47,7 @@ pub async fn record_failure(
                         to: IntentState::Failed,
                         at: now,
                         outcome: None,
+                        review: false,
                     },
                 )
                 .await

@@ -396,6 +396,7 @@ async fn mark_processing(
                 to: IntentState::Processing,
                 at: clock.now(),
                 outcome: None,
+                review: false,
             },
         )
         .await

@@ -144,6 +144,20 @@ pub async fn media(
     permits: Arc<Semaphore>,
     job: MediaJob<'_>,
 ) -> Result<MediaOutcome, StageError> {
+    let key = job.upload.incoming();
+    media_from(store, processor, permits, job, &key).await
+}
+
+/// Processes the image at `key` (the upload's `incoming/` object, or a quarantined one a
+/// reviewer releases) for `job.upload`; the outputs are staged under the upload's
+/// `staging/` folder either way.
+pub(crate) async fn media_from(
+    store: &dyn ObjectStore,
+    processor: Arc<dyn MediaProcessor>,
+    permits: Arc<Semaphore>,
+    job: MediaJob<'_>,
+    key: &str,
+) -> Result<MediaOutcome, StageError> {
     let MediaJob {
         upload,
         content_type,
@@ -152,13 +166,12 @@ pub async fn media(
         version,
         policy,
     } = job;
-    let key = upload.incoming();
     let source = if content_type == "image/png" && size >= SPOOL_FROM_BYTES {
-        super::spool_scanned(Stage::Media, store, (&key, version), size, scanned_sha256)
+        super::spool_scanned(Stage::Media, store, (key, version), size, scanned_sha256)
             .await
             .map(Source::Spooled)
     } else {
-        read_scanned(store, (&key, version), size, scanned_sha256)
+        read_scanned(store, (key, version), size, scanned_sha256)
             .await
             .map(Source::Bytes)
     };

@@ -16,9 +16,15 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use failure::{FailureReport, record_failure};
-pub use inspect::{InspectOutcome, InspectReport, SNIFF_LEN, SettledLeftover, inspect, sniff_type};
+pub(crate) use inspect::check_type;
+pub use inspect::{
+    InspectOutcome, InspectReport, SNIFF_LEN, SettledLeftover, Sniffed, inspect, sniff_type,
+};
+pub(crate) use media::media_from;
 pub use media::{MediaJob, MediaOutcome, MediaReport, SPOOL_FROM_BYTES, StagedOutput, media};
 pub use promote::{PromoteFacts, PromoteReport, finish_promotion, promote};
+pub(crate) use promote::{PromoteSource, promote_from};
+pub(crate) use quarantine::place_elsewhere;
 pub use quarantine::{QuarantineRecord, QuarantineReport, QuarantineRequest, quarantine};
 pub use scan::{ScanOutcome, ScanPass, scan};
 

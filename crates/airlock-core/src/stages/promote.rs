@@ -96,16 +96,16 @@ fn variant_key(upload: &UploadKey, variant: &StagedOutput) -> String {
 async fn copy_to_trusted(
     store: &dyn ObjectStore,
     upload: &UploadKey,
+    source: &str,
     facts: &PromoteFacts<'_>,
     media: Option<&(&MediaReport, serde_json::Value)>,
 ) -> Result<(), StageError> {
-    let incoming = upload.incoming();
     let trusted = upload.trusted();
     let copy = async |from: (&str, Option<&ObjectVersion>), to: &str, size: u64| {
         copy_confirmed(Stage::Promote, store, from, to, WriteMode::Overwrite, size).await
     };
     let Some((report, summary)) = media else {
-        copy((&incoming, facts.version), &trusted, facts.size).await?;
+        copy((source, facts.version), &trusted, facts.size).await?;
         return Ok(());
     };
     // Variants and metadata first, the original last: once `trusted/{id}` exists,
@@ -127,7 +127,7 @@ async fn copy_to_trusted(
         .map_err(|e| StageError::store(Stage::Promote, &e))?;
     if report.keep_original {
         let original = upload.trusted_derived("original");
-        copy((&incoming, facts.version), &original, facts.size).await?;
+        copy((source, facts.version), &original, facts.size).await?;
     }
     let from = (
         report.original.staging_key.as_str(),
@@ -166,17 +166,46 @@ pub async fn promote(
     upload: &UploadKey,
     facts: PromoteFacts<'_>,
 ) -> Result<PromoteReport, StageError> {
-    let store_err = |e: &crate::ports::StoreError| StageError::store(Stage::Promote, e);
     let incoming = upload.incoming();
+    let source = PromoteSource {
+        key: &incoming,
+        from: IntentState::sources_of(IntentState::Ready),
+        review: false,
+    };
+    promote_from(store, intents, events, clock, upload, &source, facts).await
+}
+
+/// Where the bytes to promote are, and from which intent states they may be promoted: the
+/// pipeline's `incoming/` object (from PROCESSING), or a reviewer's release of a
+/// quarantined one (from QUARANTINED, a review change).
+pub(crate) struct PromoteSource<'a> {
+    pub key: &'a str,
+    pub from: Vec<IntentState>,
+    pub review: bool,
+}
+
+/// Promotes the bytes at `source.key` (exactly `facts.version`) as the upload's trusted
+/// object; the source is deleted last.
+pub(crate) async fn promote_from(
+    store: &dyn ObjectStore,
+    intents: &dyn IntentStore,
+    events: &dyn EventSink,
+    clock: &dyn Clock,
+    upload: &UploadKey,
+    source: &PromoteSource<'_>,
+    facts: PromoteFacts<'_>,
+) -> Result<PromoteReport, StageError> {
+    let store_err = |e: &crate::ports::StoreError| StageError::store(Stage::Promote, e);
+    let incoming = source.key;
     let trusted = upload.trusted();
     let media = facts
         .media
         .map(|report| (report, media_summary(upload, report)));
 
-    let incoming_meta = store.head(&incoming).await.map_err(|e| store_err(&e))?;
+    let incoming_meta = store.head(incoming).await.map_err(|e| store_err(&e))?;
     let promoted_now = incoming_meta.is_some();
     if incoming_meta.is_some() {
-        copy_to_trusted(store, upload, &facts, media.as_ref()).await?;
+        copy_to_trusted(store, upload, incoming, &facts, media.as_ref()).await?;
     } else if store
         .head(&trusted)
         .await
@@ -204,10 +233,11 @@ pub async fn promote(
         .transition(
             upload.upload_id,
             Transition {
-                from: IntentState::sources_of(IntentState::Ready),
+                from: source.from.clone(),
                 to: IntentState::Ready,
                 at: now,
                 outcome: Some(outcome),
+                review: source.review,
             },
         )
         .await
@@ -250,7 +280,7 @@ pub async fn promote(
     }
     // Only the version promoted: a newer object at the key is left for its own run.
     store
-        .delete(&incoming, facts.version)
+        .delete(incoming, facts.version)
         .await
         .map_err(|e| store_err(&e))?;
     if let Some((report, _)) = &media {

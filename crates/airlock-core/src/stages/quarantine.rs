@@ -174,6 +174,27 @@ pub async fn quarantine(
     })
 }
 
+/// Places `request.object` — any key, e.g. a trusted object that a rescan found infected —
+/// and its record in quarantine from `base` on, exactly as [`quarantine`] places an
+/// `incoming/` object: create-only, never over another object's evidence, finding its own
+/// earlier placement on a repeat. Returns the object's key, the record's key and the record
+/// (this run's, or the earlier one that stands).
+pub(crate) async fn place_elsewhere(
+    store: &dyn ObjectStore,
+    request: &QuarantineRequest,
+    (upload, intent): (&UploadKey, &UploadIntent),
+    base: &str,
+    meta: &ObjectMeta,
+    now: DateTime<Utc>,
+) -> Result<(String, String, QuarantineRecord), StageError> {
+    let owner = Owner {
+        upload: Some(upload.clone()),
+        intent: Some(intent.clone()),
+    };
+    let placed = place(store, request, &owner, base, meta, now).await?;
+    Ok((placed.destination, placed.record_key, placed.record))
+}
+
 async fn owner_of(intents: &dyn IntentStore, incoming: &str) -> Result<Owner, StageError> {
     let upload = UploadKey::parse_incoming(incoming).ok();
     let intent = match &upload {
@@ -490,6 +511,7 @@ async fn mark_quarantined(
                     engine: record.engine.clone(),
                     media: None,
                 }),
+                review: false,
             },
         )
         .await
