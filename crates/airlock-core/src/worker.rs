@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::Instrument;
 
+use crate::definitions::FreshnessRule;
 use crate::keys::UploadKey;
 use crate::media::MediaProcessor;
 use crate::object::ObjectRef;
@@ -202,6 +203,8 @@ pub struct Worker {
     /// How often a running task tells the orchestrator it is alive: well under the
     /// state machine's smallest `HeartbeatSeconds` (see [`HEARTBEAT_EVERY`]).
     pub heartbeat_every: Duration,
+    /// How old the scanner's definitions may be for its verdicts to count.
+    pub freshness: FreshnessRule,
 }
 
 /// The default for [`Worker::heartbeat_every`]: a quarter of the pipeline's shortest
@@ -290,6 +293,8 @@ impl Worker {
                     &task.object.key,
                     &inspected,
                     &policy.archives,
+                    &self.freshness,
+                    self.clock.as_ref(),
                 )
                 .await?;
                 to_value(Stage::Scan, &outcome)
