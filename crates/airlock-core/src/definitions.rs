@@ -149,6 +149,18 @@ pub fn parse_max_age_hours(text: &str) -> Result<Option<Duration>, String> {
     Ok(Some(Duration::from_secs_f64(hours * 3600.0)))
 }
 
+/// A maximum age as a command-line or environment value: hours, or `off` (`None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxAge(pub Option<Duration>);
+
+impl std::str::FromStr for MaxAge {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        parse_max_age_hours(text).map(Self)
+    }
+}
+
 /// A duration shown in hours, for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hours(pub Duration);
@@ -326,6 +338,7 @@ mod tests {
             Ok(Some(Duration::from_mins(30)))
         );
         assert_eq!(parse_max_age_hours("OFF"), Ok(None));
+        assert_eq!("off".parse::<MaxAge>(), Ok(MaxAge(None)));
         for bad in ["", "0", "-3", "two days", "NaN", "inf", "100000"] {
             let err = parse_max_age_hours(bad).unwrap_err();
             assert!(err.contains(bad.trim()), "{err}");

@@ -451,6 +451,15 @@ impl Worker {
     /// not be given (or the body has no token to answer with): the message should stay on
     /// the queue for redelivery and, in the end, the dead-letter queue.
     pub async fn handle(&self, body: &str, answers: &dyn TaskAnswers) -> Result<(), HandleError> {
+        self.handle_reported(body, answers).await.map(drop)
+    }
+
+    /// [`Worker::handle`], saying which stage ran and how it ended (for metrics).
+    pub async fn handle_reported(
+        &self,
+        body: &str,
+        answers: &dyn TaskAnswers,
+    ) -> Result<Answered, HandleError> {
         let task: TaskMessage = match serde_json::from_str(body) {
             Ok(task) => task,
             Err(parse_error) => {
@@ -468,14 +477,18 @@ impl Worker {
                     error = %parse_error,
                     "message is not a task"
                 );
-                return answers
+                answers
                     .fail(
                         &token,
                         error_names::BAD_MESSAGE,
                         &format!("message is not a task: {parse_error}"),
                     )
                     .await
-                    .map_err(|e| HandleError::Answer(e.to_string()));
+                    .map_err(|e| HandleError::Answer(e.to_string()))?;
+                return Ok(Answered {
+                    stage: None,
+                    outcome: BAD_MESSAGE_OUTCOME,
+                });
             }
         };
         let span = task_span(&task);
@@ -487,7 +500,7 @@ impl Worker {
         &self,
         task: &TaskMessage,
         answers: &dyn TaskAnswers,
-    ) -> Result<(), HandleError> {
+    ) -> Result<Answered, HandleError> {
         // Alive at once: a message that waited in the queue past its heartbeat, or that
         // belongs to an attempt that already timed out, is dropped here unrun.
         if let Err(err) = answers.heartbeat(&task.task_token).await {
@@ -521,6 +534,10 @@ impl Worker {
                 )));
             }
         };
+        let answer = Answered {
+            stage: Some(task.stage),
+            outcome: outcome_name(&outcome),
+        };
         let answered = match outcome {
             Ok(output) => answers.succeed(&task.task_token, output).await,
             Err(err) => {
@@ -536,7 +553,37 @@ impl Worker {
                     .await
             }
         };
-        answered.map_err(|e| HandleError::Answer(e.to_string()))
+        answered.map_err(|e| HandleError::Answer(e.to_string()))?;
+        Ok(answer)
+    }
+}
+
+/// The outcome of a message answered with a failure because it was not a task.
+pub const BAD_MESSAGE_OUTCOME: &str = "bad-message";
+
+/// A message the worker answered: the stage it ran (`None` for a message that was not a
+/// task) and how it ended, as a short kebab-case word fit for a metric dimension: the
+/// stage output's `outcome` (`pass`, `reject`, `skip`, `settled`), `done` for an output
+/// without one (promote, quarantine), `transient-error` / `permanent-error` for a failed
+/// stage, or [`BAD_MESSAGE_OUTCOME`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answered {
+    pub stage: Option<Stage>,
+    pub outcome: &'static str,
+}
+
+fn outcome_name(outcome: &Result<Value, StageError>) -> &'static str {
+    match outcome {
+        Ok(output) => match output.get("outcome").and_then(Value::as_str) {
+            Some("pass") => "pass",
+            Some("reject") => "reject",
+            Some("skip") => "skip",
+            Some("settled") => "settled",
+            Some(_) => "other",
+            None => "done",
+        },
+        Err(err) if err.retry == Retry::Transient => "transient-error",
+        Err(_) => "permanent-error",
     }
 }
 

@@ -326,7 +326,9 @@ pub async fn run_replay(args: BenchReplayArgs) -> anyhow::Result<u8> {
         definition: None,
         clamd: Some(args.clamd.clone()),
         signatures: PathBuf::from("fixtures/clamav"),
-        max_definitions_age_hours: Some(airlock_core::definitions::DEFAULT_MAX_AGE),
+        max_definitions_age_hours: airlock_core::definitions::MaxAge(Some(
+            airlock_core::definitions::DEFAULT_MAX_AGE,
+        )),
         delay_scale: 0.05,
         concurrency: args.concurrency,
         verbose: false,
