@@ -52,13 +52,18 @@ struct Findings {
     media_failure: Option<CaughtError>,
 }
 
-/// An error caught by a Catch clause (`{"Error": ..., "Cause": ...}`).
+/// An error caught by a Catch clause (`{"Error": ..., "Cause": ...}`). Either may be
+/// missing or null (a task failed without a cause; the AWS emulator keeps no cause).
 #[derive(Debug, Deserialize)]
 struct CaughtError {
-    #[serde(rename = "Error", default)]
+    #[serde(rename = "Error", default, deserialize_with = "null_as_empty")]
     error: String,
-    #[serde(rename = "Cause", default)]
+    #[serde(rename = "Cause", default, deserialize_with = "null_as_empty")]
     cause: String,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 impl CaughtError {
@@ -665,6 +670,14 @@ mod tests {
         let shown = LogKey(forged).to_string();
         assert!(!shown.chars().any(char::is_control), "{shown}");
         assert_eq!(shown, r#""incoming/t/p/x\nERROR forged line\u{1b}[31m""#);
+    }
+
+    #[test]
+    fn a_caught_failure_without_a_cause_still_names_the_reason() {
+        let findings = json!({"scanFailure": {"Error": "Airlock.Transient", "Cause": null}});
+        let request = quarantine_request(&object(), &findings).unwrap();
+        assert_eq!(request.rejection.reason, ReasonCode::ScanUnavailable);
+        assert_eq!(request.rejection.detail, "Airlock.Transient: ");
     }
 
     #[test]
