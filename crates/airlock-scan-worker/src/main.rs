@@ -1,6 +1,6 @@
 //! `scan-worker`: answers the pipeline's scan tasks beside clamd (see the library docs).
 //!
-//! - `scan-worker run` (the default): refresh definitions from the mirror, wait for clamd
+//! - `scan-worker run`: refresh definitions from the mirror, wait for clamd
 //!   and its self-test, then poll the scan queue until SIGTERM, refreshing the definitions
 //!   on a schedule.
 //! - `scan-worker sync-definitions`: copy the mirror once into clamd's database directory
@@ -48,6 +48,7 @@ const RELOAD_LIMIT: Duration = Duration::from_mins(5);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(
@@ -56,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = airlock_aws::load_config().await;
-    match Cli::parse().command {
+    match cli.command {
         Command::SyncDefinitions(args) => {
             let mirror = mirror(&config, &args);
             let report = mirror.sync().await?;
