@@ -392,6 +392,7 @@ fn worker(w: &World, scanner: &Arc<dyn Scanner>, faults: &Arc<Faults>) -> Worker
         media_permits: Arc::new(tokio::sync::Semaphore::new(1)),
         bucket: "b".into(),
         heartbeat_every: airlock_core::worker::HEARTBEAT_EVERY,
+        freshness: airlock_core::definitions::FreshnessRule::accepting_undated(None),
     }
 }
 

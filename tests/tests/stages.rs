@@ -1,5 +1,6 @@
 //! Stages against the real local adapters, for the races a replay cannot stage on cue.
 
+use airlock_core::definitions::FreshnessRule;
 use airlock_core::intent::{IntentState, UploadIntent};
 use airlock_core::keys::{Purpose, TenantId, UploadId, UploadKey};
 use airlock_core::object::ObjectRef;
@@ -454,6 +455,8 @@ async fn an_object_overwritten_between_inspect_and_scan_is_quarantined_not_scann
         &w.upload.incoming(),
         &inspected,
         &archives,
+        &FreshnessRule::accepting_undated(None),
+        &SystemClock,
     )
     .await
     .unwrap();

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use airlock_archive::ScannerLimits;
+use airlock_core::definitions::Definitions;
 use airlock_core::ports::{ByteStream, ScanError, ScanReport, ScanVerdict, Scanner};
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -197,8 +198,8 @@ impl ClamdConfig {
 #[derive(Debug)]
 pub struct ClamdScanner {
     config: ClamdConfig,
-    /// The engine string and when it was fetched.
-    engine: Mutex<Option<(String, Instant)>>,
+    /// The last `VERSION` answer and when it was fetched.
+    engine: Mutex<Option<(ClamdVersion, Instant)>>,
     /// Failures to talk to clamd so far.
     failures: AtomicU64,
     /// `failures + 1` as it was when the last passing self-test started; 0 before any.
@@ -300,27 +301,49 @@ impl ClamdScanner {
     }
 
     /// The engine string put in every report, e.g. `ClamAV 1.4.3/27500` (the definitions
-    /// version is present only with official databases). Cached for `version_ttl`.
+    /// version is present only with a daily database). Cached for `version_ttl`.
     pub async fn engine(&self) -> Result<String, ScanError> {
-        if let Some((engine, at)) = self.cached_engine()
-            && at.elapsed() < self.config.version_ttl
-        {
-            return Ok(engine);
-        }
-        self.fetch_engine().await
+        Ok(self.version().await?.engine)
     }
 
-    fn cached_engine(&self) -> Option<(String, Instant)> {
+    /// The engine and its definitions, from `VERSION`. Cached for `version_ttl`, and
+    /// forgotten by [`ClamdScanner::reload`].
+    pub async fn version(&self) -> Result<ClamdVersion, ScanError> {
+        if let Some((version, at)) = self.cached_version()
+            && at.elapsed() < self.config.version_ttl
+        {
+            return Ok(version);
+        }
+        self.fetch_version().await
+    }
+
+    fn cached_version(&self) -> Option<(ClamdVersion, Instant)> {
         self.engine.lock().expect("engine cache poisoned").clone()
     }
 
     /// `VERSION`, bypassing and refreshing the cache.
-    pub(crate) async fn fetch_engine(&self) -> Result<String, ScanError> {
+    pub async fn fetch_version(&self) -> Result<ClamdVersion, ScanError> {
         let reply = self.command("zVERSION\0").await?;
-        let engine = parse_version(&reply).map_err(|e| self.failed(e))?;
+        let version = parse_version(&reply).map_err(|e| self.failed(e))?;
         *self.engine.lock().expect("engine cache poisoned") =
-            Some((engine.clone(), Instant::now()));
-        Ok(engine)
+            Some((version.clone(), Instant::now()));
+        Ok(version)
+    }
+
+    /// `RELOAD`: clamd reloads its database directory (in the background: it keeps
+    /// scanning with the old databases until the new ones are loaded). The cached
+    /// `VERSION` is forgotten, so the next report names what is loaded then.
+    pub async fn reload(&self) -> Result<(), ScanError> {
+        let reply = self.command("zRELOAD\0").await?;
+        *self.engine.lock().expect("engine cache poisoned") = None;
+        if reply == b"RELOADING\0" {
+            Ok(())
+        } else {
+            Err(self.failed(ScanError::Protocol(format!(
+                "RELOAD answered {:?}",
+                describe_reply(&reply)
+            ))))
+        }
     }
 
     /// Streams `stream` to clamd and returns its raw reply (with the terminating NUL),
@@ -539,7 +562,10 @@ impl Scanner for ClamdScanner {
         let scanning = async {
             self.ensure_verified().await?;
             let failures = self.failures.load(Ordering::SeqCst);
-            let engine = self.engine().await?;
+            let ClamdVersion {
+                engine,
+                definitions,
+            } = self.version().await?;
             let reply = self.instream(stream).await?;
             let verdict = verdict_of(&reply).map_err(|e| self.failed(e))?;
             if self.failures.load(Ordering::SeqCst) != failures {
@@ -547,7 +573,11 @@ impl Scanner for ClamdScanner {
                 // clamd passes the self-test again.
                 self.ensure_verified().await?;
             }
-            Ok(ScanReport { verdict, engine })
+            Ok(ScanReport {
+                verdict,
+                engine,
+                definitions,
+            })
         };
         let result = tokio::time::timeout(limit, scanning)
             .await
@@ -582,9 +612,23 @@ pub(crate) fn describe_reply(reply: &[u8]) -> String {
     text.trim_end_matches(['\0', '\n']).to_owned()
 }
 
-/// `ClamAV 1.4.3/27500/Mon Dec  2 09:35:29 2024` → `ClamAV 1.4.3/27500`;
-/// `ClamAV 1.4.6` (no official databases) stays as it is.
-fn parse_version(reply: &[u8]) -> Result<String, ScanError> {
+/// What clamd's `VERSION` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClamdVersion {
+    /// Engine and definitions version, e.g. `ClamAV 1.4.3/27500`.
+    pub engine: String,
+    /// The daily database's version and build time; `None` when clamd loaded no daily
+    /// database (only plain signature files, such as the project's test signatures).
+    pub definitions: Option<Definitions>,
+}
+
+/// `ClamAV 1.4.3/27500/Mon Dec  2 09:35:29 2024` → engine `ClamAV 1.4.3/27500`, definitions
+/// 27500 built at that time; `ClamAV 1.4.6` (no daily database) has no definitions.
+///
+/// clamd prints the build time in its own local time zone (`ctime`): it is read in this
+/// process's, which is the same when both run in one container (UTC unless `TZ` says
+/// otherwise).
+fn parse_version(reply: &[u8]) -> Result<ClamdVersion, ScanError> {
     let text = std::str::from_utf8(reply)
         .ok()
         .and_then(|t| t.strip_suffix('\0'))
@@ -597,9 +641,29 @@ fn parse_version(reply: &[u8]) -> Result<String, ScanError> {
         })?;
     let mut parts = text.splitn(3, '/');
     let engine = parts.next().unwrap_or_default().trim();
-    Ok(match parts.next().map(str::trim) {
-        Some(definitions) if !definitions.is_empty() => format!("{engine}/{definitions}"),
-        _ => engine.to_owned(),
+    let Some(version) = parts.next().map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(ClamdVersion {
+            engine: engine.to_owned(),
+            definitions: None,
+        });
+    };
+    let malformed = |what: &str| {
+        ScanError::Protocol(format!(
+            "VERSION answered {text:?}: the definitions {what} is not understood"
+        ))
+    };
+    let number: u32 = version.parse().map_err(|_| malformed("version"))?;
+    let built = parts.next().map(str::trim).unwrap_or_default();
+    let built_at = chrono::NaiveDateTime::parse_from_str(built, "%a %b %e %H:%M:%S %Y")
+        .ok()
+        .and_then(|local| local.and_local_timezone(chrono::Local).earliest())
+        .ok_or_else(|| malformed("build time"))?;
+    Ok(ClamdVersion {
+        engine: format!("{engine}/{version}"),
+        definitions: Some(Definitions {
+            version: number,
+            built_at: built_at.with_timezone(&chrono::Utc),
+        }),
     })
 }
 
@@ -693,11 +757,30 @@ mod tests {
 
     #[test]
     fn version_keeps_engine_and_definitions() {
+        let version = parse_version(b"ClamAV 1.4.3/27500/Mon Dec  2 09:35:29 2024\0").unwrap();
+        assert_eq!(version.engine, "ClamAV 1.4.3/27500");
+        let definitions = version.definitions.unwrap();
+        assert_eq!(definitions.version, 27_500);
+        let local = definitions.built_at.with_timezone(&chrono::Local);
         assert_eq!(
-            parse_version(b"ClamAV 1.4.3/27500/Mon Dec  2 09:35:29 2024\0").unwrap(),
-            "ClamAV 1.4.3/27500"
+            local.naive_local().to_string(),
+            "2024-12-02 09:35:29",
+            "the build time is clamd's local time"
         );
-        assert_eq!(parse_version(b"ClamAV 1.4.6\0").unwrap(), "ClamAV 1.4.6");
+        let version = parse_version(b"ClamAV 1.4.6\0").unwrap();
+        assert_eq!(version.engine, "ClamAV 1.4.6");
+        assert_eq!(version.definitions, None);
+        for bad in [
+            &b"ClamAV 1.4.3/x/Mon Dec  2 09:35:29 2024\0"[..],
+            b"ClamAV 1.4.3/27500/yesterday\0",
+            b"ClamAV 1.4.3/27500\0",
+        ] {
+            assert!(
+                parse_version(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
         assert!(matches!(
             parse_version(b"PONG\0"),
             Err(ScanError::Protocol(_))

@@ -92,7 +92,7 @@ impl ClamdScanner {
     pub async fn self_test(&self) -> Result<SelfTestReport, SelfTestError> {
         let started = Instant::now();
         let address = || self.config().address.clone();
-        let engine = self.fetch_engine().await?;
+        let engine = self.fetch_version().await?.engine;
 
         let reply = self
             .instream(Box::new(std::io::Cursor::new(canary::eicar())))

@@ -278,6 +278,10 @@ pub struct ScanReport {
     pub verdict: ScanVerdict,
     /// Engine and definitions version, e.g. `ClamAV 1.4.3/27500`.
     pub engine: String,
+    /// The definitions' version and build time, when the scanner reports them (clamd does
+    /// when a daily database is loaded); checked by the scan stage's freshness rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definitions: Option<crate::definitions::Definitions>,
 }
 
 /// A failure to scan (not a verdict).

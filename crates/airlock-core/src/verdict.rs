@@ -227,6 +227,10 @@ pub struct Rejection {
     /// The scanner engine and definitions that gave the verdict, for scan rejects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
+    /// The definitions that gave the verdict (version, build time, age), for scan rejects
+    /// when the scanner reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definitions: Option<crate::definitions::DefinitionsRecord>,
 }
 
 impl Rejection {
@@ -237,6 +241,7 @@ impl Rejection {
             detail: detail.into(),
             signature: None,
             engine: None,
+            definitions: None,
         }
     }
 }

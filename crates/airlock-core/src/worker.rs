@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::Instrument;
 
+use crate::definitions::FreshnessRule;
 use crate::keys::UploadKey;
 use crate::media::MediaProcessor;
 use crate::object::ObjectRef;
@@ -51,13 +52,18 @@ struct Findings {
     media_failure: Option<CaughtError>,
 }
 
-/// An error caught by a Catch clause (`{"Error": ..., "Cause": ...}`).
+/// An error caught by a Catch clause (`{"Error": ..., "Cause": ...}`). Either may be
+/// missing or null (a task failed without a cause; the AWS emulator keeps no cause).
 #[derive(Debug, Deserialize)]
 struct CaughtError {
-    #[serde(rename = "Error", default)]
+    #[serde(rename = "Error", default, deserialize_with = "null_as_empty")]
     error: String,
-    #[serde(rename = "Cause", default)]
+    #[serde(rename = "Cause", default, deserialize_with = "null_as_empty")]
     cause: String,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 impl CaughtError {
@@ -202,6 +208,8 @@ pub struct Worker {
     /// How often a running task tells the orchestrator it is alive: well under the
     /// state machine's smallest `HeartbeatSeconds` (see [`HEARTBEAT_EVERY`]).
     pub heartbeat_every: Duration,
+    /// How old the scanner's definitions may be for its verdicts to count.
+    pub freshness: FreshnessRule,
 }
 
 /// The default for [`Worker::heartbeat_every`]: a quarter of the pipeline's shortest
@@ -290,6 +298,8 @@ impl Worker {
                     &task.object.key,
                     &inspected,
                     &policy.archives,
+                    &self.freshness,
+                    self.clock.as_ref(),
                 )
                 .await?;
                 to_value(Stage::Scan, &outcome)
@@ -446,6 +456,15 @@ impl Worker {
     /// not be given (or the body has no token to answer with): the message should stay on
     /// the queue for redelivery and, in the end, the dead-letter queue.
     pub async fn handle(&self, body: &str, answers: &dyn TaskAnswers) -> Result<(), HandleError> {
+        self.handle_reported(body, answers).await.map(drop)
+    }
+
+    /// [`Worker::handle`], saying which stage ran and how it ended (for metrics).
+    pub async fn handle_reported(
+        &self,
+        body: &str,
+        answers: &dyn TaskAnswers,
+    ) -> Result<Answered, HandleError> {
         let task: TaskMessage = match serde_json::from_str(body) {
             Ok(task) => task,
             Err(parse_error) => {
@@ -463,14 +482,18 @@ impl Worker {
                     error = %parse_error,
                     "message is not a task"
                 );
-                return answers
+                answers
                     .fail(
                         &token,
                         error_names::BAD_MESSAGE,
                         &format!("message is not a task: {parse_error}"),
                     )
                     .await
-                    .map_err(|e| HandleError::Answer(e.to_string()));
+                    .map_err(|e| HandleError::Answer(e.to_string()))?;
+                return Ok(Answered {
+                    stage: None,
+                    outcome: BAD_MESSAGE_OUTCOME,
+                });
             }
         };
         let span = task_span(&task);
@@ -482,7 +505,7 @@ impl Worker {
         &self,
         task: &TaskMessage,
         answers: &dyn TaskAnswers,
-    ) -> Result<(), HandleError> {
+    ) -> Result<Answered, HandleError> {
         // Alive at once: a message that waited in the queue past its heartbeat, or that
         // belongs to an attempt that already timed out, is dropped here unrun.
         if let Err(err) = answers.heartbeat(&task.task_token).await {
@@ -516,6 +539,10 @@ impl Worker {
                 )));
             }
         };
+        let answer = Answered {
+            stage: Some(task.stage),
+            outcome: outcome_name(&outcome),
+        };
         let answered = match outcome {
             Ok(output) => answers.succeed(&task.task_token, output).await,
             Err(err) => {
@@ -531,7 +558,37 @@ impl Worker {
                     .await
             }
         };
-        answered.map_err(|e| HandleError::Answer(e.to_string()))
+        answered.map_err(|e| HandleError::Answer(e.to_string()))?;
+        Ok(answer)
+    }
+}
+
+/// The outcome of a message answered with a failure because it was not a task.
+pub const BAD_MESSAGE_OUTCOME: &str = "bad-message";
+
+/// A message the worker answered: the stage it ran (`None` for a message that was not a
+/// task) and how it ended, as a short kebab-case word fit for a metric dimension: the
+/// stage output's `outcome` (`pass`, `reject`, `skip`, `settled`), `done` for an output
+/// without one (promote, quarantine), `transient-error` / `permanent-error` for a failed
+/// stage, or [`BAD_MESSAGE_OUTCOME`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answered {
+    pub stage: Option<Stage>,
+    pub outcome: &'static str,
+}
+
+fn outcome_name(outcome: &Result<Value, StageError>) -> &'static str {
+    match outcome {
+        Ok(output) => match output.get("outcome").and_then(Value::as_str) {
+            Some("pass") => "pass",
+            Some("reject") => "reject",
+            Some("skip") => "skip",
+            Some("settled") => "settled",
+            Some(_) => "other",
+            None => "done",
+        },
+        Err(err) if err.retry == Retry::Transient => "transient-error",
+        Err(_) => "permanent-error",
     }
 }
 
@@ -613,6 +670,14 @@ mod tests {
         let shown = LogKey(forged).to_string();
         assert!(!shown.chars().any(char::is_control), "{shown}");
         assert_eq!(shown, r#""incoming/t/p/x\nERROR forged line\u{1b}[31m""#);
+    }
+
+    #[test]
+    fn a_caught_failure_without_a_cause_still_names_the_reason() {
+        let findings = json!({"scanFailure": {"Error": "Airlock.Transient", "Cause": null}});
+        let request = quarantine_request(&object(), &findings).unwrap();
+        assert_eq!(request.rejection.reason, ReasonCode::ScanUnavailable);
+        assert_eq!(request.rejection.detail, "Airlock.Transient: ");
     }
 
     #[test]

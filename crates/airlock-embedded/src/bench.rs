@@ -186,6 +186,9 @@ pub async fn run_scan(args: BenchScanArgs) -> anyhow::Result<u8> {
         &key,
         &report,
         &airlock_archive::ArchivePolicy::default(),
+        // The benchmark measures scanning, whatever the age of the clamd's definitions.
+        &airlock_core::definitions::FreshnessRule::accepting_undated(None),
+        &airlock_core::ports::SystemClock,
     )
     .await?;
     let seconds = started.elapsed().as_secs_f64();
@@ -323,6 +326,9 @@ pub async fn run_replay(args: BenchReplayArgs) -> anyhow::Result<u8> {
         definition: None,
         clamd: Some(args.clamd.clone()),
         signatures: PathBuf::from("fixtures/clamav"),
+        max_definitions_age_hours: airlock_core::definitions::MaxAge(Some(
+            airlock_core::definitions::DEFAULT_MAX_AGE,
+        )),
         delay_scale: 0.05,
         concurrency: args.concurrency,
         verbose: false,

@@ -14,6 +14,7 @@ use airlock_asl::{
     Definition, Execution, ExecutionStatus, Executor, ExecutorOptions, StartError, TaskFailure,
     TaskHandler, TaskRequest,
 };
+use airlock_core::definitions::{DEFAULT_MAX_AGE, FreshnessRule};
 use airlock_core::media::MediaProcessor;
 use airlock_core::object::ObjectRef;
 use airlock_core::policy::Policies;
@@ -66,6 +67,10 @@ pub struct PipelineConfig {
     pub workers_per_stage: usize,
     /// How often a running task sends a heartbeat (see `Worker::heartbeat_every`).
     pub heartbeat_every: std::time::Duration,
+    /// How old clamd's definitions may be. By default 48 h for a clamd that reports a
+    /// daily database, and any signature files without one (the project's test
+    /// signatures carry no build time) are accepted.
+    pub freshness: FreshnessRule,
 }
 
 impl std::fmt::Debug for PipelineConfig {
@@ -98,6 +103,7 @@ impl PipelineConfig {
             delay_scale: 1.0,
             workers_per_stage: 4,
             heartbeat_every: airlock_core::worker::HEARTBEAT_EVERY,
+            freshness: FreshnessRule::accepting_undated(Some(DEFAULT_MAX_AGE)),
         }
     }
 
@@ -506,6 +512,7 @@ impl EmbeddedPipeline {
             media_permits: Arc::new(Semaphore::new(config.media_concurrency.max(1))),
             bucket: config.bucket.clone(),
             heartbeat_every: config.heartbeat_every,
+            freshness: config.freshness,
         });
         let answers: Arc<dyn TaskAnswers> = Arc::new(ExecutorAnswers(Arc::clone(&executor)));
         let mut workers = JoinSet::new();

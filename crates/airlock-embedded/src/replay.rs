@@ -68,6 +68,11 @@ pub struct ReplayArgs {
     /// Signature folder for the clamd replay starts.
     #[arg(long, default_value = "fixtures/clamav")]
     pub signatures: PathBuf,
+    /// Oldest clamd definitions whose verdicts count, in hours, or `off`. Applies to a
+    /// clamd that reports a daily database (its build time); plain signature files, such
+    /// as the project's test signatures, report none and are accepted.
+    #[arg(long, default_value = "48")]
+    pub max_definitions_age_hours: airlock_core::definitions::MaxAge,
     /// Multiplies the state machine's retry delays (1 = as on AWS).
     #[arg(long, default_value_t = 0.05)]
     pub delay_scale: f64,
@@ -402,6 +407,9 @@ async fn start_pipeline(
     );
     config.policies = Arc::new(policies);
     config.delay_scale = args.delay_scale;
+    config.freshness = airlock_core::definitions::FreshnessRule::accepting_undated(
+        args.max_definitions_age_hours.0,
+    );
     if let Some(path) = &args.definition {
         config.definition =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

@@ -61,6 +61,9 @@ pub struct QuarantineRecord {
     /// Scanner engine and definitions version, when the scanner ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
+    /// The definitions behind the scanner's verdict (version, build time, age then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definitions: Option<crate::definitions::DefinitionsRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uploaded_at: Option<DateTime<Utc>>,
     pub quarantined_at: DateTime<Utc>,
@@ -440,6 +443,7 @@ fn new_record(
         declared_type: intent.map(|i| i.declared_type.clone()),
         declared_size: intent.map(|i| i.declared_size),
         engine: request.rejection.engine.clone(),
+        definitions: request.rejection.definitions,
         uploaded_at: meta.last_modified,
         quarantined_at: now,
     }

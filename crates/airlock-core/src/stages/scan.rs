@@ -12,8 +12,9 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use super::inspect::{check_type, sniff_type};
 use super::{InspectReport, SNIFF_LEN, Stage, StageError};
+use crate::definitions::{DefinitionsRecord, FreshnessRule};
 use crate::ports::{
-    ByteStream, ObjectReader, ObjectVersion, Retry, ScanVerdict, Scanner, StoreError,
+    ByteStream, Clock, ObjectReader, ObjectVersion, Retry, ScanVerdict, Scanner, StoreError,
 };
 use crate::verdict::{ReasonCode, Rejection};
 
@@ -30,6 +31,9 @@ pub struct ScanPass {
     /// The version scanned (the one inspect judged): promotion copies exactly it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<ObjectVersion>,
+    /// The definitions that passed it: version, build time and age at the scan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definitions: Option<DefinitionsRecord>,
 }
 
 /// The result of scanning.
@@ -86,12 +90,18 @@ impl AsyncRead for HashingReader {
 /// against `archives` and the scanner's limits: a clean answer only covers what the scanner
 /// could read, and clamd reads neither ZIP64 nor encrypted members, and trims members past
 /// its limits without saying so.
+///
+/// A verdict counts only if the definitions behind it pass `freshness` at `clock`'s now;
+/// otherwise the stage fails as a transient error (retried, then `scan-unavailable`). The
+/// definitions' version and age are recorded in the outcome.
 pub async fn scan(
     store: &dyn ObjectReader,
     scanner: &dyn Scanner,
     key: &str,
     inspected: &InspectReport,
     archives: &ArchivePolicy,
+    freshness: &FreshnessRule,
+    clock: &dyn Clock,
 ) -> Result<ScanOutcome, StageError> {
     let version = inspected.version.as_ref();
     let stream = match store.open(key, version).await {
@@ -122,6 +132,16 @@ pub async fn scan(
         .scan(Box::new(reader))
         .await
         .map_err(|e| StageError::scan(Stage::Scan, &e))?;
+    // Stale definitions make any verdict worthless as a judgement of today's threats.
+    let definitions = freshness
+        .check(report.definitions.as_ref(), clock)
+        .map_err(|e| {
+            StageError::new(
+                Stage::Scan,
+                Retry::Transient,
+                format!("refusing the verdict of {}: {e}", report.engine),
+            )
+        })?;
     let Streamed { hasher, size, head } = {
         let mut state = state.lock().expect("hash state lock");
         std::mem::replace(
@@ -164,7 +184,16 @@ pub async fn scan(
             ScanOutcome::Reject(rejection)
         }
     };
-    Ok(outcome)
+    Ok(match outcome {
+        ScanOutcome::Pass(pass) => ScanOutcome::Pass(ScanPass {
+            definitions,
+            ..pass
+        }),
+        ScanOutcome::Reject(rejection) => ScanOutcome::Reject(Rejection {
+            definitions,
+            ..rejection
+        }),
+    })
 }
 
 /// A clean verdict counts only for the whole object, as inspected: every byte was sent to
@@ -247,6 +276,7 @@ fn judge_clean(
         size,
         engine,
         version: inspected.version.clone(),
+        definitions: None,
     }))
 }
 
