@@ -26,7 +26,8 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Replay fixture cases or captured events through the pipeline on this machine.
+    /// Replay fixture cases or captured events through the pipeline on this machine (or
+    /// fixture cases through the AWS deployment on the AWS emulator, `--target emulator`).
     Replay(airlock_embedded::replay::ReplayArgs),
     /// The whole product on this machine: upload API, S3 endpoint, pipeline, clamd, upload
     /// page; `airlock dev token` mints a development token.
@@ -112,6 +113,11 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Replay(args)
+                if args.target == airlock_embedded::replay::ReplayTarget::Emulator =>
+            {
+                airlock_emulator::replay::run(&args).await
+            }
             Command::Replay(args) => airlock_embedded::replay::run(args).await,
             Command::Dev(args) => airlock_dev::run(*args).await,
             Command::DeadLetters(command) => airlock_embedded::dead_letters::run(command).await,

@@ -329,6 +329,8 @@ pub async fn run_replay(args: BenchReplayArgs) -> anyhow::Result<u8> {
         max_definitions_age_hours: airlock_core::definitions::MaxAge(Some(
             airlock_core::definitions::DEFAULT_MAX_AGE,
         )),
+        target: crate::replay::ReplayTarget::Local,
+        emulator_endpoint: None,
         delay_scale: 0.05,
         concurrency: args.concurrency,
         verbose: false,

@@ -73,6 +73,14 @@ pub struct ReplayArgs {
     /// as the project's test signatures, report none and are accepted.
     #[arg(long, default_value = "48")]
     pub max_definitions_age_hours: airlock_core::definitions::MaxAge,
+    /// Where to replay: `local`, the embedded pipeline; or `emulator`, the AWS deployment
+    /// on the AWS emulator (fixture cases only).
+    #[arg(long, value_enum, default_value_t = ReplayTarget::Local)]
+    pub target: ReplayTarget,
+    /// With `--target emulator`: a running AWS emulator to deploy to; without it, one is
+    /// started from `.venv/bin/moto_server` (made by `scripts/venv.sh`) for the run.
+    #[arg(long, env = "AIRLOCK_EMULATOR_ENDPOINT")]
+    pub emulator_endpoint: Option<String>,
     /// Multiplies the state machine's retry delays (1 = as on AWS).
     #[arg(long, default_value_t = 0.05)]
     pub delay_scale: f64,
@@ -85,6 +93,15 @@ pub struct ReplayArgs {
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where a replay runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReplayTarget {
+    /// The embedded pipeline on this machine.
+    Local,
+    /// The AWS deployment on the AWS emulator.
+    Emulator,
 }
 
 /// One input item's result.

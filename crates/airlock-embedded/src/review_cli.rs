@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use airlock_core::definitions::FreshnessRule;
 use airlock_core::policy::Policies;
 use airlock_core::ports::SystemClock;
 use airlock_core::review::{
@@ -112,6 +113,10 @@ pub struct ScannerArgs {
     /// Upload policies (TOML); the built-in ones when absent.
     #[arg(long, env = "AIRLOCK_POLICIES")]
     pub policies: Option<PathBuf>,
+    /// Refuse to judge with dated definitions older than this many hours (`off`: any
+    /// age); undated ones (the project's test signatures) are accepted, as in replay.
+    #[arg(long, default_value = "48")]
+    pub max_definitions_age_hours: airlock_core::definitions::MaxAge,
 }
 
 /// Review quarantined uploads.
@@ -541,12 +546,14 @@ async fn release(
         }
     };
     let local = LocalReview::open(data).await?;
+    let max_definitions_age = scanner.max_definitions_age_hours.0;
     let (scanner, mut managed, policies) = rescanning_parts(scanner).await?;
     let rescanning = Rescanning {
         scanner: scanner.as_ref(),
         policies: &policies,
         media: Arc::new(airlock_media::ImageProcessor),
         media_permits: media_permits(),
+        freshness: FreshnessRule::accepting_undated(max_definitions_age),
     };
     let result = review::release(&local.review(), &rescanning, key, &reviewer, &why, force).await;
     if let Some(clamd) = managed.as_mut() {
@@ -658,6 +665,7 @@ async fn rescan(
         }
     };
     let local = LocalReview::open(data).await?;
+    let max_definitions_age = scanner.max_definitions_age_hours.0;
     let (scanner, mut managed, policies) = rescanning_parts(scanner).await?;
     let review = local.review();
     let started = std::time::Instant::now();
@@ -682,6 +690,7 @@ async fn rescan(
             policies: &policies,
             media: Arc::new(airlock_media::ImageProcessor),
             media_permits: media_permits(),
+            freshness: FreshnessRule::accepting_undated(max_definitions_age),
         };
         let filter = QuarantineFilter {
             tenant: scope.tenant.clone(),

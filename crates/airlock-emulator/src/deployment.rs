@@ -68,6 +68,8 @@ pub struct Deployment {
     /// Work queue URLs by logical id (`InspectQueue`, ...).
     pub queue_urls: BTreeMap<String, String>,
     pub state_machine_arn: String,
+    /// The definition as deployed (substitutions made).
+    pub definition: String,
 }
 
 impl Deployment {
@@ -149,18 +151,9 @@ impl Deployment {
             .with_context(|| format!("creating event bus {event_bus}"))?;
 
         let definition = substitute(definition, &substitutions)?;
-        let state_machine_arn = aws_sdk_sfn::Client::new(sdk)
-            .create_state_machine()
-            .name(names.of("PipelineStateMachine"))
-            .definition(definition)
-            .role_arn(format!(
-                "arn:aws:iam::123456789012:role/{}",
-                names.of("StateMachineRole")
-            ))
-            .send()
-            .await
-            .context("creating the state machine")?
-            .state_machine_arn;
+        let state_machine_arn =
+            create_state_machine(sdk, &names, &names.of("PipelineStateMachine"), &definition)
+                .await?;
         Ok(Self {
             names,
             bucket,
@@ -169,7 +162,18 @@ impl Deployment {
             ingest_queue_url,
             queue_urls,
             state_machine_arn,
+            definition,
         })
+    }
+
+    /// Another state machine from the same definition, named `{PipelineStateMachine}-{suffix}`.
+    pub async fn another_state_machine(
+        &self,
+        sdk: &aws_config::SdkConfig,
+        suffix: &str,
+    ) -> anyhow::Result<String> {
+        let name = format!("{}-{suffix}", self.names.of("PipelineStateMachine"));
+        create_state_machine(sdk, &self.names, &name, &self.definition).await
     }
 
     /// The URL of a work queue by logical id.
@@ -180,6 +184,26 @@ impl Deployment {
     pub fn queue_url(&self, logical_id: &str) -> &str {
         &self.queue_urls[logical_id]
     }
+}
+
+async fn create_state_machine(
+    sdk: &aws_config::SdkConfig,
+    names: &Names,
+    name: &str,
+    definition: &str,
+) -> anyhow::Result<String> {
+    Ok(aws_sdk_sfn::Client::new(sdk)
+        .create_state_machine()
+        .name(name)
+        .definition(definition)
+        .role_arn(format!(
+            "arn:aws:iam::123456789012:role/{}",
+            names.of("StateMachineRole")
+        ))
+        .send()
+        .await
+        .with_context(|| format!("creating state machine {name}"))?
+        .state_machine_arn)
 }
 
 /// A queue with its URL and ARN.

@@ -5,13 +5,17 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use airlock_aws::StepFunctionsStarter;
+use airlock_core::definitions::FreshnessRule;
 use airlock_core::policy::Policies;
-use airlock_core::ports::Scanner;
-use airlock_lambda::settings::{IngestSettings, WorkerSettings};
+use airlock_core::ports::{ExecutionStarter, Scanner, StartError, StartOutcome};
+use airlock_lambda::settings::WorkerSettings;
 use airlock_lambda::wiring;
+use airlock_scan_worker::consumer::ScanQueueConsumer;
+use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -31,29 +35,52 @@ const INGEST_VISIBILITY_SECONDS: i32 = 10;
 pub struct Functions {
     stop: watch::Sender<bool>,
     pollers: JoinSet<()>,
+    current: Arc<RwLock<String>>,
+}
+
+/// The ingest function's starter, aimed at a state machine that can change between cases:
+/// the emulator's executor copies a state machine with all its executions to start another
+/// one, and fails (HTTP 500) once an earlier execution holds a lock, so each case gets a
+/// state machine of its own (see `replay::run_cases`).
+struct CurrentStateMachine {
+    client: aws_sdk_sfn::Client,
+    arn: Arc<RwLock<String>>,
+}
+
+#[async_trait]
+impl ExecutionStarter for CurrentStateMachine {
+    async fn start(&self, name: &str, input: &str) -> Result<StartOutcome, StartError> {
+        let arn = self
+            .arn
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        StepFunctionsStarter::new(self.client.clone(), arn)
+            .start(name, input)
+            .await
+    }
 }
 
 impl Functions {
     /// Starts the ingest function on the ingest queue, the worker function on the inspect,
-    /// media, promote and quarantine queues, and a scan worker with `scanner` on the scan
-    /// queue.
+    /// media, promote and quarantine queues, and the scan worker's consumer with `scanner`
+    /// (its definitions held to `freshness`) on the scan queue.
     pub fn start(
         sdk: &aws_config::SdkConfig,
         deployment: &Deployment,
         policies: &Policies,
         scanner: Arc<dyn Scanner>,
+        freshness: FreshnessRule,
     ) -> Self {
         let (stop, stopped) = watch::channel(false);
         let mut pollers = JoinSet::new();
         let sqs = aws_sdk_sqs::Client::new(sdk);
 
-        let starter = Arc::new(wiring::starter(
-            &IngestSettings {
-                bucket: deployment.bucket.clone(),
-                state_machine_arn: deployment.state_machine_arn.clone(),
-            },
-            sdk,
-        ));
+        let current = Arc::new(RwLock::new(deployment.state_machine_arn.clone()));
+        let starter = Arc::new(CurrentStateMachine {
+            client: aws_sdk_sfn::Client::new(sdk),
+            arn: Arc::clone(&current),
+        });
         let bucket = deployment.bucket.clone();
         pollers.spawn(poll(
             sqs.clone(),
@@ -78,15 +105,12 @@ impl Functions {
             policies: policies.clone(),
         };
         let (worker, answers) = wiring::worker(&settings, sdk);
-        let mut scan_worker = worker.clone();
-        scan_worker.scanner = scanner;
         let answers = Arc::new(answers);
         for (logical_id, _) in crate::deployment::WORK_QUEUES {
-            let worker = Arc::new(if logical_id == "ScanQueue" {
-                scan_worker.clone()
-            } else {
-                worker.clone()
-            });
+            if logical_id == "ScanQueue" {
+                continue;
+            }
+            let worker = Arc::new(worker.clone());
             let answers = Arc::clone(&answers);
             pollers.spawn(poll(
                 sqs.clone(),
@@ -96,14 +120,41 @@ impl Functions {
                 move |event| {
                     let (worker, answers) = (Arc::clone(&worker), Arc::clone(&answers));
                     async move {
-                        airlock_lambda::worker::handle_batch(&worker, answers.as_ref(), event)
+                        airlock_lambda::worker::handle_batch(&worker, answers.as_ref(), event, None)
                             .await
                             .0
                     }
                 },
             ));
         }
-        Self { stop, pollers }
+
+        // The scan worker as the ECS task runs it, with its own consumer of the scan queue.
+        let mut scan_worker = worker;
+        scan_worker.scanner = scanner;
+        scan_worker.freshness = freshness;
+        let mut consumer = ScanQueueConsumer::new(
+            sqs,
+            deployment.queue_url("ScanQueue"),
+            Arc::new(scan_worker),
+            answers,
+        );
+        consumer.wait_seconds = WAIT_SECONDS;
+        consumer.metrics = Arc::new(|_| {});
+        let stopped_scans = stopped.clone();
+        pollers.spawn(async move { consumer.run(stopped_scans).await });
+        Self {
+            stop,
+            pollers,
+            current,
+        }
+    }
+
+    /// Makes the ingest function start executions of `state_machine_arn` from now on.
+    pub fn start_executions_of(&self, state_machine_arn: &str) {
+        self.current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone_from(&state_machine_arn.to_owned());
     }
 
     /// Stops polling and waits for the batches in hand to finish.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airlock_aws::{DynamoIntentStore, S3Store};
+use airlock_core::definitions::FreshnessRule;
 use airlock_core::policy::Policies;
 use airlock_core::ports::{IntentStore as _, Scanner};
 use airlock_core::verdict::ReasonCode;
@@ -39,6 +40,8 @@ pub struct EmulatorReplay<'a> {
     pub policies: &'a Policies,
     pub definition: &'a str,
     pub scanner: Arc<dyn Scanner>,
+    /// The definitions' age rule the scan worker applies.
+    pub freshness: FreshnessRule,
     /// How long a case may take to settle.
     pub settle_timeout: Duration,
 }
@@ -76,27 +79,38 @@ pub async fn replay_on_emulator(
         &deployment,
         replay.policies,
         Arc::clone(&replay.scanner),
+        replay.freshness,
     );
-    let outcomes = run_cases(&sdk, &deployment, &replay).await;
+    let outcomes = run_cases(&sdk, &deployment, &functions, &replay).await;
     functions.stop().await;
     drop(server);
     outcomes
 }
 
-/// Runs the cases one at a time: prepares one, waits until it has settled and its
-/// execution has closed, then the next. One at a time because the emulator's executor
-/// cannot start an execution while another is waiting for a task token (it copies the state
-/// machine with its running executions, and their locks cannot be copied: an HTTP 500).
+/// Runs the cases one at a time, each on a state machine of its own made from the same
+/// definition: prepares one, waits until it has settled and its execution has closed, then
+/// the next. The emulator's executor copies a state machine with all its executions to start
+/// another, and once an earlier execution holds a lock the copy fails (HTTP 500): a fresh
+/// state machine per case is the way around it.
 pub async fn run_cases(
     sdk: &aws_config::SdkConfig,
     deployment: &Deployment,
+    functions: &Functions,
     replay: &EmulatorReplay<'_>,
 ) -> anyhow::Result<Vec<CaseOutcome>> {
     let store = S3Store::new(airlock_lambda::wiring::s3_client(sdk), &deployment.bucket);
     let intents = DynamoIntentStore::new(aws_sdk_dynamodb::Client::new(sdk), &deployment.table);
     let sfn = aws_sdk_sfn::Client::new(sdk);
     let mut outcomes = Vec::new();
-    for case in replay.cases {
+    for (n, case) in replay.cases.iter().enumerate() {
+        let state_machine_arn = if n == 0 {
+            deployment.state_machine_arn.clone()
+        } else {
+            deployment
+                .another_state_machine(sdk, &n.to_string())
+                .await?
+        };
+        functions.start_executions_of(&state_machine_arn);
         let prepared = cases::prepare(case, &store, &intents, replay.policies, &deployment.bucket)
             .await
             .with_context(|| format!("preparing case {}", case.name))?;
@@ -125,7 +139,7 @@ pub async fn run_cases(
             Some(spec) => settled_state(&intents, spec.id, deadline).await?,
             None => None,
         };
-        wait_until_idle(&sfn, &deployment.state_machine_arn, deadline).await?;
+        wait_until_idle(&sfn, &state_machine_arn, deadline).await?;
         let expectation = check_expectation(case, destination, reason, intent_state.clone());
         outcomes.push(CaseOutcome {
             name: case.name.clone(),
@@ -178,4 +192,134 @@ async fn settled_state(
         }
         tokio::time::sleep(POLL_EVERY).await;
     }
+}
+
+/// The cases in `inputs` (files or folders, read recursively, `*.json`), in path order. On
+/// the emulator only cases can be replayed: a captured event names an object that is not
+/// there.
+pub fn load_cases(inputs: &[std::path::PathBuf]) -> anyhow::Result<Vec<Case>> {
+    let mut files = Vec::new();
+    for input in inputs {
+        collect_json(input, &mut files)?;
+    }
+    files.sort();
+    let mut loaded = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        anyhow::ensure!(
+            cases::is_case(&value),
+            "{} is an event, not a case: captured events replay locally only (--target local)",
+            path.display()
+        );
+        loaded.push(Case::from_value(&path, value)?);
+    }
+    anyhow::ensure!(!loaded.is_empty(), "no cases found in {inputs:?}");
+    Ok(loaded)
+}
+
+fn collect_json(path: &Path, out: &mut Vec<std::path::PathBuf>) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.is_dir() {
+        for entry in
+            std::fs::read_dir(path).with_context(|| format!("listing {}", path.display()))?
+        {
+            let entry = entry?.path();
+            if entry.is_dir() || entry.extension().is_some_and(|e| e == "json") {
+                collect_json(&entry, out)?;
+            }
+        }
+    } else {
+        out.push(path.to_owned());
+    }
+    Ok(())
+}
+
+/// `airlock replay --target emulator`: deploys to the emulator, replays the cases, prints
+/// one line per case (or JSON with `--json`); exit status 0 when every case landed as it
+/// expects, 1 otherwise.
+pub async fn run(args: &airlock_embedded::replay::ReplayArgs) -> anyhow::Result<u8> {
+    let cases = load_cases(&args.inputs)?;
+    let policies = match &args.policies {
+        Some(path) => Policies::load(path)?,
+        None => Policies::builtin(),
+    };
+    let definition_path = args
+        .definition
+        .clone()
+        .unwrap_or_else(|| "statemachine/pipeline.asl.json".into());
+    let definition = std::fs::read_to_string(&definition_path)
+        .with_context(|| format!("reading {}", definition_path.display()))?;
+    let (scanner, mut managed) =
+        airlock_embedded::replay::scanner_for(args.clamd.as_deref(), &args.signatures, None)
+            .await?;
+    let started = Instant::now();
+    let outcomes = replay_on_emulator(
+        EmulatorReplay {
+            cases: &cases,
+            policies: &policies,
+            definition: &definition,
+            scanner,
+            freshness: FreshnessRule::accepting_undated(args.max_definitions_age_hours.0),
+            settle_timeout: Duration::from_mins(3),
+        },
+        args.emulator_endpoint.as_deref(),
+        Path::new(".venv/bin/moto_server"),
+    )
+    .await;
+    if let Some(clamd) = managed.as_mut() {
+        clamd.stop().ok();
+    }
+    let outcomes = outcomes?;
+    let unmet = outcomes
+        .iter()
+        .filter(|o| matches!(o.expectation, Some(Err(_))) && o.destination != "unavailable")
+        .count();
+    if args.json {
+        let lines: Vec<serde_json::Value> = outcomes
+            .iter()
+            .map(|o| {
+                serde_json::json!({
+                    "case": o.name,
+                    "destination": o.destination,
+                    "reason": o.reason.map(|r| r.to_string()),
+                    "intentState": o.intent_state,
+                    "expectation": match &o.expectation {
+                        None => serde_json::Value::Null,
+                        Some(Ok(())) => "met".into(),
+                        Some(Err(why)) => why.clone().into(),
+                    },
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&lines)?);
+    } else {
+        println!(
+            "{:<28} {:<12} {:<20} {:<12} EXPECTATION",
+            "CASE", "DESTINATION", "REASON", "INTENT"
+        );
+        for o in &outcomes {
+            println!(
+                "{:<28} {:<12} {:<20} {:<12} {}",
+                o.name,
+                o.destination,
+                o.reason.map_or_else(|| "-".to_owned(), |r| r.to_string()),
+                o.intent_state.as_deref().unwrap_or("-"),
+                match &o.expectation {
+                    None => "-".to_owned(),
+                    Some(Ok(())) => "met".to_owned(),
+                    Some(Err(why)) => format!("NOT MET: {why}"),
+                }
+            );
+        }
+    }
+    eprintln!(
+        "{} cases on the emulator in {:.1} s: {} as expected, {unmet} not",
+        outcomes.len(),
+        started.elapsed().as_secs_f64(),
+        outcomes.len() - unmet
+    );
+    Ok(u8::from(unmet > 0))
 }

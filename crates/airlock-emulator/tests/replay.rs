@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use airlock_core::definitions::{DEFAULT_MAX_AGE, FreshnessRule};
 use airlock_core::policy::Policies;
 use airlock_embedded::cases::Case;
 use airlock_embedded::replay::{ReplayArgs, ReplayOutcome, replay};
@@ -55,6 +56,8 @@ async fn fixture_cases_land_on_the_emulator_as_they_expect_and_as_locally() {
             policies: &policies,
             definition: &definition,
             scanner: Arc::clone(&scanner),
+            // The project's test signatures carry no build date.
+            freshness: FreshnessRule::accepting_undated(Some(DEFAULT_MAX_AGE)),
             settle_timeout: Duration::from_secs(
                 std::env::var("DEBUG_SETTLE").map_or(180, |s| s.parse().unwrap()),
             ),
@@ -91,6 +94,9 @@ async fn fixture_cases_land_on_the_emulator_as_they_expect_and_as_locally() {
         definition: None,
         clamd: Some(clamd.as_ref().unwrap().address().to_string()),
         signatures: root().join("fixtures/clamav"),
+        max_definitions_age_hours: airlock_core::definitions::MaxAge(Some(DEFAULT_MAX_AGE)),
+        target: airlock_embedded::replay::ReplayTarget::Local,
+        emulator_endpoint: None,
         delay_scale: 0.05,
         concurrency: 4,
         verbose: false,

@@ -176,6 +176,8 @@ pub fn worker(settings: &WorkerSettings, sdk: &SdkConfig) -> (Worker, StepFuncti
         media_permits: Arc::new(Semaphore::new(settings.media_concurrency)),
         bucket: settings.bucket.clone(),
         heartbeat_every: HEARTBEAT_EVERY,
+        // Scans run in the scan workers, which hold the definitions to their age.
+        freshness: airlock_core::definitions::FreshnessRule::default(),
     };
     (
         worker,

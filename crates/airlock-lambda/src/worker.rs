@@ -3,8 +3,11 @@
 //! at once (the media stage bounds its own decoding); one that could not be answered is
 //! reported in `batchItemFailures` and redelivered, the others are done.
 
+use std::time::Instant;
+
 use airlock_core::ports::TaskAnswers;
 use airlock_core::worker::{HandleError, Worker};
+use airlock_emf::StageMetric;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 
 /// What one batch did, for logs and tests.
@@ -18,21 +21,42 @@ pub struct WorkerSummary {
     pub failed: usize,
 }
 
+/// Where each task's duration and outcome go: CloudWatch metrics through the Embedded
+/// Metric Format on stdout in the function, nowhere in tests.
+pub type MetricSink<'a> = Option<&'a (dyn Fn(&StageMetric) + Sync)>;
+
+/// Writes a metric line to stdout (the function's log, which CloudWatch reads EMF from).
+pub fn emit_to_stdout(metric: &StageMetric) {
+    if let Err(err) = metric.emit() {
+        tracing::warn!(error = %err, "writing a metric failed");
+    }
+}
+
 /// Handles one SQS batch of task messages.
 pub async fn handle_batch(
     worker: &Worker,
     answers: &dyn TaskAnswers,
     event: SqsEvent,
+    metrics: MetricSink<'_>,
 ) -> (SqsBatchResponse, WorkerSummary) {
     let runs = event.records.into_iter().map(|message| async move {
         let id = message.message_id.unwrap_or_default();
+        let started = Instant::now();
         let outcome = match message.body.as_deref() {
-            Some(body) => worker.handle(body, answers).await,
+            Some(body) => worker.handle_reported(body, answers).await,
             None => Err(HandleError::Unanswerable(
                 "the message has no body".to_owned(),
             )),
         };
-        (id, outcome)
+        if let (Some(sink), Ok(answered)) = (metrics, &outcome) {
+            let stage = answered.stage.map_or("unknown", |s| s.as_str());
+            sink(&StageMetric::new(
+                stage,
+                answered.outcome,
+                started.elapsed(),
+            ));
+        }
+        (id, outcome.map(|_| ()))
     });
     let mut response = SqsBatchResponse::default();
     let mut summary = WorkerSummary::default();

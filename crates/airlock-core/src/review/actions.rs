@@ -4,6 +4,7 @@
 //! reuse: a release rescans with the scan stage and promotes with the promote stage (and
 //! runs the media stage first for images), so it promotes nothing the pipeline would not.
 
+use crate::definitions::FreshnessRule;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -63,6 +64,9 @@ pub struct Rescanning<'a> {
     pub media: Arc<dyn MediaProcessor>,
     /// Caps images decoded at once.
     pub media_permits: Arc<Semaphore>,
+    /// How old the scanner's definitions may be: a release judged on stale signatures
+    /// would promote what today's might catch.
+    pub freshness: FreshnessRule,
 }
 
 impl std::fmt::Debug for Rescanning<'_> {
@@ -378,9 +382,17 @@ async fn judge_again(
     let detected = inspected.detected_type.clone();
     let media_policy = policy.media.as_ref().filter(|_| inspected.media);
 
-    let pass = match scan(store, rescanning.scanner, key, &inspected, &policy.archives)
-        .await
-        .map_err(|e| ReviewError::stage(key, e))?
+    let pass = match scan(
+        store,
+        rescanning.scanner,
+        key,
+        &inspected,
+        &policy.archives,
+        &rescanning.freshness,
+        review.clock,
+    )
+    .await
+    .map_err(|e| ReviewError::stage(key, e))?
     {
         ScanOutcome::Pass(pass) => pass,
         ScanOutcome::Reject(rejection) => return Ok(Judged::Rejected(rejection)),

@@ -14,8 +14,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let (worker, answers) = (&worker, &answers);
         async move {
-            let (response, summary) =
-                airlock_lambda::worker::handle_batch(worker, answers, event.payload).await;
+            let (response, summary) = airlock_lambda::worker::handle_batch(
+                worker,
+                answers,
+                event.payload,
+                Some(&airlock_lambda::worker::emit_to_stdout),
+            )
+            .await;
             tracing::info!(
                 answered = summary.answered,
                 stale = summary.stale,
