@@ -166,16 +166,6 @@ impl Deployment {
         })
     }
 
-    /// Another state machine from the same definition, named `{PipelineStateMachine}-{suffix}`.
-    pub async fn another_state_machine(
-        &self,
-        sdk: &aws_config::SdkConfig,
-        suffix: &str,
-    ) -> anyhow::Result<String> {
-        let name = format!("{}-{suffix}", self.names.of("PipelineStateMachine"));
-        create_state_machine(sdk, &self.names, &name, &self.definition).await
-    }
-
     /// The URL of a work queue by logical id.
     ///
     /// # Panics

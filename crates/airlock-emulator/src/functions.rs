@@ -5,17 +5,15 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use airlock_aws::StepFunctionsStarter;
 use airlock_core::definitions::FreshnessRule;
 use airlock_core::policy::Policies;
-use airlock_core::ports::{ExecutionStarter, Scanner, StartError, StartOutcome};
-use airlock_lambda::settings::WorkerSettings;
+use airlock_core::ports::Scanner;
+use airlock_lambda::settings::{IngestSettings, WorkerSettings};
 use airlock_lambda::wiring;
 use airlock_scan_worker::consumer::ScanQueueConsumer;
-use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -35,30 +33,6 @@ const INGEST_VISIBILITY_SECONDS: i32 = 10;
 pub struct Functions {
     stop: watch::Sender<bool>,
     pollers: JoinSet<()>,
-    current: Arc<RwLock<String>>,
-}
-
-/// The ingest function's starter, aimed at a state machine that can change between cases:
-/// the emulator's executor copies a state machine with all its executions to start another
-/// one, and fails (HTTP 500) once an earlier execution holds a lock, so each case gets a
-/// state machine of its own (see `replay::run_cases`).
-struct CurrentStateMachine {
-    client: aws_sdk_sfn::Client,
-    arn: Arc<RwLock<String>>,
-}
-
-#[async_trait]
-impl ExecutionStarter for CurrentStateMachine {
-    async fn start(&self, name: &str, input: &str) -> Result<StartOutcome, StartError> {
-        let arn = self
-            .arn
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        StepFunctionsStarter::new(self.client.clone(), arn)
-            .start(name, input)
-            .await
-    }
 }
 
 impl Functions {
@@ -76,11 +50,13 @@ impl Functions {
         let mut pollers = JoinSet::new();
         let sqs = aws_sdk_sqs::Client::new(sdk);
 
-        let current = Arc::new(RwLock::new(deployment.state_machine_arn.clone()));
-        let starter = Arc::new(CurrentStateMachine {
-            client: aws_sdk_sfn::Client::new(sdk),
-            arn: Arc::clone(&current),
-        });
+        let starter = Arc::new(wiring::starter(
+            &IngestSettings {
+                bucket: deployment.bucket.clone(),
+                state_machine_arn: deployment.state_machine_arn.clone(),
+            },
+            sdk,
+        ));
         let bucket = deployment.bucket.clone();
         pollers.spawn(poll(
             sqs.clone(),
@@ -142,19 +118,7 @@ impl Functions {
         consumer.metrics = Arc::new(|_| {});
         let stopped_scans = stopped.clone();
         pollers.spawn(async move { consumer.run(stopped_scans).await });
-        Self {
-            stop,
-            pollers,
-            current,
-        }
-    }
-
-    /// Makes the ingest function start executions of `state_machine_arn` from now on.
-    pub fn start_executions_of(&self, state_machine_arn: &str) {
-        self.current
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone_from(&state_machine_arn.to_owned());
+        Self { stop, pollers }
     }
 
     /// Stops polling and waits for the batches in hand to finish.

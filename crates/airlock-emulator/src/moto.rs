@@ -11,6 +11,23 @@ use aws_sdk_s3::config::{Credentials, Region};
 /// How long the emulator may take to answer its first request.
 const START_LIMIT: Duration = Duration::from_mins(1);
 
+/// `moto_server` with one repair: to start an execution, its Step Functions executor
+/// deep-copies the state machine, and with it the whole backend and every earlier
+/// execution; once one of those holds a lock the copy fails and every later
+/// `StartExecution` answers HTTP 500 (in practice from the third execution on). The copy
+/// here shares the backend and the execution list, which the execution only reads.
+const REPAIRED_SERVER: &str = "import copy, sys
+import moto.server as server
+from moto.stepfunctions.models import StateMachine
+def _copy(self, memo):
+    new = self.__class__.__new__(self.__class__)
+    memo[id(self)] = new
+    for name, value in self.__dict__.items():
+        setattr(new, name, value if name in ('backend', 'executions') else copy.deepcopy(value, memo))
+    return new
+StateMachine.__deepcopy__ = _copy
+server.main(sys.argv[1:])";
+
 /// A running emulator.
 #[derive(Debug)]
 pub struct MotoServer {
@@ -33,13 +50,22 @@ impl MotoServer {
             .and_then(|l| l.local_addr())
             .context("finding a free port for the emulator")?
             .port();
-        let child = Command::new(program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // The emulator's own entry point, run by its Python with one repair (below).
+        let python = program.with_file_name("python");
+        let child = Command::new(&python)
+            .args([
+                "-c",
+                REPAIRED_SERVER,
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| format!("starting {}", program.display()))?;
+            .with_context(|| format!("starting {} with {}", program.display(), python.display()))?;
         let mut server = Self {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),

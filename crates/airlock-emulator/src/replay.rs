@@ -81,36 +81,25 @@ pub async fn replay_on_emulator(
         Arc::clone(&replay.scanner),
         replay.freshness,
     );
-    let outcomes = run_cases(&sdk, &deployment, &functions, &replay).await;
+    let outcomes = run_cases(&sdk, &deployment, &replay).await;
     functions.stop().await;
     drop(server);
     outcomes
 }
 
-/// Runs the cases one at a time, each on a state machine of its own made from the same
-/// definition: prepares one, waits until it has settled and its execution has closed, then
-/// the next. The emulator's executor copies a state machine with all its executions to start
-/// another, and once an earlier execution holds a lock the copy fails (HTTP 500): a fresh
-/// state machine per case is the way around it.
+/// Runs the cases one at a time: prepares one, waits until it has settled and its
+/// execution has closed, then the next (so a case that goes wrong cannot be confused with
+/// another's effects).
 pub async fn run_cases(
     sdk: &aws_config::SdkConfig,
     deployment: &Deployment,
-    functions: &Functions,
     replay: &EmulatorReplay<'_>,
 ) -> anyhow::Result<Vec<CaseOutcome>> {
     let store = S3Store::new(airlock_lambda::wiring::s3_client(sdk), &deployment.bucket);
     let intents = DynamoIntentStore::new(aws_sdk_dynamodb::Client::new(sdk), &deployment.table);
     let sfn = aws_sdk_sfn::Client::new(sdk);
     let mut outcomes = Vec::new();
-    for (n, case) in replay.cases.iter().enumerate() {
-        let state_machine_arn = if n == 0 {
-            deployment.state_machine_arn.clone()
-        } else {
-            deployment
-                .another_state_machine(sdk, &n.to_string())
-                .await?
-        };
-        functions.start_executions_of(&state_machine_arn);
+    for case in replay.cases {
         let prepared = cases::prepare(case, &store, &intents, replay.policies, &deployment.bucket)
             .await
             .with_context(|| format!("preparing case {}", case.name))?;
@@ -139,7 +128,7 @@ pub async fn run_cases(
             Some(spec) => settled_state(&intents, spec.id, deadline).await?,
             None => None,
         };
-        wait_until_idle(&sfn, &state_machine_arn, deadline).await?;
+        wait_until_idle(&sfn, &deployment.state_machine_arn, deadline).await?;
         let expectation = check_expectation(case, destination, reason, intent_state.clone());
         outcomes.push(CaseOutcome {
             name: case.name.clone(),
