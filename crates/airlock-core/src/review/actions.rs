@@ -15,6 +15,7 @@ use super::index::{
     Checkpoints, PageRequest, QuarantineError, QuarantineFilter, QuarantineIndex, QuarantineItem,
     QuarantineStatus, SampleSink, StateChange, TrustedFilter, TrustedUploads,
 };
+use crate::definitions::FreshnessRule;
 use crate::intent::{IntentOutcome, IntentState, UploadIntent};
 use crate::keys::{QUARANTINE_PREFIX, UploadId, UploadKey, counterpart};
 use crate::media::MediaProcessor;
@@ -59,6 +60,9 @@ impl std::fmt::Debug for Review<'_> {
 #[derive(Clone)]
 pub struct Rescanning<'a> {
     pub scanner: &'a dyn Scanner,
+    /// How old the scanner's definitions may be for its verdict to count (as in the scan
+    /// stage: a release on stale signatures fails, and nothing is promoted).
+    pub freshness: FreshnessRule,
     pub policies: &'a Policies,
     pub media: Arc<dyn MediaProcessor>,
     /// Caps images decoded at once.
@@ -378,9 +382,17 @@ async fn judge_again(
     let detected = inspected.detected_type.clone();
     let media_policy = policy.media.as_ref().filter(|_| inspected.media);
 
-    let pass = match scan(store, rescanning.scanner, key, &inspected, &policy.archives)
-        .await
-        .map_err(|e| ReviewError::stage(key, e))?
+    let pass = match scan(
+        store,
+        rescanning.scanner,
+        key,
+        &inspected,
+        &policy.archives,
+        &rescanning.freshness,
+        review.clock,
+    )
+    .await
+    .map_err(|e| ReviewError::stage(key, e))?
     {
         ScanOutcome::Pass(pass) => pass,
         ScanOutcome::Reject(rejection) => return Ok(Judged::Rejected(rejection)),
