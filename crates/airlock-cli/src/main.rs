@@ -41,6 +41,9 @@ enum Command {
     /// The audit trail of reviewer actions: list it, verify its hash chain.
     #[command(subcommand)]
     Audit(airlock_embedded::review_cli::AuditCommand),
+    /// Quarantine review as web pages on this machine (127.0.0.1): list, item, release,
+    /// purge, audit trail.
+    Console(Box<airlock_embedded::console::ConsoleArgs>),
     /// The media stage on single images.
     #[command(subcommand)]
     Media(MediaCommand),
@@ -125,6 +128,7 @@ fn main() -> ExitCode {
                 airlock_embedded::review_cli::run_quarantine(command).await
             }
             Command::Audit(command) => airlock_embedded::review_cli::run_audit(command).await,
+            Command::Console(args) => airlock_embedded::console::run(*args).await,
             Command::Media(_) => unreachable!("handled before the runtime starts"),
             Command::Bench(BenchCommand::Scan(args)) => {
                 airlock_embedded::bench::run_scan(args).await

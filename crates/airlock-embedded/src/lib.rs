@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod cases;
+pub mod console;
 pub mod dead_letters;
 pub mod lock;
 pub mod media_cli;

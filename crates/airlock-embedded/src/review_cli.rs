@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use airlock_core::definitions::FreshnessRule;
+use airlock_core::definitions::{DEFAULT_MAX_AGE, FreshnessRule};
 use airlock_core::policy::Policies;
 use airlock_core::ports::SystemClock;
 use airlock_core::review::{
@@ -37,6 +37,10 @@ pub const EXIT_REFUSED: u8 = 3;
 pub const EXIT_NOT_FOUND: u8 = 4;
 /// Exit status of `audit verify`: the chain is broken.
 pub const EXIT_AUDIT_BROKEN: u8 = 5;
+
+/// How old the definitions behind a release's or a rescan's verdict may be: as in the local
+/// pipeline, at most two days, and undated ones (the project's test signatures) accepted.
+pub const LOCAL_FRESHNESS: FreshnessRule = FreshnessRule::accepting_undated(Some(DEFAULT_MAX_AGE));
 
 /// Where the data dir is.
 #[derive(Debug, Clone, clap::Args)]
@@ -255,7 +259,7 @@ pub enum AuditCommand {
 }
 
 /// `2026-03-01` (midnight UTC) or an RFC 3339 time.
-fn parse_when(text: &str) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_when(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(at.with_timezone(&Utc));
     }
@@ -508,7 +512,7 @@ async fn export(
     }
 }
 
-async fn rescanning_parts(
+pub(crate) async fn rescanning_parts(
     scanner: &ScannerArgs,
 ) -> anyhow::Result<(
     Arc<dyn airlock_core::ports::Scanner>,
@@ -524,7 +528,7 @@ async fn rescanning_parts(
     Ok((scanner, managed, policies))
 }
 
-fn media_permits() -> Arc<tokio::sync::Semaphore> {
+pub(crate) fn media_permits() -> Arc<tokio::sync::Semaphore> {
     Arc::new(tokio::sync::Semaphore::new(
         std::thread::available_parallelism().map_or(1, usize::from),
     ))

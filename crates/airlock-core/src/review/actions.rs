@@ -4,7 +4,6 @@
 //! reuse: a release rescans with the scan stage and promotes with the promote stage (and
 //! runs the media stage first for images), so it promotes nothing the pipeline would not.
 
-use crate::definitions::FreshnessRule;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -16,6 +15,7 @@ use super::index::{
     Checkpoints, PageRequest, QuarantineError, QuarantineFilter, QuarantineIndex, QuarantineItem,
     QuarantineStatus, SampleSink, StateChange, TrustedFilter, TrustedUploads,
 };
+use crate::definitions::FreshnessRule;
 use crate::intent::{IntentOutcome, IntentState, UploadIntent};
 use crate::keys::{QUARANTINE_PREFIX, UploadId, UploadKey, counterpart};
 use crate::media::MediaProcessor;
@@ -60,13 +60,13 @@ impl std::fmt::Debug for Review<'_> {
 #[derive(Clone)]
 pub struct Rescanning<'a> {
     pub scanner: &'a dyn Scanner,
+    /// How old the scanner's definitions may be for its verdict to count (as in the scan
+    /// stage: a release on stale signatures fails, and nothing is promoted).
+    pub freshness: FreshnessRule,
     pub policies: &'a Policies,
     pub media: Arc<dyn MediaProcessor>,
     /// Caps images decoded at once.
     pub media_permits: Arc<Semaphore>,
-    /// How old the scanner's definitions may be: a release judged on stale signatures
-    /// would promote what today's might catch.
-    pub freshness: FreshnessRule,
 }
 
 impl std::fmt::Debug for Rescanning<'_> {
