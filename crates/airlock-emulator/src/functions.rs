@@ -8,12 +8,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use airlock_aws::StepFunctionsAnswers;
 use airlock_core::definitions::FreshnessRule;
 use airlock_core::policy::Policies;
-use airlock_core::ports::Scanner;
+use airlock_core::ports::{Scanner, TaskAnswerError, TaskAnswers};
 use airlock_lambda::settings::{IngestSettings, WorkerSettings};
 use airlock_lambda::wiring;
 use airlock_scan_worker::consumer::ScanQueueConsumer;
+use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -81,7 +83,7 @@ impl Functions {
             policies: policies.clone(),
         };
         let (worker, answers) = wiring::worker(&settings, sdk);
-        let answers = Arc::new(answers);
+        let answers = Arc::new(TokensSettle(answers));
         for (logical_id, _) in crate::deployment::WORK_QUEUES {
             if logical_id == "ScanQueue" {
                 continue;
@@ -125,6 +127,41 @@ impl Functions {
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
         while self.pollers.join_next().await.is_some() {}
+    }
+}
+
+/// Task answers to the emulator, which sends a task's message before it records the task's
+/// token: a worker that receives the message at once may be told the token is invalid. A
+/// heartbeat refused that way is tried again for a few seconds before the refusal stands
+/// (on AWS the token is valid once the message is out, and the first answer is kept).
+struct TokensSettle(StepFunctionsAnswers);
+
+/// How long a token may take to become known to the emulator.
+const TOKEN_SETTLE: Duration = Duration::from_secs(5);
+
+#[async_trait]
+impl TaskAnswers for TokensSettle {
+    async fn succeed(&self, token: &str, output: serde_json::Value) -> Result<(), TaskAnswerError> {
+        self.0.succeed(token, output).await
+    }
+
+    async fn fail(&self, token: &str, error: &str, cause: &str) -> Result<(), TaskAnswerError> {
+        self.0.fail(token, error, cause).await
+    }
+
+    async fn heartbeat(&self, token: &str) -> Result<(), TaskAnswerError> {
+        let deadline = tokio::time::Instant::now() + TOKEN_SETTLE;
+        loop {
+            match self.0.heartbeat(token).await {
+                Err(err)
+                    if err.message.contains("InvalidToken")
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                answered => return answered,
+            }
+        }
     }
 }
 
