@@ -118,6 +118,9 @@ async fn start(data_dir: &Path, reviewer: Option<&str>) -> ConsoleHandle {
             clamd: None,
             signatures: repo().join("fixtures/clamav"),
             policies: None,
+            max_definitions_age_hours: airlock_core::definitions::MaxAge(Some(
+                airlock_core::definitions::DEFAULT_MAX_AGE,
+            )),
         },
     })
     .await
@@ -479,6 +482,9 @@ async fn the_console_listens_on_loopback_only() {
             clamd: None,
             signatures: repo().join("fixtures/clamav"),
             policies: None,
+            max_definitions_age_hours: airlock_core::definitions::MaxAge(Some(
+                airlock_core::definitions::DEFAULT_MAX_AGE,
+            )),
         },
     })
     .await

@@ -64,6 +64,7 @@ async fn quarantined(
         declared_type: Some("image/png".into()),
         declared_size: Some(bytes.len() as u64),
         engine: None,
+        definitions: None,
         uploaded_at: None,
         quarantined_at: at(minutes),
     };
