@@ -326,3 +326,19 @@ fn an_event_repeated_after_its_execution_finished_is_a_skipped_duplicate() {
         results[1]["result"]["executionName"]
     );
 }
+
+#[test]
+fn the_emulator_target_refuses_captured_events_by_name_before_starting_anything() {
+    let data = tempfile::tempdir().unwrap();
+    let out = replay(
+        data.path(),
+        &["--target", "emulator", "fixtures/events/eventbridge-object-created.json"],
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("eventbridge-object-created.json is an event, not a case")
+            && stderr.contains("--target local"),
+        "{stderr}"
+    );
+}
