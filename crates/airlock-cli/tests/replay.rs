@@ -332,7 +332,11 @@ fn the_emulator_target_refuses_captured_events_by_name_before_starting_anything(
     let data = tempfile::tempdir().unwrap();
     let out = replay(
         data.path(),
-        &["--target", "emulator", "fixtures/events/eventbridge-object-created.json"],
+        &[
+            "--target",
+            "emulator",
+            "fixtures/events/eventbridge-object-created.json",
+        ],
     );
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
