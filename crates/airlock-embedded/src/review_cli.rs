@@ -534,6 +534,22 @@ pub(crate) fn media_permits() -> Arc<tokio::sync::Semaphore> {
     ))
 }
 
+/// What a CLI action judges bytes again with: `scanner`, the policies, the media library,
+/// and dated definitions at most `max_definitions_age` old (undated test signatures pass).
+fn rescanning<'a>(
+    scanner: &'a dyn airlock_core::ports::Scanner,
+    policies: &'a Policies,
+    max_definitions_age: Option<std::time::Duration>,
+) -> Rescanning<'a> {
+    Rescanning {
+        scanner,
+        policies,
+        media: Arc::new(airlock_media::ImageProcessor),
+        media_permits: media_permits(),
+        freshness: FreshnessRule::accepting_undated(max_definitions_age),
+    }
+}
+
 async fn release(
     key: &str,
     force: bool,
@@ -552,13 +568,7 @@ async fn release(
     let local = LocalReview::open(data).await?;
     let max_definitions_age = scanner.max_definitions_age_hours.0;
     let (scanner, mut managed, policies) = rescanning_parts(scanner).await?;
-    let rescanning = Rescanning {
-        scanner: scanner.as_ref(),
-        policies: &policies,
-        media: Arc::new(airlock_media::ImageProcessor),
-        media_permits: media_permits(),
-        freshness: FreshnessRule::accepting_undated(max_definitions_age),
-    };
+    let rescanning = rescanning(scanner.as_ref(), &policies, max_definitions_age);
     let result = review::release(&local.review(), &rescanning, key, &reviewer, &why, force).await;
     if let Some(clamd) = managed.as_mut() {
         clamd.stop().ok();
@@ -689,13 +699,7 @@ async fn rescan(
         )
         .await
     } else {
-        let rescanning = Rescanning {
-            scanner: scanner.as_ref(),
-            policies: &policies,
-            media: Arc::new(airlock_media::ImageProcessor),
-            media_permits: media_permits(),
-            freshness: FreshnessRule::accepting_undated(max_definitions_age),
-        };
+        let rescanning = rescanning(scanner.as_ref(), &policies, max_definitions_age);
         let filter = QuarantineFilter {
             tenant: scope.tenant.clone(),
             purpose: scope.purpose.clone(),
