@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the infrastructure-as-code checkers into local virtualenvs under .venv/, from PyPI,
 # every package pinned (scripts/iac/*-requirements.txt): aws-sam-cli with cfn-lint in one,
-# checkov in another (their dependency pins clash). Does nothing when the pinned set is
+# checkov in another (their dependency pins clash), and cargo-lambda with Zig (the linker it
+# cross-links with) in a third, for scripts/build-lambda.sh. Does nothing when the pinned set is
 # already there. scripts/check-iac.sh runs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,3 +26,4 @@ install() {
 
 install sam
 install checkov
+install lambda

@@ -5,13 +5,14 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airlock_aws::StepFunctionsAnswers;
 use airlock_core::definitions::FreshnessRule;
 use airlock_core::policy::Policies;
 use airlock_core::ports::{Scanner, TaskAnswerError, TaskAnswers};
+use airlock_lambda::ingest::IngestSummary;
 use airlock_lambda::settings::{IngestSettings, WorkerSettings};
 use airlock_lambda::wiring;
 use airlock_scan_worker::consumer::ScanQueueConsumer;
@@ -35,6 +36,15 @@ const INGEST_VISIBILITY_SECONDS: i32 = 10;
 pub struct Functions {
     stop: watch::Sender<bool>,
     pollers: JoinSet<()>,
+    ingested: Arc<Mutex<Vec<IngestedBatch>>>,
+}
+
+/// One batch the ingest function handled: its messages' bodies (S3 event notifications)
+/// and what it did with them.
+#[derive(Debug, Clone)]
+pub struct IngestedBatch {
+    pub bodies: Vec<String>,
+    pub summary: IngestSummary,
 }
 
 impl Functions {
@@ -60,17 +70,33 @@ impl Functions {
             sdk,
         ));
         let bucket = deployment.bucket.clone();
+        let ingested = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&ingested);
         pollers.spawn(poll(
             sqs.clone(),
             deployment.ingest_queue_url.clone(),
             INGEST_VISIBILITY_SECONDS,
             stopped.clone(),
             move |event| {
-                let (starter, bucket) = (Arc::clone(&starter), bucket.clone());
+                let (starter, bucket, log) =
+                    (Arc::clone(&starter), bucket.clone(), Arc::clone(&log));
                 async move {
-                    airlock_lambda::ingest::handle_batch(starter.as_ref(), &bucket, event)
-                        .await
-                        .0
+                    let bodies = event
+                        .records
+                        .iter()
+                        .filter_map(|record| record.body.clone())
+                        .collect();
+                    let (response, summary) = airlock_lambda::ingest::handle_batch(
+                        starter.as_ref(),
+                        &bucket,
+                        event,
+                        None,
+                    )
+                    .await;
+                    log.lock()
+                        .expect("ingest log lock")
+                        .push(IngestedBatch { bodies, summary });
+                    response
                 }
             },
         ));
@@ -120,7 +146,17 @@ impl Functions {
         consumer.metrics = Arc::new(|_| {});
         let stopped_scans = stopped.clone();
         pollers.spawn(async move { consumer.run(stopped_scans).await });
-        Self { stop, pollers }
+        Self {
+            stop,
+            pollers,
+            ingested,
+        }
+    }
+
+    /// Every batch the ingest function has handled so far, oldest first.
+    #[must_use]
+    pub fn ingested(&self) -> Vec<IngestedBatch> {
+        self.ingested.lock().expect("ingest log lock").clone()
     }
 
     /// Stops polling and waits for the batches in hand to finish.

@@ -12,5 +12,5 @@ mod moto;
 pub mod replay;
 
 pub use deployment::{Deployment, Names};
-pub use functions::Functions;
+pub use functions::{Functions, IngestedBatch};
 pub use moto::{MotoServer, configure_executor, sdk_config};

@@ -61,7 +61,14 @@ fn failed_ids(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec
 #[tokio::test]
 async fn a_batch_starts_each_object_once_and_fails_only_the_bad_message() {
     let names = Names::default();
-    let (response, summary) = handle_batch(&names, "uploads-bucket", batch()).await;
+    let metrics = Mutex::new(Vec::new());
+    let sink = |metric: &airlock_emf::StageMetric| {
+        metrics
+            .lock()
+            .unwrap()
+            .push((metric.stage.clone(), metric.outcome.clone()));
+    };
+    let (response, summary) = handle_batch(&names, "uploads-bucket", batch(), Some(&sink)).await;
     assert_eq!(
         summary,
         IngestSummary {
@@ -72,6 +79,28 @@ async fn a_batch_starts_each_object_once_and_fails_only_the_bad_message() {
         }
     );
     assert_eq!(failed_ids(&response), vec!["m4"]);
+    // One metric per object the batch announced, under the ingest stage.
+    let mut outcomes: Vec<String> = metrics
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(stage, outcome)| {
+            assert_eq!(stage, "ingest");
+            outcome.clone()
+        })
+        .collect();
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            "duplicate",
+            "failed",
+            "skipped",
+            "skipped",
+            "started",
+            "started"
+        ]
+    );
     let inputs = names.inputs.lock().unwrap().clone();
     assert_eq!(
         inputs[0]["object"]["key"],
@@ -85,7 +114,7 @@ async fn a_batch_starts_each_object_once_and_fails_only_the_bad_message() {
     assert_eq!(inputs[0], inputs[1]);
 
     // Redelivered after the executions closed: acknowledged, not failed.
-    let (response, summary) = handle_batch(&names, "uploads-bucket", batch()).await;
+    let (response, summary) = handle_batch(&names, "uploads-bucket", batch(), None).await;
     assert_eq!(summary.started, 0);
     assert_eq!(summary.duplicates, 3);
     assert_eq!(failed_ids(&response), vec!["m4"]);
@@ -97,7 +126,7 @@ async fn a_failed_start_fails_its_message_only() {
         failing: vec!["01a235b4-e24b-7545-9cfd-41c4a7845f98".into()],
         ..Names::default()
     };
-    let (response, summary) = handle_batch(&names, "uploads-bucket", batch()).await;
+    let (response, summary) = handle_batch(&names, "uploads-bucket", batch(), None).await;
     assert_eq!(failed_ids(&response), vec!["m4", "m6"]);
     assert_eq!(summary.started, 1);
 }

@@ -14,8 +14,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let (starter, bucket) = (&starter, &bucket);
         async move {
-            let (response, summary) =
-                airlock_lambda::ingest::handle_batch(starter, bucket, event.payload).await;
+            let (response, summary) = airlock_lambda::ingest::handle_batch(
+                starter,
+                bucket,
+                event.payload,
+                Some(&airlock_lambda::worker::emit_to_stdout),
+            )
+            .await;
             tracing::info!(
                 started = summary.started,
                 duplicates = summary.duplicates,
