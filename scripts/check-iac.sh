@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The offline checks of the AWS deployment: cfn-lint, checkov (no failed check; skips are in
 # template.yaml with their reasons), `sam validate --lint`, and asl-validator on the state
-# machine, which cfn-lint does not look into.
+# machines (JSONPath and JSONata versions), which cfn-lint does not look into.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,7 @@ fi
 
 echo "check-iac: asl-validator" >&2
 npx --no-install asl-validator --json-path statemachine/pipeline.asl.json
+npx --no-install asl-validator --json-path statemachine/pipeline.jsonata.asl.json
 echo "check-iac: cfn-lint" >&2
 .venv/sam/bin/cfn-lint template.yaml
 echo "check-iac: checkov" >&2

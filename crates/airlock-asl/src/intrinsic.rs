@@ -618,6 +618,12 @@ impl CallParser {
                             "'\\\"' is not a valid escape in a string literal of '{whole}' (only \\', \\{{, \\}} and \\\\ are)"
                         ));
                     }
+                    // The specification: an open escape backslash is an error.
+                    if !matches!(escaped, '\'' | '{' | '}' | '\\') {
+                        return Err(format!(
+                            "open escape '\\{escaped}' in a string literal of '{whole}' (only \\', \\{{, \\}} and \\\\ are escapes; write a backslash as \\\\)"
+                        ));
+                    }
                     self.pos += 1;
                     value.push(escaped);
                     raw.push('\\');
@@ -904,6 +910,9 @@ mod tests {
             "States.Array(1) trailing",
             "States.Array(bogus)",
             r#"States.Format('say \"hi\"')"#,
+            // An open escape backslash (not before ' { } or \).
+            r"States.Format('a \ b')",
+            r"States.Format('line\n')",
             "States.Array(States.Array(States.Array(States.Array(States.Array(States.Array(States.Array(States.Array(States.Array(States.Array(States.Array())))))))))))",
         ] {
             assert!(Call::parse(bad).is_err(), "{bad} should be refused");

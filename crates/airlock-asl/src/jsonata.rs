@@ -181,7 +181,21 @@ pub(crate) fn evaluate(
             "An error occurred while evaluating the JSONata expression '{expr}': {e}"
         ))
     };
-    let jsonata = JsonAta::new(&with_seeded_random(expr), &arena).map_err(fail)?;
+    // Only variables the expression names are converted.
+    let mut text = std::borrow::Cow::Borrowed(expr);
+    let mut bound = Vec::new();
+    for name in referenced_names(expr) {
+        if let Some(value) = variables.get(name)
+            && !bound.iter().any(|(n, _)| *n == name)
+        {
+            let alias = format!("{VARIABLE_PREFIX}{name}");
+            text = renamed(&text, &format!("${name}"), &format!("${alias}"))
+                .into_owned()
+                .into();
+            bound.push((name, (alias, value)));
+        }
+    }
+    let jsonata = JsonAta::new(&with_seeded_random(&text), &arena).map_err(fail)?;
     let mut state_object = Map::new();
     state_object.insert("input".into(), states.input.clone());
     state_object.insert("context".into(), states.context.clone());
@@ -192,11 +206,8 @@ pub(crate) fn evaluate(
         state_object.insert("errorOutput".into(), error_output.clone());
     }
     jsonata.assign_var("states", to_jsonata(&arena, &Value::Object(state_object)));
-    // Only variables the expression names are converted.
-    for name in referenced_names(expr) {
-        if let Some(value) = variables.get(name) {
-            jsonata.assign_var(name, to_jsonata(&arena, value));
-        }
+    for (_, (alias, value)) in &bound {
+        jsonata.assign_var(alias, to_jsonata(&arena, value));
     }
     register_aws_functions(&jsonata);
     let result = jsonata
@@ -212,11 +223,15 @@ pub(crate) fn evaluate(
 /// The engine's built-in `$random()` takes no seed and cannot be replaced, so calls
 /// are renamed to Step Functions' `$random([seed])` (outside string literals).
 fn with_seeded_random(expr: &str) -> std::borrow::Cow<'_, str> {
-    const NAME: &str = "$random";
-    if !expr.contains(NAME) {
+    renamed(expr, "$random", SEEDED_RANDOM)
+}
+
+/// `expr` with every `name` (a `$`-name, whole, outside string literals) replaced.
+fn renamed<'e>(expr: &'e str, name: &str, replacement: &str) -> std::borrow::Cow<'e, str> {
+    if !expr.contains(name) {
         return expr.into();
     }
-    let mut out = String::with_capacity(expr.len() + 8);
+    let mut out = String::with_capacity(expr.len() + replacement.len());
     let mut quote: Option<char> = None;
     let mut chars = expr.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
@@ -235,12 +250,12 @@ fn with_seeded_random(expr: &str) -> std::borrow::Cow<'_, str> {
                 quote = Some(c);
                 out.push(c);
             }
-            None if expr[i..].starts_with(NAME)
-                && !expr[i + NAME.len()..]
+            None if expr[i..].starts_with(name)
+                && !expr[i + name.len()..]
                     .starts_with(|n: char| n.is_ascii_alphanumeric() || n == '_') =>
             {
-                out.push_str(SEEDED_RANDOM);
-                for _ in 1..NAME.len() {
+                out.push_str(replacement);
+                for _ in 1..name.len() {
                     chars.next();
                 }
             }
@@ -249,6 +264,11 @@ fn with_seeded_random(expr: &str) -> std::borrow::Cow<'_, str> {
     }
     out.into()
 }
+
+/// Workflow variables are bound under this prefix (the expression renamed to match):
+/// the engine binds its built-in functions over any variable of the same name, while in
+/// Step Functions a variable named `count` or `map` shadows the function.
+const VARIABLE_PREFIX: &str = "stepFunctionsVariable_";
 
 /// What `$random` calls are renamed to.
 const SEEDED_RANDOM: &str = "$stepFunctionsRandom";
@@ -549,6 +569,22 @@ mod tests {
 
     fn eval(expr: &str, input: &Value) -> Value {
         eval_for_test(expr, input, &HashMap::new())
+    }
+
+    #[test]
+    fn a_variable_shadows_the_built_in_function_of_its_name() {
+        let bindings = HashMap::from([("count", json!(42)), ("map", json!({"a": 1}))]);
+        let input = json!({});
+        assert_eq!(eval_for_test("$count", &input, &bindings), json!(42));
+        assert_eq!(
+            eval_for_test("$map.a + $count", &input, &bindings),
+            json!(43)
+        );
+        // Text in string literals is left alone, and so is a function without a variable.
+        assert_eq!(
+            eval_for_test("'$count' & $string($length('abc'))", &input, &bindings),
+            json!("$count3")
+        );
     }
 
     #[test]
