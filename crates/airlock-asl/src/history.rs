@@ -159,6 +159,9 @@ event_types!(
     MapIterationStarted,
     MapIterationSucceeded,
     MapIterationFailed,
+    MapRunStarted,
+    MapRunSucceeded,
+    MapRunFailed,
 );
 
 impl HistoryEventType {
@@ -305,6 +308,10 @@ pub enum EventDetails {
         name: String,
         index: usize,
     },
+    /// `MapRunStarted`: a Distributed Map state's Map Run.
+    MapRunStarted {
+        map_run_arn: String,
+    },
 }
 
 impl EventDetails {
@@ -433,6 +440,9 @@ impl Serialize for HistoryEvent {
             EventDetails::MapStarted { length } => Some(json!({ "length": length })),
             EventDetails::MapIteration { name, index } => {
                 Some(json!({ "name": name, "index": index }))
+            }
+            EventDetails::MapRunStarted { map_run_arn } => {
+                Some(json!({ "mapRunArn": map_run_arn }))
             }
         };
         if let Some(details) = details {

@@ -39,18 +39,21 @@
 
 mod choice;
 mod definition;
+mod distributed;
 mod engine;
 mod error;
 mod executor;
 mod history;
 mod intrinsic;
 mod jsonata;
+mod objects;
 mod path;
 mod retry;
 mod template;
 mod variables;
 
 pub use definition::{Definition, TaskResource};
+pub use distributed::{MapRun, MapRunItemCounts, MapRunStatus};
 pub use error::{
     DefinitionError, MissingHandler, StartError, TaskTokenError, names as error_names,
 };
@@ -60,3 +63,4 @@ pub use executor::{
 pub use history::{
     EventDetails, Execution, ExecutionStatus, HistoryEvent, HistoryEventType, StateDuration,
 };
+pub use objects::{FsObjectStore, ObjectStore, ObjectStoreError, ObjectSummary};
