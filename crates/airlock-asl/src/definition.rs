@@ -1539,17 +1539,16 @@ fn parse_map(p: &StateParser<'_>) -> Result<MapState, DefinitionError> {
         };
         (item_selector, None)
     };
-    let distributed = match execution_type {
-        Some(execution_type) => Some(Box::new(distributed::parse(
+    let distributed = if let Some(execution_type) = execution_type {
+        Some(Box::new(distributed::parse(
             p,
             field,
             execution_type,
             &processor,
-        )?)),
-        None => {
-            distributed::refuse_in_inline_map(p, field)?;
-            None
-        }
+        )?))
+    } else {
+        distributed::refuse_in_inline_map(p, field)?;
+        None
     };
     Ok(MapState {
         distributed,

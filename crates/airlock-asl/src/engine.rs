@@ -267,7 +267,12 @@ pub(crate) fn run_machine(
 }
 
 impl Run {
-    pub(crate) fn emit(&self, cursor: &mut u64, event_type: HistoryEventType, details: EventDetails) {
+    pub(crate) fn emit(
+        &self,
+        cursor: &mut u64,
+        event_type: HistoryEventType,
+        details: EventDetails,
+    ) {
         *cursor = self.execution.emit(*cursor, event_type, details);
     }
 

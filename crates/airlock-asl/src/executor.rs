@@ -525,8 +525,9 @@ impl Executor {
             }
         }
         if self.object_store.is_none()
-            && let Some((state, resource)) =
-                distributed::object_resources(&self.definition.machine).into_iter().next()
+            && let Some((state, resource)) = distributed::object_resources(&self.definition.machine)
+                .into_iter()
+                .next()
         {
             return Err(MissingHandler {
                 state,

@@ -437,18 +437,22 @@ impl Serialize for HistoryEvent {
             EventDetails::LambdaError { error, cause } => {
                 Some(json!({ "error": error, "cause": cause }))
             }
-            EventDetails::MapStarted { length } => Some(json!({ "length": length })),
-            EventDetails::MapIteration { name, index } => {
-                Some(json!({ "name": name, "index": index }))
-            }
-            EventDetails::MapRunStarted { map_run_arn } => {
-                Some(json!({ "mapRunArn": map_run_arn }))
-            }
+            map => map_details(map),
         };
         if let Some(details) = details {
             map.serialize_entry(&self.event_type.details_key(), &details)?;
         }
         map.end()
+    }
+}
+
+/// The details of the Map events (`MapStateStarted`, `MapIteration*`, `MapRunStarted`).
+fn map_details(details: &EventDetails) -> Option<Value> {
+    match details {
+        EventDetails::MapStarted { length } => Some(json!({ "length": length })),
+        EventDetails::MapIteration { name, index } => Some(json!({ "name": name, "index": index })),
+        EventDetails::MapRunStarted { map_run_arn } => Some(json!({ "mapRunArn": map_run_arn })),
+        _ => None,
     }
 }
 

@@ -243,8 +243,7 @@ fn summarize(path: &Path, key: String) -> Result<ObjectSummary, ObjectStoreError
     }
     let last_modified = meta
         .modified()
-        .map(DateTime::<Utc>::from)
-        .unwrap_or_else(|_| Utc::now());
+        .map_or_else(|_| Utc::now(), DateTime::<Utc>::from);
     Ok(ObjectSummary {
         etag: format!("\"{}\"", hex::encode(hasher.finalize())),
         size: meta.len(),

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use airlock_asl::{
-    Definition, EventDetails, Execution, ExecutionStatus, Executor, ExecutorOptions,
-    FsObjectStore, HistoryEventType, MapRunStatus, ObjectStore, StartError, TaskFailure,
-    TaskHandler, TaskRequest,
+    Definition, EventDetails, Execution, ExecutionStatus, Executor, ExecutorOptions, FsObjectStore,
+    HistoryEventType, MapRunStatus, ObjectStore, StartError, TaskFailure, TaskHandler, TaskRequest,
 };
 use common::{definition, event_types, handler};
 use serde_json::{Value, json};
@@ -24,7 +23,8 @@ fn map_machine(fields: &Value, processor: &Value) -> Value {
         "End": true,
         "ItemProcessor": processor,
     });
-    map["ItemProcessor"]["ProcessorConfig"] = json!({"Mode": DISTRIBUTED, "ExecutionType": "STANDARD"});
+    map["ItemProcessor"]["ProcessorConfig"] =
+        json!({"Mode": DISTRIBUTED, "ExecutionType": "STANDARD"});
     for (key, value) in fields.as_object().expect("fields are an object") {
         map[key] = value.clone();
     }
@@ -45,9 +45,14 @@ fn work() -> Value {
 fn worker() -> Arc<dyn TaskHandler> {
     handler(|request: TaskRequest| {
         if request.parameters["fail"] == json!(true) {
-            return Err(TaskFailure::new("Item.Bad", format!("item {} is bad", request.parameters["id"])));
+            return Err(TaskFailure::new(
+                "Item.Bad",
+                format!("item {} is bad", request.parameters["id"]),
+            ));
         }
-        Ok(json!(request.parameters["id"].as_i64().unwrap_or_default() * 2))
+        Ok(json!(
+            request.parameters["id"].as_i64().unwrap_or_default() * 2
+        ))
     })
 }
 
@@ -98,14 +103,30 @@ async fn inline_items_run_as_child_executions_of_a_map_run() {
             "Parameters": {"value.$": "$", "execution.$": "$$.Execution.Name", "id.$": "$$.Execution.Id"}}}}),
     );
     let (execution, handle) = run(&executor(&machine, None), json!({"items": [1, 2, 3]})).await;
-    assert_eq!(execution.status, ExecutionStatus::Succeeded, "{:?}", execution.cause);
+    assert_eq!(
+        execution.status,
+        ExecutionStatus::Succeeded,
+        "{:?}",
+        execution.cause
+    );
     let output = execution.output.clone().expect("an output");
-    let values: Vec<&Value> = output.as_array().unwrap().iter().map(|r| &r["value"]).collect();
+    let values: Vec<&Value> = output
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["value"])
+        .collect();
     assert_eq!(values, [&json!(1), &json!(2), &json!(3)]);
 
     let types = event_types(&execution);
-    let started = types.iter().position(|t| *t == HistoryEventType::MapRunStarted).unwrap();
-    let succeeded = types.iter().position(|t| *t == HistoryEventType::MapRunSucceeded).unwrap();
+    let started = types
+        .iter()
+        .position(|t| *t == HistoryEventType::MapRunStarted)
+        .unwrap();
+    let succeeded = types
+        .iter()
+        .position(|t| *t == HistoryEventType::MapRunSucceeded)
+        .unwrap();
     assert_eq!(types[started - 1], HistoryEventType::MapStateStarted);
     assert_eq!(types[succeeded + 1], HistoryEventType::MapStateSucceeded);
     assert!(!types.contains(&HistoryEventType::MapIterationStarted));
@@ -116,9 +137,18 @@ async fn inline_items_run_as_child_executions_of_a_map_run() {
     assert_eq!(map_run.status(), MapRunStatus::Succeeded);
     assert_eq!(map_run.label(), "Fan");
     assert_eq!(map_run.execution_type(), "STANDARD");
-    assert!(map_run.arn().starts_with("arn:aws:states:local:000000000000:mapRun:orders/Fan:"));
+    assert!(
+        map_run
+            .arn()
+            .starts_with("arn:aws:states:local:000000000000:mapRun:orders/Fan:")
+    );
     let details = &execution.history[started].details;
-    assert_eq!(details, &EventDetails::MapRunStarted { map_run_arn: map_run.arn().to_owned() });
+    assert_eq!(
+        details,
+        &EventDetails::MapRunStarted {
+            map_run_arn: map_run.arn().to_owned()
+        }
+    );
     assert_eq!(map_run.item_counts().total, 3);
     assert_eq!(map_run.item_counts().succeeded, 3);
 
@@ -160,7 +190,12 @@ async fn json_objects_are_read_through_the_object_store() {
         json!({"key": "in/items.json", "max": 2, "tag": "t"}),
     )
     .await;
-    assert_eq!(execution.status, ExecutionStatus::Succeeded, "{:?}", execution.cause);
+    assert_eq!(
+        execution.status,
+        ExecutionStatus::Succeeded,
+        "{:?}",
+        execution.cause
+    );
     assert_eq!(execution.output, Some(json!([2, 4])));
     let started = execution
         .history
@@ -201,7 +236,12 @@ async fn json_lines_and_csv_objects_become_items() {
             &pass_through(),
         );
         let (execution, _) = run(&executor(&machine, Some(root.path())), json!({})).await;
-        assert_eq!(execution.status, ExecutionStatus::Succeeded, "{key}: {:?}", execution.cause);
+        assert_eq!(
+            execution.status,
+            ExecutionStatus::Succeeded,
+            "{key}: {:?}",
+            execution.cause
+        );
         assert_eq!(execution.output, Some(expected), "{key}");
     }
 }
@@ -219,7 +259,12 @@ async fn object_listings_describe_each_object_like_list_objects_v2() {
         &pass_through(),
     );
     let (execution, _) = run(&executor(&machine, Some(root.path())), json!({})).await;
-    assert_eq!(execution.status, ExecutionStatus::Succeeded, "{:?}", execution.cause);
+    assert_eq!(
+        execution.status,
+        ExecutionStatus::Succeeded,
+        "{:?}",
+        execution.cause
+    );
     let items = execution.output.unwrap();
     let items = items.as_array().unwrap();
     let keys: Vec<&str> = items.iter().map(|i| i["Key"].as_str().unwrap()).collect();
@@ -242,7 +287,12 @@ async fn listed_objects_can_be_loaded_and_flattened() {
         &pass_through(),
     );
     let (execution, _) = run(&executor(&machine, Some(root.path())), json!({})).await;
-    assert_eq!(execution.output, Some(json!([1, 2, 3])), "{:?}", execution.cause);
+    assert_eq!(
+        execution.output,
+        Some(json!([1, 2, 3])),
+        "{:?}",
+        execution.cause
+    );
 }
 
 #[tokio::test]
@@ -297,7 +347,12 @@ async fn failures_within_the_tolerance_leave_the_map_succeeding() {
         &work(),
     );
     let (execution, handle) = run(&executor(&machine, None), items(&[2], 3)).await;
-    assert_eq!(execution.status, ExecutionStatus::Succeeded, "{:?}", execution.cause);
+    assert_eq!(
+        execution.status,
+        ExecutionStatus::Succeeded,
+        "{:?}",
+        execution.cause
+    );
     let output = execution.output.unwrap();
     assert_eq!(output[0], json!(2));
     assert_eq!(output[2], json!(6));
@@ -315,7 +370,10 @@ async fn failures_over_the_tolerance_fail_the_map() {
         (json!({}), vec![3]),
         (json!({"ToleratedFailureCount": 1}), vec![2, 4]),
         (json!({"ToleratedFailurePercentage": 20}), vec![1, 5]),
-        (json!({"ToleratedFailurePercentagePath": "$.pct"}), vec![1, 5]),
+        (
+            json!({"ToleratedFailurePercentagePath": "$.pct"}),
+            vec![1, 5],
+        ),
     ] {
         let mut fields = json!({"ItemsPath": "$.items", "MaxConcurrency": 1});
         for (k, v) in tolerance.as_object().unwrap() {
@@ -332,13 +390,20 @@ async fn failures_over_the_tolerance_fail_the_map() {
             "{tolerance}"
         );
         let types = event_types(&execution);
-        let failed = types.iter().position(|t| *t == HistoryEventType::MapRunFailed).unwrap();
+        let failed = types
+            .iter()
+            .position(|t| *t == HistoryEventType::MapRunFailed)
+            .unwrap();
         assert_eq!(types[failed + 1], HistoryEventType::MapStateFailed);
         let map_run = &handle.map_runs()[0];
         assert_eq!(map_run.status(), MapRunStatus::Failed);
         // With one child at a time, no item starts after the failure that crossed the line.
-        let last_failing = *failing.last().unwrap() as u64;
-        assert_eq!(map_run.item_counts().pending, 5 - last_failing, "{tolerance}");
+        let last_failing = u64::try_from(*failing.last().unwrap()).unwrap();
+        assert_eq!(
+            map_run.item_counts().pending,
+            5 - last_failing,
+            "{tolerance}"
+        );
     }
 
     // The same percentage tolerates one failure in five.
@@ -347,14 +412,23 @@ async fn failures_over_the_tolerance_fail_the_map() {
         &work(),
     );
     let (execution, _) = run(&executor(&machine, None), items(&[3], 5)).await;
-    assert_eq!(execution.status, ExecutionStatus::Succeeded, "{:?}", execution.cause);
+    assert_eq!(
+        execution.status,
+        ExecutionStatus::Succeeded,
+        "{:?}",
+        execution.cause
+    );
 }
 
 #[tokio::test]
 async fn the_threshold_error_can_be_caught() {
     let mut machine = map_machine(&json!({"ItemsPath": "$.items"}), &work());
-    machine["States"]["Fan"]["Catch"] = json!([{"ErrorEquals": ["States.ExceedToleratedFailureThreshold"], "Next": "Handled"}]);
-    machine["States"]["Fan"].as_object_mut().unwrap().remove("End");
+    machine["States"]["Fan"]["Catch"] =
+        json!([{"ErrorEquals": ["States.ExceedToleratedFailureThreshold"], "Next": "Handled"}]);
+    machine["States"]["Fan"]
+        .as_object_mut()
+        .unwrap()
+        .remove("End");
     machine["States"]["Fan"]["Next"] = json!("Handled");
     machine["States"]["Handled"] = json!({"Type": "Pass", "End": true});
     let (execution, _) = run(&executor(&machine, None), items(&[1], 2)).await;
@@ -387,7 +461,10 @@ async fn max_concurrency_bounds_the_children_running_at_once() {
         active: AtomicUsize::new(0),
         peak: AtomicUsize::new(0),
     });
-    let machine = map_machine(&json!({"ItemsPath": "$.items", "MaxConcurrency": 2}), &work());
+    let machine = map_machine(
+        &json!({"ItemsPath": "$.items", "MaxConcurrency": 2}),
+        &work(),
+    );
     let executor = executor(&machine, None).with_handler("work", gauge.clone());
     let (execution, _) = run(&executor, json!({"items": [1, 2, 3, 4, 5, 6]})).await;
     assert_eq!(execution.status, ExecutionStatus::Succeeded);
@@ -404,7 +481,12 @@ async fn result_writer_exports_files_and_returns_the_manifest_location() {
         &work(),
     );
     let (execution, handle) = run(&executor(&machine, Some(root.path())), items(&[2], 3)).await;
-    assert_eq!(execution.status, ExecutionStatus::Succeeded, "{:?}", execution.cause);
+    assert_eq!(
+        execution.status,
+        ExecutionStatus::Succeeded,
+        "{:?}",
+        execution.cause
+    );
     let map_run = &handle.map_runs()[0];
     let folder = format!("results/{}/", map_run.id());
     let output = execution.output.unwrap();
@@ -421,15 +503,23 @@ async fn result_writer_exports_files_and_returns_the_manifest_location() {
     assert_eq!(manifest["MapRunArn"], json!(map_run.arn()));
     assert_eq!(manifest["ResultFiles"]["PENDING"], json!([]));
     let succeeded_key = format!("{folder}SUCCEEDED_0.json");
-    let size = std::fs::metadata(root.path().join("data").join(&succeeded_key)).unwrap().len();
-    assert_eq!(manifest["ResultFiles"]["SUCCEEDED"], json!([{"Key": succeeded_key, "Size": size}]));
+    let size = std::fs::metadata(root.path().join("data").join(&succeeded_key))
+        .unwrap()
+        .len();
+    assert_eq!(
+        manifest["ResultFiles"]["SUCCEEDED"],
+        json!([{"Key": succeeded_key, "Size": size}])
+    );
 
     let succeeded = read(&succeeded_key);
     let succeeded = succeeded.as_array().unwrap();
     assert_eq!(succeeded.len(), 2);
     let first = &succeeded[0];
     let child = &map_run.executions()[0];
-    assert_eq!(first["ExecutionArn"], json!(map_run.execution_arn(child.name())));
+    assert_eq!(
+        first["ExecutionArn"],
+        json!(map_run.execution_arn(child.name()))
+    );
     assert_eq!(first["Name"], json!(child.name()));
     assert_eq!(first["Status"], json!("SUCCEEDED"));
     assert_eq!(first["Input"], json!(r#"{"fail":false,"id":1}"#));
@@ -453,9 +543,15 @@ async fn a_failed_map_run_still_exports_pending_items() {
         &work(),
     );
     let (execution, handle) = run(&executor(&machine, Some(root.path())), items(&[2], 4)).await;
-    assert_eq!(execution.error.as_deref(), Some("States.ExceedToleratedFailureThreshold"));
+    assert_eq!(
+        execution.error.as_deref(),
+        Some("States.ExceedToleratedFailureThreshold")
+    );
     let folder = root.path().join("data").join(handle.map_runs()[0].id());
-    assert_eq!(std::fs::read_to_string(folder.join("SUCCEEDED_0.json")).unwrap(), "2\n");
+    assert_eq!(
+        std::fs::read_to_string(folder.join("SUCCEEDED_0.json")).unwrap(),
+        "2\n"
+    );
     let pending = std::fs::read_to_string(folder.join("PENDING_0.json")).unwrap();
     assert_eq!(pending.lines().count(), 2);
     assert!(pending.contains("\"Status\":\"PENDING\""), "{pending}");
@@ -469,7 +565,11 @@ async fn writer_config_alone_shapes_the_state_output() {
         &json!({"ItemsPath": "$.items", "ResultWriter": {"WriterConfig": {"Transformation": "FLATTEN"}}}),
         &pass_through(),
     );
-    let (execution, _) = run(&executor(&machine, None), json!({"items": [[1, 2], 3, [4]]})).await;
+    let (execution, _) = run(
+        &executor(&machine, None),
+        json!({"items": [[1, 2], 3, [4]]}),
+    )
+    .await;
     assert_eq!(execution.output, Some(json!([1, 2, 3, 4])));
 }
 
@@ -493,20 +593,40 @@ async fn jsonata_maps_read_and_batch_with_expressions() {
         json!({"key": "n.json", "max": 3}),
     )
     .await;
-    assert_eq!(execution.status, ExecutionStatus::Succeeded, "{:?}", execution.cause);
+    assert_eq!(
+        execution.status,
+        ExecutionStatus::Succeeded,
+        "{:?}",
+        execution.cause
+    );
     assert_eq!(execution.output, Some(json!(["30@n.json", "30@n.json"])));
     assert_eq!(handle.map_runs()[0].execution_type(), "EXPRESS");
 }
 
 #[tokio::test]
 async fn reader_failures_are_item_reader_failed() {
-    let root = store_with(&[("object.json", r#"{"not": "an array"}"#), ("dup.csv", "a,a\n1,2\n")]);
+    let root = store_with(&[
+        ("object.json", r#"{"not": "an array"}"#),
+        ("dup.csv", "a,a\n1,2\n"),
+    ]);
     let cases = [
         (json!({"InputType": "JSON"}), "object.json", "non-iterable"),
-        (json!({"InputType": "JSON"}), "missing.json", "does not exist"),
-        (json!({"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW"}), "dup.csv", "duplicates"),
+        (
+            json!({"InputType": "JSON"}),
+            "missing.json",
+            "does not exist",
+        ),
+        (
+            json!({"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW"}),
+            "dup.csv",
+            "duplicates",
+        ),
         // The filesystem store keeps keys inside their bucket.
-        (json!({"InputType": "JSON"}), "../escape.json", "invalid key"),
+        (
+            json!({"InputType": "JSON"}),
+            "../escape.json",
+            "invalid key",
+        ),
         (json!({"InputType": "JSON"}), "/etc/passwd", "invalid key"),
     ];
     std::fs::write(root.path().join("escape.json"), "[1]").unwrap();
@@ -516,7 +636,11 @@ async fn reader_failures_are_item_reader_failed() {
             &pass_through(),
         );
         let (execution, _) = run(&executor(&machine, Some(root.path())), json!({})).await;
-        assert_eq!(execution.error.as_deref(), Some("States.ItemReaderFailed"), "{key}");
+        assert_eq!(
+            execution.error.as_deref(),
+            Some("States.ItemReaderFailed"),
+            "{key}"
+        );
         let cause = execution.cause.clone().unwrap_or_default();
         assert!(cause.contains(fragment), "{key}: {cause}");
         assert!(event_types(&execution).contains(&HistoryEventType::MapRunFailed));
@@ -543,7 +667,10 @@ async fn the_filesystem_store_stays_inside_its_root() {
         ("a/b", "x"),
         ("linked-bucket", "secret"),
     ] {
-        assert!(store.get_object(bucket, key).await.is_err(), "{bucket}/{key}");
+        assert!(
+            store.get_object(bucket, key).await.is_err(),
+            "{bucket}/{key}"
+        );
         assert!(
             store.put_object(bucket, key, b"x".to_vec()).await.is_err(),
             "{bucket}/{key}"
@@ -559,9 +686,21 @@ async fn the_filesystem_store_stays_inside_its_root() {
         .map(|o| o.key)
         .collect();
     assert_eq!(keys, ["ok.txt"]);
-    assert_eq!(std::fs::read_to_string(outside.path().join("secret")).unwrap(), "s");
-    store.put_object("data", "new/deep/file.json", b"[]".to_vec()).await.unwrap();
-    assert_eq!(store.get_object("data", "new/deep/file.json").await.unwrap(), b"[]");
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("secret")).unwrap(),
+        "s"
+    );
+    store
+        .put_object("data", "new/deep/file.json", b"[]".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_object("data", "new/deep/file.json")
+            .await
+            .unwrap(),
+        b"[]"
+    );
 }
 
 #[tokio::test]
@@ -593,20 +732,38 @@ fn malformed_distributed_maps_are_refused_naming_the_field() {
     let cases = [
         (json!({"Label": "has space"}), "Label", "character"),
         (json!({"Label": "x".repeat(41)}), "Label", "40"),
-        (get(json!({})), "ItemReader.ReaderConfig.InputType", "required"),
-        (get(json!({"InputType": "PARQUET"})), "ItemReader.ReaderConfig.InputType", "not supported"),
-        (get(json!({"InputType": "CSV"})), "ItemReader.ReaderConfig.CSVHeaderLocation", "required"),
+        (
+            get(json!({})),
+            "ItemReader.ReaderConfig.InputType",
+            "required",
+        ),
+        (
+            get(json!({"InputType": "PARQUET"})),
+            "ItemReader.ReaderConfig.InputType",
+            "not supported",
+        ),
+        (
+            get(json!({"InputType": "CSV"})),
+            "ItemReader.ReaderConfig.CSVHeaderLocation",
+            "required",
+        ),
         (
             get(json!({"InputType": "CSV", "CSVHeaderLocation": "GIVEN"})),
             "ItemReader.ReaderConfig.CSVHeaders",
             "required",
         ),
         (
-            get(json!({"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW", "CSVDelimiter": "COLON"})),
+            get(
+                json!({"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW", "CSVDelimiter": "COLON"}),
+            ),
             "ItemReader.ReaderConfig.CSVDelimiter",
             "must be one of",
         ),
-        (get(json!({"InputType": "JSON", "MaxItems": -1})), "ItemReader.ReaderConfig.MaxItems", "non-negative"),
+        (
+            get(json!({"InputType": "JSON", "MaxItems": -1})),
+            "ItemReader.ReaderConfig.MaxItems",
+            "non-negative",
+        ),
         (
             json!({"ItemReader": {"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": {"InputType": "JSON"}}}),
             "ItemReader.Parameters",
@@ -626,13 +783,28 @@ fn malformed_distributed_maps_are_refused_naming_the_field() {
             "ItemsPath",
             "cannot be combined",
         ),
-        (json!({"ItemBatcher": {"BatchInput": {}}}), "ItemBatcher.MaxItemsPerBatch", "needs"),
+        (
+            json!({"ItemBatcher": {"BatchInput": {}}}),
+            "ItemBatcher.MaxItemsPerBatch",
+            "needs",
+        ),
         (
             json!({"ItemBatcher": {"MaxInputBytesPerBatch": 300_000}}),
             "ItemBatcher.MaxInputBytesPerBatch",
             "256 KiB",
         ),
-        (json!({"ResultWriter": {}}), "ResultWriter", "must not be empty"),
+    ];
+    assert_each_refused(&cases);
+}
+
+#[test]
+fn malformed_writers_and_tolerances_are_refused_naming_the_field() {
+    let cases = [
+        (
+            json!({"ResultWriter": {}}),
+            "ResultWriter",
+            "must not be empty",
+        ),
         (
             json!({"ResultWriter": {"Resource": "arn:aws:states:::s3:getObject", "Parameters": {"Bucket": "b"}}}),
             "ResultWriter.Resource",
@@ -648,16 +820,32 @@ fn malformed_distributed_maps_are_refused_naming_the_field() {
             "ResultWriter.WriterConfig.Transformation",
             "must be one of",
         ),
-        (json!({"ToleratedFailurePercentage": 101}), "ToleratedFailurePercentage", "0 to 100"),
-        (json!({"ToleratedFailureCount": 1.5}), "ToleratedFailureCount", "non-negative integer"),
+        (
+            json!({"ToleratedFailurePercentage": 101}),
+            "ToleratedFailurePercentage",
+            "0 to 100",
+        ),
+        (
+            json!({"ToleratedFailureCount": 1.5}),
+            "ToleratedFailureCount",
+            "non-negative integer",
+        ),
     ];
+    assert_each_refused(&cases);
+}
+
+/// Each Map state with `fields` is refused, naming the state, `field` and `fragment`.
+fn assert_each_refused(cases: &[(Value, &str, &str)]) {
     for (fields, field, fragment) in cases {
-        let err = refused(&map_machine(&fields, &pass_through()));
+        let err = refused(&map_machine(fields, &pass_through()));
         assert_eq!(err.state(), Some("Fan"), "{fields}: {err}");
-        assert_eq!(err.field(), Some(field), "{fields}: {err}");
+        assert_eq!(err.field(), Some(*field), "{fields}: {err}");
         assert!(err.to_string().contains(fragment), "{fields}: {err}");
     }
+}
 
+#[test]
+fn processor_config_labels_and_express_children_are_checked_at_load() {
     let mut no_type = map_machine(&json!({}), &pass_through());
     no_type["States"]["Fan"]["ItemProcessor"]["ProcessorConfig"] = json!({"Mode": "DISTRIBUTED"});
     assert_eq!(
@@ -684,9 +872,13 @@ fn malformed_distributed_maps_are_refused_naming_the_field() {
     assert_eq!(err.field(), Some("Label"));
     assert!(err.to_string().contains("unique"), "{err}");
 
-    let mut express = map_machine(&json!({}), &json!({"StartAt": "Wait", "States": {"Wait": {
-        "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken", "End": true}}}));
-    express["States"]["Fan"]["ItemProcessor"]["ProcessorConfig"]["ExecutionType"] = json!("EXPRESS");
+    let mut express = map_machine(
+        &json!({}),
+        &json!({"StartAt": "Wait", "States": {"Wait": {
+        "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken", "End": true}}}),
+    );
+    express["States"]["Fan"]["ItemProcessor"]["ProcessorConfig"]["ExecutionType"] =
+        json!("EXPRESS");
     let err = refused(&express);
     assert_eq!(err.state(), Some("Fan > ItemProcessor > Wait"));
     assert!(err.to_string().contains("EXPRESS"), "{err}");

@@ -78,7 +78,9 @@ pub(crate) enum ReaderSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum InputFormat {
     /// A JSON array, or the array `ItemsPointer` names inside the document.
-    Json { items_pointer: Option<String> },
+    Json {
+        items_pointer: Option<String>,
+    },
     Jsonl,
     /// `headers: None` reads them from the first row.
     Csv {
@@ -191,7 +193,10 @@ pub(crate) fn processor_config(
 }
 
 /// An inline Map may not have Distributed Map fields.
-pub(crate) fn refuse_in_inline_map(p: &StateParser<'_>, field: &str) -> Result<(), DefinitionError> {
+pub(crate) fn refuse_in_inline_map(
+    p: &StateParser<'_>,
+    field: &str,
+) -> Result<(), DefinitionError> {
     match DISTRIBUTED_FIELDS.iter().find(|f| p.map.contains_key(**f)) {
         Some(found) => Err(p.err(
             found,
@@ -264,14 +269,17 @@ pub(crate) fn parse(
 fn first_callback_task(machine: &StateMachine) -> Option<String> {
     machine.states.values().find_map(|state| match &state.kind {
         StateKind::Task(task) if task.wait_for_task_token => Some(state.display.clone()),
-        StateKind::Parallel(parallel) => parallel.branches.iter().find_map(|b| first_callback_task(b)),
+        StateKind::Parallel(parallel) => parallel
+            .branches
+            .iter()
+            .find_map(|b| first_callback_task(b)),
         StateKind::Map(map) => first_callback_task(&map.processor),
         _ => None,
     })
 }
 
 /// Step Functions' rules for a Map Run label: 1 to 40 characters, none of them blank,
-/// a bracket, a wildcard, a control character or one of `"#%\^|~`$&,;:/`.
+/// a bracket, a wildcard, a control character, a backtick or one of `"#%\^|~$&,;:/`.
 fn check_label(label: &str) -> Result<(), String> {
     if label.is_empty() {
         return Err("must not be empty".into());
@@ -304,14 +312,16 @@ pub(crate) fn check_labels(
     for state in machine.states.values() {
         match &state.kind {
             StateKind::Map(map) => {
-                if let Some(label) = map.distributed.as_ref().and_then(|d| d.label.as_ref()) {
-                    if let Some(other) = seen.insert(label.clone(), state.display.clone()) {
-                        return Err(DefinitionError::new(
-                            Some(&state.display),
-                            Some("Label"),
-                            format!("'{label}' is already the label of state '{other}'; labels must be unique"),
-                        ));
-                    }
+                if let Some(label) = map.distributed.as_ref().and_then(|d| d.label.as_ref())
+                    && let Some(other) = seen.insert(label.clone(), state.display.clone())
+                {
+                    return Err(DefinitionError::new(
+                        Some(&state.display),
+                        Some("Label"),
+                        format!(
+                            "'{label}' is already the label of state '{other}'; labels must be unique"
+                        ),
+                    ));
                 }
                 check_labels(&map.processor, seen)?;
             }
@@ -378,7 +388,10 @@ fn arguments(p: &StateParser<'_>, required: bool) -> Result<Option<Arguments>, D
         }
     };
     if required && parsed.is_none() {
-        return Err(p.err(key, "is required (with the Bucket and object key or prefix)"));
+        return Err(p.err(
+            key,
+            "is required (with the Bucket and object key or prefix)",
+        ));
     }
     Ok(parsed)
 }
@@ -412,9 +425,12 @@ fn parse_reader(p: &StateParser<'_>, raw: &Value) -> Result<ItemReader, Definiti
         &["Resource", "Parameters", "Arguments", "ReaderConfig"],
         "ItemReader",
     )?;
-    let resource = r
-        .string("Resource")?
-        .ok_or_else(|| r.err("Resource", format!("is required ('{GET_OBJECT}' or '{LIST_OBJECTS}')")))?;
+    let resource = r.string("Resource")?.ok_or_else(|| {
+        r.err(
+            "Resource",
+            format!("is required ('{GET_OBJECT}' or '{LIST_OBJECTS}')"),
+        )
+    })?;
     let arguments = arguments(&r, true)?.expect("required arguments are present");
     let empty = Map::new();
     let config = match map.get("ReaderConfig") {
@@ -470,7 +486,11 @@ fn parse_reader_config(
             "manifests (ATHENA_DATA, S3_INVENTORY) are not supported; use InputType JSON, JSONL or CSV",
         ));
     }
-    let input_type = choice(c, "InputType", &["JSON", "JSONL", "CSV", "PARQUET", "MANIFEST"])?;
+    let input_type = choice(
+        c,
+        "InputType",
+        &["JSON", "JSONL", "CSV", "PARQUET", "MANIFEST"],
+    )?;
     if let Some(unsupported @ ("PARQUET" | "MANIFEST")) = input_type {
         return Err(c.err(
             "InputType",
@@ -481,13 +501,19 @@ fn parse_reader_config(
         choice(c, "Transformation", &["NONE", "LOAD_AND_FLATTEN"])? == Some("LOAD_AND_FLATTEN");
     match resource {
         GET_OBJECT if input_type.is_none() => {
-            return Err(c.err("InputType", "is required with s3:getObject (JSON, JSONL or CSV)"));
+            return Err(c.err(
+                "InputType",
+                "is required with s3:getObject (JSON, JSONL or CSV)",
+            ));
         }
         GET_OBJECT if c.map.contains_key("Transformation") => {
             return Err(c.err("Transformation", "is only allowed with s3:listObjectsV2"));
         }
         LIST_OBJECTS if load_and_flatten && input_type.is_none() => {
-            return Err(c.err("InputType", "is required with \"Transformation\": \"LOAD_AND_FLATTEN\""));
+            return Err(c.err(
+                "InputType",
+                "is required with \"Transformation\": \"LOAD_AND_FLATTEN\"",
+            ));
         }
         LIST_OBJECTS if !load_and_flatten && input_type.is_some() => {
             return Err(c.err(
@@ -504,7 +530,10 @@ fn parse_reader_config(
         }
     }
     if input_type != Some("JSON") && c.map.contains_key("ItemsPointer") {
-        return Err(c.err("ItemsPointer", "is only allowed with \"InputType\": \"JSON\""));
+        return Err(c.err(
+            "ItemsPointer",
+            "is only allowed with \"InputType\": \"JSON\"",
+        ));
     }
     let format = match input_type {
         None => None,
@@ -537,12 +566,19 @@ fn parse_reader_config(
 }
 
 fn parse_csv(c: &StateParser<'_>) -> Result<InputFormat, DefinitionError> {
-    let location = choice(c, "CSVHeaderLocation", &["FIRST_ROW", "GIVEN"])?
-        .ok_or_else(|| c.err("CSVHeaderLocation", "is required with CSV (FIRST_ROW or GIVEN)"))?;
+    let location = choice(c, "CSVHeaderLocation", &["FIRST_ROW", "GIVEN"])?.ok_or_else(|| {
+        c.err(
+            "CSVHeaderLocation",
+            "is required with CSV (FIRST_ROW or GIVEN)",
+        )
+    })?;
     let headers = match (location, c.map.get("CSVHeaders")) {
         ("FIRST_ROW", None) => None,
         ("FIRST_ROW", Some(_)) => {
-            return Err(c.err("CSVHeaders", "is only allowed with \"CSVHeaderLocation\": \"GIVEN\""));
+            return Err(c.err(
+                "CSVHeaders",
+                "is only allowed with \"CSVHeaderLocation\": \"GIVEN\"",
+            ));
         }
         (_, Some(Value::Array(items))) if !items.is_empty() => {
             let mut headers: Vec<String> = Vec::with_capacity(items.len());
@@ -567,7 +603,11 @@ fn parse_csv(c: &StateParser<'_>) -> Result<InputFormat, DefinitionError> {
             ));
         }
     };
-    let delimiter = match choice(c, "CSVDelimiter", &["COMMA", "PIPE", "SEMICOLON", "SPACE", "TAB"])? {
+    let delimiter = match choice(
+        c,
+        "CSVDelimiter",
+        &["COMMA", "PIPE", "SEMICOLON", "SPACE", "TAB"],
+    )? {
         None | Some("COMMA") => b',',
         Some("PIPE") => b'|',
         Some("SEMICOLON") => b';',
@@ -662,7 +702,10 @@ fn parse_writer(p: &StateParser<'_>, raw: &Value) -> Result<ResultWriter, Defini
     match (resource, &target) {
         (Some(PUT_OBJECT), Some(_)) => {}
         (Some(PUT_OBJECT), None) => {
-            return Err(w.err(arguments_key, "is required with a Resource (the Bucket and Prefix)"));
+            return Err(w.err(
+                arguments_key,
+                "is required with a Resource (the Bucket and Prefix)",
+            ));
         }
         (Some(other), _) => {
             return Err(w.err(
@@ -671,7 +714,10 @@ fn parse_writer(p: &StateParser<'_>, raw: &Value) -> Result<ResultWriter, Defini
             ));
         }
         (None, Some(_)) => {
-            return Err(w.err("Resource", format!("is required with {arguments_key} ('{PUT_OBJECT}')")));
+            return Err(w.err(
+                "Resource",
+                format!("is required with {arguments_key} ('{PUT_OBJECT}')"),
+            ));
         }
         (None, None) if !map.contains_key("WriterConfig") => {
             return Err(w.err(
@@ -706,10 +752,7 @@ fn parse_percentage(p: &StateParser<'_>) -> Result<Option<Percentage>, Definitio
         Some(value) => match value.as_f64() {
             Some(n) if (0.0..=100.0).contains(&n) => Some(n),
             _ => {
-                return Err(p.err(
-                    KEY,
-                    format!("must be a number from 0 to 100, not {value}"),
-                ));
+                return Err(p.err(KEY, format!("must be a number from 0 to 100, not {value}")));
             }
         },
     };
@@ -730,7 +773,16 @@ mod tests {
     fn labels_follow_the_service_rules() {
         assert!(check_label("Map-1_ok.x").is_ok());
         assert!(check_label(&"a".repeat(40)).is_ok());
-        for bad in ["", "has space", "a:b", "slash/", "star*", "tab\t", "\u{85}", &"a".repeat(41)] {
+        for bad in [
+            "",
+            "has space",
+            "a:b",
+            "slash/",
+            "star*",
+            "tab\t",
+            "\u{85}",
+            &"a".repeat(41),
+        ] {
             assert!(check_label(bad).is_err(), "{bad:?}");
         }
     }

@@ -36,7 +36,11 @@ fn collect_object_resources(machine: &StateMachine, out: &mut Vec<(String, &'sta
                     if let Some(reader) = &distributed.reader {
                         out.push((state.display.clone(), reader.resource()));
                     }
-                    if distributed.writer.as_ref().is_some_and(|w| w.target.is_some()) {
+                    if distributed
+                        .writer
+                        .as_ref()
+                        .is_some_and(|w| w.target.is_some())
+                    {
                         out.push((state.display.clone(), config::PUT_OBJECT));
                     }
                 }
@@ -114,7 +118,10 @@ impl MapRun {
         let child_machine = format!("{state_machine_name}/{label}");
         Self {
             shared: Arc::new(MapRunShared {
-                arn: format!("{ARN_PREFIX}:mapRun:{child_machine}:{}", uuid::Uuid::new_v4()),
+                arn: format!(
+                    "{ARN_PREFIX}:mapRun:{child_machine}:{}",
+                    uuid::Uuid::new_v4()
+                ),
                 state_name: state_name.to_owned(),
                 label: label.to_owned(),
                 child_machine,
@@ -166,7 +173,10 @@ impl MapRun {
     /// The ARN of the child execution named `name`: `…:execution:<machine>/<label>:<name>`.
     #[must_use]
     pub fn execution_arn(&self, name: &str) -> String {
-        format!("{ARN_PREFIX}:execution:{}:{name}", self.shared.child_machine)
+        format!(
+            "{ARN_PREFIX}:execution:{}:{name}",
+            self.shared.child_machine
+        )
     }
 
     /// The `ProcessorConfig.ExecutionType` of the child executions: `STANDARD` or `EXPRESS`.

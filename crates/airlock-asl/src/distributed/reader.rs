@@ -22,9 +22,12 @@ pub(crate) fn decode(
                 None | Some("") => document,
                 Some(pointer) => {
                     let mut document = document;
-                    document.pointer_mut(pointer).map(Value::take).ok_or_else(|| {
-                        format!("ItemsPointer '{pointer}' names nothing in {source}")
-                    })?
+                    document
+                        .pointer_mut(pointer)
+                        .map(Value::take)
+                        .ok_or_else(|| {
+                            format!("ItemsPointer '{pointer}' names nothing in {source}")
+                        })?
                 }
             };
             match node {
@@ -70,19 +73,20 @@ fn decode_csv(
     limit: usize,
 ) -> Result<Vec<Value>, String> {
     let mut records = Records::new(text, delimiter);
-    let headers: Vec<String> = match given {
-        Some(headers) => headers.to_vec(),
-        None => {
-            let headers = records.next().ok_or("the file is empty: it has no header row")?;
-            for (i, header) in headers.iter().enumerate() {
-                if headers[..i].contains(header) {
-                    return Err(format!(
-                        "CSV headers cannot contain duplicates ('{header}' appears twice)"
-                    ));
-                }
+    let headers: Vec<String> = if let Some(headers) = given {
+        headers.to_vec()
+    } else {
+        let headers = records
+            .next()
+            .ok_or("the file is empty: it has no header row")?;
+        for (i, header) in headers.iter().enumerate() {
+            if headers[..i].contains(header) {
+                return Err(format!(
+                    "CSV headers cannot contain duplicates ('{header}' appears twice)"
+                ));
             }
-            headers
         }
+        headers
     };
     let mut items = Vec::new();
     for row in records {
@@ -93,7 +97,10 @@ fn decode_csv(
         let mut fields = row.into_iter();
         let mut item = Map::with_capacity(headers.len());
         for header in &headers {
-            item.insert(header.clone(), Value::String(fields.next().unwrap_or_default()));
+            item.insert(
+                header.clone(),
+                Value::String(fields.next().unwrap_or_default()),
+            );
         }
         items.push(Value::Object(item));
     }
@@ -187,7 +194,10 @@ mod tests {
     #[test]
     fn delimited_text_follows_the_documented_rules() {
         assert_eq!(
-            csv("a,b\n1,\"x, y\"\r\n\n\"multi\nline\",\"say \"\"hi\"\"\"\n", ','),
+            csv(
+                "a,b\n1,\"x, y\"\r\n\n\"multi\nline\",\"say \"\"hi\"\"\"\n",
+                ','
+            ),
             vec![
                 vec!["a".to_owned(), "b".to_owned()],
                 vec!["1".to_owned(), "x, y".to_owned()],

@@ -96,8 +96,16 @@ pub(crate) async fn run_map_run(
     drop(guard);
     match &outcome {
         Ok(_) => {
-            run.emit(cursor, HistoryEventType::MapRunSucceeded, EventDetails::None);
-            run.emit(cursor, HistoryEventType::MapStateSucceeded, EventDetails::None);
+            run.emit(
+                cursor,
+                HistoryEventType::MapRunSucceeded,
+                EventDetails::None,
+            );
+            run.emit(
+                cursor,
+                HistoryEventType::MapStateSucceeded,
+                EventDetails::None,
+            );
         }
         Err(error) => {
             run.emit(
@@ -240,12 +248,11 @@ impl MapRunBody<'_, '_> {
         let inputs = select_items(self.run, self.visit, self.map, self.effective, items)?;
         let total = inputs.len() as u64;
         self.map_run.update(|c| c.total = total);
-        let (children, sizes) = match &self.config.batcher {
-            Some(batcher) => self.batch(batcher, inputs)?,
-            None => {
-                let sizes = vec![1; inputs.len()];
-                (inputs, sizes)
-            }
+        let (children, sizes) = if let Some(batcher) = &self.config.batcher {
+            self.batch(batcher, inputs)?
+        } else {
+            let sizes = vec![1; inputs.len()];
+            (inputs, sizes)
         };
         let destination = match self.config.writer.as_ref().and_then(|w| w.target.as_ref()) {
             Some(target) => Some(self.destination(target)?),
@@ -282,11 +289,9 @@ impl MapRunBody<'_, '_> {
     fn arguments(&self, arguments: &Arguments) -> Result<Value, StateError> {
         let context = self.run.context(self.visit, None, None);
         match arguments {
-            Arguments::JsonPath(template) => template.render(&Scope::new(
-                self.effective,
-                &context,
-                self.visit.variables,
-            )),
+            Arguments::JsonPath(template) => {
+                template.render(&Scope::new(self.effective, &context, self.visit.variables))
+            }
             Arguments::Jsonata(template) => template.evaluate(
                 &states(self.effective, &context, Extra::Nothing),
                 self.visit.variables,
@@ -348,7 +353,10 @@ impl MapRunBody<'_, '_> {
                         })
                         .collect());
                 }
-                let format = reader.format.as_ref().expect("LOAD_AND_FLATTEN has an InputType");
+                let format = reader
+                    .format
+                    .as_ref()
+                    .expect("LOAD_AND_FLATTEN has an InputType");
                 let mut items = Vec::new();
                 for object in objects {
                     if items.len() >= limit {
@@ -406,7 +414,7 @@ impl MapRunBody<'_, '_> {
         };
         // The size of a batch's input: the wrapper, the items and the commas between them.
         let empty_size = json_size(&wrap(Vec::new()));
-        let mut batches = Vec::new();
+        let mut grouped = Vec::new();
         let mut sizes = Vec::new();
         let mut current = Vec::new();
         let mut current_bytes = empty_size;
@@ -426,7 +434,7 @@ impl MapRunBody<'_, '_> {
                     || current_bytes + separator + item_bytes > max_bytes)
             {
                 sizes.push(current.len());
-                batches.push(wrap(std::mem::take(&mut current)));
+                grouped.push(wrap(std::mem::take(&mut current)));
                 current_bytes = empty_size;
             }
             current_bytes += usize::from(!current.is_empty()) + item_bytes;
@@ -434,9 +442,9 @@ impl MapRunBody<'_, '_> {
         }
         if !current.is_empty() {
             sizes.push(current.len());
-            batches.push(wrap(current));
+            grouped.push(wrap(current));
         }
-        Ok((batches, sizes))
+        Ok((grouped, sizes))
     }
 
     fn destination(&self, target: &Arguments) -> Result<Destination, StateError> {
@@ -481,7 +489,9 @@ impl MapRunBody<'_, '_> {
         let mut exceeded = false;
         loop {
             while !exceeded && running < self.limit && next < children.len() {
-                let Child::Pending(input) = std::mem::replace(&mut children[next], Child::Pending(Value::Null)) else {
+                let Child::Pending(input) =
+                    std::mem::replace(&mut children[next], Child::Pending(Value::Null))
+                else {
                     unreachable!("children start once, in order");
                 };
                 let execution = self.start_child(next, input, &options, &sender);
@@ -558,9 +568,10 @@ impl MapRunBody<'_, '_> {
         let summary = execution.summary();
         // A failed child's result is always its full record.
         match (summary.output, transformation) {
-            (Some(output), Transformation::Compact) => results.push(output),
             (Some(Value::Array(items)), Transformation::Flatten) => results.extend(items),
-            (Some(output), Transformation::Flatten) => results.push(output),
+            (Some(output), Transformation::Compact | Transformation::Flatten) => {
+                results.push(output);
+            }
             _ => results.push(self.record(execution)),
         }
     }
@@ -581,18 +592,15 @@ impl MapRunBody<'_, '_> {
         if let Some(stopped_at) = summary.stopped_at {
             record["StopDate"] = json!(timestamp(stopped_at));
         }
-        match summary.output {
-            Some(output) => {
-                record["Output"] = json!(output.to_string());
-                record["OutputDetails"] = json!({"Included": true});
+        if let Some(output) = summary.output {
+            record["Output"] = json!(output.to_string());
+            record["OutputDetails"] = json!({"Included": true});
+        } else {
+            if let Some(error) = summary.error {
+                record["Error"] = json!(error);
             }
-            None => {
-                if let Some(error) = summary.error {
-                    record["Error"] = json!(error);
-                }
-                if let Some(cause) = summary.cause {
-                    record["Cause"] = json!(cause);
-                }
+            if let Some(cause) = summary.cause {
+                record["Cause"] = json!(cause);
             }
         }
         record
@@ -608,7 +616,11 @@ impl MapRunBody<'_, '_> {
         sizes: &[usize],
     ) -> Result<Value, StateError> {
         let failed = |cause: String| StateError::new(names::RESULT_WRITER_FAILED, cause);
-        let writer = self.config.writer.as_ref().expect("exporting needs a ResultWriter");
+        let writer = self
+            .config
+            .writer
+            .as_ref()
+            .expect("exporting needs a ResultWriter");
         let store = self.run.object_store.as_ref().ok_or_else(|| {
             failed("no object store is set on the executor to write results to".into())
         })?;
@@ -648,7 +660,12 @@ impl MapRunBody<'_, '_> {
                 store
                     .put_object(&destination.bucket, &key, body)
                     .await
-                    .map_err(|e| failed(format!("s3:putObject s3://{}/{key}: {e}", destination.bucket)))?;
+                    .map_err(|e| {
+                        failed(format!(
+                            "s3:putObject s3://{}/{key}: {e}",
+                            destination.bucket
+                        ))
+                    })?;
                 listed.push(json!({"Key": key, "Size": size}));
             }
             files.insert(status.to_owned(), Value::Array(listed));
