@@ -883,3 +883,28 @@ fn processor_config_labels_and_express_children_are_checked_at_load() {
     assert_eq!(err.state(), Some("Fan > ItemProcessor > Wait"));
     assert!(err.to_string().contains("EXPRESS"), "{err}");
 }
+
+#[tokio::test]
+async fn stopping_the_parent_aborts_its_child_executions() {
+    let machine = map_machine(
+        &json!({"ItemsPath": "$.items"}),
+        &json!({"StartAt": "Wait", "States": {"Wait": {"Type": "Task",
+            "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+            "Parameters": {"token.$": "$$.Task.Token"}, "End": true}}}),
+    );
+    let (queue, mut requests) = common::queue();
+    let executor = executor(&machine, None).with_handler("arn:aws:states:::sqs:sendMessage", queue);
+    let handle = executor
+        .start_execution("parent", json!({"items": [1, 2]}))
+        .unwrap();
+    // Both children are waiting for their tokens once both requests arrived.
+    requests.recv().await.unwrap();
+    requests.recv().await.unwrap();
+    assert!(handle.stop(Some("Stopped"), None));
+    assert_eq!(handle.wait().await.status, ExecutionStatus::Aborted);
+    let map_run = &handle.map_runs()[0];
+    assert_eq!(map_run.status(), MapRunStatus::Aborted);
+    for child in map_run.executions() {
+        assert_eq!(child.wait().await.status, ExecutionStatus::Aborted);
+    }
+}
