@@ -1,8 +1,10 @@
 //! Throughput of the executor on an inline Map of three Pass states per item (no
 //! tasks): prints state transitions per second for Maps of increasing size, and the
 //! process's peak resident memory so far (Linux `VmHWM`; the whole history is kept).
+//! With `--distributed` the Map is a Distributed Map: each item runs as a child
+//! execution with a history of its own.
 //!
-//! `cargo run --release -p airlock-asl --example map_bench [--no-history] [sizes...]`
+//! `cargo run --release -p airlock-asl --example map_bench [--no-history] [--distributed] [sizes...]`
 
 use std::time::Instant;
 
@@ -12,9 +14,10 @@ use serde_json::json;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let keep_history = !args.iter().any(|a| a == "--no-history");
+    let distributed = args.iter().any(|a| a == "--distributed");
     let sizes: Vec<usize> = args
         .iter()
-        .filter(|a| *a != "--no-history")
+        .filter(|a| !a.starts_with("--"))
         .map(|a| a.parse().expect("sizes are item counts"))
         .collect();
     let sizes = if sizes.is_empty() {
@@ -22,14 +25,18 @@ fn main() {
     } else {
         sizes
     };
-    let definition = Definition::from_value(&json!({"StartAt": "Each", "States": {
+    let mut machine = json!({"StartAt": "Each", "States": {
         "Each": {"Type": "Map", "ItemsPath": "$.items", "End": true, "ItemProcessor": {"StartAt": "A", "States": {
             "A": {"Type": "Pass", "Next": "B"},
             "B": {"Type": "Pass", "Parameters": {"v.$": "$"}, "Next": "C"},
             "C": {"Type": "Pass", "OutputPath": "$.v", "End": true}
         }}}
-    }}))
-    .expect("the benchmark definition is valid");
+    }});
+    if distributed {
+        machine["States"]["Each"]["ItemProcessor"]["ProcessorConfig"] =
+            json!({"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"});
+    }
+    let definition = Definition::from_value(&machine).expect("the benchmark definition is valid");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -45,12 +52,18 @@ fn main() {
         // Zeros keep 100,000 items within the 256 KiB input and output quota.
         let items = vec![0; size];
         let started = Instant::now();
-        let execution = runtime.block_on(async {
-            executor
+        let (execution, child_events) = runtime.block_on(async {
+            let handle = executor
                 .start_execution(&format!("bench-{size}"), json!({"items": items}))
-                .expect("the execution starts")
-                .wait()
-                .await
+                .expect("the execution starts");
+            let execution = handle.wait().await;
+            let child_events: usize = handle
+                .map_runs()
+                .iter()
+                .flat_map(airlock_asl::MapRun::executions)
+                .map(|child| child.describe().history.len())
+                .sum();
+            (execution, child_events)
         });
         let elapsed = started.elapsed();
         if execution.status != ExecutionStatus::Succeeded {
@@ -65,7 +78,7 @@ fn main() {
         #[allow(clippy::cast_precision_loss)]
         let rate = transitions as f64 / elapsed.as_secs_f64();
         println!(
-            "{size:>7} items: {transitions:>7} transitions in {:>8.3} s = {rate:>9.0} transitions/s, {} history events, peak RSS {}",
+            "{size:>7} items: {transitions:>7} transitions in {:>8.3} s = {rate:>9.0} transitions/s, {} history events (+{child_events} in child executions), peak RSS {}",
             elapsed.as_secs_f64(),
             execution.history.len(),
             peak_rss().unwrap_or_else(|| "unknown".into())

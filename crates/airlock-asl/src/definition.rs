@@ -7,6 +7,7 @@ use chrono::{DateTime, FixedOffset};
 use serde_json::{Map, Value};
 
 use crate::choice::{self, Rule};
+use crate::distributed::{self, Distributed};
 use crate::error::{DefinitionError, names};
 use crate::intrinsic::{self, Call};
 use crate::jsonata::{self, Template as JsonataTemplate};
@@ -214,6 +215,8 @@ pub(crate) struct MapState {
     pub(crate) result_path: ResultPath,
     pub(crate) retry: Vec<Retrier>,
     pub(crate) catch: Vec<Catcher>,
+    /// Set for `ProcessorConfig.Mode: DISTRIBUTED`: each item runs as a child execution.
+    pub(crate) distributed: Option<Box<Distributed>>,
 }
 
 #[derive(Debug, Clone)]
@@ -306,6 +309,7 @@ impl Definition {
             .map_err(|m| DefinitionError::new(None, Some("TimeoutSeconds"), m))?;
         let machine = parse_machine(top, "", None, "", language)?;
         check_variable_scopes(&machine, &BTreeSet::new())?;
+        distributed::check_labels(&machine, &mut BTreeMap::new())?;
         Ok(Self {
             comment,
             timeout_seconds,
@@ -432,6 +436,10 @@ fn check_variable_scopes(
                 for branch in &p.branches {
                     check_variable_scopes(branch, &visible)?;
                 }
+            }
+            // A Distributed Map's iterations are child executions, with scopes of their own.
+            StateKind::Map(m) if m.distributed.is_some() => {
+                check_variable_scopes(&m.processor, &BTreeSet::new())?;
             }
             StateKind::Map(m) => check_variable_scopes(&m.processor, &visible)?,
             _ => {}
@@ -762,6 +770,14 @@ fn allowed_fields(type_name: &str) -> &'static [&'static str] {
             "ResultPath",
             "Retry",
             "Catch",
+            "Label",
+            "ItemReader",
+            "ItemBatcher",
+            "ResultWriter",
+            "ToleratedFailurePercentage",
+            "ToleratedFailurePercentagePath",
+            "ToleratedFailureCount",
+            "ToleratedFailureCountPath",
         ],
         _ => &[],
     }
@@ -811,6 +827,12 @@ fn allowed_jsonata_fields(type_name: &str) -> &'static [&'static str] {
             "MaxConcurrency",
             "Retry",
             "Catch",
+            "Label",
+            "ItemReader",
+            "ItemBatcher",
+            "ResultWriter",
+            "ToleratedFailurePercentage",
+            "ToleratedFailureCount",
         ],
         _ => &[],
     }
@@ -833,6 +855,8 @@ fn language_mismatch(language: Language, field: &str) -> Option<&'static str> {
         "MaxConcurrencyPath",
         "ErrorPath",
         "CausePath",
+        "ToleratedFailurePercentagePath",
+        "ToleratedFailureCountPath",
     ];
     const JSONATA_ONLY: &[&str] = &["Arguments", "Output", "Items"];
     match language {
@@ -846,28 +870,13 @@ fn language_mismatch(language: Language, field: &str) -> Option<&'static str> {
     }
 }
 
-/// Fields that exist in Step Functions but that this executor cannot run.
-fn unsupported_reason(field: &str) -> Option<&'static str> {
-    Some(match field {
-        "ItemReader"
-        | "ResultWriter"
-        | "ItemBatcher"
-        | "ToleratedFailurePercentage"
-        | "ToleratedFailurePercentagePath"
-        | "ToleratedFailureCount"
-        | "ToleratedFailureCountPath"
-        | "Label" => "is a Distributed Map field; only inline Map states are supported",
-        _ => return None,
-    })
-}
-
-struct StateParser<'a> {
-    display: &'a str,
-    map: &'a Map<String, Value>,
+pub(crate) struct StateParser<'a> {
+    pub(crate) display: &'a str,
+    pub(crate) map: &'a Map<String, Value>,
     /// The state's query language.
-    language: Language,
+    pub(crate) language: Language,
     /// The language of the definition, which nested machines' states default to.
-    default_language: Language,
+    pub(crate) default_language: Language,
 }
 
 /// `field.inner`, or `field` alone when `inner` is empty.
@@ -882,12 +891,12 @@ fn join_field(field: &str, inner: &str) -> String {
 }
 
 impl<'a> StateParser<'a> {
-    fn err(&self, field: &str, message: impl Into<String>) -> DefinitionError {
+    pub(crate) fn err(&self, field: &str, message: impl Into<String>) -> DefinitionError {
         DefinitionError::new(Some(self.display), Some(field), message)
     }
 
     /// Whether the field is a `{% … %}` JSONata expression (in a JSONata state).
-    fn is_expression(&self, key: &str) -> bool {
+    pub(crate) fn is_expression(&self, key: &str) -> bool {
         self.language == Language::Jsonata
             && self
                 .map
@@ -897,7 +906,7 @@ impl<'a> StateParser<'a> {
     }
 
     /// A JSONata field value (any JSON, with `{% … %}` expressions anywhere).
-    fn jsonata(&self, key: &str) -> Result<Option<JsonataTemplate>, DefinitionError> {
+    pub(crate) fn jsonata(&self, key: &str) -> Result<Option<JsonataTemplate>, DefinitionError> {
         match self.map.get(key) {
             None => Ok(None),
             Some(value) => JsonataTemplate::compile(value)
@@ -929,7 +938,7 @@ impl<'a> StateParser<'a> {
         }
     }
 
-    fn string(&self, key: &str) -> Result<Option<&'a str>, DefinitionError> {
+    pub(crate) fn string(&self, key: &str) -> Result<Option<&'a str>, DefinitionError> {
         match self.map.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -948,7 +957,7 @@ impl<'a> StateParser<'a> {
     }
 
     /// A definite path read from the input or a variable (`ItemsPath`, `…SecondsPath`…).
-    fn reference_path(&self, key: &str) -> Result<Option<JsonPath>, DefinitionError> {
+    pub(crate) fn reference_path(&self, key: &str) -> Result<Option<JsonPath>, DefinitionError> {
         match self.map.get(key) {
             None => Ok(None),
             Some(Value::String(s)) if s.starts_with("$$") => Err(self.err(
@@ -966,7 +975,7 @@ impl<'a> StateParser<'a> {
         result_path_of(self.map, "ResultPath").map_err(|m| self.err("ResultPath", m))
     }
 
-    fn template(&self, key: &str) -> Result<Option<Template>, DefinitionError> {
+    pub(crate) fn template(&self, key: &str) -> Result<Option<Template>, DefinitionError> {
         match self.map.get(key) {
             None => Ok(None),
             Some(value @ Value::Object(_)) => Template::compile(value)
@@ -976,7 +985,7 @@ impl<'a> StateParser<'a> {
         }
     }
 
-    fn amount(
+    pub(crate) fn amount(
         &self,
         key: &str,
         path_key: &str,
@@ -1094,8 +1103,7 @@ impl<'a> StateParser<'a> {
                 if !matches!(key.as_str(), "ErrorEquals" | "Next" | "Comment" | "Assign")
                     && key != allowed
                 {
-                    let why = unsupported_reason(key).unwrap_or("unknown catcher field");
-                    return Err(self.err(&at(key), why));
+                    return Err(self.err(&at(key), "unknown catcher field"));
                 }
             }
             let error_equals = self.error_equals(map, &at("ErrorEquals"), i + 1 == items.len())?;
@@ -1205,9 +1213,6 @@ fn parse_state(
             || allowed.contains(&key.as_str())
         {
             continue;
-        }
-        if let Some(why) = unsupported_reason(key) {
-            return Err(p.err(key, why));
         }
         if let Some(why) = language_mismatch(language, key) {
             return Err(p.err(key, why));
@@ -1514,18 +1519,7 @@ fn parse_map(p: &StateParser<'_>) -> Result<MapState, DefinitionError> {
         field,
         &["StartAt", "States", "Comment", "ProcessorConfig"],
     )?;
-    if let Some(config) = processor.get("ProcessorConfig") {
-        let mode = config
-            .get("Mode")
-            .and_then(Value::as_str)
-            .unwrap_or("INLINE");
-        if mode != "INLINE" {
-            return Err(p.err(
-                &format!("{field}.ProcessorConfig.Mode"),
-                format!("'{mode}' is not supported; only INLINE Map states are"),
-            ));
-        }
-    }
+    let execution_type = distributed::processor_config(p, field, processor)?;
     let prefix = format!("{} > {field} > ", p.display);
     let processor = parse_machine(
         processor,
@@ -1545,7 +1539,19 @@ fn parse_map(p: &StateParser<'_>) -> Result<MapState, DefinitionError> {
         };
         (item_selector, None)
     };
+    let distributed = if let Some(execution_type) = execution_type {
+        Some(Box::new(distributed::parse(
+            p,
+            field,
+            execution_type,
+            &processor,
+        )?))
+    } else {
+        distributed::refuse_in_inline_map(p, field)?;
+        None
+    };
     Ok(MapState {
+        distributed,
         items_path: p
             .reference_path("ItemsPath")?
             .unwrap_or_else(|| JsonPath::parse("$").expect("'$' is a valid path")),

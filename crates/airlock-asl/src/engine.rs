@@ -22,6 +22,7 @@ use crate::executor::{
 };
 use crate::history::{EventDetails, ExecutionStatus, HistoryEventType, split_resource};
 use crate::jsonata::{States as JsonataStates, Template as JsonataTemplate};
+use crate::objects::ObjectStore;
 use crate::path::{JsonPath, Root, Scope};
 use crate::retry::RetryBudget;
 use crate::template::Template;
@@ -35,6 +36,7 @@ pub(crate) struct Run {
     pub(crate) handlers: Arc<HashMap<String, Arc<dyn TaskHandler>>>,
     pub(crate) options: Arc<ExecutorOptions>,
     pub(crate) registry: Arc<Registry>,
+    pub(crate) object_store: Option<Arc<dyn ObjectStore>>,
     pub(crate) execution: Arc<ExecutionShared>,
 }
 
@@ -45,17 +47,17 @@ enum Transition {
 }
 
 /// Identifies the state being run, for the context object and messages.
-struct Visit<'a> {
-    state: &'a State,
+pub(crate) struct Visit<'a> {
+    pub(crate) state: &'a State,
     entered_at: DateTime<Utc>,
     retry_count: u32,
     /// The variables as they were when the state was entered.
-    variables: &'a Variables,
+    pub(crate) variables: &'a Variables,
 }
 
 /// What `$states` holds besides the input and the context object.
 #[derive(Clone, Copy)]
-enum Extra<'a> {
+pub(crate) enum Extra<'a> {
     Nothing,
     /// `$states.result`: a Task, Parallel or Map result.
     Result(&'a Value),
@@ -63,7 +65,11 @@ enum Extra<'a> {
     Error(&'a Value),
 }
 
-fn states<'v>(raw: &'v Value, context: &'v Value, extra: Extra<'v>) -> JsonataStates<'v> {
+pub(crate) fn states<'v>(
+    raw: &'v Value,
+    context: &'v Value,
+    extra: Extra<'v>,
+) -> JsonataStates<'v> {
     JsonataStates {
         input: raw,
         context,
@@ -207,7 +213,7 @@ pub(crate) async fn run_execution(run: Arc<Run>) {
 /// Ends the execution as failed if its task stops without recording an outcome (a
 /// bug in the interpreter panicked, or the runtime shut down), so that nobody
 /// waiting on it hangs.
-struct FailIfUnfinished(Arc<ExecutionShared>);
+pub(crate) struct FailIfUnfinished(pub(crate) Arc<ExecutionShared>);
 
 impl Drop for FailIfUnfinished {
     fn drop(&mut self) {
@@ -234,7 +240,7 @@ impl Drop for Retire {
 
 /// Runs a `StartAt`/`States` block from its start state to an end. Returns the
 /// output (or error) and the id of the last event it emitted.
-fn run_machine(
+pub(crate) fn run_machine(
     run: Arc<Run>,
     machine: Arc<StateMachine>,
     input: Value,
@@ -261,11 +267,16 @@ fn run_machine(
 }
 
 impl Run {
-    fn emit(&self, cursor: &mut u64, event_type: HistoryEventType, details: EventDetails) {
+    pub(crate) fn emit(
+        &self,
+        cursor: &mut u64,
+        event_type: HistoryEventType,
+        details: EventDetails,
+    ) {
         *cursor = self.execution.emit(*cursor, event_type, details);
     }
 
-    fn context(
+    pub(crate) fn context(
         &self,
         visit: &Visit<'_>,
         task_token: Option<&str>,
@@ -314,17 +325,17 @@ impl Run {
     }
 }
 
-fn timestamp(at: DateTime<Utc>) -> String {
+pub(crate) fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// A `States.Runtime` error; [`run_state`] adds the state and its entered event to the cause.
-fn runtime_error(message: impl std::fmt::Display) -> StateError {
+pub(crate) fn runtime_error(message: impl std::fmt::Display) -> StateError {
     StateError::new(names::RUNTIME, message.to_string())
 }
 
 /// Step Functions' payload quota for state inputs, results and outputs.
-const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 
 /// Counts the bytes of a value's JSON text without building it.
 pub(crate) fn json_size(value: &Value) -> usize {
@@ -345,7 +356,7 @@ pub(crate) fn json_size(value: &Value) -> usize {
 }
 
 /// `States.DataLimitExceeded` when `value` is over the payload quota.
-fn check_size(value: &Value, what: impl FnOnce() -> String) -> Result<(), StateError> {
+pub(crate) fn check_size(value: &Value, what: impl FnOnce() -> String) -> Result<(), StateError> {
     if json_size(value) > MAX_PAYLOAD_BYTES {
         return Err(StateError::new(
             names::DATA_LIMIT_EXCEEDED,
@@ -423,7 +434,7 @@ fn apply_result_path(
 }
 
 /// Resolves a literal, path or JSONata amount of seconds against the effective input.
-fn resolve_amount(
+pub(crate) fn resolve_amount(
     run: &Run,
     visit: &Visit<'_>,
     amount: &Amount,
@@ -1277,6 +1288,17 @@ fn map_inputs(
     map: &MapState,
     effective: &Value,
 ) -> Result<Vec<Value>, StateError> {
+    let items = map_items(run, visit, map, effective)?;
+    select_items(run, visit, map, effective, items)
+}
+
+/// The Map's items: `Items` (JSONata) or what `ItemsPath` selects, which must be an array.
+pub(crate) fn map_items(
+    run: &Run,
+    visit: &Visit<'_>,
+    map: &MapState,
+    effective: &Value,
+) -> Result<Vec<Value>, StateError> {
     let selected = match &map.items {
         Some(items) => {
             let context = run.context(visit, None, None);
@@ -1311,6 +1333,17 @@ fn map_inputs(
             )));
         }
     };
+    Ok(items)
+}
+
+/// Each item through `ItemSelector` (evaluated with `$$.Map.Item`), if there is one.
+pub(crate) fn select_items(
+    run: &Run,
+    visit: &Visit<'_>,
+    map: &MapState,
+    effective: &Value,
+    items: Vec<Value>,
+) -> Result<Vec<Value>, StateError> {
     if map.item_selector.is_none() && map.jsonata_item_selector.is_none() {
         return Ok(items);
     }
@@ -1338,6 +1371,10 @@ async fn run_map_attempt(
     effective: &Value,
     cursor: &mut u64,
 ) -> Result<Value, StateError> {
+    if let Some(distributed) = &map.distributed {
+        return crate::distributed::run_map_run(run, visit, map, distributed, effective, cursor)
+            .await;
+    }
     let state = visit.state;
     let inputs = map_inputs(run, visit, map, effective)?;
     let max_concurrency = resolve_amount(

@@ -27,6 +27,13 @@ pub mod names {
     pub const DATA_LIMIT_EXCEEDED: &str = "States.DataLimitExceeded";
     /// A JSONata expression failed or produced no value where one is needed.
     pub const QUERY_EVALUATION_ERROR: &str = "States.QueryEvaluationError";
+    /// A Distributed Map's failed items exceeded `ToleratedFailureCount` or
+    /// `ToleratedFailurePercentage` (zero when neither is given).
+    pub const EXCEED_TOLERATED_FAILURE_THRESHOLD: &str = "States.ExceedToleratedFailureThreshold";
+    /// A Distributed Map's `ItemReader` could not read or decode its items.
+    pub const ITEM_READER_FAILED: &str = "States.ItemReaderFailed";
+    /// A Distributed Map's `ResultWriter` could not write its results.
+    pub const RESULT_WRITER_FAILED: &str = "States.ResultWriterFailed";
 }
 
 /// Why a definition was refused. Names the state (a `>`-separated path for states
@@ -49,6 +56,18 @@ impl DefinitionError {
             field: field.map(str::to_owned),
             message: message.into(),
         }
+    }
+
+    /// The same error with its field placed inside `outer` (e.g. `MaxItems` →
+    /// `ItemReader.ReaderConfig.MaxItems`).
+    pub(crate) fn within(mut self, outer: &str) -> Self {
+        self.field = Some(match self.field.take() {
+            Some(field) if field.is_empty() => outer.to_owned(),
+            Some(field) if field.starts_with('[') => format!("{outer}{field}"),
+            Some(field) => format!("{outer}.{field}"),
+            None => outer.to_owned(),
+        });
+        self
     }
 
     /// The state the problem is in, if it is inside one.

@@ -12,9 +12,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 
 use crate::definition::Definition;
+use crate::distributed::{self, MapRun};
 use crate::engine;
 use crate::error::{MissingHandler, StartError, TaskTokenError};
 use crate::history::{EventDetails, Execution, ExecutionStatus, HistoryEvent, HistoryEventType};
+use crate::objects::ObjectStore;
 
 /// What a Task state asks its handler to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -252,9 +254,48 @@ pub(crate) struct ExecutionShared {
     keep_history: bool,
     done: watch::Sender<bool>,
     pub(crate) stop: watch::Sender<Option<(Option<String>, Option<String>)>>,
+    /// The Map Runs of the execution's Distributed Map states, in start order.
+    pub(crate) map_runs: Mutex<Vec<MapRun>>,
 }
 
 impl ExecutionShared {
+    pub(crate) fn new(name: String, input: Value, keep_history: bool) -> Self {
+        Self {
+            name,
+            input,
+            started_at: Utc::now(),
+            record: Mutex::new(ExecutionRecord {
+                status: ExecutionStatus::Running,
+                output: None,
+                error: None,
+                cause: None,
+                stopped_at: None,
+                history: Vec::new(),
+                events: 0,
+            }),
+            keep_history,
+            done: watch::channel(false).0,
+            stop: watch::channel(None).0,
+            map_runs: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The record without its history (cheap for the results of many child executions).
+    pub(crate) fn summary(&self) -> Execution {
+        let record = lock(&self.record);
+        Execution {
+            name: self.name.clone(),
+            status: record.status,
+            input: Value::Null,
+            output: record.output.clone(),
+            error: record.error.clone(),
+            cause: record.cause.clone(),
+            started_at: self.started_at,
+            stopped_at: record.stopped_at,
+            history: Vec::new(),
+        }
+    }
+
     /// Appends an event that follows `link` in its own flow (the execution, one
     /// Parallel branch or one Map iteration) and returns its id. Like Step Functions,
     /// `previousEventId` is the event recorded just before (0 for the first state's
@@ -358,9 +399,21 @@ pub struct ExecutionHandle {
 }
 
 impl ExecutionHandle {
+    pub(crate) fn new(shared: Arc<ExecutionShared>) -> Self {
+        Self { shared }
+    }
+
     #[must_use]
     pub fn name(&self) -> &str {
         &self.shared.name
+    }
+
+    /// The Map Runs the execution's Distributed Map states started (one per attempt), in
+    /// start order. Each lists its child executions, whose histories stay readable for as
+    /// long as this handle lives.
+    #[must_use]
+    pub fn map_runs(&self) -> Vec<MapRun> {
+        lock(&self.shared.map_runs).clone()
     }
 
     /// The execution as it is now (status `Running` until it ends).
@@ -398,6 +451,7 @@ pub struct Executor {
     handlers: Arc<HashMap<String, Arc<dyn TaskHandler>>>,
     options: Arc<ExecutorOptions>,
     registry: Arc<Registry>,
+    object_store: Option<Arc<dyn ObjectStore>>,
 }
 
 impl fmt::Debug for Executor {
@@ -408,6 +462,7 @@ impl fmt::Debug for Executor {
             .field("start_at", &self.definition.start_at())
             .field("handlers", &handlers)
             .field("options", &self.options)
+            .field("object_store", &self.object_store.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -423,7 +478,23 @@ impl Executor {
             handlers: Arc::new(HashMap::new()),
             options: Arc::new(options),
             registry: Arc::new(Registry::new(rng)),
+            object_store: None,
         }
+    }
+
+    /// Sets the store that serves the `ItemReader` (`s3:getObject`, `s3:listObjectsV2`) and
+    /// `ResultWriter` (`s3:putObject`) of Distributed Map states. Executions already
+    /// running keep the store they started with.
+    pub fn set_object_store(&mut self, store: Arc<dyn ObjectStore>) -> &mut Self {
+        self.object_store = Some(store);
+        self
+    }
+
+    /// Builder-style [`set_object_store`](Self::set_object_store).
+    #[must_use]
+    pub fn with_object_store(mut self, store: Arc<dyn ObjectStore>) -> Self {
+        self.set_object_store(store);
+        self
     }
 
     /// Registers the handler for Task states whose resource is `resource_base`
@@ -441,7 +512,9 @@ impl Executor {
         self
     }
 
-    /// Checks that every Task resource has a handler; `start_execution` also does.
+    /// Checks that every Task resource has a handler, and that an object store is set
+    /// when a Distributed Map reads or writes objects (reported as a missing handler for
+    /// its `s3:` resource); `start_execution` also does.
     pub fn validate(&self) -> Result<(), MissingHandler> {
         for task in self.definition.task_resources() {
             if !self.handlers.contains_key(&task.handler_key) {
@@ -450,6 +523,16 @@ impl Executor {
                     resource: task.handler_key,
                 });
             }
+        }
+        if self.object_store.is_none()
+            && let Some((state, resource)) = distributed::object_resources(&self.definition.machine)
+                .into_iter()
+                .next()
+        {
+            return Err(MissingHandler {
+                state,
+                resource: resource.to_owned(),
+            });
         }
         Ok(())
     }
@@ -487,23 +570,11 @@ impl Executor {
         if executions.finished.contains(&name_hash(name)) {
             return Err(StartError::ExecutionAlreadyExists(name.to_owned()));
         }
-        let shared = Arc::new(ExecutionShared {
-            name: name.to_owned(),
+        let shared = Arc::new(ExecutionShared::new(
+            name.to_owned(),
             input,
-            started_at: Utc::now(),
-            record: Mutex::new(ExecutionRecord {
-                status: ExecutionStatus::Running,
-                output: None,
-                error: None,
-                cause: None,
-                stopped_at: None,
-                history: Vec::new(),
-                events: 0,
-            }),
-            keep_history: self.options.keep_history,
-            done: watch::channel(false).0,
-            stop: watch::channel(None).0,
-        });
+            self.options.keep_history,
+        ));
         let handle = ExecutionHandle {
             shared: Arc::clone(&shared),
         };
@@ -515,6 +586,7 @@ impl Executor {
             handlers: Arc::clone(&self.handlers),
             options: Arc::clone(&self.options),
             registry: Arc::clone(&self.registry),
+            object_store: self.object_store.clone(),
             execution: shared,
         });
         runtime.spawn(engine::run_execution(run));

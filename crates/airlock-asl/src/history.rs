@@ -159,6 +159,9 @@ event_types!(
     MapIterationStarted,
     MapIterationSucceeded,
     MapIterationFailed,
+    MapRunStarted,
+    MapRunSucceeded,
+    MapRunFailed,
 );
 
 impl HistoryEventType {
@@ -305,6 +308,10 @@ pub enum EventDetails {
         name: String,
         index: usize,
     },
+    /// `MapRunStarted`: a Distributed Map state's Map Run.
+    MapRunStarted {
+        map_run_arn: String,
+    },
 }
 
 impl EventDetails {
@@ -430,15 +437,22 @@ impl Serialize for HistoryEvent {
             EventDetails::LambdaError { error, cause } => {
                 Some(json!({ "error": error, "cause": cause }))
             }
-            EventDetails::MapStarted { length } => Some(json!({ "length": length })),
-            EventDetails::MapIteration { name, index } => {
-                Some(json!({ "name": name, "index": index }))
-            }
+            map => map_details(map),
         };
         if let Some(details) = details {
             map.serialize_entry(&self.event_type.details_key(), &details)?;
         }
         map.end()
+    }
+}
+
+/// The details of the Map events (`MapStateStarted`, `MapIteration*`, `MapRunStarted`).
+fn map_details(details: &EventDetails) -> Option<Value> {
+    match details {
+        EventDetails::MapStarted { length } => Some(json!({ "length": length })),
+        EventDetails::MapIteration { name, index } => Some(json!({ "name": name, "index": index })),
+        EventDetails::MapRunStarted { map_run_arn } => Some(json!({ "mapRunArn": map_run_arn })),
+        _ => None,
     }
 }
 

@@ -11,8 +11,17 @@
 //! [`Execution`] keeps a history shaped like `GetExecutionHistory`.
 //!
 //! Supported:
-//! - every state type (inline Map), Retry (backoff, `MaxDelaySeconds`, jitter) and
+//! - every state type, Retry (backoff, `MaxDelaySeconds`, jitter) and
 //!   Catch, task and heartbeat timeouts, the definition's `TimeoutSeconds`;
+//! - Distributed Map (`ProcessorConfig.Mode: DISTRIBUTED`, `STANDARD` or `EXPRESS`): each
+//!   item (or `ItemBatcher` batch) runs as a child execution of a [`MapRun`], listed by
+//!   [`ExecutionHandle::map_runs`] with its own history; `MapRunStarted`/`Succeeded`/`Failed`
+//!   events on the parent; `ToleratedFailureCount`/`Percentage` (and `…Path`) failing the
+//!   state with `States.ExceedToleratedFailureThreshold`; `Label`; an `ItemReader`
+//!   (`s3:getObject` with JSON, JSONL and CSV, `s3:listObjectsV2`, `LOAD_AND_FLATTEN`,
+//!   `MaxItems`) and a `ResultWriter` (`manifest.json` and `SUCCEEDED_0.json` /
+//!   `FAILED_0.json` / `PENDING_0.json`, `WriterConfig`) served by the host's
+//!   [`ObjectStore`] ([`FsObjectStore`] keeps buckets as folders under a root);
 //! - JSONPath states: `InputPath` / `Parameters` / `ResultSelector` / `ResultPath` /
 //!   `OutputPath`, the context object (also in `InputPath`, `OutputPath`, `ErrorPath`
 //!   and `CausePath`), all intrinsic functions;
@@ -33,24 +42,27 @@
 //!   more than a year away failing at once; history events chained as the service
 //!   chains them, with `LambdaFunction*` events for Lambda function ARNs.
 //!
-//! Not supported (refused when parsing, naming the field): Distributed Map
-//! (`ItemReader`, `ItemBatcher`, `ResultWriter`, `ToleratedFailure*`, `Label`,
-//! `ProcessorConfig.Mode: DISTRIBUTED`) and the `.sync` integration pattern.
+//! Not supported (refused when parsing, naming the field): the `.sync` integration
+//! pattern, and `ItemReader` inputs of type `PARQUET` and `MANIFEST` (S3 inventories,
+//! Athena manifests).
 
 mod choice;
 mod definition;
+mod distributed;
 mod engine;
 mod error;
 mod executor;
 mod history;
 mod intrinsic;
 mod jsonata;
+mod objects;
 mod path;
 mod retry;
 mod template;
 mod variables;
 
 pub use definition::{Definition, TaskResource};
+pub use distributed::{MapRun, MapRunItemCounts, MapRunStatus};
 pub use error::{
     DefinitionError, MissingHandler, StartError, TaskTokenError, names as error_names,
 };
@@ -60,3 +72,4 @@ pub use executor::{
 pub use history::{
     EventDetails, Execution, ExecutionStatus, HistoryEvent, HistoryEventType, StateDuration,
 };
+pub use objects::{FsObjectStore, ObjectStore, ObjectStoreError, ObjectSummary};

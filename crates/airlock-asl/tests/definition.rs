@@ -519,12 +519,12 @@ fn nested_machines_are_checked_and_located() {
     );
     assert_refused(
         &single(&json!({"Type": "Map", "End": true, "ItemProcessor": {
-            "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "ProcessorConfig": {"Mode": "DISTRIBUTED"},
             "StartAt": "A", "States": {"A": {"Type": "Succeed"}}
         }})),
         Some("S"),
-        Some("ItemProcessor.ProcessorConfig.Mode"),
-        "only INLINE",
+        Some("ItemProcessor.ProcessorConfig.ExecutionType"),
+        "required",
     );
     assert_refused(
         &single(&json!({"Type": "Map", "End": true, "ItemReader": {},
