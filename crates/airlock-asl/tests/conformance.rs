@@ -17,8 +17,7 @@ use airlock_asl::{
 use serde_json::{Value, json};
 
 /// Every case of this file is a known difference, with this reason.
-const WHOLE_FILE_DIFFERENCES: &[(&str, &str)] =
-    &[("distributed_map.json", "Distributed Map lands separately")];
+const WHOLE_FILE_DIFFERENCES: &[(&str, &str)] = &[];
 
 fn conformance_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance")
