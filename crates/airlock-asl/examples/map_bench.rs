@@ -2,14 +2,23 @@
 //! tasks): prints state transitions per second for Maps of increasing size, and the
 //! process's peak resident memory so far (Linux `VmHWM`; the whole history is kept).
 //! With `--distributed` the Map is a Distributed Map: each item runs as a child
-//! execution with a history of its own.
+//! execution with a history of its own. Then the pipeline's own definition
+//! (`statemachine/pipeline.asl.json`) with instant tasks: executions of a clean image
+//! (Receive, Inspect, Scan, Media, Promote and the Choices between), their task tokens
+//! answered as soon as they are sent.
 //!
 //! `cargo run --release -p airlock-asl --example map_bench [--no-history] [--distributed] [sizes...]`
+//!
+//! Sizes default to 1,000, 10,000 and 100,000 items, and 10,000 pipeline executions.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use airlock_asl::{Definition, ExecutionStatus, Executor, ExecutorOptions};
-use serde_json::json;
+use airlock_asl::{
+    Definition, ExecutionStatus, Executor, ExecutorOptions, TaskFailure, TaskHandler, TaskRequest,
+};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,7 +30,7 @@ fn main() {
         .map(|a| a.parse().expect("sizes are item counts"))
         .collect();
     let sizes = if sizes.is_empty() {
-        vec![1_000, 10_000]
+        vec![1_000, 10_000, 100_000]
     } else {
         sizes
     };
@@ -83,6 +92,121 @@ fn main() {
             execution.history.len(),
             peak_rss().unwrap_or_else(|| "unknown".into())
         );
+    }
+    for executions in [1_000, 10_000] {
+        pipeline(&runtime, executions);
+    }
+}
+
+/// Answers every task at once through a channel the driver reads (the executor records
+/// the token before it hands the request over).
+struct InstantAnswers(mpsc::UnboundedSender<(String, String)>);
+
+#[async_trait::async_trait]
+impl TaskHandler for InstantAnswers {
+    async fn invoke(&self, request: TaskRequest) -> Result<Value, TaskFailure> {
+        let token = request
+            .task_token
+            .expect("the pipeline's tasks wait for a token");
+        let stage = request.parameters["MessageBody"]["stage"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        self.0
+            .send((token, stage))
+            .map_err(|_| TaskFailure::new("Bench.Closed", "the driver is gone"))?;
+        Ok(json!({"MessageId": "bench"}))
+    }
+}
+
+/// `executions` runs of the pipeline's definition at once on one thread (their history
+/// kept: it counts the transitions).
+fn pipeline(runtime: &tokio::runtime::Runtime, executions: usize) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../statemachine/pipeline.asl.json"
+    );
+    let Ok(text) = std::fs::read_to_string(path) else {
+        println!("pipeline: {path} not found (the bench runs from the airlock repository)");
+        return;
+    };
+    let mut value: Value = serde_json::from_str(&text).expect("the pipeline is JSON");
+    substitute(&mut value);
+    let definition = Definition::from_value(&value).expect("the pipeline definition is valid");
+    let (sender, mut tasks) = mpsc::unbounded_channel();
+    let mut executor = Executor::new(
+        definition,
+        ExecutorOptions {
+            keep_history: true,
+            ..ExecutorOptions::default()
+        },
+    );
+    executor.register(
+        "arn:aws:states:::sqs:sendMessage",
+        Arc::new(InstantAnswers(sender)),
+    );
+    let executor = Arc::new(executor);
+    let started = Instant::now();
+    let transitions = runtime.block_on(async {
+        let answers = Arc::clone(&executor);
+        let driver = tokio::spawn(async move {
+            while let Some((token, stage)) = tasks.recv().await {
+                let output = match stage.as_str() {
+                    "inspect" => json!({"outcome": "pass", "media": true}),
+                    _ => json!({"outcome": "pass"}),
+                };
+                answers
+                    .send_task_success(&token, output)
+                    .expect("the token is known once the task is sent");
+            }
+        });
+        let handles: Vec<_> = (0..executions)
+            .map(|i| {
+                executor
+                    .start_execution(
+                        &format!("pipeline-{i}"),
+                        json!({"object": {"bucket": "b", "key": format!("incoming/t/avatar/{i}")}}),
+                    )
+                    .expect("the execution starts")
+            })
+            .collect();
+        let mut transitions = 0;
+        for handle in handles {
+            let execution = handle.wait().await;
+            assert_eq!(
+                execution.status,
+                ExecutionStatus::Succeeded,
+                "{:?}",
+                execution.cause
+            );
+            transitions += execution
+                .history
+                .iter()
+                .filter(|e| e.event_type.as_str().ends_with("StateEntered"))
+                .count();
+        }
+        driver.abort();
+        transitions
+    });
+    let elapsed = started.elapsed();
+    #[allow(clippy::cast_precision_loss)]
+    let rate = transitions as f64 / elapsed.as_secs_f64();
+    println!(
+        "pipeline: {executions} executions, {transitions} transitions in {:.3} s = {rate:.0} transitions/s, peak RSS {}",
+        elapsed.as_secs_f64(),
+        peak_rss().unwrap_or_else(|| "unknown".into()),
+    );
+}
+
+/// Fills the definition's `${...}` placeholders (the template's `DefinitionSubstitutions`).
+fn substitute(value: &mut Value) {
+    match value {
+        Value::String(text) if text.starts_with("${") => {
+            *text = format!("https://sqs.local/{}", text.trim_matches(['$', '{', '}']));
+        }
+        Value::Array(items) => items.iter_mut().for_each(substitute),
+        Value::Object(fields) => fields.values_mut().for_each(substitute),
+        _ => {}
     }
 }
 
