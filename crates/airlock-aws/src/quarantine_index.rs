@@ -261,9 +261,10 @@ fn timeline_query(
             "#pk = :timeline AND #sk BETWEEN :lower AND :upper".to_owned()
         }
     };
-    query = query
-        .expression_attribute_names("#sk", sort)
-        .key_condition_expression(key);
+    if key.contains("#sk") {
+        query = query.expression_attribute_names("#sk", sort);
+    }
+    query = query.key_condition_expression(key);
     let mut conditions = Vec::new();
     for (name, value) in [
         ("purpose", &filter.purpose),
