@@ -1,13 +1,19 @@
 //! Upload intents, idempotency keys and dead letters in one DynamoDB table.
 //!
-//! The table has a string partition key `pk` and no sort key; every item is reached by its
-//! key alone, so every read is a consistent `GetItem`:
+//! The table has a string partition key `pk` and no sort key; the pipeline reaches every
+//! item by its key alone, so each of its reads is a consistent `GetItem`:
 //!
 //! | `pk`                               | item                                              |
 //! |------------------------------------|---------------------------------------------------|
 //! | `INTENT#{upload_id}`               | the intent, its audit trail, `ttl`                 |
 //! | `IDEM#{tenant}#{idempotency_key}`  | `requestHash`, `intentId`, `createdAt`, `ttl`      |
 //! | `DEAD#{bucket}#{stage}#{key}`      | one dead letter (`letter`, JSON) per object and stage |
+//! | `CHECKPOINT#{job}`                 | a long job's `position` (`Checkpoints`)            |
+//!
+//! Quarantine review keeps its items in the same table (`QUAR#...` in
+//! [`crate::DynamoQuarantineIndex`], `AUDIT#...` in [`crate::DynamoAuditTrail`]) and
+//! reads them through two sparse global secondary indexes: [`TIMELINE_INDEX`] and
+//! [`OWNER_INDEX`].
 //!
 //! Every item has a `kind` (`intent`, `idempotency`, `dead-letter`). Intent attributes
 //! are the intent's fields in camelCase (`declaredSize` a number, times RFC 3339 strings,
@@ -16,9 +22,13 @@
 //!   conditional `UpdateItem` that changes the state, so a change and its record are one
 //!   write. A trail is a few entries (the state graph is short), far from the 400 KB item
 //!   limit.
-//! - `ttl`: epoch seconds, `expires_at` plus a day, for the table's TTL: every intent,
-//!   settled or not, disappears a day after its upload window closed (a pending one that
-//!   got no object with it; a settled one's outcome stays in the bucket and its event).
+//! - `ttl`: epoch seconds, `expires_at` plus a day, for the table's TTL: an intent
+//!   disappears a day after its upload window closed (a pending one that got no object
+//!   with it; a rejected one's outcome stays in its event) unless it settled READY or
+//!   QUARANTINED: that transition removes `ttl`, since a review needs those intents (a
+//!   release promotes through the intent; a trusted rescan walks the READY ones).
+//! - `gsi1pk` = `READY`, `gsi1sk` = the id while the intent is READY (set and removed by
+//!   the transitions): the READY timeline `TrustedUploads` queries, by id.
 //!
 //! Idempotency items live a day (`ttl` = creation plus a day); TTL deletes within days of
 //! that, so a key is remembered at least a day, as the port asks.
