@@ -761,6 +761,9 @@ fn table_writes_are_scoped_to_the_items_each_role_owns() {
     }
 }
 
+/// A global secondary index: name, key schema, projection.
+type IndexShape = (String, Vec<(String, String)>, String);
+
 /// The intent table is the one airlock-aws's `DynamoIntentStore` uses: a string partition
 /// key `pk` and no sort key (items `INTENT#...`, `IDEM#...`, `DEAD#...`, `QUAR#...`,
 /// `AUDIT#...`, `CHECKPOINT#...`), the review's two indexes, TTL on `ttl`.
@@ -796,7 +799,7 @@ fn the_intent_table_has_the_adapters_key_schema() {
     let indexes = properties["GlobalSecondaryIndexes"]
         .as_sequence()
         .expect("GlobalSecondaryIndexes");
-    let described: Vec<(String, Vec<(String, String)>, String)> = indexes
+    let described: Vec<IndexShape> = indexes
         .iter()
         .map(|index| {
             (
