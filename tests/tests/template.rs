@@ -761,8 +761,12 @@ fn table_writes_are_scoped_to_the_items_each_role_owns() {
     }
 }
 
+/// A global secondary index: name, key schema, projection.
+type IndexShape = (String, Vec<(String, String)>, String);
+
 /// The intent table is the one airlock-aws's `DynamoIntentStore` uses: a string partition
-/// key `pk` and no sort key (items `INTENT#...`, `IDEM#...`, `DEAD#...`), TTL on `ttl`.
+/// key `pk` and no sort key (items `INTENT#...`, `IDEM#...`, `DEAD#...`, `QUAR#...`,
+/// `AUDIT#...`, `CHECKPOINT#...`), the review's two indexes, TTL on `ttl`.
 #[test]
 fn the_intent_table_has_the_adapters_key_schema() {
     let template = template();
@@ -786,9 +790,42 @@ fn the_intent_table_has_the_adapters_key_schema() {
             "AttributeName",
             "AttributeType"
         ),
-        [("pk".to_owned(), "S".to_owned())]
+        ["pk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"]
+            .map(|name| (name.to_owned(), "S".to_owned()))
     );
-    assert!(properties.get("GlobalSecondaryIndexes").is_none());
+    // The indexes `DynamoIntentStore::create_table` makes (`TIMELINE_INDEX`, `OWNER_INDEX`):
+    // timelines, and timelines per owner, each a string partition and sort key, every
+    // attribute projected.
+    let indexes = properties["GlobalSecondaryIndexes"]
+        .as_sequence()
+        .expect("GlobalSecondaryIndexes");
+    let described: Vec<IndexShape> = indexes
+        .iter()
+        .map(|index| {
+            (
+                render(&index["IndexName"]),
+                pairs(&index["KeySchema"], "AttributeName", "KeyType"),
+                render(&index["Projection"]["ProjectionType"]),
+            )
+        })
+        .collect();
+    let index = |name: &str, partition: &str, sort: &str| {
+        (
+            name.to_owned(),
+            vec![
+                (partition.to_owned(), "HASH".to_owned()),
+                (sort.to_owned(), "RANGE".to_owned()),
+            ],
+            "ALL".to_owned(),
+        )
+    };
+    assert_eq!(
+        described,
+        [
+            index("gsi1", "gsi1pk", "gsi1sk"),
+            index("gsi2", "gsi2pk", "gsi2sk"),
+        ]
+    );
     assert_eq!(
         properties["TimeToLiveSpecification"]["AttributeName"].as_str(),
         Some("ttl")

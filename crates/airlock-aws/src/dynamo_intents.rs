@@ -1,13 +1,19 @@
 //! Upload intents, idempotency keys and dead letters in one DynamoDB table.
 //!
-//! The table has a string partition key `pk` and no sort key; every item is reached by its
-//! key alone, so every read is a consistent `GetItem`:
+//! The table has a string partition key `pk` and no sort key; the pipeline reaches every
+//! item by its key alone, so each of its reads is a consistent `GetItem`:
 //!
 //! | `pk`                               | item                                              |
 //! |------------------------------------|---------------------------------------------------|
 //! | `INTENT#{upload_id}`               | the intent, its audit trail, `ttl`                 |
 //! | `IDEM#{tenant}#{idempotency_key}`  | `requestHash`, `intentId`, `createdAt`, `ttl`      |
 //! | `DEAD#{bucket}#{stage}#{key}`      | one dead letter (`letter`, JSON) per object and stage |
+//! | `CHECKPOINT#{job}`                 | a long job's `position` (`Checkpoints`)            |
+//!
+//! Quarantine review keeps its items in the same table (`QUAR#...` in
+//! [`crate::DynamoQuarantineIndex`], `AUDIT#...` in [`crate::DynamoAuditTrail`]) and
+//! reads them through two sparse global secondary indexes: [`TIMELINE_INDEX`] and
+//! [`OWNER_INDEX`].
 //!
 //! Every item has a `kind` (`intent`, `idempotency`, `dead-letter`). Intent attributes
 //! are the intent's fields in camelCase (`declaredSize` a number, times RFC 3339 strings,
@@ -16,9 +22,13 @@
 //!   conditional `UpdateItem` that changes the state, so a change and its record are one
 //!   write. A trail is a few entries (the state graph is short), far from the 400 KB item
 //!   limit.
-//! - `ttl`: epoch seconds, `expires_at` plus a day, for the table's TTL: every intent,
-//!   settled or not, disappears a day after its upload window closed (a pending one that
-//!   got no object with it; a settled one's outcome stays in the bucket and its event).
+//! - `ttl`: epoch seconds, `expires_at` plus a day, for the table's TTL: an intent
+//!   disappears a day after its upload window closed (a pending one that got no object
+//!   with it; a rejected one's outcome stays in its event) unless it settled READY or
+//!   QUARANTINED: that transition removes `ttl`, since a review needs those intents (a
+//!   release promotes through the intent; a trusted rescan walks the READY ones).
+//! - `gsi1pk` = `READY`, `gsi1sk` = the id while the intent is READY (set and removed by
+//!   the transitions): the READY timeline `TrustedUploads` queries, by id.
 //!
 //! Idempotency items live a day (`ttl` = creation plus a day); TTL deletes within days of
 //! that, so a key is remembered at least a day, as the port asks.
@@ -40,6 +50,7 @@ use airlock_core::ports::{
     CreateOutcome, DeadLetter, DeadLetterError, DeadLetters, IdempotencyClaim, IntentStore,
     IntentStoreError, Retry, Transition, TransitionResult,
 };
+use airlock_core::review::{Checkpoints, TrustedFilter, TrustedUploads};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
@@ -49,10 +60,19 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{code_of, describe, retry_of};
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
 /// How often `transition` re-reads when the state changed between its read and its write.
 const TRANSITION_ATTEMPTS: usize = 8;
+
+/// The global secondary index of timelines: `gsi1pk` names one (`READY`, `QUAR`,
+/// `AUDIT`), `gsi1sk` orders it (upload id, quarantine time and key, sequence number).
+pub const TIMELINE_INDEX: &str = "gsi1";
+/// The global secondary index of timelines per owner: `gsi2pk` is `QUAR#{tenant}` or
+/// `AUDIT#{subject}`, `gsi2sk` as in [`TIMELINE_INDEX`].
+pub const OWNER_INDEX: &str = "gsi2";
+/// The timeline of READY intents.
+const READY_TIMELINE: &str = "READY";
 
 /// A dead letter as stored, with the id operators use to remove it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +98,11 @@ pub struct DynamoIntentStore {
     table: String,
 }
 
-fn store_error<E>(operation: &str, table: &str, err: &SdkError<E, HttpResponse>) -> IntentStoreError
+pub(crate) fn store_error<E>(
+    operation: &str,
+    table: &str,
+    err: &SdkError<E, HttpResponse>,
+) -> IntentStoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -91,14 +115,16 @@ where
     }
 }
 
-fn corrupt(pk: &str, what: impl std::fmt::Display) -> IntentStoreError {
+pub(crate) fn corrupt(pk: &str, what: impl std::fmt::Display) -> IntentStoreError {
     IntentStoreError {
         message: format!("item {pk} is not readable: {what}"),
         retry: Retry::Permanent,
     }
 }
 
-fn is_condition_failure<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+pub(crate) fn is_condition_failure<E: ProvideErrorMetadata>(
+    err: &SdkError<E, HttpResponse>,
+) -> bool {
     code_of(err) == Some("ConditionalCheckFailedException")
 }
 
@@ -120,15 +146,15 @@ fn dead_letter_pk(letter: &DeadLetter) -> String {
     )
 }
 
-fn time_text(at: DateTime<Utc>) -> String {
+pub(crate) fn time_text(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-fn s(value: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-fn n(value: impl std::fmt::Display) -> AttributeValue {
+pub(crate) fn n(value: impl std::fmt::Display) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
@@ -137,7 +163,7 @@ fn ttl_after_a_day(at: DateTime<Utc>) -> AttributeValue {
     n((at + chrono::Duration::days(1)).timestamp())
 }
 
-fn key_of(pk: String) -> Item {
+pub(crate) fn key_of(pk: String) -> Item {
     HashMap::from([("pk".to_owned(), s(pk))])
 }
 
@@ -179,13 +205,13 @@ fn intent_item(intent: &UploadIntent) -> Result<Item, IntentStoreError> {
 }
 
 /// Reads attributes of one item, naming the item in every error.
-struct Fields<'a> {
-    pk: &'a str,
+pub(crate) struct Fields<'a> {
+    pub(crate) pk: &'a str,
     item: &'a Item,
 }
 
 impl<'a> Fields<'a> {
-    fn new(item: &'a Item) -> Self {
+    pub(crate) fn new(item: &'a Item) -> Self {
         let pk = item
             .get("pk")
             .and_then(|v| v.as_s().ok())
@@ -193,7 +219,7 @@ impl<'a> Fields<'a> {
         Self { pk, item }
     }
 
-    fn opt(&self, name: &str) -> Result<Option<&'a str>, IntentStoreError> {
+    pub(crate) fn opt(&self, name: &str) -> Result<Option<&'a str>, IntentStoreError> {
         match self.item.get(name) {
             None | Some(AttributeValue::Null(_)) => Ok(None),
             Some(AttributeValue::S(text)) => Ok(Some(text)),
@@ -201,12 +227,12 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn text(&self, name: &str) -> Result<&'a str, IntentStoreError> {
+    pub(crate) fn text(&self, name: &str) -> Result<&'a str, IntentStoreError> {
         self.opt(name)?
             .ok_or_else(|| corrupt(self.pk, format!("{name} is missing")))
     }
 
-    fn number(&self, name: &str) -> Result<u64, IntentStoreError> {
+    pub(crate) fn number(&self, name: &str) -> Result<u64, IntentStoreError> {
         self.item
             .get(name)
             .and_then(|v| v.as_n().ok())
@@ -215,11 +241,11 @@ impl<'a> Fields<'a> {
             .map_err(|e| corrupt(self.pk, format!("{name}: {e}")))
     }
 
-    fn time(&self, name: &str) -> Result<DateTime<Utc>, IntentStoreError> {
+    pub(crate) fn time(&self, name: &str) -> Result<DateTime<Utc>, IntentStoreError> {
         parse_time(self.pk, name, self.text(name)?)
     }
 
-    fn parsed<T: std::str::FromStr>(&self, name: &str) -> Result<T, IntentStoreError>
+    pub(crate) fn parsed<T: std::str::FromStr>(&self, name: &str) -> Result<T, IntentStoreError>
     where
         T::Err: std::fmt::Display,
     {
@@ -235,7 +261,7 @@ fn parse_time(pk: &str, name: &str, text: &str) -> Result<DateTime<Utc>, IntentS
         .map_err(|e| corrupt(pk, format!("{name}: {e}")))
 }
 
-fn read_intent(item: &Item) -> Result<UploadIntent, IntentStoreError> {
+pub(crate) fn read_intent(item: &Item) -> Result<UploadIntent, IntentStoreError> {
     let f = Fields::new(item);
     let outcome: Option<IntentOutcome> = f
         .opt("outcome")?
@@ -309,36 +335,66 @@ impl DynamoIntentStore {
         &self.table
     }
 
+    /// The client it uses.
+    #[must_use]
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Creates the table as the deployment template declares it (partition key `pk`,
-    /// on-demand capacity, TTL on `ttl`) and waits until it is active: for tests and
-    /// development stacks.
+    /// the two global secondary indexes [`TIMELINE_INDEX`] and [`OWNER_INDEX`], on-demand
+    /// capacity, TTL on `ttl`) and waits until it is active: for tests and development
+    /// stacks.
     pub async fn create_table(&self) -> Result<(), IntentStoreError> {
         use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-            TableStatus, TimeToLiveSpecification,
+            AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+            Projection, ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
         };
         let invalid = |e: aws_sdk_dynamodb::error::BuildError| IntentStoreError {
             message: format!("table definition: {e}"),
             retry: Retry::Permanent,
         };
-        self.client
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(invalid)
+        };
+        let mut request = self
+            .client
             .create_table()
             .table_name(&self.table)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
+            .key_schema(key("pk", KeyType::Hash)?);
+        for name in ["pk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"] {
+            request = request.attribute_definitions(
                 AttributeDefinition::builder()
-                    .attribute_name("pk")
+                    .attribute_name(name)
                     .attribute_type(ScalarAttributeType::S)
                     .build()
                     .map_err(invalid)?,
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("pk")
-                    .key_type(KeyType::Hash)
+            );
+        }
+        for (index, partition, sort) in [
+            (TIMELINE_INDEX, "gsi1pk", "gsi1sk"),
+            (OWNER_INDEX, "gsi2pk", "gsi2sk"),
+        ] {
+            request = request.global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(index)
+                    .key_schema(key(partition, KeyType::Hash)?)
+                    .key_schema(key(sort, KeyType::Range)?)
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
+                            .build(),
+                    )
                     .build()
                     .map_err(invalid)?,
-            )
+            );
+        }
+        request
             .send()
             .await
             .map_err(|e| store_error("CreateTable", &self.table, &e))?;
@@ -372,7 +428,7 @@ impl DynamoIntentStore {
     }
 
     /// A consistent read of the item at `pk`.
-    async fn item(&self, pk: String) -> Result<Option<Item>, IntentStoreError> {
+    pub(crate) async fn item(&self, pk: String) -> Result<Option<Item>, IntentStoreError> {
         self.client
             .get_item()
             .table_name(&self.table)
@@ -611,6 +667,25 @@ impl IntentStore for DynamoIntentStore {
                     .expression_attribute_names("#outcome", "outcome")
                     .expression_attribute_values(":outcome", s(outcome));
             }
+            // A READY intent is on the timeline index (by id, for trusted rescans); no other
+            // is. Settled READY or QUARANTINED, it is kept: a review needs it.
+            request = request
+                .expression_attribute_names("#g1pk", "gsi1pk")
+                .expression_attribute_names("#g1sk", "gsi1sk");
+            match transition.to {
+                IntentState::Ready => {
+                    update.push_str(", #g1pk = :ready, #g1sk = :id REMOVE #ttl");
+                    request = request
+                        .expression_attribute_names("#ttl", "ttl")
+                        .expression_attribute_values(":ready", s(READY_TIMELINE))
+                        .expression_attribute_values(":id", s(id.to_string()));
+                }
+                IntentState::Quarantined => {
+                    update.push_str(" REMOVE #g1pk, #g1sk, #ttl");
+                    request = request.expression_attribute_names("#ttl", "ttl");
+                }
+                _ => update.push_str(" REMOVE #g1pk, #g1sk"),
+            }
             match request.update_expression(update).send().await {
                 Ok(out) => {
                     let item = out.attributes.unwrap_or_default();
@@ -656,5 +731,125 @@ impl DeadLetters for DynamoIntentStore {
             .await
             .map(drop)
             .map_err(|e| dead_letter_error(store_error("PutItem", &self.table, &e)))
+    }
+}
+
+fn checkpoint_pk(job: &str) -> String {
+    format!("CHECKPOINT#{job}")
+}
+
+#[async_trait]
+impl TrustedUploads for DynamoIntentStore {
+    /// A `Query` of the READY timeline by upload id, after `after`; tenant, purpose and
+    /// `since` filter what it reads. Index reads are eventually consistent: an intent
+    /// settled a moment ago may be missed, one changed a moment ago may still be listed
+    /// (a rescan's revocation changes it only from READY).
+    async fn trusted(
+        &self,
+        filter: &TrustedFilter,
+        after: Option<UploadId>,
+        limit: usize,
+    ) -> Result<Vec<UploadIntent>, IntentStoreError> {
+        let mut intents = Vec::new();
+        let mut start: Option<Item> = None;
+        let mut conditions = Vec::new();
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(TIMELINE_INDEX)
+            .expression_attribute_names("#pk", "gsi1pk")
+            .expression_attribute_values(":ready", s(READY_TIMELINE))
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":readyState", s(IntentState::Ready.as_str()));
+        let mut key = "#pk = :ready".to_owned();
+        if let Some(after) = after {
+            key.push_str(" AND #sk > :after");
+            query = query
+                .expression_attribute_names("#sk", "gsi1sk")
+                .expression_attribute_values(":after", s(after.to_string()));
+        }
+        conditions.push("#state = :readyState");
+        for (name, value, condition) in [
+            ("tenant", filter.tenant.as_deref(), "#tenant = :tenant"),
+            ("purpose", filter.purpose.as_deref(), "#purpose = :purpose"),
+        ] {
+            if let Some(value) = value {
+                conditions.push(condition);
+                query = query
+                    .expression_attribute_names(format!("#{name}"), name)
+                    .expression_attribute_values(format!(":{name}"), s(value));
+            }
+        }
+        if let Some(since) = filter.since {
+            conditions.push("#updatedAt >= :since");
+            query = query
+                .expression_attribute_names("#updatedAt", "updatedAt")
+                .expression_attribute_values(":since", s(time_text(since)));
+        }
+        let query = query
+            .key_condition_expression(key)
+            .filter_expression(conditions.join(" AND "));
+        while intents.len() < limit {
+            let page = query
+                .clone()
+                .limit(
+                    i32::try_from(limit - intents.len())
+                        .unwrap_or(i32::MAX)
+                        .max(1),
+                )
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_error("Query", &self.table, &e))?;
+            for item in page.items() {
+                intents.push(read_intent(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        intents.truncate(limit);
+        Ok(intents)
+    }
+}
+
+#[async_trait]
+impl Checkpoints for DynamoIntentStore {
+    async fn load(&self, job: &str) -> Result<Option<String>, IntentStoreError> {
+        self.item(checkpoint_pk(job))
+            .await?
+            .map(|item| Fields::new(&item).text("position").map(str::to_owned))
+            .transpose()
+    }
+
+    async fn save(&self, job: &str, position: &str) -> Result<(), IntentStoreError> {
+        let mut item = key_of(checkpoint_pk(job));
+        item.extend([
+            ("kind".to_owned(), s("checkpoint")),
+            ("job".to_owned(), s(job)),
+            ("position".to_owned(), s(position)),
+            ("at".to_owned(), s(time_text(Utc::now()))),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| store_error("PutItem", &self.table, &e))
+    }
+
+    async fn clear(&self, job: &str) -> Result<(), IntentStoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(checkpoint_pk(job))))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| store_error("DeleteItem", &self.table, &e))
     }
 }

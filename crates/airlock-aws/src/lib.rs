@@ -1,21 +1,29 @@
 //! airlock's AWS adapters: the core ports over S3 ([`S3Store`]), DynamoDB
-//! ([`DynamoIntentStore`], which also keeps the dead letters), Step Functions
-//! ([`StepFunctionsAnswers`], [`StepFunctionsStarter`]) and EventBridge ([`EventBridgeSink`]).
+//! ([`DynamoIntentStore`], which also keeps the dead letters, the trusted uploads a rescan
+//! walks and its checkpoints; [`DynamoQuarantineIndex`] and [`DynamoAuditTrail`] for
+//! quarantine review, in the same table), Step Functions ([`StepFunctionsAnswers`],
+//! [`StepFunctionsStarter`]) and EventBridge ([`EventBridgeSink`]).
 //!
 //! Each adapter takes an SDK client the caller built once (a Lambda builds its clients at
 //! cold start and keeps them across invocations). [`load_config`] loads the usual AWS
 //! configuration (environment, profile, container or instance credentials) with
 //! [`https_client`], the SDK's hyper client with rustls.
 
+mod audit;
 mod dynamo_intents;
 mod error;
 mod eventbridge_sink;
+mod quarantine_index;
 mod s3_store;
 mod sfn_answers;
 mod sfn_start;
 
-pub use dynamo_intents::{DynamoIntentStore, StoredDeadLetter, TransitionRecord};
+pub use audit::DynamoAuditTrail;
+pub use dynamo_intents::{
+    DynamoIntentStore, OWNER_INDEX, StoredDeadLetter, TIMELINE_INDEX, TransitionRecord,
+};
 pub use eventbridge_sink::{DEFAULT_SOURCE, EventBridgeSink};
+pub use quarantine_index::{DynamoQuarantineIndex, Indexed, RebuildReport};
 pub use s3_store::S3Store;
 pub use sfn_answers::StepFunctionsAnswers;
 pub use sfn_start::StepFunctionsStarter;
