@@ -15,7 +15,9 @@ use crate::definition::Definition;
 use crate::distributed::{self, MapRun};
 use crate::engine;
 use crate::error::{MissingHandler, StartError, TaskTokenError};
-use crate::history::{EventDetails, Execution, ExecutionStatus, HistoryEvent, HistoryEventType};
+use crate::history::{
+    EventDetails, Execution, ExecutionStatus, History, HistoryEvent, HistoryEventType,
+};
 use crate::objects::ObjectStore;
 
 /// What a Task state asks its handler to do.
@@ -239,7 +241,7 @@ struct ExecutionRecord {
     error: Option<String>,
     cause: Option<String>,
     stopped_at: Option<DateTime<Utc>>,
-    history: Vec<HistoryEvent>,
+    history: History,
     /// Events recorded so far (kept in `history` or not).
     events: u64,
 }
@@ -270,7 +272,7 @@ impl ExecutionShared {
                 error: None,
                 cause: None,
                 stopped_at: None,
-                history: Vec::new(),
+                history: History::default(),
                 events: 0,
             }),
             keep_history,
@@ -292,7 +294,7 @@ impl ExecutionShared {
             cause: record.cause.clone(),
             started_at: self.started_at,
             stopped_at: record.stopped_at,
-            history: Vec::new(),
+            history: History::default(),
         }
     }
 

@@ -1,6 +1,8 @@
 //! Execution results and their event history, shaped like Step Functions'
 //! `DescribeExecution` and `GetExecutionHistory`.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
@@ -32,7 +34,57 @@ pub struct Execution {
     #[serde(rename = "stopDate")]
     pub stopped_at: Option<DateTime<Utc>>,
     #[serde(skip)]
-    pub history: Vec<HistoryEvent>,
+    pub history: History,
+}
+
+/// An execution's events, oldest first. Shared rather than copied: the record of a
+/// finished execution hands the same events to every reader, and a snapshot of a
+/// running one costs the executor one copy only when it records its next event.
+/// Reads as a slice of [`HistoryEvent`]s, and serializes as a JSON array of events in
+/// the AWS shape.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History(Arc<Vec<HistoryEvent>>);
+
+impl History {
+    /// Appends an event, copying the events first if a snapshot still shares them.
+    pub(crate) fn push(&mut self, event: HistoryEvent) {
+        Arc::make_mut(&mut self.0).push(event);
+    }
+
+    /// The events as a vector of their own (a copy if another reader shares them).
+    #[must_use]
+    pub fn into_vec(self) -> Vec<HistoryEvent> {
+        Arc::unwrap_or_clone(self.0)
+    }
+}
+
+impl std::ops::Deref for History {
+    type Target = [HistoryEvent];
+
+    fn deref(&self) -> &[HistoryEvent] {
+        &self.0
+    }
+}
+
+impl From<Vec<HistoryEvent>> for History {
+    fn from(events: Vec<HistoryEvent>) -> Self {
+        Self(Arc::new(events))
+    }
+}
+
+impl<'a> IntoIterator for &'a History {
+    type Item = &'a HistoryEvent;
+    type IntoIter = std::slice::Iter<'a, HistoryEvent>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl Serialize for History {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.as_slice().serialize(serializer)
+    }
 }
 
 /// How long one visit of a state took (a state visited twice, e.g. in a loop or in
@@ -621,7 +673,7 @@ mod tests {
             cause: None,
             started_at: history[0].timestamp,
             stopped_at: None,
-            history,
+            history: history.into(),
         };
         let durations = execution.state_durations();
         let summary: Vec<(&str, &str, Option<i64>)> = durations

@@ -70,6 +70,7 @@ pub use executor::{
     ExecutionHandle, Executor, ExecutorOptions, TaskFailure, TaskHandler, TaskRequest,
 };
 pub use history::{
-    EventDetails, Execution, ExecutionStatus, HistoryEvent, HistoryEventType, StateDuration,
+    EventDetails, Execution, ExecutionStatus, History, HistoryEvent, HistoryEventType,
+    StateDuration,
 };
 pub use objects::{FsObjectStore, ObjectStore, ObjectStoreError, ObjectSummary};
