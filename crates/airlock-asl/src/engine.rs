@@ -20,7 +20,7 @@ use crate::executor::{
     ExecutionShared, ExecutorOptions, Registry, TaskHandler, TaskRequest, TokenGuard, TokenSignal,
     lock,
 };
-use crate::history::{EventDetails, ExecutionStatus, HistoryEventType, split_resource};
+use crate::history::{EventDetails, ExecutionStatus, HistoryEventType, JsonText, split_resource};
 use crate::jsonata::{States as JsonataStates, Template as JsonataTemplate};
 use crate::objects::ObjectStore;
 use crate::path::{JsonPath, Root, Scope};
@@ -40,9 +40,10 @@ pub(crate) struct Run {
     pub(crate) execution: Arc<ExecutionShared>,
 }
 
-/// Where a state sends the execution next.
+/// Where a state sends the execution next, with its output and, when the history is
+/// kept, the output's JSON text (the next state's entry records the same text).
 enum Transition {
-    Next(String, Value),
+    Next(String, Value, Option<JsonText>),
     End(Value),
 }
 
@@ -143,14 +144,17 @@ impl Visit<'_> {
 /// `Next`, or the end) and the variables it assigns.
 struct Exit {
     output: Value,
+    /// The output's JSON text, written by the payload check when the history is kept.
+    text: Option<JsonText>,
     next: Option<String>,
     assigned: Vec<(String, Value)>,
 }
 
 impl Exit {
-    fn new(output: Value, assigned: Vec<(String, Value)>) -> Self {
+    fn new(output: Value, text: Option<JsonText>, assigned: Vec<(String, Value)>) -> Self {
         Self {
             output,
+            text,
             next: None,
             assigned,
         }
@@ -163,13 +167,11 @@ pub(crate) async fn run_execution(run: Arc<Run>) {
     // Dropped last, after `_unfinished` has recorded the end in every case.
     let _retire = Retire(Arc::clone(&run));
     let _unfinished = FailIfUnfinished(Arc::clone(&execution));
-    let started = execution.emit(
-        0,
-        HistoryEventType::ExecutionStarted,
+    let started = execution.emit(0, HistoryEventType::ExecutionStarted, || {
         EventDetails::ExecutionStarted {
-            input: execution.input.clone(),
-        },
-    );
+            input: JsonText::new(&execution.input),
+        }
+    });
     let machine = Arc::clone(&run.definition.machine);
     let body = run_machine(
         Arc::clone(&run),
@@ -251,13 +253,15 @@ pub(crate) fn run_machine(
         let mut cursor = previous_event;
         let mut current = machine.start_at.clone();
         let mut input = input;
+        let mut input_text = None;
         let mut variables = variables;
         loop {
             let state = &machine.states[&current];
-            match run_state(&run, state, input, &mut variables, &mut cursor).await {
-                Ok(Transition::Next(next, output)) => {
+            match run_state(&run, state, input, input_text, &mut variables, &mut cursor).await {
+                Ok(Transition::Next(next, output, text)) => {
                     current = next;
                     input = output;
+                    input_text = text;
                 }
                 Ok(Transition::End(output)) => return (Ok(output), cursor),
                 Err(e) => return (Err(e), cursor),
@@ -271,7 +275,7 @@ impl Run {
         &self,
         cursor: &mut u64,
         event_type: HistoryEventType,
-        details: EventDetails,
+        details: impl FnOnce() -> EventDetails,
     ) {
         *cursor = self.execution.emit(*cursor, event_type, details);
     }
@@ -357,7 +361,11 @@ pub(crate) fn json_size(value: &Value) -> usize {
 
 /// `States.DataLimitExceeded` when `value` is over the payload quota.
 pub(crate) fn check_size(value: &Value, what: impl FnOnce() -> String) -> Result<(), StateError> {
-    if json_size(value) > MAX_PAYLOAD_BYTES {
+    size_error(json_size(value), what)
+}
+
+fn size_error(size: usize, what: impl FnOnce() -> String) -> Result<(), StateError> {
+    if size > MAX_PAYLOAD_BYTES {
         return Err(StateError::new(
             names::DATA_LIMIT_EXCEEDED,
             format!(
@@ -369,8 +377,23 @@ pub(crate) fn check_size(value: &Value, what: impl FnOnce() -> String) -> Result
     Ok(())
 }
 
-fn check_output(state: &State, output: &Value) -> Result<(), StateError> {
-    check_size(output, || {
+/// [`check_size`] for a payload the history records: when it is kept, the JSON text
+/// is written once, measured, and returned for the events.
+fn checked_text(
+    run: &Run,
+    value: &Value,
+    what: impl FnOnce() -> String,
+) -> Result<Option<JsonText>, StateError> {
+    if !run.execution.keeps_history() {
+        return check_size(value, what).map(|()| None);
+    }
+    let text = JsonText::new(value);
+    size_error(text.len(), what)?;
+    Ok(Some(text))
+}
+
+fn check_output(run: &Run, state: &State, output: &Value) -> Result<Option<JsonText>, StateError> {
+    checked_text(run, output, || {
         format!("The state '{}' produced an output", state.name)
     })
 }
@@ -482,17 +505,16 @@ fn exit(
     // Callers have checked the output against the payload quota.
     variables.assign(exit.assigned)?;
     if let Some(exited) = HistoryEventType::exited(state.kind.type_name()) {
-        run.emit(
-            cursor,
-            exited,
-            EventDetails::StateExited {
-                name: state.name.clone(),
-                output: exit.output.clone(),
-            },
-        );
+        run.emit(cursor, exited, || EventDetails::StateExited {
+            name: state.name.clone(),
+            output: exit
+                .text
+                .clone()
+                .unwrap_or_else(|| JsonText::new(&exit.output)),
+        });
     }
     Ok(match exit.next.as_ref().or(state.next.as_ref()) {
-        Some(next) => Transition::Next(next.clone(), exit.output),
+        Some(next) => Transition::Next(next.clone(), exit.output, exit.text),
         None => Transition::End(exit.output),
     })
 }
@@ -501,18 +523,17 @@ async fn run_state(
     run: &Arc<Run>,
     state: &State,
     raw: Value,
+    raw_text: Option<JsonText>,
     variables: &mut Variables,
     cursor: &mut u64,
 ) -> Result<Transition, StateError> {
     let type_name = state.kind.type_name();
-    run.emit(
-        cursor,
-        HistoryEventType::entered(type_name),
+    run.emit(cursor, HistoryEventType::entered(type_name), || {
         EventDetails::StateEntered {
             name: state.name.clone(),
-            input: raw.clone(),
-        },
-    );
+            input: raw_text.unwrap_or_else(|| JsonText::new(&raw)),
+        }
+    });
     let entered_event_id = *cursor;
     let visit = Visit {
         state,
@@ -551,8 +572,8 @@ async fn run_state_body(
             }
             let assigned = visit.assign(run, state.assign.as_ref(), &raw, &raw, Extra::Nothing)?;
             let output = visit.jsonata_output(run, None, raw.clone(), &raw, Extra::Nothing)?;
-            check_output(state, &output)?;
-            Ok(Exit::new(output, assigned))
+            let text = check_output(run, state, &output)?;
+            Ok(Exit::new(output, text, assigned))
         }
         StateKind::Pass(pass) => {
             let effective = match &pass.parameters {
@@ -567,13 +588,13 @@ async fn run_state_body(
                 visit.assign(run, state.assign.as_ref(), &result, &raw, Extra::Nothing)?;
             let output = apply_result_path(state, &pass.result_path, raw, result)?;
             let output = apply_output_path(run, &visit, &output)?;
-            check_output(state, &output)?;
-            Ok(Exit::new(output, assigned))
+            let text = check_output(run, state, &output)?;
+            Ok(Exit::new(output, text, assigned))
         }
         StateKind::Succeed => {
             let output = apply_output_path(run, &visit, &effective)?;
-            check_output(state, &output)?;
-            Ok(Exit::new(output, Vec::new()))
+            let text = check_output(run, state, &output)?;
+            Ok(Exit::new(output, text, Vec::new()))
         }
         StateKind::Choice(choice) => {
             let context = run.context(&visit, None, None);
@@ -605,9 +626,10 @@ async fn run_state_body(
             } else {
                 apply_output_path(run, &visit, &effective)?
             };
-            check_output(state, &output)?;
+            let text = check_output(run, state, &output)?;
             Ok(Exit {
                 output,
+                text,
                 next: Some(target.clone()),
                 assigned,
             })
@@ -618,8 +640,8 @@ async fn run_state_body(
             let assigned =
                 visit.assign(run, state.assign.as_ref(), &effective, &raw, Extra::Nothing)?;
             let output = apply_output_path(run, &visit, &effective)?;
-            check_output(state, &output)?;
-            Ok(Exit::new(output, assigned))
+            let text = check_output(run, state, &output)?;
+            Ok(Exit::new(output, text, assigned))
         }
         StateKind::Task(_) | StateKind::Parallel(_) | StateKind::Map(_) => {
             run_fallible(run, visit, raw, effective, cursor).await
@@ -780,7 +802,7 @@ async fn run_fallible(
                     _ => None,
                 };
                 if let Some(failed) = failed {
-                    run.emit(cursor, failed, EventDetails::None);
+                    run.emit(cursor, failed, || EventDetails::None);
                 }
                 break Err(error);
             }
@@ -791,8 +813,8 @@ async fn run_fallible(
             let extra = Extra::Result(&result);
             let assigned = visit.assign(run, state.assign.as_ref(), &result, &raw, extra)?;
             let output = visit.jsonata_output(run, None, result.clone(), &raw, extra)?;
-            check_output(state, &output)?;
-            return Ok(Exit::new(output, assigned));
+            let text = check_output(run, state, &output)?;
+            return Ok(Exit::new(output, text, assigned));
         }
         let result = match result_selector {
             Some(selector) => {
@@ -810,8 +832,8 @@ async fn run_fallible(
         )?;
         let output = apply_result_path(state, result_path, raw.clone(), result)?;
         let output = apply_output_path(run, &visit, &output)?;
-        check_output(state, &output)?;
-        Ok(Exit::new(output, assigned))
+        let text = check_output(run, state, &output)?;
+        Ok(Exit::new(output, text, assigned))
     });
     match processed {
         Ok(done) => Ok(done),
@@ -849,9 +871,10 @@ fn catch(
     } else {
         apply_result_path(state, &catcher.result_path, raw, error_output)?
     };
-    check_output(state, &output)?;
+    let text = check_output(run, state, &output)?;
     Ok(Exit {
         output,
+        text,
         next: Some(catcher.next.clone()),
         assigned,
     })
@@ -939,7 +962,7 @@ async fn run_task_attempt(
     let token = task.wait_for_task_token.then(|| run.registry.new_token());
     let context = run.context(visit, token.as_deref(), None);
     let parameters = arguments(visit, task.parameters.as_ref(), effective, &context)?;
-    check_size(&parameters, || {
+    let parameters_text = checked_text(run, &parameters, || {
         format!("The input of the state '{}'", state.name)
     })?;
     let timeout = resolve_amount(run, visit, &task.timeout, "TimeoutSeconds", effective)?;
@@ -962,7 +985,7 @@ async fn run_task_attempt(
         cursor,
         task,
         lambda,
-        &parameters,
+        || parameters_text.unwrap_or_else(|| JsonText::new(&parameters)),
         (timeout, heartbeat),
         (&resource_type, &resource),
     );
@@ -976,17 +999,18 @@ async fn run_task_attempt(
                 task.handler_key
             ))
         })?;
-    let (event_type, details) = if lambda {
-        (HistoryEventType::LambdaFunctionStarted, EventDetails::None)
+    if lambda {
+        run.emit(cursor, HistoryEventType::LambdaFunctionStarted, || {
+            EventDetails::None
+        });
     } else {
-        let (resource_type, resource) = (resource_type.clone(), resource.clone());
-        let details = EventDetails::TaskStarted {
-            resource_type,
-            resource,
-        };
-        (HistoryEventType::TaskStarted, details)
-    };
-    run.emit(cursor, event_type, details);
+        run.emit(cursor, HistoryEventType::TaskStarted, || {
+            EventDetails::TaskStarted {
+                resource_type: resource_type.clone(),
+                resource: resource.clone(),
+            }
+        });
+    }
     let request = TaskRequest {
         resource: task.resource.clone(),
         state_name: state.name.clone(),
@@ -1021,18 +1045,19 @@ async fn run_task_attempt(
         }
     };
     let outcome = outcome.and_then(|result| {
-        check_size(&result, || {
+        let text = checked_text(run, &result, || {
             format!("The state/task '{}' returned a result", task.resource)
         })?;
-        Ok(result)
+        Ok((result, text))
     });
-    let (event_type, details) = if lambda {
-        lambda_outcome_event(&outcome)
+    if lambda {
+        let (event_type, details) = lambda_outcome_event(&outcome);
+        run.emit(cursor, event_type, details);
     } else {
-        task_outcome_event(&outcome, resource_names)
-    };
-    run.emit(cursor, event_type, details);
-    outcome
+        let (event_type, details) = task_outcome_event(&outcome, resource_names);
+        run.emit(cursor, event_type, details);
+    }
+    outcome.map(|(result, _)| result)
 }
 
 /// The `TaskScheduled` (or `LambdaFunctionScheduled`) event opening an attempt.
@@ -1041,86 +1066,81 @@ fn emit_scheduled(
     cursor: &mut u64,
     task: &TaskState,
     lambda: bool,
-    parameters: &Value,
+    parameters: impl FnOnce() -> JsonText,
     (timeout, heartbeat): (u64, Option<u64>),
     (resource_type, resource): (&str, &str),
 ) {
     if lambda {
-        run.emit(
-            cursor,
-            HistoryEventType::LambdaFunctionScheduled,
+        run.emit(cursor, HistoryEventType::LambdaFunctionScheduled, || {
             EventDetails::LambdaScheduled {
                 resource: task.resource.clone(),
-                input: parameters.clone(),
+                input: parameters(),
                 timeout_seconds: Some(timeout),
-            },
-        );
+            }
+        });
     } else {
-        run.emit(
-            cursor,
-            HistoryEventType::TaskScheduled,
+        run.emit(cursor, HistoryEventType::TaskScheduled, || {
             EventDetails::TaskScheduled {
                 resource_type: resource_type.to_owned(),
                 resource: resource.to_owned(),
-                parameters: parameters.clone(),
+                parameters: parameters(),
                 timeout_seconds: Some(timeout),
                 heartbeat_seconds: heartbeat,
-            },
-        );
+            }
+        });
     }
 }
 
+/// A task's result with its JSON text when the history is kept.
+type TaskOutcome = Result<(Value, Option<JsonText>), StateError>;
+
+fn result_text((output, text): &(Value, Option<JsonText>)) -> JsonText {
+    text.clone().unwrap_or_else(|| JsonText::new(output))
+}
+
 /// The `LambdaFunctionSucceeded` / `Failed` / `TimedOut` event closing an attempt.
-fn lambda_outcome_event(outcome: &Result<Value, StateError>) -> (HistoryEventType, EventDetails) {
-    match outcome {
-        Ok(output) => (
-            HistoryEventType::LambdaFunctionSucceeded,
-            EventDetails::LambdaOutput {
-                output: output.clone(),
-            },
-        ),
-        Err(error) => (
-            if error.error == names::TIMEOUT {
-                HistoryEventType::LambdaFunctionTimedOut
-            } else {
-                HistoryEventType::LambdaFunctionFailed
-            },
-            EventDetails::LambdaError {
-                error: error.error.clone(),
-                cause: error.cause.clone(),
-            },
-        ),
-    }
+fn lambda_outcome_event(
+    outcome: &TaskOutcome,
+) -> (HistoryEventType, impl FnOnce() -> EventDetails + '_) {
+    let event_type = match outcome {
+        Ok(_) => HistoryEventType::LambdaFunctionSucceeded,
+        Err(error) if error.error == names::TIMEOUT => HistoryEventType::LambdaFunctionTimedOut,
+        Err(_) => HistoryEventType::LambdaFunctionFailed,
+    };
+    (event_type, move || match outcome {
+        Ok(result) => EventDetails::LambdaOutput {
+            output: result_text(result),
+        },
+        Err(error) => EventDetails::LambdaError {
+            error: error.error.clone(),
+            cause: error.cause.clone(),
+        },
+    })
 }
 
 /// The `TaskSucceeded` / `TaskFailed` / `TaskTimedOut` event closing an attempt.
 fn task_outcome_event(
-    outcome: &Result<Value, StateError>,
+    outcome: &TaskOutcome,
     (resource_type, resource): (String, String),
-) -> (HistoryEventType, EventDetails) {
-    match outcome {
-        Ok(output) => (
-            HistoryEventType::TaskSucceeded,
-            EventDetails::TaskOutput {
-                resource_type,
-                resource,
-                output: output.clone(),
-            },
-        ),
-        Err(error) => (
-            if error.error == names::TIMEOUT {
-                HistoryEventType::TaskTimedOut
-            } else {
-                HistoryEventType::TaskFailed
-            },
-            EventDetails::TaskError {
-                resource_type,
-                resource,
-                error: error.error.clone(),
-                cause: error.cause.clone(),
-            },
-        ),
-    }
+) -> (HistoryEventType, impl FnOnce() -> EventDetails + '_) {
+    let event_type = match outcome {
+        Ok(_) => HistoryEventType::TaskSucceeded,
+        Err(error) if error.error == names::TIMEOUT => HistoryEventType::TaskTimedOut,
+        Err(_) => HistoryEventType::TaskFailed,
+    };
+    (event_type, move || match outcome {
+        Ok(result) => EventDetails::TaskOutput {
+            resource_type,
+            resource,
+            output: result_text(result),
+        },
+        Err(error) => EventDetails::TaskError {
+            resource_type,
+            resource,
+            error: error.error.clone(),
+            cause: error.cause.clone(),
+        },
+    })
 }
 
 /// When a task attempt runs out of time.
@@ -1151,15 +1171,13 @@ async fn run_callback(
     };
     match tokio::time::timeout_at(limits.deadline, invoke(handler, request)).await {
         Ok(Err(error)) => return Err(error),
-        Ok(Ok(submit_output)) => run.emit(
-            cursor,
-            HistoryEventType::TaskSubmitted,
+        Ok(Ok(submit_output)) => run.emit(cursor, HistoryEventType::TaskSubmitted, || {
             EventDetails::TaskOutput {
                 resource_type: resource_type.clone(),
                 resource: resource.clone(),
-                output: submit_output,
-            },
-        ),
+                output: JsonText::new(&submit_output),
+            }
+        }),
         // Out of time while submitting: a worker may still have answered first,
         // which `await_token` sorts out.
         Err(_) => {}
@@ -1226,11 +1244,9 @@ async fn run_parallel_attempt(
 ) -> Result<Value, StateError> {
     let context = run.context(visit, None, None);
     let input = arguments(visit, parallel.parameters.as_ref(), effective, &context)?;
-    run.emit(
-        cursor,
-        HistoryEventType::ParallelStateStarted,
-        EventDetails::None,
-    );
+    run.emit(cursor, HistoryEventType::ParallelStateStarted, || {
+        EventDetails::None
+    });
     let started = *cursor;
     let mut branches = JoinSet::new();
     let outer = Arc::new(visit.variables.clone());
@@ -1384,13 +1400,11 @@ async fn run_map_attempt(
         "MaxConcurrency",
         effective,
     )?;
-    run.emit(
-        cursor,
-        HistoryEventType::MapStateStarted,
+    run.emit(cursor, HistoryEventType::MapStateStarted, || {
         EventDetails::MapStarted {
             length: inputs.len(),
-        },
-    );
+        }
+    });
     let started = *cursor;
     let limit = match usize::try_from(max_concurrency) {
         Ok(0) | Err(_) => usize::MAX,
@@ -1416,12 +1430,13 @@ async fn run_map_attempt(
         if outcome.is_err() {
             break;
         }
-        let details = EventDetails::MapIteration {
-            name: state.name.clone(),
-            index,
-        };
         let mut at = started;
-        run.emit(&mut at, HistoryEventType::MapIterationStarted, details);
+        run.emit(&mut at, HistoryEventType::MapIterationStarted, || {
+            EventDetails::MapIteration {
+                name: state.name.clone(),
+                index,
+            }
+        });
         let run = Arc::clone(run);
         let processor = Arc::clone(&map.processor);
         let name = state.name.clone();
@@ -1435,11 +1450,10 @@ async fn run_map_attempt(
             } else {
                 HistoryEventType::MapIterationFailed
             };
-            run.emit(
-                &mut at,
-                event_type,
-                EventDetails::MapIteration { name, index },
-            );
+            run.emit(&mut at, event_type, || EventDetails::MapIteration {
+                name,
+                index,
+            });
             (index, result)
         });
     }
@@ -1452,11 +1466,9 @@ async fn run_map_attempt(
     drop(iterations);
     outcome?;
     let mut after = started;
-    run.emit(
-        &mut after,
-        HistoryEventType::MapStateSucceeded,
-        EventDetails::None,
-    );
+    run.emit(&mut after, HistoryEventType::MapStateSucceeded, || {
+        EventDetails::None
+    });
     *cursor = after;
     Ok(Value::Array(results))
 }

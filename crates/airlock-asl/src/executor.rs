@@ -16,7 +16,7 @@ use crate::distributed::{self, MapRun};
 use crate::engine;
 use crate::error::{MissingHandler, StartError, TaskTokenError};
 use crate::history::{
-    EventDetails, Execution, ExecutionStatus, History, HistoryEvent, HistoryEventType,
+    EventDetails, Execution, ExecutionStatus, History, HistoryEvent, HistoryEventType, JsonText,
 };
 use crate::objects::ObjectStore;
 
@@ -302,19 +302,28 @@ impl ExecutionShared {
     /// Parallel branch or one Map iteration) and returns its id. Like Step Functions,
     /// `previousEventId` is the event recorded just before (0 for the first state's
     /// entry); the flow link is kept apart for pairing state entries and exits.
+    ///
+    /// `details` is only called when the history is kept, so that an execution without
+    /// history never writes its payloads' JSON text.
     pub(crate) fn emit(
         &self,
         link: u64,
         event_type: HistoryEventType,
-        details: EventDetails,
+        details: impl FnOnce() -> EventDetails,
     ) -> u64 {
+        if !self.keep_history {
+            let mut record = lock(&self.record);
+            record.events += 1;
+            let id = record.events;
+            tracing::debug!(execution = %self.name, id, event = event_type.as_str(), "history event");
+            return id;
+        }
+        // Built outside the lock, which parallel branches and Map iterations share.
+        let details = details();
         let mut record = lock(&self.record);
         record.events += 1;
         let id = record.events;
         tracing::debug!(execution = %self.name, id, event = event_type.as_str(), "history event");
-        if !self.keep_history {
-            return id;
-        }
         let previous_event_id = if id == 2 && event_type.is_state_entered() {
             0
         } else {
@@ -324,11 +333,16 @@ impl ExecutionShared {
             id,
             previous_event_id,
             link,
+            // Taken under the lock, so timestamps never go back as ids go up.
             timestamp: Utc::now(),
             event_type,
             details,
         });
         id
+    }
+
+    pub(crate) fn keeps_history(&self) -> bool {
+        self.keep_history
     }
 
     pub(crate) fn is_finished(&self) -> bool {
@@ -355,9 +369,9 @@ impl ExecutionShared {
                 HistoryEventType::ExecutionAborted
             }
         };
-        let details = match &output {
+        let details = || match &output {
             Some(output) => EventDetails::ExecutionSucceeded {
-                output: output.clone(),
+                output: JsonText::new(output),
             },
             None => EventDetails::ExecutionError {
                 error: error.clone(),

@@ -290,16 +290,84 @@ impl Serialize for HistoryEventType {
     }
 }
 
-/// What an event is about. JSON payloads are kept as values here and serialized as
-/// JSON strings, as AWS does.
+/// A JSON payload of a history event (a state's input or output, a task's parameters
+/// or result), kept as the JSON text AWS puts in the event: compact, written once, and
+/// shared rather than copied by every clone of the event.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct JsonText(Arc<str>);
+
+impl JsonText {
+    /// The JSON text of `value`.
+    #[must_use]
+    pub fn new(value: &Value) -> Self {
+        Self(value.to_string().into())
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The payload as a JSON value.
+    #[must_use]
+    pub fn to_value(&self) -> Value {
+        // The text was written from a value, so it always parses.
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+
+    /// Length of the JSON text in bytes (what Step Functions' payload quota counts).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always `false`: the shortest JSON text has one character.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<&Value> for JsonText {
+    fn from(value: &Value) -> Self {
+        Self::new(value)
+    }
+}
+
+impl From<Value> for JsonText {
+    fn from(value: Value) -> Self {
+        Self::new(&value)
+    }
+}
+
+impl PartialEq<Value> for JsonText {
+    fn eq(&self, other: &Value) -> bool {
+        self.to_value() == *other
+    }
+}
+
+impl std::fmt::Debug for JsonText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Display for JsonText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What an event is about. JSON payloads are kept as [`JsonText`], the JSON strings
+/// AWS reports them as.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventDetails {
     None,
     ExecutionStarted {
-        input: Value,
+        input: JsonText,
     },
     ExecutionSucceeded {
-        output: Value,
+        output: JsonText,
     },
     /// Failed, timed out or aborted executions.
     ExecutionError {
@@ -308,16 +376,16 @@ pub enum EventDetails {
     },
     StateEntered {
         name: String,
-        input: Value,
+        input: JsonText,
     },
     StateExited {
         name: String,
-        output: Value,
+        output: JsonText,
     },
     TaskScheduled {
         resource_type: String,
         resource: String,
-        parameters: Value,
+        parameters: JsonText,
         timeout_seconds: Option<u64>,
         heartbeat_seconds: Option<u64>,
     },
@@ -329,7 +397,7 @@ pub enum EventDetails {
     TaskOutput {
         resource_type: String,
         resource: String,
-        output: Value,
+        output: JsonText,
     },
     /// `TaskFailed` and `TaskTimedOut`.
     TaskError {
@@ -341,12 +409,12 @@ pub enum EventDetails {
     /// `LambdaFunctionScheduled`: a Task whose resource is a Lambda function ARN.
     LambdaScheduled {
         resource: String,
-        input: Value,
+        input: JsonText,
         timeout_seconds: Option<u64>,
     },
     /// `LambdaFunctionSucceeded`.
     LambdaOutput {
-        output: Value,
+        output: JsonText,
     },
     /// `LambdaFunctionFailed` and `LambdaFunctionTimedOut`.
     LambdaError {
@@ -393,10 +461,6 @@ pub struct HistoryEvent {
     pub(crate) link: u64,
 }
 
-fn json_text(value: &Value) -> String {
-    value.to_string()
-}
-
 impl Serialize for HistoryEvent {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
@@ -411,10 +475,10 @@ impl Serialize for HistoryEvent {
         let details = match &self.details {
             EventDetails::None => None,
             EventDetails::ExecutionStarted { input } => Some(json!({
-                "input": json_text(input), "inputDetails": not_truncated,
+                "input": input.as_str(), "inputDetails": not_truncated,
             })),
             EventDetails::ExecutionSucceeded { output } | EventDetails::LambdaOutput { output } => {
-                Some(json!({ "output": json_text(output), "outputDetails": not_truncated }))
+                Some(json!({ "output": output.as_str(), "outputDetails": not_truncated }))
             }
             EventDetails::ExecutionError { error, cause } => {
                 let mut d = serde_json::Map::new();
@@ -427,10 +491,10 @@ impl Serialize for HistoryEvent {
                 Some(Value::Object(d))
             }
             EventDetails::StateEntered { name, input } => Some(json!({
-                "name": name, "input": json_text(input), "inputDetails": not_truncated,
+                "name": name, "input": input.as_str(), "inputDetails": not_truncated,
             })),
             EventDetails::StateExited { name, output } => Some(json!({
-                "name": name, "output": json_text(output), "outputDetails": not_truncated,
+                "name": name, "output": output.as_str(), "outputDetails": not_truncated,
             })),
             EventDetails::TaskScheduled {
                 resource_type,
@@ -441,7 +505,7 @@ impl Serialize for HistoryEvent {
             } => {
                 let mut d = json!({
                     "resourceType": resource_type, "resource": resource,
-                    "region": "local", "parameters": json_text(parameters),
+                    "region": "local", "parameters": parameters.as_str(),
                 });
                 if let Some(t) = timeout_seconds {
                     d["timeoutInSeconds"] = json!(t);
@@ -463,7 +527,7 @@ impl Serialize for HistoryEvent {
                 output,
             } => Some(json!({
                 "resourceType": resource_type, "resource": resource,
-                "output": json_text(output), "outputDetails": not_truncated,
+                "output": output.as_str(), "outputDetails": not_truncated,
             })),
             EventDetails::TaskError {
                 resource_type,
@@ -479,7 +543,7 @@ impl Serialize for HistoryEvent {
                 timeout_seconds,
             } => {
                 let mut d = json!({
-                    "resource": resource, "input": json_text(input), "inputDetails": not_truncated,
+                    "resource": resource, "input": input.as_str(), "inputDetails": not_truncated,
                 });
                 if let Some(t) = timeout_seconds {
                     d["timeoutInSeconds"] = json!(t);
@@ -554,7 +618,7 @@ mod tests {
             HistoryEventType::TaskStateEntered,
             EventDetails::StateEntered {
                 name: "Inspect".into(),
-                input: json!({"a": 1}),
+                input: JsonText::new(&json!({"a": 1})),
             },
         );
         assert_eq!(
@@ -631,11 +695,11 @@ mod tests {
         use HistoryEventType as T;
         let entered = |name: &str| EventDetails::StateEntered {
             name: name.into(),
-            input: json!({}),
+            input: JsonText::new(&json!({})),
         };
         let exited = |name: &str| EventDetails::StateExited {
             name: name.into(),
-            output: json!({}),
+            output: JsonText::new(&json!({})),
         };
         // A Parallel whose two branches interleave, then a failing Task.
         let history = vec![
@@ -643,7 +707,9 @@ mod tests {
                 1,
                 0,
                 T::ExecutionStarted,
-                EventDetails::ExecutionStarted { input: json!({}) },
+                EventDetails::ExecutionStarted {
+                    input: JsonText::new(&json!({})),
+                },
             ),
             event(2, 1, T::ParallelStateEntered, entered("P")),
             event(3, 2, T::ParallelStateStarted, EventDetails::None),

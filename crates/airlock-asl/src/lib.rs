@@ -70,7 +70,7 @@ pub use executor::{
     ExecutionHandle, Executor, ExecutorOptions, TaskFailure, TaskHandler, TaskRequest,
 };
 pub use history::{
-    EventDetails, Execution, ExecutionStatus, History, HistoryEvent, HistoryEventType,
+    EventDetails, Execution, ExecutionStatus, History, HistoryEvent, HistoryEventType, JsonText,
     StateDuration,
 };
 pub use objects::{FsObjectStore, ObjectStore, ObjectStoreError, ObjectSummary};
