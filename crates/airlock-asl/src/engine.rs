@@ -286,6 +286,9 @@ impl Run {
         task_token: Option<&str>,
         item: Option<(usize, &Value)>,
     ) -> Value {
+        if !visit.state.reads_context {
+            return Value::Null;
+        }
         let machine_name = &self.options.state_machine_name;
         let mut context = json!({
             "Execution": {

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -468,6 +468,9 @@ pub struct Executor {
     options: Arc<ExecutorOptions>,
     registry: Arc<Registry>,
     object_store: Option<Arc<dyn ObjectStore>>,
+    /// [`Executor::validate`]'s answer, worked out once: handlers and the store change
+    /// only through `&mut self`, which clears it.
+    validated: OnceLock<Result<(), MissingHandler>>,
 }
 
 impl fmt::Debug for Executor {
@@ -495,6 +498,7 @@ impl Executor {
             options: Arc::new(options),
             registry: Arc::new(Registry::new(rng)),
             object_store: None,
+            validated: OnceLock::new(),
         }
     }
 
@@ -503,6 +507,7 @@ impl Executor {
     /// running keep the store they started with.
     pub fn set_object_store(&mut self, store: Arc<dyn ObjectStore>) -> &mut Self {
         self.object_store = Some(store);
+        self.validated = OnceLock::new();
         self
     }
 
@@ -518,6 +523,7 @@ impl Executor {
     /// handlers they started with.
     pub fn register(&mut self, resource_base: &str, handler: Arc<dyn TaskHandler>) -> &mut Self {
         Arc::make_mut(&mut self.handlers).insert(resource_base.to_owned(), handler);
+        self.validated = OnceLock::new();
         self
     }
 
@@ -532,6 +538,10 @@ impl Executor {
     /// when a Distributed Map reads or writes objects (reported as a missing handler for
     /// its `s3:` resource); `start_execution` also does.
     pub fn validate(&self) -> Result<(), MissingHandler> {
+        self.validated.get_or_init(|| self.check_handlers()).clone()
+    }
+
+    fn check_handlers(&self) -> Result<(), MissingHandler> {
         for task in self.definition.task_resources() {
             if !self.handlers.contains_key(&task.handler_key) {
                 return Err(MissingHandler {

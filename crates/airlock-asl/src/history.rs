@@ -300,7 +300,16 @@ impl JsonText {
     /// The JSON text of `value`.
     #[must_use]
     pub fn new(value: &Value) -> Self {
-        Self(value.to_string().into())
+        thread_local! {
+            // Reused so that writing a payload allocates only the text it keeps.
+            static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUFFER.with_borrow_mut(|buffer| {
+            buffer.clear();
+            // Writing a `Value` to memory cannot fail, and serde_json writes UTF-8.
+            let _ = serde_json::to_writer(&mut *buffer, value);
+            Self(std::str::from_utf8(buffer).unwrap_or_default().into())
+        })
     }
 
     #[must_use]
