@@ -423,17 +423,28 @@ fn select_io(
     })
 }
 
-fn apply_input_path(run: &Run, visit: &Visit<'_>, raw: &Value) -> Result<Value, StateError> {
+/// The effective input when `InputPath` selects something other than the whole input;
+/// `None` for `$` (the default), so the raw input serves without being copied.
+fn select_input(run: &Run, visit: &Visit<'_>, raw: &Value) -> Result<Option<Value>, StateError> {
     match &visit.state.input_path {
-        None => Ok(json!({})),
-        Some(path) => select_io(run, visit, path, raw),
+        None => Ok(Some(json!({}))),
+        Some(path) if path.is_identity() => Ok(None),
+        Some(path) => select_io(run, visit, path, raw).map(Some),
     }
 }
 
-fn apply_output_path(run: &Run, visit: &Visit<'_>, value: &Value) -> Result<Value, StateError> {
+fn apply_output_path(run: &Run, visit: &Visit<'_>, value: Value) -> Result<Value, StateError> {
     match &visit.state.output_path {
         None => Ok(json!({})),
-        Some(path) => select_io(run, visit, path, value),
+        Some(path) if path.is_identity() => Ok(value),
+        Some(path) => {
+            let mut value = value;
+            // The state's output is not needed any more: move the selection out of it.
+            match path.take_definite(&mut value) {
+                Some(found) => Ok(found),
+                None => select_io(run, visit, path, &value),
+            }
+        }
     }
 }
 
@@ -565,7 +576,7 @@ async fn run_state_body(
             fail_text(fail.cause.as_ref(), "CausePath", &scope)?,
         ));
     }
-    let effective = apply_input_path(run, &visit, &raw)?;
+    let selected = select_input(run, &visit, &raw)?;
     let jsonata = state.jsonata.is_some();
     match &state.kind {
         StateKind::Pass(_) | StateKind::Succeed | StateKind::Wait(_) if jsonata => {
@@ -579,29 +590,35 @@ async fn run_state_body(
             Ok(Exit::new(output, text, assigned))
         }
         StateKind::Pass(pass) => {
-            let effective = match &pass.parameters {
+            let rendered = match &pass.parameters {
                 Some(parameters) => {
                     let context = run.context(&visit, None, None);
-                    visit.render(Some(parameters), effective, &context)?
+                    let effective = selected.as_ref().unwrap_or(&raw);
+                    Some(parameters.render(&Scope::new(effective, &context, visit.variables))?)
                 }
-                None => effective,
+                None => None,
             };
-            let result = pass.result.clone().unwrap_or(effective);
+            let result = match (&pass.result, rendered) {
+                (Some(result), _) => result.clone(),
+                (None, Some(rendered)) => rendered,
+                (None, None) => selected.unwrap_or_else(|| raw.clone()),
+            };
             let assigned =
                 visit.assign(run, state.assign.as_ref(), &result, &raw, Extra::Nothing)?;
             let output = apply_result_path(state, &pass.result_path, raw, result)?;
-            let output = apply_output_path(run, &visit, &output)?;
+            let output = apply_output_path(run, &visit, output)?;
             let text = check_output(run, state, &output)?;
             Ok(Exit::new(output, text, assigned))
         }
         StateKind::Succeed => {
-            let output = apply_output_path(run, &visit, &effective)?;
+            let output = apply_output_path(run, &visit, selected.unwrap_or(raw))?;
             let text = check_output(run, state, &output)?;
             Ok(Exit::new(output, text, Vec::new()))
         }
         StateKind::Choice(choice) => {
             let context = run.context(&visit, None, None);
-            let scope = Scope::new(&effective, &context, visit.variables);
+            let effective = selected.as_ref().unwrap_or(&raw);
+            let scope = Scope::new(effective, &context, visit.variables);
             let mut target = None;
             for branch in &choice.choices {
                 if branch.rule.evaluate(&scope)? {
@@ -622,12 +639,12 @@ async fn run_state_body(
                 })?;
             // The state's Assign, then the matched rule's, whose values win.
             let mut assigned =
-                visit.assign(run, state.assign.as_ref(), &effective, &raw, Extra::Nothing)?;
-            assigned.extend(visit.assign(run, rule_assign, &effective, &raw, Extra::Nothing)?);
+                visit.assign(run, state.assign.as_ref(), effective, &raw, Extra::Nothing)?;
+            assigned.extend(visit.assign(run, rule_assign, effective, &raw, Extra::Nothing)?);
             let output = if jsonata {
                 visit.jsonata_output(run, rule_output, raw.clone(), &raw, Extra::Nothing)?
             } else {
-                apply_output_path(run, &visit, &effective)?
+                apply_output_path(run, &visit, selected.unwrap_or(raw))?
             };
             let text = check_output(run, state, &output)?;
             Ok(Exit {
@@ -638,16 +655,17 @@ async fn run_state_body(
             })
         }
         StateKind::Wait(wait) => {
-            let delay = wait_duration(run, &visit, wait, &effective)?;
+            let effective = selected.as_ref().unwrap_or(&raw);
+            let delay = wait_duration(run, &visit, wait, effective)?;
             tokio::time::sleep(run.options.scale(delay)).await;
             let assigned =
-                visit.assign(run, state.assign.as_ref(), &effective, &raw, Extra::Nothing)?;
-            let output = apply_output_path(run, &visit, &effective)?;
+                visit.assign(run, state.assign.as_ref(), effective, &raw, Extra::Nothing)?;
+            let output = apply_output_path(run, &visit, selected.unwrap_or(raw))?;
             let text = check_output(run, state, &output)?;
             Ok(Exit::new(output, text, assigned))
         }
         StateKind::Task(_) | StateKind::Parallel(_) | StateKind::Map(_) => {
-            run_fallible(run, visit, raw, effective, cursor).await
+            run_fallible(run, visit, raw, selected, cursor).await
         }
         StateKind::Fail(_) => unreachable!("Fail states return above"),
     }
@@ -752,10 +770,11 @@ async fn run_fallible(
     run: &Arc<Run>,
     mut visit: Visit<'_>,
     raw: Value,
-    effective: Value,
+    selected: Option<Value>,
     cursor: &mut u64,
 ) -> Result<Exit, StateError> {
     let state = visit.state;
+    let effective = selected.as_ref().unwrap_or(&raw);
     let (retriers, catchers, result_selector, result_path): (&[Retrier], &[Catcher], _, _) =
         match &state.kind {
             StateKind::Task(t) => (
@@ -782,11 +801,11 @@ async fn run_fallible(
     let mut jitter = run.random_jitter_source();
     let attempt = loop {
         let outcome = match &state.kind {
-            StateKind::Task(task) => run_task_attempt(run, &visit, task, &effective, cursor).await,
+            StateKind::Task(task) => run_task_attempt(run, &visit, task, effective, cursor).await,
             StateKind::Parallel(parallel) => {
-                run_parallel_attempt(run, &visit, parallel, &effective, cursor).await
+                run_parallel_attempt(run, &visit, parallel, effective, cursor).await
             }
-            StateKind::Map(map) => run_map_attempt(run, &visit, map, &effective, cursor).await,
+            StateKind::Map(map) => run_map_attempt(run, &visit, map, effective, cursor).await,
             _ => unreachable!("only Task, Parallel and Map states are fallible"),
         };
         match outcome {
@@ -834,7 +853,7 @@ async fn run_fallible(
             Extra::Result(&result),
         )?;
         let output = apply_result_path(state, result_path, raw.clone(), result)?;
-        let output = apply_output_path(run, &visit, &output)?;
+        let output = apply_output_path(run, &visit, output)?;
         let text = check_output(run, state, &output)?;
         Ok(Exit::new(output, text, assigned))
     });
