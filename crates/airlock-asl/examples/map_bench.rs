@@ -225,7 +225,7 @@ fn pipeline(runtime: &tokio::runtime::Runtime, executions: usize, keep_history: 
     );
 }
 
-/// Receive, Inspect, AfterInspect, Scan, AfterScan, Media, AfterMedia and Promote.
+/// `Receive`, `Inspect`, `AfterInspect`, `Scan`, `AfterScan`, `Media`, `AfterMedia` and `Promote`.
 const CLEAN_PATH_STATES: usize = 8;
 
 /// Fills the definition's `${...}` placeholders (the template's `DefinitionSubstitutions`).

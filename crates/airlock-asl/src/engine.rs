@@ -12,8 +12,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::definition::{
-    Amount, Catcher, Definition, FailText, MapState, ParallelState, ResultPath, Retrier, State,
-    StateKind, StateMachine, TaskState, WaitState,
+    Amount, Catcher, Definition, FailText, MapState, ParallelState, PassState, ResultPath, Retrier,
+    State, StateKind, StateMachine, TaskState, WaitState,
 };
 use crate::error::{StateError, names};
 use crate::executor::{
@@ -589,27 +589,7 @@ async fn run_state_body(
             let text = check_output(run, state, &output)?;
             Ok(Exit::new(output, text, assigned))
         }
-        StateKind::Pass(pass) => {
-            let rendered = match &pass.parameters {
-                Some(parameters) => {
-                    let context = run.context(&visit, None, None);
-                    let effective = selected.as_ref().unwrap_or(&raw);
-                    Some(parameters.render(&Scope::new(effective, &context, visit.variables))?)
-                }
-                None => None,
-            };
-            let result = match (&pass.result, rendered) {
-                (Some(result), _) => result.clone(),
-                (None, Some(rendered)) => rendered,
-                (None, None) => selected.unwrap_or_else(|| raw.clone()),
-            };
-            let assigned =
-                visit.assign(run, state.assign.as_ref(), &result, &raw, Extra::Nothing)?;
-            let output = apply_result_path(state, &pass.result_path, raw, result)?;
-            let output = apply_output_path(run, &visit, output)?;
-            let text = check_output(run, state, &output)?;
-            Ok(Exit::new(output, text, assigned))
-        }
+        StateKind::Pass(pass) => run_pass(run, &visit, pass, raw, selected),
         StateKind::Succeed => {
             let output = apply_output_path(run, &visit, selected.unwrap_or(raw))?;
             let text = check_output(run, state, &output)?;
@@ -669,6 +649,35 @@ async fn run_state_body(
         }
         StateKind::Fail(_) => unreachable!("Fail states return above"),
     }
+}
+
+/// A JSONPath Pass state: `Parameters` or `Result`, then `ResultPath` and `OutputPath`.
+fn run_pass(
+    run: &Run,
+    visit: &Visit<'_>,
+    pass: &PassState,
+    raw: Value,
+    selected: Option<Value>,
+) -> Result<Exit, StateError> {
+    let state = visit.state;
+    let rendered = match &pass.parameters {
+        Some(parameters) => {
+            let context = run.context(visit, None, None);
+            let effective = selected.as_ref().unwrap_or(&raw);
+            Some(parameters.render(&Scope::new(effective, &context, visit.variables))?)
+        }
+        None => None,
+    };
+    let result = match (&pass.result, rendered) {
+        (Some(result), _) => result.clone(),
+        (None, Some(rendered)) => rendered,
+        (None, None) => selected.unwrap_or_else(|| raw.clone()),
+    };
+    let assigned = visit.assign(run, state.assign.as_ref(), &result, &raw, Extra::Nothing)?;
+    let output = apply_result_path(state, &pass.result_path, raw, result)?;
+    let output = apply_output_path(run, visit, output)?;
+    let text = check_output(run, state, &output)?;
+    Ok(Exit::new(output, text, assigned))
 }
 
 fn fail_text(
