@@ -1,15 +1,21 @@
 //! Throughput of the executor on an inline Map of three Pass states per item (no
 //! tasks): prints state transitions per second for Maps of increasing size, and the
-//! process's peak resident memory so far (Linux `VmHWM`; the whole history is kept).
+//! process's peak resident memory during each run (Linux `VmHWM`, reset before each run
+//! through `/proc/self/clear_refs`), with its growth over the resident memory at the
+//! run's start.
 //! With `--distributed` the Map is a Distributed Map: each item runs as a child
 //! execution with a history of its own. Then the pipeline's own definition
 //! (`statemachine/pipeline.asl.json`) with instant tasks: executions of a clean image
 //! (Receive, Inspect, Scan, Media, Promote and the Choices between), their task tokens
 //! answered as soon as they are sent.
 //!
-//! `cargo run --release -p airlock-asl --example map_bench [--no-history] [--distributed] [sizes...]`
+//! `cargo run --release -p airlock-asl --example map_bench [--no-history] [--distributed]
+//! [--pipeline=N,N...] [sizes...]`
 //!
-//! Sizes default to 1,000, 10,000 and 100,000 items, and 10,000 pipeline executions.
+//! Sizes default to 1,000, 10,000 and 100,000 items, and `--pipeline` to 1,000 and 10,000
+//! executions; `--pipeline=0` skips the pipeline and `0` as the only size skips the Maps.
+//! Without history (`--no-history`) a pipeline execution counts the 8 states of the clean
+//! path it takes.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,12 +30,28 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let keep_history = !args.iter().any(|a| a == "--no-history");
     let distributed = args.iter().any(|a| a == "--distributed");
+    let pipeline_runs: Vec<usize> = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--pipeline="))
+        .map_or_else(
+            || vec![1_000, 10_000],
+            |list| {
+                list.split(',')
+                    .map(|n| n.parse().expect("--pipeline takes execution counts"))
+                    .filter(|&n| n > 0)
+                    .collect()
+            },
+        );
     let sizes: Vec<usize> = args
         .iter()
         .filter(|a| !a.starts_with("--"))
         .map(|a| a.parse().expect("sizes are item counts"))
+        .filter(|&n| n > 0)
         .collect();
-    let sizes = if sizes.is_empty() {
+    let skip_maps = args.iter().any(|a| a == "0");
+    let sizes = if skip_maps {
+        sizes
+    } else if sizes.is_empty() {
         vec![1_000, 10_000, 100_000]
     } else {
         sizes
@@ -60,6 +82,7 @@ fn main() {
     for size in sizes {
         // Zeros keep 100,000 items within the 256 KiB input and output quota.
         let items = vec![0; size];
+        let memory = Memory::start();
         let started = Instant::now();
         let (execution, child_events) = runtime.block_on(async {
             let handle = executor
@@ -87,14 +110,14 @@ fn main() {
         #[allow(clippy::cast_precision_loss)]
         let rate = transitions as f64 / elapsed.as_secs_f64();
         println!(
-            "{size:>7} items: {transitions:>7} transitions in {:>8.3} s = {rate:>9.0} transitions/s, {} history events (+{child_events} in child executions), peak RSS {}",
+            "{size:>7} items: {transitions:>7} transitions in {:>8.3} s = {rate:>9.0} transitions/s, {} history events (+{child_events} in child executions), {}",
             elapsed.as_secs_f64(),
             execution.history.len(),
-            peak_rss().unwrap_or_else(|| "unknown".into())
+            memory.report(),
         );
     }
-    for executions in [1_000, 10_000] {
-        pipeline(&runtime, executions);
+    for executions in pipeline_runs {
+        pipeline(&runtime, executions, keep_history);
     }
 }
 
@@ -119,9 +142,8 @@ impl TaskHandler for InstantAnswers {
     }
 }
 
-/// `executions` runs of the pipeline's definition at once on one thread (their history
-/// kept: it counts the transitions).
-fn pipeline(runtime: &tokio::runtime::Runtime, executions: usize) {
+/// `executions` runs of the pipeline's definition at once on one thread.
+fn pipeline(runtime: &tokio::runtime::Runtime, executions: usize, keep_history: bool) {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../statemachine/pipeline.asl.json"
@@ -137,7 +159,7 @@ fn pipeline(runtime: &tokio::runtime::Runtime, executions: usize) {
     let mut executor = Executor::new(
         definition,
         ExecutorOptions {
-            keep_history: true,
+            keep_history,
             ..ExecutorOptions::default()
         },
     );
@@ -146,6 +168,7 @@ fn pipeline(runtime: &tokio::runtime::Runtime, executions: usize) {
         Arc::new(InstantAnswers(sender)),
     );
     let executor = Arc::new(executor);
+    let memory = Memory::start();
     let started = Instant::now();
     let transitions = runtime.block_on(async {
         let answers = Arc::clone(&executor);
@@ -179,11 +202,15 @@ fn pipeline(runtime: &tokio::runtime::Runtime, executions: usize) {
                 "{:?}",
                 execution.cause
             );
-            transitions += execution
-                .history
-                .iter()
-                .filter(|e| e.event_type.as_str().ends_with("StateEntered"))
-                .count();
+            transitions += if keep_history {
+                execution
+                    .history
+                    .iter()
+                    .filter(|e| e.event_type.is_state_entered())
+                    .count()
+            } else {
+                CLEAN_PATH_STATES
+            };
         }
         driver.abort();
         transitions
@@ -192,11 +219,14 @@ fn pipeline(runtime: &tokio::runtime::Runtime, executions: usize) {
     #[allow(clippy::cast_precision_loss)]
     let rate = transitions as f64 / elapsed.as_secs_f64();
     println!(
-        "pipeline: {executions} executions, {transitions} transitions in {:.3} s = {rate:.0} transitions/s, peak RSS {}",
+        "pipeline: {executions} executions, {transitions} transitions in {:.3} s = {rate:.0} transitions/s, {}",
         elapsed.as_secs_f64(),
-        peak_rss().unwrap_or_else(|| "unknown".into()),
+        memory.report(),
     );
 }
+
+/// `Receive`, `Inspect`, `AfterInspect`, `Scan`, `AfterScan`, `Media`, `AfterMedia` and `Promote`.
+const CLEAN_PATH_STATES: usize = 8;
 
 /// Fills the definition's `${...}` placeholders (the template's `DefinitionSubstitutions`).
 fn substitute(value: &mut Value) {
@@ -210,11 +240,36 @@ fn substitute(value: &mut Value) {
     }
 }
 
-/// The process's peak resident set size, from `/proc/self/status` (Linux only).
-fn peak_rss() -> Option<String> {
+/// Resident memory over one run: the peak is reset at its start (Linux only).
+struct Memory {
+    at_start: Option<u64>,
+}
+
+impl Memory {
+    fn start() -> Self {
+        // Writing 5 resets the peak (`VmHWM`) to the current resident size.
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        Self {
+            at_start: status_kb("VmRSS:"),
+        }
+    }
+
+    fn report(&self) -> String {
+        match (status_kb("VmHWM:"), self.at_start) {
+            (Some(peak), Some(start)) => format!(
+                "peak RSS {peak} kB (+{} kB over the run's start)",
+                peak.saturating_sub(start)
+            ),
+            _ => "peak RSS unknown".to_owned(),
+        }
+    }
+}
+
+/// A `/proc/self/status` field in kB (Linux only).
+fn status_kb(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .map(|v| v.trim().to_owned())
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }

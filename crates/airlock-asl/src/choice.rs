@@ -363,7 +363,7 @@ impl Rule {
                 relation,
                 operand,
             } => {
-                let resolve = |path: &JsonPath| path.select_in(scope);
+                let resolve = |path: &JsonPath| path.select_in_ref(scope);
                 let value = resolve(variable)?;
                 if *kind == Kind::IsPresent {
                     return Ok(value.is_some() == (operand_bool(operand)));
@@ -377,7 +377,7 @@ impl Rule {
                     ));
                 };
                 let expected = match operand {
-                    Operand::Literal(v) => v.clone(),
+                    Operand::Literal(v) => std::borrow::Cow::Borrowed(v),
                     Operand::Path(p) => resolve(p)?.ok_or_else(|| {
                         StateError::new(
                             names::RUNTIME,

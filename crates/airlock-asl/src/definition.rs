@@ -87,6 +87,9 @@ pub(crate) struct State {
     /// Set for JSONata states; their JSONPath fields then hold pass-through values.
     pub(crate) jsonata: Option<Box<JsonataFields>>,
     pub(crate) kind: StateKind,
+    /// Whether any field may read the context object (`$$`, `$states.context` or the
+    /// whole `$states`); states that cannot are run without building it.
+    pub(crate) reads_context: bool,
 }
 
 #[derive(Debug)]
@@ -387,6 +390,21 @@ fn may_read_execution_input(text: &str) -> bool {
             })
         })
     })
+}
+
+/// Whether a field's text may read the context object: `$$`, or `$states` other than
+/// through the members that hold no context (`input`, `result`, `errorOutput`).
+fn may_read_context(text: &str) -> bool {
+    const OTHER_MEMBERS: &[&str] = &[".input", ".result", ".errorOutput"];
+    text.contains("$$")
+        || text.match_indices("$states").any(|(at, root)| {
+            let rest = &text[at + root.len()..];
+            !OTHER_MEMBERS.iter().any(|member| {
+                rest.strip_prefix(member).is_some_and(|after| {
+                    !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+                })
+            })
+        })
 }
 
 /// Every variable a state assigns: its own `Assign`, its catchers' and its choice rules'.
@@ -1279,6 +1297,7 @@ fn parse_state(
         assign,
         jsonata,
         kind,
+        reads_context: any_string(raw, &may_read_context),
     })
 }
 
@@ -1596,6 +1615,29 @@ mod tests {
             "{% $states.input.Execution %}",
         ] {
             assert!(!may_read_execution_input(does_not), "{does_not}");
+        }
+    }
+
+    #[test]
+    fn the_context_is_built_only_for_states_that_may_read_it() {
+        for reads in [
+            "$$.Task.Token",
+            "States.Format('{}', $$.Map.Item.Index)",
+            "{% $states.context.State.Name %}",
+            "{% $states %}",
+            "{% $keys($states) %}",
+            "{% $states.inputs %}",
+        ] {
+            assert!(may_read_context(reads), "{reads}");
+        }
+        for does_not in [
+            "$.x",
+            "$var.x",
+            "{% $states.input.x %}",
+            "{% $states.result %}",
+            "{% $states.errorOutput.Error %}",
+        ] {
+            assert!(!may_read_context(does_not), "{does_not}");
         }
     }
 }

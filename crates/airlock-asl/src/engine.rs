@@ -12,15 +12,15 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::definition::{
-    Amount, Catcher, Definition, FailText, MapState, ParallelState, ResultPath, Retrier, State,
-    StateKind, StateMachine, TaskState, WaitState,
+    Amount, Catcher, Definition, FailText, MapState, ParallelState, PassState, ResultPath, Retrier,
+    State, StateKind, StateMachine, TaskState, WaitState,
 };
 use crate::error::{StateError, names};
 use crate::executor::{
     ExecutionShared, ExecutorOptions, Registry, TaskHandler, TaskRequest, TokenGuard, TokenSignal,
     lock,
 };
-use crate::history::{EventDetails, ExecutionStatus, HistoryEventType, split_resource};
+use crate::history::{EventDetails, ExecutionStatus, HistoryEventType, JsonText, split_resource};
 use crate::jsonata::{States as JsonataStates, Template as JsonataTemplate};
 use crate::objects::ObjectStore;
 use crate::path::{JsonPath, Root, Scope};
@@ -40,9 +40,10 @@ pub(crate) struct Run {
     pub(crate) execution: Arc<ExecutionShared>,
 }
 
-/// Where a state sends the execution next.
+/// Where a state sends the execution next, with its output and, when the history is
+/// kept, the output's JSON text (the next state's entry records the same text).
 enum Transition {
-    Next(String, Value),
+    Next(String, Value, Option<JsonText>),
     End(Value),
 }
 
@@ -143,14 +144,17 @@ impl Visit<'_> {
 /// `Next`, or the end) and the variables it assigns.
 struct Exit {
     output: Value,
+    /// The output's JSON text, written by the payload check when the history is kept.
+    text: Option<JsonText>,
     next: Option<String>,
     assigned: Vec<(String, Value)>,
 }
 
 impl Exit {
-    fn new(output: Value, assigned: Vec<(String, Value)>) -> Self {
+    fn new(output: Value, text: Option<JsonText>, assigned: Vec<(String, Value)>) -> Self {
         Self {
             output,
+            text,
             next: None,
             assigned,
         }
@@ -163,13 +167,11 @@ pub(crate) async fn run_execution(run: Arc<Run>) {
     // Dropped last, after `_unfinished` has recorded the end in every case.
     let _retire = Retire(Arc::clone(&run));
     let _unfinished = FailIfUnfinished(Arc::clone(&execution));
-    let started = execution.emit(
-        0,
-        HistoryEventType::ExecutionStarted,
+    let started = execution.emit(0, HistoryEventType::ExecutionStarted, || {
         EventDetails::ExecutionStarted {
-            input: execution.input.clone(),
-        },
-    );
+            input: JsonText::new(&execution.input),
+        }
+    });
     let machine = Arc::clone(&run.definition.machine);
     let body = run_machine(
         Arc::clone(&run),
@@ -251,13 +253,15 @@ pub(crate) fn run_machine(
         let mut cursor = previous_event;
         let mut current = machine.start_at.clone();
         let mut input = input;
+        let mut input_text = None;
         let mut variables = variables;
         loop {
             let state = &machine.states[&current];
-            match run_state(&run, state, input, &mut variables, &mut cursor).await {
-                Ok(Transition::Next(next, output)) => {
+            match run_state(&run, state, input, input_text, &mut variables, &mut cursor).await {
+                Ok(Transition::Next(next, output, text)) => {
                     current = next;
                     input = output;
+                    input_text = text;
                 }
                 Ok(Transition::End(output)) => return (Ok(output), cursor),
                 Err(e) => return (Err(e), cursor),
@@ -271,7 +275,7 @@ impl Run {
         &self,
         cursor: &mut u64,
         event_type: HistoryEventType,
-        details: EventDetails,
+        details: impl FnOnce() -> EventDetails,
     ) {
         *cursor = self.execution.emit(*cursor, event_type, details);
     }
@@ -282,6 +286,9 @@ impl Run {
         task_token: Option<&str>,
         item: Option<(usize, &Value)>,
     ) -> Value {
+        if !visit.state.reads_context {
+            return Value::Null;
+        }
         let machine_name = &self.options.state_machine_name;
         let mut context = json!({
             "Execution": {
@@ -357,7 +364,11 @@ pub(crate) fn json_size(value: &Value) -> usize {
 
 /// `States.DataLimitExceeded` when `value` is over the payload quota.
 pub(crate) fn check_size(value: &Value, what: impl FnOnce() -> String) -> Result<(), StateError> {
-    if json_size(value) > MAX_PAYLOAD_BYTES {
+    size_error(json_size(value), what)
+}
+
+fn size_error(size: usize, what: impl FnOnce() -> String) -> Result<(), StateError> {
+    if size > MAX_PAYLOAD_BYTES {
         return Err(StateError::new(
             names::DATA_LIMIT_EXCEEDED,
             format!(
@@ -369,8 +380,23 @@ pub(crate) fn check_size(value: &Value, what: impl FnOnce() -> String) -> Result
     Ok(())
 }
 
-fn check_output(state: &State, output: &Value) -> Result<(), StateError> {
-    check_size(output, || {
+/// [`check_size`] for a payload the history records: when it is kept, the JSON text
+/// is written once, measured, and returned for the events.
+fn checked_text(
+    run: &Run,
+    value: &Value,
+    what: impl FnOnce() -> String,
+) -> Result<Option<JsonText>, StateError> {
+    if !run.execution.keeps_history() {
+        return check_size(value, what).map(|()| None);
+    }
+    let text = JsonText::new(value);
+    size_error(text.len(), what)?;
+    Ok(Some(text))
+}
+
+fn check_output(run: &Run, state: &State, output: &Value) -> Result<Option<JsonText>, StateError> {
+    checked_text(run, output, || {
         format!("The state '{}' produced an output", state.name)
     })
 }
@@ -397,17 +423,28 @@ fn select_io(
     })
 }
 
-fn apply_input_path(run: &Run, visit: &Visit<'_>, raw: &Value) -> Result<Value, StateError> {
+/// The effective input when `InputPath` selects something other than the whole input;
+/// `None` for `$` (the default), so the raw input serves without being copied.
+fn select_input(run: &Run, visit: &Visit<'_>, raw: &Value) -> Result<Option<Value>, StateError> {
     match &visit.state.input_path {
-        None => Ok(json!({})),
-        Some(path) => select_io(run, visit, path, raw),
+        None => Ok(Some(json!({}))),
+        Some(path) if path.is_identity() => Ok(None),
+        Some(path) => select_io(run, visit, path, raw).map(Some),
     }
 }
 
-fn apply_output_path(run: &Run, visit: &Visit<'_>, value: &Value) -> Result<Value, StateError> {
+fn apply_output_path(run: &Run, visit: &Visit<'_>, value: Value) -> Result<Value, StateError> {
     match &visit.state.output_path {
         None => Ok(json!({})),
-        Some(path) => select_io(run, visit, path, value),
+        Some(path) if path.is_identity() => Ok(value),
+        Some(path) => {
+            let mut value = value;
+            // The state's output is not needed any more: move the selection out of it.
+            match path.take_definite(&mut value) {
+                Some(found) => Ok(found),
+                None => select_io(run, visit, path, &value),
+            }
+        }
     }
 }
 
@@ -482,17 +519,16 @@ fn exit(
     // Callers have checked the output against the payload quota.
     variables.assign(exit.assigned)?;
     if let Some(exited) = HistoryEventType::exited(state.kind.type_name()) {
-        run.emit(
-            cursor,
-            exited,
-            EventDetails::StateExited {
-                name: state.name.clone(),
-                output: exit.output.clone(),
-            },
-        );
+        run.emit(cursor, exited, || EventDetails::StateExited {
+            name: state.name.clone(),
+            output: exit
+                .text
+                .clone()
+                .unwrap_or_else(|| JsonText::new(&exit.output)),
+        });
     }
     Ok(match exit.next.as_ref().or(state.next.as_ref()) {
-        Some(next) => Transition::Next(next.clone(), exit.output),
+        Some(next) => Transition::Next(next.clone(), exit.output, exit.text),
         None => Transition::End(exit.output),
     })
 }
@@ -501,18 +537,17 @@ async fn run_state(
     run: &Arc<Run>,
     state: &State,
     raw: Value,
+    raw_text: Option<JsonText>,
     variables: &mut Variables,
     cursor: &mut u64,
 ) -> Result<Transition, StateError> {
     let type_name = state.kind.type_name();
-    run.emit(
-        cursor,
-        HistoryEventType::entered(type_name),
+    run.emit(cursor, HistoryEventType::entered(type_name), || {
         EventDetails::StateEntered {
             name: state.name.clone(),
-            input: raw.clone(),
-        },
-    );
+            input: raw_text.unwrap_or_else(|| JsonText::new(&raw)),
+        }
+    });
     let entered_event_id = *cursor;
     let visit = Visit {
         state,
@@ -541,7 +576,7 @@ async fn run_state_body(
             fail_text(fail.cause.as_ref(), "CausePath", &scope)?,
         ));
     }
-    let effective = apply_input_path(run, &visit, &raw)?;
+    let selected = select_input(run, &visit, &raw)?;
     let jsonata = state.jsonata.is_some();
     match &state.kind {
         StateKind::Pass(_) | StateKind::Succeed | StateKind::Wait(_) if jsonata => {
@@ -551,33 +586,19 @@ async fn run_state_body(
             }
             let assigned = visit.assign(run, state.assign.as_ref(), &raw, &raw, Extra::Nothing)?;
             let output = visit.jsonata_output(run, None, raw.clone(), &raw, Extra::Nothing)?;
-            check_output(state, &output)?;
-            Ok(Exit::new(output, assigned))
+            let text = check_output(run, state, &output)?;
+            Ok(Exit::new(output, text, assigned))
         }
-        StateKind::Pass(pass) => {
-            let effective = match &pass.parameters {
-                Some(parameters) => {
-                    let context = run.context(&visit, None, None);
-                    visit.render(Some(parameters), effective, &context)?
-                }
-                None => effective,
-            };
-            let result = pass.result.clone().unwrap_or(effective);
-            let assigned =
-                visit.assign(run, state.assign.as_ref(), &result, &raw, Extra::Nothing)?;
-            let output = apply_result_path(state, &pass.result_path, raw, result)?;
-            let output = apply_output_path(run, &visit, &output)?;
-            check_output(state, &output)?;
-            Ok(Exit::new(output, assigned))
-        }
+        StateKind::Pass(pass) => run_pass(run, &visit, pass, raw, selected),
         StateKind::Succeed => {
-            let output = apply_output_path(run, &visit, &effective)?;
-            check_output(state, &output)?;
-            Ok(Exit::new(output, Vec::new()))
+            let output = apply_output_path(run, &visit, selected.unwrap_or(raw))?;
+            let text = check_output(run, state, &output)?;
+            Ok(Exit::new(output, text, Vec::new()))
         }
         StateKind::Choice(choice) => {
             let context = run.context(&visit, None, None);
-            let scope = Scope::new(&effective, &context, visit.variables);
+            let effective = selected.as_ref().unwrap_or(&raw);
+            let scope = Scope::new(effective, &context, visit.variables);
             let mut target = None;
             for branch in &choice.choices {
                 if branch.rule.evaluate(&scope)? {
@@ -598,34 +619,65 @@ async fn run_state_body(
                 })?;
             // The state's Assign, then the matched rule's, whose values win.
             let mut assigned =
-                visit.assign(run, state.assign.as_ref(), &effective, &raw, Extra::Nothing)?;
-            assigned.extend(visit.assign(run, rule_assign, &effective, &raw, Extra::Nothing)?);
+                visit.assign(run, state.assign.as_ref(), effective, &raw, Extra::Nothing)?;
+            assigned.extend(visit.assign(run, rule_assign, effective, &raw, Extra::Nothing)?);
             let output = if jsonata {
                 visit.jsonata_output(run, rule_output, raw.clone(), &raw, Extra::Nothing)?
             } else {
-                apply_output_path(run, &visit, &effective)?
+                apply_output_path(run, &visit, selected.unwrap_or(raw))?
             };
-            check_output(state, &output)?;
+            let text = check_output(run, state, &output)?;
             Ok(Exit {
                 output,
+                text,
                 next: Some(target.clone()),
                 assigned,
             })
         }
         StateKind::Wait(wait) => {
-            let delay = wait_duration(run, &visit, wait, &effective)?;
+            let effective = selected.as_ref().unwrap_or(&raw);
+            let delay = wait_duration(run, &visit, wait, effective)?;
             tokio::time::sleep(run.options.scale(delay)).await;
             let assigned =
-                visit.assign(run, state.assign.as_ref(), &effective, &raw, Extra::Nothing)?;
-            let output = apply_output_path(run, &visit, &effective)?;
-            check_output(state, &output)?;
-            Ok(Exit::new(output, assigned))
+                visit.assign(run, state.assign.as_ref(), effective, &raw, Extra::Nothing)?;
+            let output = apply_output_path(run, &visit, selected.unwrap_or(raw))?;
+            let text = check_output(run, state, &output)?;
+            Ok(Exit::new(output, text, assigned))
         }
         StateKind::Task(_) | StateKind::Parallel(_) | StateKind::Map(_) => {
-            run_fallible(run, visit, raw, effective, cursor).await
+            run_fallible(run, visit, raw, selected, cursor).await
         }
         StateKind::Fail(_) => unreachable!("Fail states return above"),
     }
+}
+
+/// A JSONPath Pass state: `Parameters` or `Result`, then `ResultPath` and `OutputPath`.
+fn run_pass(
+    run: &Run,
+    visit: &Visit<'_>,
+    pass: &PassState,
+    raw: Value,
+    selected: Option<Value>,
+) -> Result<Exit, StateError> {
+    let state = visit.state;
+    let rendered = match &pass.parameters {
+        Some(parameters) => {
+            let context = run.context(visit, None, None);
+            let effective = selected.as_ref().unwrap_or(&raw);
+            Some(parameters.render(&Scope::new(effective, &context, visit.variables))?)
+        }
+        None => None,
+    };
+    let result = match (&pass.result, rendered) {
+        (Some(result), _) => result.clone(),
+        (None, Some(rendered)) => rendered,
+        (None, None) => selected.unwrap_or_else(|| raw.clone()),
+    };
+    let assigned = visit.assign(run, state.assign.as_ref(), &result, &raw, Extra::Nothing)?;
+    let output = apply_result_path(state, &pass.result_path, raw, result)?;
+    let output = apply_output_path(run, visit, output)?;
+    let text = check_output(run, state, &output)?;
+    Ok(Exit::new(output, text, assigned))
 }
 
 fn fail_text(
@@ -727,10 +779,11 @@ async fn run_fallible(
     run: &Arc<Run>,
     mut visit: Visit<'_>,
     raw: Value,
-    effective: Value,
+    selected: Option<Value>,
     cursor: &mut u64,
 ) -> Result<Exit, StateError> {
     let state = visit.state;
+    let effective = selected.as_ref().unwrap_or(&raw);
     let (retriers, catchers, result_selector, result_path): (&[Retrier], &[Catcher], _, _) =
         match &state.kind {
             StateKind::Task(t) => (
@@ -757,11 +810,11 @@ async fn run_fallible(
     let mut jitter = run.random_jitter_source();
     let attempt = loop {
         let outcome = match &state.kind {
-            StateKind::Task(task) => run_task_attempt(run, &visit, task, &effective, cursor).await,
+            StateKind::Task(task) => run_task_attempt(run, &visit, task, effective, cursor).await,
             StateKind::Parallel(parallel) => {
-                run_parallel_attempt(run, &visit, parallel, &effective, cursor).await
+                run_parallel_attempt(run, &visit, parallel, effective, cursor).await
             }
-            StateKind::Map(map) => run_map_attempt(run, &visit, map, &effective, cursor).await,
+            StateKind::Map(map) => run_map_attempt(run, &visit, map, effective, cursor).await,
             _ => unreachable!("only Task, Parallel and Map states are fallible"),
         };
         match outcome {
@@ -780,7 +833,7 @@ async fn run_fallible(
                     _ => None,
                 };
                 if let Some(failed) = failed {
-                    run.emit(cursor, failed, EventDetails::None);
+                    run.emit(cursor, failed, || EventDetails::None);
                 }
                 break Err(error);
             }
@@ -791,8 +844,8 @@ async fn run_fallible(
             let extra = Extra::Result(&result);
             let assigned = visit.assign(run, state.assign.as_ref(), &result, &raw, extra)?;
             let output = visit.jsonata_output(run, None, result.clone(), &raw, extra)?;
-            check_output(state, &output)?;
-            return Ok(Exit::new(output, assigned));
+            let text = check_output(run, state, &output)?;
+            return Ok(Exit::new(output, text, assigned));
         }
         let result = match result_selector {
             Some(selector) => {
@@ -809,9 +862,9 @@ async fn run_fallible(
             Extra::Result(&result),
         )?;
         let output = apply_result_path(state, result_path, raw.clone(), result)?;
-        let output = apply_output_path(run, &visit, &output)?;
-        check_output(state, &output)?;
-        Ok(Exit::new(output, assigned))
+        let output = apply_output_path(run, &visit, output)?;
+        let text = check_output(run, state, &output)?;
+        Ok(Exit::new(output, text, assigned))
     });
     match processed {
         Ok(done) => Ok(done),
@@ -849,9 +902,10 @@ fn catch(
     } else {
         apply_result_path(state, &catcher.result_path, raw, error_output)?
     };
-    check_output(state, &output)?;
+    let text = check_output(run, state, &output)?;
     Ok(Exit {
         output,
+        text,
         next: Some(catcher.next.clone()),
         assigned,
     })
@@ -939,7 +993,7 @@ async fn run_task_attempt(
     let token = task.wait_for_task_token.then(|| run.registry.new_token());
     let context = run.context(visit, token.as_deref(), None);
     let parameters = arguments(visit, task.parameters.as_ref(), effective, &context)?;
-    check_size(&parameters, || {
+    let parameters_text = checked_text(run, &parameters, || {
         format!("The input of the state '{}'", state.name)
     })?;
     let timeout = resolve_amount(run, visit, &task.timeout, "TimeoutSeconds", effective)?;
@@ -962,7 +1016,7 @@ async fn run_task_attempt(
         cursor,
         task,
         lambda,
-        &parameters,
+        || parameters_text.unwrap_or_else(|| JsonText::new(&parameters)),
         (timeout, heartbeat),
         (&resource_type, &resource),
     );
@@ -976,17 +1030,18 @@ async fn run_task_attempt(
                 task.handler_key
             ))
         })?;
-    let (event_type, details) = if lambda {
-        (HistoryEventType::LambdaFunctionStarted, EventDetails::None)
+    if lambda {
+        run.emit(cursor, HistoryEventType::LambdaFunctionStarted, || {
+            EventDetails::None
+        });
     } else {
-        let (resource_type, resource) = (resource_type.clone(), resource.clone());
-        let details = EventDetails::TaskStarted {
-            resource_type,
-            resource,
-        };
-        (HistoryEventType::TaskStarted, details)
-    };
-    run.emit(cursor, event_type, details);
+        run.emit(cursor, HistoryEventType::TaskStarted, || {
+            EventDetails::TaskStarted {
+                resource_type: resource_type.clone(),
+                resource: resource.clone(),
+            }
+        });
+    }
     let request = TaskRequest {
         resource: task.resource.clone(),
         state_name: state.name.clone(),
@@ -1021,18 +1076,19 @@ async fn run_task_attempt(
         }
     };
     let outcome = outcome.and_then(|result| {
-        check_size(&result, || {
+        let text = checked_text(run, &result, || {
             format!("The state/task '{}' returned a result", task.resource)
         })?;
-        Ok(result)
+        Ok((result, text))
     });
-    let (event_type, details) = if lambda {
-        lambda_outcome_event(&outcome)
+    if lambda {
+        let (event_type, details) = lambda_outcome_event(&outcome);
+        run.emit(cursor, event_type, details);
     } else {
-        task_outcome_event(&outcome, resource_names)
-    };
-    run.emit(cursor, event_type, details);
-    outcome
+        let (event_type, details) = task_outcome_event(&outcome, resource_names);
+        run.emit(cursor, event_type, details);
+    }
+    outcome.map(|(result, _)| result)
 }
 
 /// The `TaskScheduled` (or `LambdaFunctionScheduled`) event opening an attempt.
@@ -1041,86 +1097,81 @@ fn emit_scheduled(
     cursor: &mut u64,
     task: &TaskState,
     lambda: bool,
-    parameters: &Value,
+    parameters: impl FnOnce() -> JsonText,
     (timeout, heartbeat): (u64, Option<u64>),
     (resource_type, resource): (&str, &str),
 ) {
     if lambda {
-        run.emit(
-            cursor,
-            HistoryEventType::LambdaFunctionScheduled,
+        run.emit(cursor, HistoryEventType::LambdaFunctionScheduled, || {
             EventDetails::LambdaScheduled {
                 resource: task.resource.clone(),
-                input: parameters.clone(),
+                input: parameters(),
                 timeout_seconds: Some(timeout),
-            },
-        );
+            }
+        });
     } else {
-        run.emit(
-            cursor,
-            HistoryEventType::TaskScheduled,
+        run.emit(cursor, HistoryEventType::TaskScheduled, || {
             EventDetails::TaskScheduled {
                 resource_type: resource_type.to_owned(),
                 resource: resource.to_owned(),
-                parameters: parameters.clone(),
+                parameters: parameters(),
                 timeout_seconds: Some(timeout),
                 heartbeat_seconds: heartbeat,
-            },
-        );
+            }
+        });
     }
 }
 
+/// A task's result with its JSON text when the history is kept.
+type TaskOutcome = Result<(Value, Option<JsonText>), StateError>;
+
+fn result_text((output, text): &(Value, Option<JsonText>)) -> JsonText {
+    text.clone().unwrap_or_else(|| JsonText::new(output))
+}
+
 /// The `LambdaFunctionSucceeded` / `Failed` / `TimedOut` event closing an attempt.
-fn lambda_outcome_event(outcome: &Result<Value, StateError>) -> (HistoryEventType, EventDetails) {
-    match outcome {
-        Ok(output) => (
-            HistoryEventType::LambdaFunctionSucceeded,
-            EventDetails::LambdaOutput {
-                output: output.clone(),
-            },
-        ),
-        Err(error) => (
-            if error.error == names::TIMEOUT {
-                HistoryEventType::LambdaFunctionTimedOut
-            } else {
-                HistoryEventType::LambdaFunctionFailed
-            },
-            EventDetails::LambdaError {
-                error: error.error.clone(),
-                cause: error.cause.clone(),
-            },
-        ),
-    }
+fn lambda_outcome_event(
+    outcome: &TaskOutcome,
+) -> (HistoryEventType, impl FnOnce() -> EventDetails + '_) {
+    let event_type = match outcome {
+        Ok(_) => HistoryEventType::LambdaFunctionSucceeded,
+        Err(error) if error.error == names::TIMEOUT => HistoryEventType::LambdaFunctionTimedOut,
+        Err(_) => HistoryEventType::LambdaFunctionFailed,
+    };
+    (event_type, move || match outcome {
+        Ok(result) => EventDetails::LambdaOutput {
+            output: result_text(result),
+        },
+        Err(error) => EventDetails::LambdaError {
+            error: error.error.clone(),
+            cause: error.cause.clone(),
+        },
+    })
 }
 
 /// The `TaskSucceeded` / `TaskFailed` / `TaskTimedOut` event closing an attempt.
 fn task_outcome_event(
-    outcome: &Result<Value, StateError>,
+    outcome: &TaskOutcome,
     (resource_type, resource): (String, String),
-) -> (HistoryEventType, EventDetails) {
-    match outcome {
-        Ok(output) => (
-            HistoryEventType::TaskSucceeded,
-            EventDetails::TaskOutput {
-                resource_type,
-                resource,
-                output: output.clone(),
-            },
-        ),
-        Err(error) => (
-            if error.error == names::TIMEOUT {
-                HistoryEventType::TaskTimedOut
-            } else {
-                HistoryEventType::TaskFailed
-            },
-            EventDetails::TaskError {
-                resource_type,
-                resource,
-                error: error.error.clone(),
-                cause: error.cause.clone(),
-            },
-        ),
-    }
+) -> (HistoryEventType, impl FnOnce() -> EventDetails + '_) {
+    let event_type = match outcome {
+        Ok(_) => HistoryEventType::TaskSucceeded,
+        Err(error) if error.error == names::TIMEOUT => HistoryEventType::TaskTimedOut,
+        Err(_) => HistoryEventType::TaskFailed,
+    };
+    (event_type, move || match outcome {
+        Ok(result) => EventDetails::TaskOutput {
+            resource_type,
+            resource,
+            output: result_text(result),
+        },
+        Err(error) => EventDetails::TaskError {
+            resource_type,
+            resource,
+            error: error.error.clone(),
+            cause: error.cause.clone(),
+        },
+    })
 }
 
 /// When a task attempt runs out of time.
@@ -1151,15 +1202,13 @@ async fn run_callback(
     };
     match tokio::time::timeout_at(limits.deadline, invoke(handler, request)).await {
         Ok(Err(error)) => return Err(error),
-        Ok(Ok(submit_output)) => run.emit(
-            cursor,
-            HistoryEventType::TaskSubmitted,
+        Ok(Ok(submit_output)) => run.emit(cursor, HistoryEventType::TaskSubmitted, || {
             EventDetails::TaskOutput {
                 resource_type: resource_type.clone(),
                 resource: resource.clone(),
-                output: submit_output,
-            },
-        ),
+                output: JsonText::new(&submit_output),
+            }
+        }),
         // Out of time while submitting: a worker may still have answered first,
         // which `await_token` sorts out.
         Err(_) => {}
@@ -1226,11 +1275,9 @@ async fn run_parallel_attempt(
 ) -> Result<Value, StateError> {
     let context = run.context(visit, None, None);
     let input = arguments(visit, parallel.parameters.as_ref(), effective, &context)?;
-    run.emit(
-        cursor,
-        HistoryEventType::ParallelStateStarted,
-        EventDetails::None,
-    );
+    run.emit(cursor, HistoryEventType::ParallelStateStarted, || {
+        EventDetails::None
+    });
     let started = *cursor;
     let mut branches = JoinSet::new();
     let outer = Arc::new(visit.variables.clone());
@@ -1384,13 +1431,11 @@ async fn run_map_attempt(
         "MaxConcurrency",
         effective,
     )?;
-    run.emit(
-        cursor,
-        HistoryEventType::MapStateStarted,
+    run.emit(cursor, HistoryEventType::MapStateStarted, || {
         EventDetails::MapStarted {
             length: inputs.len(),
-        },
-    );
+        }
+    });
     let started = *cursor;
     let limit = match usize::try_from(max_concurrency) {
         Ok(0) | Err(_) => usize::MAX,
@@ -1416,12 +1461,13 @@ async fn run_map_attempt(
         if outcome.is_err() {
             break;
         }
-        let details = EventDetails::MapIteration {
-            name: state.name.clone(),
-            index,
-        };
         let mut at = started;
-        run.emit(&mut at, HistoryEventType::MapIterationStarted, details);
+        run.emit(&mut at, HistoryEventType::MapIterationStarted, || {
+            EventDetails::MapIteration {
+                name: state.name.clone(),
+                index,
+            }
+        });
         let run = Arc::clone(run);
         let processor = Arc::clone(&map.processor);
         let name = state.name.clone();
@@ -1435,11 +1481,10 @@ async fn run_map_attempt(
             } else {
                 HistoryEventType::MapIterationFailed
             };
-            run.emit(
-                &mut at,
-                event_type,
-                EventDetails::MapIteration { name, index },
-            );
+            run.emit(&mut at, event_type, || EventDetails::MapIteration {
+                name,
+                index,
+            });
             (index, result)
         });
     }
@@ -1452,11 +1497,9 @@ async fn run_map_attempt(
     drop(iterations);
     outcome?;
     let mut after = started;
-    run.emit(
-        &mut after,
-        HistoryEventType::MapStateSucceeded,
-        EventDetails::None,
-    );
+    run.emit(&mut after, HistoryEventType::MapStateSucceeded, || {
+        EventDetails::None
+    });
     *cursor = after;
     Ok(Value::Array(results))
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -15,7 +15,9 @@ use crate::definition::Definition;
 use crate::distributed::{self, MapRun};
 use crate::engine;
 use crate::error::{MissingHandler, StartError, TaskTokenError};
-use crate::history::{EventDetails, Execution, ExecutionStatus, HistoryEvent, HistoryEventType};
+use crate::history::{
+    EventDetails, Execution, ExecutionStatus, History, HistoryEvent, HistoryEventType, JsonText,
+};
 use crate::objects::ObjectStore;
 
 /// What a Task state asks its handler to do.
@@ -239,7 +241,7 @@ struct ExecutionRecord {
     error: Option<String>,
     cause: Option<String>,
     stopped_at: Option<DateTime<Utc>>,
-    history: Vec<HistoryEvent>,
+    history: History,
     /// Events recorded so far (kept in `history` or not).
     events: u64,
 }
@@ -270,7 +272,7 @@ impl ExecutionShared {
                 error: None,
                 cause: None,
                 stopped_at: None,
-                history: Vec::new(),
+                history: History::default(),
                 events: 0,
             }),
             keep_history,
@@ -292,7 +294,7 @@ impl ExecutionShared {
             cause: record.cause.clone(),
             started_at: self.started_at,
             stopped_at: record.stopped_at,
-            history: Vec::new(),
+            history: History::default(),
         }
     }
 
@@ -300,19 +302,28 @@ impl ExecutionShared {
     /// Parallel branch or one Map iteration) and returns its id. Like Step Functions,
     /// `previousEventId` is the event recorded just before (0 for the first state's
     /// entry); the flow link is kept apart for pairing state entries and exits.
+    ///
+    /// `details` is only called when the history is kept, so that an execution without
+    /// history never writes its payloads' JSON text.
     pub(crate) fn emit(
         &self,
         link: u64,
         event_type: HistoryEventType,
-        details: EventDetails,
+        details: impl FnOnce() -> EventDetails,
     ) -> u64 {
+        if !self.keep_history {
+            let mut record = lock(&self.record);
+            record.events += 1;
+            let id = record.events;
+            tracing::debug!(execution = %self.name, id, event = event_type.as_str(), "history event");
+            return id;
+        }
+        // Built outside the lock, which parallel branches and Map iterations share.
+        let details = details();
         let mut record = lock(&self.record);
         record.events += 1;
         let id = record.events;
         tracing::debug!(execution = %self.name, id, event = event_type.as_str(), "history event");
-        if !self.keep_history {
-            return id;
-        }
         let previous_event_id = if id == 2 && event_type.is_state_entered() {
             0
         } else {
@@ -322,11 +333,16 @@ impl ExecutionShared {
             id,
             previous_event_id,
             link,
+            // Taken under the lock, so timestamps never go back as ids go up.
             timestamp: Utc::now(),
             event_type,
             details,
         });
         id
+    }
+
+    pub(crate) fn keeps_history(&self) -> bool {
+        self.keep_history
     }
 
     pub(crate) fn is_finished(&self) -> bool {
@@ -353,9 +369,9 @@ impl ExecutionShared {
                 HistoryEventType::ExecutionAborted
             }
         };
-        let details = match &output {
+        let details = || match &output {
             Some(output) => EventDetails::ExecutionSucceeded {
-                output: output.clone(),
+                output: JsonText::new(output),
             },
             None => EventDetails::ExecutionError {
                 error: error.clone(),
@@ -452,6 +468,9 @@ pub struct Executor {
     options: Arc<ExecutorOptions>,
     registry: Arc<Registry>,
     object_store: Option<Arc<dyn ObjectStore>>,
+    /// [`Executor::validate`]'s answer, worked out once: handlers and the store change
+    /// only through `&mut self`, which clears it.
+    validated: OnceLock<Result<(), MissingHandler>>,
 }
 
 impl fmt::Debug for Executor {
@@ -479,6 +498,7 @@ impl Executor {
             options: Arc::new(options),
             registry: Arc::new(Registry::new(rng)),
             object_store: None,
+            validated: OnceLock::new(),
         }
     }
 
@@ -487,6 +507,7 @@ impl Executor {
     /// running keep the store they started with.
     pub fn set_object_store(&mut self, store: Arc<dyn ObjectStore>) -> &mut Self {
         self.object_store = Some(store);
+        self.validated = OnceLock::new();
         self
     }
 
@@ -502,6 +523,7 @@ impl Executor {
     /// handlers they started with.
     pub fn register(&mut self, resource_base: &str, handler: Arc<dyn TaskHandler>) -> &mut Self {
         Arc::make_mut(&mut self.handlers).insert(resource_base.to_owned(), handler);
+        self.validated = OnceLock::new();
         self
     }
 
@@ -516,6 +538,10 @@ impl Executor {
     /// when a Distributed Map reads or writes objects (reported as a missing handler for
     /// its `s3:` resource); `start_execution` also does.
     pub fn validate(&self) -> Result<(), MissingHandler> {
+        self.validated.get_or_init(|| self.check_handlers()).clone()
+    }
+
+    fn check_handlers(&self) -> Result<(), MissingHandler> {
         for task in self.definition.task_resources() {
             if !self.handlers.contains_key(&task.handler_key) {
                 return Err(MissingHandler {

@@ -1,6 +1,8 @@
 //! Execution results and their event history, shaped like Step Functions'
 //! `DescribeExecution` and `GetExecutionHistory`.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
@@ -32,7 +34,57 @@ pub struct Execution {
     #[serde(rename = "stopDate")]
     pub stopped_at: Option<DateTime<Utc>>,
     #[serde(skip)]
-    pub history: Vec<HistoryEvent>,
+    pub history: History,
+}
+
+/// An execution's events, oldest first. Shared rather than copied: the record of a
+/// finished execution hands the same events to every reader, and a snapshot of a
+/// running one costs the executor one copy only when it records its next event.
+/// Reads as a slice of [`HistoryEvent`]s, and serializes as a JSON array of events in
+/// the AWS shape.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History(Arc<Vec<HistoryEvent>>);
+
+impl History {
+    /// Appends an event, copying the events first if a snapshot still shares them.
+    pub(crate) fn push(&mut self, event: HistoryEvent) {
+        Arc::make_mut(&mut self.0).push(event);
+    }
+
+    /// The events as a vector of their own (a copy if another reader shares them).
+    #[must_use]
+    pub fn into_vec(self) -> Vec<HistoryEvent> {
+        Arc::unwrap_or_clone(self.0)
+    }
+}
+
+impl std::ops::Deref for History {
+    type Target = [HistoryEvent];
+
+    fn deref(&self) -> &[HistoryEvent] {
+        &self.0
+    }
+}
+
+impl From<Vec<HistoryEvent>> for History {
+    fn from(events: Vec<HistoryEvent>) -> Self {
+        Self(Arc::new(events))
+    }
+}
+
+impl<'a> IntoIterator for &'a History {
+    type Item = &'a HistoryEvent;
+    type IntoIter = std::slice::Iter<'a, HistoryEvent>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl Serialize for History {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.as_slice().serialize(serializer)
+    }
 }
 
 /// How long one visit of a state took (a state visited twice, e.g. in a loop or in
@@ -238,16 +290,93 @@ impl Serialize for HistoryEventType {
     }
 }
 
-/// What an event is about. JSON payloads are kept as values here and serialized as
-/// JSON strings, as AWS does.
+/// A JSON payload of a history event (a state's input or output, a task's parameters
+/// or result), kept as the JSON text AWS puts in the event: compact, written once, and
+/// shared rather than copied by every clone of the event.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct JsonText(Arc<str>);
+
+impl JsonText {
+    /// The JSON text of `value`.
+    #[must_use]
+    pub fn new(value: &Value) -> Self {
+        thread_local! {
+            // Reused so that writing a payload allocates only the text it keeps.
+            static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUFFER.with_borrow_mut(|buffer| {
+            buffer.clear();
+            // Writing a `Value` to memory cannot fail, and serde_json writes UTF-8.
+            let _ = serde_json::to_writer(&mut *buffer, value);
+            Self(std::str::from_utf8(buffer).unwrap_or_default().into())
+        })
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The payload as a JSON value.
+    #[must_use]
+    pub fn to_value(&self) -> Value {
+        // The text was written from a value, so it always parses.
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+
+    /// Length of the JSON text in bytes (what Step Functions' payload quota counts).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always `false`: the shortest JSON text has one character.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<&Value> for JsonText {
+    fn from(value: &Value) -> Self {
+        Self::new(value)
+    }
+}
+
+impl From<Value> for JsonText {
+    fn from(value: Value) -> Self {
+        Self::new(&value)
+    }
+}
+
+impl PartialEq<Value> for JsonText {
+    fn eq(&self, other: &Value) -> bool {
+        self.to_value() == *other
+    }
+}
+
+impl std::fmt::Debug for JsonText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Display for JsonText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What an event is about. JSON payloads are kept as [`JsonText`], the JSON strings
+/// AWS reports them as.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventDetails {
     None,
     ExecutionStarted {
-        input: Value,
+        input: JsonText,
     },
     ExecutionSucceeded {
-        output: Value,
+        output: JsonText,
     },
     /// Failed, timed out or aborted executions.
     ExecutionError {
@@ -256,16 +385,16 @@ pub enum EventDetails {
     },
     StateEntered {
         name: String,
-        input: Value,
+        input: JsonText,
     },
     StateExited {
         name: String,
-        output: Value,
+        output: JsonText,
     },
     TaskScheduled {
         resource_type: String,
         resource: String,
-        parameters: Value,
+        parameters: JsonText,
         timeout_seconds: Option<u64>,
         heartbeat_seconds: Option<u64>,
     },
@@ -277,7 +406,7 @@ pub enum EventDetails {
     TaskOutput {
         resource_type: String,
         resource: String,
-        output: Value,
+        output: JsonText,
     },
     /// `TaskFailed` and `TaskTimedOut`.
     TaskError {
@@ -289,12 +418,12 @@ pub enum EventDetails {
     /// `LambdaFunctionScheduled`: a Task whose resource is a Lambda function ARN.
     LambdaScheduled {
         resource: String,
-        input: Value,
+        input: JsonText,
         timeout_seconds: Option<u64>,
     },
     /// `LambdaFunctionSucceeded`.
     LambdaOutput {
-        output: Value,
+        output: JsonText,
     },
     /// `LambdaFunctionFailed` and `LambdaFunctionTimedOut`.
     LambdaError {
@@ -341,10 +470,6 @@ pub struct HistoryEvent {
     pub(crate) link: u64,
 }
 
-fn json_text(value: &Value) -> String {
-    value.to_string()
-}
-
 impl Serialize for HistoryEvent {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
@@ -359,10 +484,10 @@ impl Serialize for HistoryEvent {
         let details = match &self.details {
             EventDetails::None => None,
             EventDetails::ExecutionStarted { input } => Some(json!({
-                "input": json_text(input), "inputDetails": not_truncated,
+                "input": input.as_str(), "inputDetails": not_truncated,
             })),
             EventDetails::ExecutionSucceeded { output } | EventDetails::LambdaOutput { output } => {
-                Some(json!({ "output": json_text(output), "outputDetails": not_truncated }))
+                Some(json!({ "output": output.as_str(), "outputDetails": not_truncated }))
             }
             EventDetails::ExecutionError { error, cause } => {
                 let mut d = serde_json::Map::new();
@@ -375,10 +500,10 @@ impl Serialize for HistoryEvent {
                 Some(Value::Object(d))
             }
             EventDetails::StateEntered { name, input } => Some(json!({
-                "name": name, "input": json_text(input), "inputDetails": not_truncated,
+                "name": name, "input": input.as_str(), "inputDetails": not_truncated,
             })),
             EventDetails::StateExited { name, output } => Some(json!({
-                "name": name, "output": json_text(output), "outputDetails": not_truncated,
+                "name": name, "output": output.as_str(), "outputDetails": not_truncated,
             })),
             EventDetails::TaskScheduled {
                 resource_type,
@@ -389,7 +514,7 @@ impl Serialize for HistoryEvent {
             } => {
                 let mut d = json!({
                     "resourceType": resource_type, "resource": resource,
-                    "region": "local", "parameters": json_text(parameters),
+                    "region": "local", "parameters": parameters.as_str(),
                 });
                 if let Some(t) = timeout_seconds {
                     d["timeoutInSeconds"] = json!(t);
@@ -411,7 +536,7 @@ impl Serialize for HistoryEvent {
                 output,
             } => Some(json!({
                 "resourceType": resource_type, "resource": resource,
-                "output": json_text(output), "outputDetails": not_truncated,
+                "output": output.as_str(), "outputDetails": not_truncated,
             })),
             EventDetails::TaskError {
                 resource_type,
@@ -427,7 +552,7 @@ impl Serialize for HistoryEvent {
                 timeout_seconds,
             } => {
                 let mut d = json!({
-                    "resource": resource, "input": json_text(input), "inputDetails": not_truncated,
+                    "resource": resource, "input": input.as_str(), "inputDetails": not_truncated,
                 });
                 if let Some(t) = timeout_seconds {
                     d["timeoutInSeconds"] = json!(t);
@@ -502,7 +627,7 @@ mod tests {
             HistoryEventType::TaskStateEntered,
             EventDetails::StateEntered {
                 name: "Inspect".into(),
-                input: json!({"a": 1}),
+                input: JsonText::new(&json!({"a": 1})),
             },
         );
         assert_eq!(
@@ -579,11 +704,11 @@ mod tests {
         use HistoryEventType as T;
         let entered = |name: &str| EventDetails::StateEntered {
             name: name.into(),
-            input: json!({}),
+            input: JsonText::new(&json!({})),
         };
         let exited = |name: &str| EventDetails::StateExited {
             name: name.into(),
-            output: json!({}),
+            output: JsonText::new(&json!({})),
         };
         // A Parallel whose two branches interleave, then a failing Task.
         let history = vec![
@@ -591,7 +716,9 @@ mod tests {
                 1,
                 0,
                 T::ExecutionStarted,
-                EventDetails::ExecutionStarted { input: json!({}) },
+                EventDetails::ExecutionStarted {
+                    input: JsonText::new(&json!({})),
+                },
             ),
             event(2, 1, T::ParallelStateEntered, entered("P")),
             event(3, 2, T::ParallelStateStarted, EventDetails::None),
@@ -621,7 +748,7 @@ mod tests {
             cause: None,
             started_at: history[0].timestamp,
             stopped_at: None,
-            history,
+            history: history.into(),
         };
         let durations = execution.state_durations();
         let summary: Vec<(&str, &str, Option<i64>)> = durations

@@ -6,6 +6,7 @@
 //! array of every match, possibly empty. *Reference paths* (`ResultPath`, `ItemsPath`…)
 //! are definite paths and are also the only ones that can be written to.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::fmt::Write as _;
@@ -168,6 +169,14 @@ impl JsonPath {
     /// Evaluates the path in the document its root names. `Ok(None)` means a definite
     /// path found nothing; a variable never assigned is a `States.Runtime` error.
     pub(crate) fn select_in(&self, scope: &Scope<'_>) -> Result<Option<Value>, StateError> {
+        Ok(self.select_in_ref(scope)?.map(Cow::into_owned))
+    }
+
+    /// [`select_in`](Self::select_in) without copying what a definite path finds.
+    pub(crate) fn select_in_ref<'a>(
+        &self,
+        scope: &Scope<'a>,
+    ) -> Result<Option<Cow<'a, Value>>, StateError> {
         let document = match self.root {
             Root::Input => scope.input,
             Root::Context => scope.context,
@@ -181,7 +190,7 @@ impl JsonPath {
                 )
             })?,
         };
-        Ok(self.select(document))
+        Ok(self.select_ref(document))
     }
 
     /// Parses a path that must name at most one node (e.g. `ResultPath`).
@@ -240,14 +249,59 @@ impl JsonPath {
             .all(|s| matches!(s, Segment::Child(_) | Segment::Index(_)))
     }
 
+    /// `$` itself: the whole input.
+    pub(crate) fn is_identity(&self) -> bool {
+        self.root == Root::Input && self.segments.is_empty()
+    }
+
     /// Evaluates the path. `None` means a definite path found nothing.
+    #[cfg(test)]
     pub(crate) fn select(&self, document: &Value) -> Option<Value> {
-        let nodes = select_nodes(&self.segments, document, document);
+        self.select_ref(document).map(Cow::into_owned)
+    }
+
+    /// [`select`](Self::select), borrowing what a definite path finds.
+    fn select_ref<'a>(&self, document: &'a Value) -> Option<Cow<'a, Value>> {
         if self.is_definite() {
-            nodes.first().map(|v| (*v).clone())
-        } else {
-            Some(Value::Array(nodes.into_iter().cloned().collect()))
+            // One node at most: walk to it without collecting.
+            let mut node = document;
+            for segment in &self.segments {
+                node = match segment {
+                    Segment::Child(name) => node.as_object()?.get(name)?,
+                    Segment::Index(index) => {
+                        let array = node.as_array()?;
+                        &array[resolve_index(*index, array.len())?]
+                    }
+                    _ => return None,
+                };
+            }
+            return Some(Cow::Borrowed(node));
         }
+        let nodes = select_nodes(&self.segments, document, document);
+        Some(Cow::Owned(Value::Array(
+            nodes.into_iter().cloned().collect(),
+        )))
+    }
+
+    /// Takes what a definite input path (`$…`) names out of `document`, leaving `null`
+    /// behind, instead of copying it. `None` for other paths, or when nothing is there.
+    pub(crate) fn take_definite(&self, document: &mut Value) -> Option<Value> {
+        if self.root != Root::Input || !self.is_definite() {
+            return None;
+        }
+        let mut node = document;
+        for segment in &self.segments {
+            node = match segment {
+                Segment::Child(name) => node.as_object_mut()?.get_mut(name)?,
+                Segment::Index(index) => {
+                    let array = node.as_array_mut()?;
+                    let i = resolve_index(*index, array.len())?;
+                    &mut array[i]
+                }
+                _ => return None,
+            };
+        }
+        Some(node.take())
     }
 
     /// Writes `value` at this reference path inside `target`, creating missing

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use airlock_asl::{
     Definition, EventDetails, ExecutionStatus, Executor, ExecutorOptions, HistoryEventType as T,
-    TaskRequest, TaskTokenError,
+    JsonText, TaskRequest, TaskTokenError,
 };
 use common::{count, queue};
 use serde_json::{Value, json};
@@ -123,7 +123,7 @@ async fn pipeline_clean_upload_succeeds() {
         EventDetails::TaskOutput {
             resource_type: "sqs".into(),
             resource: "sendMessage.waitForTaskToken".into(),
-            output: json!({"MessageId": "message-1"}),
+            output: JsonText::new(&json!({"MessageId": "message-1"})),
         }
     );
     let types: Vec<_> = execution.history.iter().map(|e| e.event_type).collect();

@@ -19,7 +19,7 @@ use crate::engine::{
 };
 use crate::error::{StateError, names};
 use crate::executor::{ExecutionHandle, ExecutionShared, ExecutorOptions, lock};
-use crate::history::{EventDetails, ExecutionStatus, HistoryEventType};
+use crate::history::{EventDetails, ExecutionStatus, HistoryEventType, JsonText};
 use crate::path::Scope;
 use crate::variables::Variables;
 
@@ -48,14 +48,12 @@ pub(crate) async fn run_map_run(
         "MaxConcurrency",
         effective,
     )?;
-    run.emit(
-        cursor,
-        HistoryEventType::MapStateStarted,
+    run.emit(cursor, HistoryEventType::MapStateStarted, || {
         EventDetails::MapStarted {
             // The service reports 0 when the items come from an ItemReader.
             length: inline_items.as_ref().map_or(0, Vec::len),
-        },
-    );
+        }
+    });
     let tolerance = Tolerance::resolve(run, visit, config, effective)?;
     let label = config.label.as_deref().unwrap_or(&state.name);
     let map_run = MapRun::new(
@@ -65,13 +63,11 @@ pub(crate) async fn run_map_run(
         config.execution_type,
     );
     lock(&run.execution.map_runs).push(map_run.clone());
-    run.emit(
-        cursor,
-        HistoryEventType::MapRunStarted,
+    run.emit(cursor, HistoryEventType::MapRunStarted, || {
         EventDetails::MapRunStarted {
             map_run_arn: map_run.arn().to_owned(),
-        },
-    );
+        }
+    });
     let guard = StopOnDrop(map_run.clone());
     let limit = match usize::try_from(max_concurrency) {
         Ok(0) | Err(_) => MAX_CHILD_CONCURRENCY,
@@ -96,26 +92,20 @@ pub(crate) async fn run_map_run(
     drop(guard);
     match &outcome {
         Ok(_) => {
-            run.emit(
-                cursor,
-                HistoryEventType::MapRunSucceeded,
-                EventDetails::None,
-            );
-            run.emit(
-                cursor,
-                HistoryEventType::MapStateSucceeded,
-                EventDetails::None,
-            );
+            run.emit(cursor, HistoryEventType::MapRunSucceeded, || {
+                EventDetails::None
+            });
+            run.emit(cursor, HistoryEventType::MapStateSucceeded, || {
+                EventDetails::None
+            });
         }
         Err(error) => {
-            run.emit(
-                cursor,
-                HistoryEventType::MapRunFailed,
+            run.emit(cursor, HistoryEventType::MapRunFailed, || {
                 EventDetails::ExecutionError {
                     error: Some(error.error.clone()),
                     cause: Some(error.cause.clone()),
-                },
-            );
+                }
+            });
         }
     }
     outcome
@@ -729,13 +719,11 @@ fn string_argument<'v>(
 async fn run_child(run: Arc<Run>, machine: Arc<StateMachine>) -> bool {
     let execution = Arc::clone(&run.execution);
     let _unfinished = FailIfUnfinished(Arc::clone(&execution));
-    let started = execution.emit(
-        0,
-        HistoryEventType::ExecutionStarted,
+    let started = execution.emit(0, HistoryEventType::ExecutionStarted, || {
         EventDetails::ExecutionStarted {
-            input: execution.input.clone(),
-        },
-    );
+            input: JsonText::new(&execution.input),
+        }
+    });
     if json_size(&execution.input) > MAX_PAYLOAD_BYTES {
         execution.finish(
             ExecutionStatus::Failed,
