@@ -87,9 +87,19 @@ pub(crate) struct State {
     /// Set for JSONata states; their JSONPath fields then hold pass-through values.
     pub(crate) jsonata: Option<Box<JsonataFields>>,
     pub(crate) kind: StateKind,
-    /// Whether any field may read the context object (`$$`, `$states.context` or the
-    /// whole `$states`); states that cannot are run without building it.
-    pub(crate) reads_context: bool,
+    /// What the state's fields may read of the context object (`$$`, `$states.context`
+    /// or the whole `$states`); states that read nothing run without building it.
+    pub(crate) context_reads: ContextReads,
+}
+
+/// How much of the context object a state may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ContextReads {
+    Nothing,
+    /// Only `$$.Task.Token` (or `$states.context.Task.Token`), as a `.waitForTaskToken`
+    /// task passes it to its worker: the context it renders with holds just the token.
+    TaskToken,
+    Everything,
 }
 
 #[derive(Debug)]
@@ -392,14 +402,16 @@ fn may_read_execution_input(text: &str) -> bool {
     })
 }
 
+/// The members of `$states` that hold no context.
+const STATES_MEMBERS_WITHOUT_CONTEXT: &[&str] = &[".input", ".result", ".errorOutput"];
+
 /// Whether a field's text may read the context object: `$$`, or `$states` other than
 /// through the members that hold no context (`input`, `result`, `errorOutput`).
 fn may_read_context(text: &str) -> bool {
-    const OTHER_MEMBERS: &[&str] = &[".input", ".result", ".errorOutput"];
     text.contains("$$")
         || text.match_indices("$states").any(|(at, root)| {
             let rest = &text[at + root.len()..];
-            !OTHER_MEMBERS.iter().any(|member| {
+            !STATES_MEMBERS_WITHOUT_CONTEXT.iter().any(|member| {
                 rest.strip_prefix(member).is_some_and(|after| {
                     !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
                 })
@@ -1297,8 +1309,41 @@ fn parse_state(
         assign,
         jsonata,
         kind,
-        reads_context: any_string(raw, &may_read_context),
+        context_reads: if !any_string(raw, &may_read_context) {
+            ContextReads::Nothing
+        } else if any_string(raw, &reads_context_beyond_task_token) {
+            ContextReads::Everything
+        } else {
+            ContextReads::TaskToken
+        },
     })
+}
+
+/// Whether a field's text may read anything of the context object but its task token,
+/// as a whole member: `$$.Task.Token` or `$states.context.Task.Token` followed by neither
+/// a name character nor a deeper step.
+fn reads_context_beyond_task_token(text: &str) -> bool {
+    const TOKEN: &str = ".Task.Token";
+    let exactly_token = |rest: &str| {
+        rest.strip_prefix(TOKEN).is_some_and(|after| {
+            !after.starts_with(|c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '['))
+        })
+    };
+    let beyond_dollars = text
+        .match_indices("$$")
+        .any(|(at, root)| !exactly_token(&text[at + root.len()..]));
+    let beyond_states = text.match_indices("$states").any(|(at, root)| {
+        let rest = &text[at + root.len()..];
+        match rest.strip_prefix(".context") {
+            Some(after) => !exactly_token(after),
+            None => !STATES_MEMBERS_WITHOUT_CONTEXT.iter().any(|member| {
+                rest.strip_prefix(member).is_some_and(|after| {
+                    !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+                })
+            }),
+        }
+    });
+    beyond_dollars || beyond_states
 }
 
 fn parse_task(p: &StateParser<'_>) -> Result<TaskState, DefinitionError> {
@@ -1638,6 +1683,31 @@ mod tests {
             "{% $states.errorOutput.Error %}",
         ] {
             assert!(!may_read_context(does_not), "{does_not}");
+        }
+    }
+
+    #[test]
+    fn a_task_token_alone_is_told_apart_from_other_context_reads() {
+        for token_only in [
+            "$$.Task.Token",
+            "{% $states.context.Task.Token %}",
+            "{% $states.input.x & $states.context.Task.Token %}",
+        ] {
+            assert!(!reads_context_beyond_task_token(token_only), "{token_only}");
+        }
+        for beyond in [
+            "$$",
+            "$$.Task",
+            "$$.Task.Token.x",
+            "$$.Task.Token[0]",
+            "$$.Task.TokenX",
+            "$$.State.Name",
+            "States.Format('{} {}', $$.Task.Token, $$.Execution.Id)",
+            "{% $states.context %}",
+            "{% $states %}",
+            "{% $states.context.Execution.Input %}",
+        ] {
+            assert!(reads_context_beyond_task_token(beyond), "{beyond}");
         }
     }
 }

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::definition::{
-    Amount, Catcher, Definition, FailText, MapState, ParallelState, PassState, ResultPath, Retrier,
+    Amount, Catcher, ContextReads, Definition, FailText, MapState, ParallelState, PassState, ResultPath, Retrier,
     State, StateKind, StateMachine, TaskState, WaitState,
 };
 use crate::error::{StateError, names};
@@ -286,8 +286,12 @@ impl Run {
         task_token: Option<&str>,
         item: Option<(usize, &Value)>,
     ) -> Value {
-        if !visit.state.reads_context {
-            return Value::Null;
+        match (visit.state.context_reads, task_token) {
+            (ContextReads::Nothing, _) => return Value::Null,
+            (ContextReads::TaskToken, Some(token)) => {
+                return json!({ "Task": { "Token": token } });
+            }
+            _ => {}
         }
         let machine_name = &self.options.state_machine_name;
         let mut context = json!({
@@ -928,7 +932,11 @@ fn arguments(
         Some(arguments) => {
             arguments.evaluate(&states(effective, context, Extra::Nothing), visit.variables)
         }
-        None => visit.render(parameters, effective.clone(), context),
+        None => match parameters {
+            // The template reads the input in place: no copy of it is made.
+            Some(template) => template.render(&Scope::new(effective, context, visit.variables)),
+            None => Ok(effective.clone()),
+        },
     }
 }
 
