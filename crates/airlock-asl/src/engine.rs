@@ -2,23 +2,25 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures_util::FutureExt;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::definition::{
-    Amount, Catcher, ContextReads, Definition, FailText, MapState, ParallelState, PassState, ResultPath, Retrier,
-    State, StateKind, StateMachine, TaskState, WaitState,
+    Amount, Catcher, ContextReads, Definition, FailText, MapState, ParallelState, PassState,
+    ResultPath, Retrier, State, StateKind, StateMachine, TaskState, WaitState,
 };
 use crate::error::{StateError, names};
 use crate::executor::{
-    ExecutionShared, ExecutorOptions, Registry, TaskHandler, TaskRequest, TokenGuard, TokenSignal,
-    lock,
+    ExecutionShared, ExecutorOptions, IssuedToken, Lapse, Registry, TaskHandler, TaskRequest,
+    TokenAnswer, TokenGuard, lock,
 };
 use crate::history::{EventDetails, ExecutionStatus, HistoryEventType, JsonText, split_resource};
 use crate::jsonata::{States as JsonataStates, Template as JsonataTemplate};
@@ -940,20 +942,13 @@ fn arguments(
     }
 }
 
-/// Aborts a spawned task when dropped, so timeouts and cancellations stop handlers.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Calls the handler in its own task so a panic becomes a `States.TaskFailed` error.
-async fn invoke(handler: Arc<dyn TaskHandler>, request: TaskRequest) -> Result<Value, StateError> {
-    let task = tokio::spawn(async move { handler.invoke(request).await });
-    let _abort = AbortOnDrop(task.abort_handle());
-    match task.await {
+/// Calls the handler in place, catching a panic so that it becomes a `States.TaskFailed`
+/// error; dropping the call (a timeout, the execution stopping) cancels the handler.
+async fn invoke(handler: &dyn TaskHandler, request: TaskRequest) -> Result<Value, StateError> {
+    match AssertUnwindSafe(handler.invoke(request))
+        .catch_unwind()
+        .await
+    {
         Ok(Ok(output)) => Ok(output),
         Ok(Err(failure)) => {
             let error = if failure.error.is_empty() {
@@ -963,19 +958,16 @@ async fn invoke(handler: Arc<dyn TaskHandler>, request: TaskRequest) -> Result<V
             };
             Err(StateError::new(error, failure.cause))
         }
-        Err(join_error) => {
-            let cause = if join_error.is_panic() {
-                let payload = join_error.into_panic();
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a non-string panic payload".to_owned());
-                format!("The task handler panicked: {message}")
-            } else {
-                "The task handler was cancelled".to_owned()
-            };
-            Err(StateError::new(names::TASK_FAILED, cause))
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string panic payload".to_owned());
+            Err(StateError::new(
+                names::TASK_FAILED,
+                format!("The task handler panicked: {message}"),
+            ))
         }
     }
 }
@@ -999,7 +991,7 @@ async fn run_task_attempt(
 ) -> Result<Value, StateError> {
     let state = visit.state;
     let token = task.wait_for_task_token.then(|| run.registry.new_token());
-    let context = run.context(visit, token.as_deref(), None);
+    let context = run.context(visit, token.as_ref().map(|t| t.text.as_str()), None);
     let parameters = arguments(visit, task.parameters.as_ref(), effective, &context)?;
     let parameters_text = checked_text(run, &parameters, || {
         format!("The input of the state '{}'", state.name)
@@ -1031,7 +1023,7 @@ async fn run_task_attempt(
     let handler = run
         .handlers
         .get(&task.handler_key)
-        .cloned()
+        .map(AsRef::as_ref)
         .ok_or_else(|| {
             runtime_error(format!(
                 "no handler is registered for resource '{}'",
@@ -1055,7 +1047,7 @@ async fn run_task_attempt(
         state_name: state.name.clone(),
         execution_name: run.execution.name.clone(),
         parameters,
-        task_token: token.clone(),
+        task_token: token.as_ref().map(|t| t.text.clone()),
         attempt: visit.retry_count + 1,
     };
     let limits = TaskLimits {
@@ -1195,22 +1187,31 @@ struct TaskLimits {
 async fn run_callback(
     run: &Run,
     state: &State,
-    handler: Arc<dyn TaskHandler>,
+    handler: &dyn TaskHandler,
     request: TaskRequest,
-    token: &str,
+    token: &IssuedToken,
     limits: &TaskLimits,
     (resource_type, resource): &(String, String),
     cursor: &mut u64,
 ) -> Result<Value, StateError> {
     // Open before submitting: a fast worker may answer before the handler returns.
-    let mut signals = run.registry.open_token(token);
+    let mut answer = run.registry.open_token(token);
     let _guard = TokenGuard {
-        registry: Arc::clone(&run.registry),
-        token: token.to_owned(),
+        registry: &run.registry,
+        id: token.id,
     };
-    match tokio::time::timeout_at(limits.deadline, invoke(handler, request)).await {
-        Ok(Err(error)) => return Err(error),
-        Ok(Ok(submit_output)) => run.emit(cursor, HistoryEventType::TaskSubmitted, || {
+    // One timer serves the whole attempt: the task deadline while submitting, then the
+    // nearer of it and the heartbeat deadline.
+    let timer = tokio::time::sleep_until(limits.deadline);
+    tokio::pin!(timer);
+    let submitted = tokio::select! {
+        biased;
+        submitted = invoke(handler, request) => Some(submitted),
+        () = &mut timer => None,
+    };
+    match submitted {
+        Some(Err(error)) => return Err(error),
+        Some(Ok(submit_output)) => run.emit(cursor, HistoryEventType::TaskSubmitted, || {
             EventDetails::TaskOutput {
                 resource_type: resource_type.clone(),
                 resource: resource.clone(),
@@ -1219,19 +1220,21 @@ async fn run_callback(
         }),
         // Out of time while submitting: a worker may still have answered first,
         // which `await_token` sorts out.
-        Err(_) => {}
+        None => {}
     }
-    await_token(run, state, token, &mut signals, limits).await
+    await_token(run, state, token.id, &mut answer, timer, limits).await
 }
 
-/// Waits for `send_task_success`/`failure` on `token`, enforcing the task and
-/// heartbeat deadlines. A deadline only wins if it closes the token before a
-/// worker's answer does; otherwise the answer is taken.
+/// Waits for `send_task_success`/`failure` on the token numbered `id`, enforcing the
+/// task and heartbeat deadlines. A deadline only wins if it closes the token before a
+/// worker's answer does; otherwise the answer is taken. Heartbeats are only looked at
+/// when the heartbeat deadline comes.
 async fn await_token(
     run: &Run,
     state: &State,
-    token: &str,
-    signals: &mut tokio::sync::mpsc::UnboundedReceiver<TokenSignal>,
+    id: u64,
+    answer: &mut tokio::sync::oneshot::Receiver<TokenAnswer>,
+    mut timer: Pin<&mut tokio::time::Sleep>,
     limits: &TaskLimits,
 ) -> Result<Value, StateError> {
     let TaskLimits {
@@ -1239,36 +1242,39 @@ async fn await_token(
         timeout,
         heartbeat,
     } = *limits;
-    let mut heartbeat_deadline = heartbeat.map(|h| Instant::now() + Duration::from_secs(h));
+    let interval = heartbeat.map(Duration::from_secs);
+    let mut heartbeat_deadline = interval.map(|h| Instant::now() + h);
     loop {
         let (wake, by_heartbeat) = match heartbeat_deadline {
             Some(h) if h < deadline => (h, true),
             _ => (deadline, false),
         };
+        if timer.deadline() != wake {
+            timer.as_mut().reset(wake);
+        }
         tokio::select! {
             biased;
-            signal = signals.recv() => match signal {
-                Some(TokenSignal::Success(output)) => return Ok(output),
-                Some(TokenSignal::Failure { error, cause }) => {
+            received = &mut *answer => return match received {
+                Ok(TokenAnswer::Success(output)) => Ok(output),
+                Ok(TokenAnswer::Failure { error, cause }) => {
                     let error = if error.is_empty() { names::TASK_FAILED.to_owned() } else { error };
-                    return Err(StateError::new(error, cause));
+                    Err(StateError::new(error, cause))
                 }
-                Some(TokenSignal::Heartbeat(at)) => {
-                    if let Some(h) = heartbeat {
-                        heartbeat_deadline = Some(at + Duration::from_secs(h));
-                    }
-                }
-                None => return Err(runtime_error("the task token channel closed unexpectedly")),
+                Err(_) => Err(runtime_error("the task token channel closed unexpectedly")),
             },
-            () = tokio::time::sleep_until(wake) => {
-                if run.registry.close_token(token) {
-                    return Err(if by_heartbeat {
-                        timeout_error(state, "HeartbeatSeconds", heartbeat.unwrap_or_default(), true)
-                    } else {
-                        timeout_error(state, "TimeoutSeconds", timeout, false)
-                    });
+            () = timer.as_mut() => {
+                match run.registry.lapse(id, interval.filter(|_| by_heartbeat), Instant::now()) {
+                    Lapse::Expired => {
+                        return Err(if by_heartbeat {
+                            timeout_error(state, "HeartbeatSeconds", heartbeat.unwrap_or_default(), true)
+                        } else {
+                            timeout_error(state, "TimeoutSeconds", timeout, false)
+                        });
+                    }
+                    Lapse::Extended(until) => heartbeat_deadline = Some(until),
+                    // Closed already: the answer is in `answer`; the biased select reads it next.
+                    Lapse::Answered => {}
                 }
-                // Closed already: the answer is in `signals`; the biased select reads it next.
             }
         }
     }

@@ -1,15 +1,17 @@
 //! The executor: starts executions, routes task tokens, and keeps execution records while
 //! they run.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{oneshot, watch};
 
 use crate::definition::Definition;
 use crate::distributed::{self, MapRun};
@@ -111,9 +113,15 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What a worker sent for a task token.
 #[derive(Debug)]
 pub(crate) enum TokenSignal {
+    Answer(TokenAnswer),
+    Heartbeat(tokio::time::Instant),
+}
+
+/// A worker's final word on a task token.
+#[derive(Debug)]
+pub(crate) enum TokenAnswer {
     Success(Value),
     Failure { error: String, cause: String },
-    Heartbeat(tokio::time::Instant),
 }
 
 /// The executions of one executor: the running ones whole, the finished ones only as a
@@ -134,14 +142,72 @@ fn name_hash(name: &str) -> [u8; 16] {
     hash
 }
 
+/// A task token's parts: its sequence number (16 hex digits) and a keyed tag of it (32
+/// hex digits), lower case.
+const TOKEN_ID_DIGITS: usize = 16;
+const TOKEN_LENGTH: usize = TOKEN_ID_DIGITS + 32;
+
+/// Task token sequence numbers are keys already unique and evenly spread in their low
+/// bits, so one multiplication mixes them enough for the table.
+#[derive(Debug, Default, Clone, Copy)]
+struct TokenIdHasher(u64);
+
+impl std::hash::Hasher for TokenIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = (self.0 ^ id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type TokenTable = HashMap<u64, OpenToken, std::hash::BuildHasherDefault<TokenIdHasher>>;
+
+/// A task waiting for its token.
+#[derive(Debug)]
+struct OpenToken {
+    tag: [u8; 16],
+    answer: oneshot::Sender<TokenAnswer>,
+    /// When the worker last sent a heartbeat; the waiting task reads it only when its
+    /// heartbeat deadline comes, so a heartbeat wakes nothing.
+    last_heartbeat: Option<tokio::time::Instant>,
+}
+
+/// A task token as issued: its text, number and tag.
+pub(crate) struct IssuedToken {
+    pub(crate) text: String,
+    pub(crate) id: u64,
+    tag: [u8; 16],
+}
+
+/// What a task finds when one of its deadlines comes.
+pub(crate) enum Lapse {
+    /// The token was answered first: the answer is waiting in the receiver.
+    Answered,
+    /// A heartbeat moved the heartbeat deadline to this instant.
+    Extended(tokio::time::Instant),
+    /// The token is now closed, and the task timed out.
+    Expired,
+}
+
 /// State shared by all executions of one executor.
 #[derive(Debug)]
 pub(crate) struct Registry {
     executions: Mutex<Executions>,
-    /// Open task tokens only: a closed token is removed, and recognised afterwards by its
-    /// tag (see [`Registry::new_token`]).
-    tokens: Mutex<HashMap<String, mpsc::UnboundedSender<TokenSignal>>>,
-    /// Key of the tags that make tokens self-checking.
+    /// Open task tokens only, by sequence number: a closed token is removed, and
+    /// recognised afterwards by its tag (see [`Registry::new_token`]).
+    tokens: Mutex<TokenTable>,
+    /// The next task token's sequence number.
+    next_token: AtomicU64,
+    /// Key of the tags that make tokens unguessable and self-checking, drawn once from
+    /// the operating system's generator.
     token_key: [u8; 16],
     pub(crate) rng: Mutex<fastrand::Rng>,
 }
@@ -150,66 +216,135 @@ impl Registry {
     fn new(rng: fastrand::Rng) -> Self {
         Self {
             executions: Mutex::new(Executions::default()),
-            tokens: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(TokenTable::default()),
+            next_token: AtomicU64::new(0),
             token_key: *uuid::Uuid::new_v4().as_bytes(),
             rng: Mutex::new(rng),
         }
     }
 
-    fn token_tag(&self, nonce: &str) -> String {
+    fn token_tag(&self, id: u64) -> [u8; 16] {
         let mut hasher = Sha256::new();
         hasher.update(self.token_key);
-        hasher.update(nonce.as_bytes());
-        hex::encode(&hasher.finalize()[..16])
+        hasher.update(id.to_le_bytes());
+        let mut tag = [0; 16];
+        tag.copy_from_slice(&hasher.finalize()[..16]);
+        tag
     }
 
-    /// A fresh task token: a random nonce and a keyed tag of it, so that once the token is
-    /// closed and forgotten, an answer for it is still told apart ("timed out") from one for
-    /// a token never issued ("does not exist") without keeping every token ever issued.
-    pub(crate) fn new_token(&self) -> String {
-        let nonce = uuid::Uuid::new_v4().simple().to_string();
-        let tag = self.token_tag(&nonce);
-        format!("{nonce}{tag}")
+    /// A fresh task token: a sequence number and a keyed tag of it (the first 128 bits of
+    /// SHA-256 over a secret key and the number). Without the key no tag can be made, so
+    /// tokens cannot be guessed; and once a token is closed and forgotten, an answer for
+    /// it is still told apart ("timed out") from one for a token never issued ("does not
+    /// exist") without keeping every token ever issued.
+    pub(crate) fn new_token(&self) -> IssuedToken {
+        let id = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let tag = self.token_tag(id);
+        let mut text = [0; TOKEN_LENGTH];
+        hex::encode_to_slice(id.to_be_bytes(), &mut text[..TOKEN_ID_DIGITS])
+            .expect("16 hex digits hold 8 bytes");
+        hex::encode_to_slice(tag, &mut text[TOKEN_ID_DIGITS..])
+            .expect("32 hex digits hold 16 bytes");
+        let text = String::from_utf8(text.to_vec()).expect("hex digits are ASCII");
+        IssuedToken { text, id, tag }
     }
 
-    fn issued_here(&self, token: &str) -> bool {
-        token.len() == 64
-            && token.is_char_boundary(32)
-            && self.token_tag(&token[..32]) == token[32..]
+    /// A token's number and tag, if it has the shape of one this executor issues.
+    fn parse_token(token: &str) -> Option<(u64, [u8; 16])> {
+        let well_formed = token.len() == TOKEN_LENGTH
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !well_formed {
+            return None;
+        }
+        let mut id = [0; 8];
+        let mut tag = [0; 16];
+        hex::decode_to_slice(&token[..TOKEN_ID_DIGITS], &mut id).ok()?;
+        hex::decode_to_slice(&token[TOKEN_ID_DIGITS..], &mut tag).ok()?;
+        Some((u64::from_be_bytes(id), tag))
     }
 
-    /// Makes `token` valid; signals for it arrive on the returned receiver.
-    pub(crate) fn open_token(&self, token: &str) -> mpsc::UnboundedReceiver<TokenSignal> {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        lock(&self.tokens).insert(token.to_owned(), sender);
+    /// Whether this executor issued the token with number `id` and tag `tag`.
+    fn issued_here(&self, id: u64, tag: &[u8; 16]) -> bool {
+        id < self.next_token.load(Ordering::Relaxed) && self.token_tag(id) == *tag
+    }
+
+    /// Makes `token` valid; its answer arrives on the returned receiver.
+    pub(crate) fn open_token(&self, token: &IssuedToken) -> oneshot::Receiver<TokenAnswer> {
+        let (sender, receiver) = oneshot::channel();
+        lock(&self.tokens).insert(
+            token.id,
+            OpenToken {
+                tag: token.tag,
+                answer: sender,
+                last_heartbeat: None,
+            },
+        );
         receiver
     }
 
-    /// Closes `token`. Returns `false` if it was already closed, i.e. a
-    /// success or failure was sent first and is waiting in the receiver.
-    pub(crate) fn close_token(&self, token: &str) -> bool {
-        lock(&self.tokens).remove(token).is_some()
+    /// Closes the token with number `id`. Returns `false` if it was already closed, i.e.
+    /// a success or failure was sent first and is waiting in the receiver.
+    pub(crate) fn close_token(&self, id: u64) -> bool {
+        lock(&self.tokens).remove(&id).is_some()
+    }
+
+    /// At a deadline of the task waiting on token `id`: for the heartbeat deadline
+    /// (`heartbeat` given), a heartbeat since may extend it; otherwise the token closes.
+    pub(crate) fn lapse(
+        &self,
+        id: u64,
+        heartbeat: Option<Duration>,
+        now: tokio::time::Instant,
+    ) -> Lapse {
+        let mut tokens = lock(&self.tokens);
+        let Some(open) = tokens.get(&id) else {
+            return Lapse::Answered;
+        };
+        if let (Some(interval), Some(at)) = (heartbeat, open.last_heartbeat)
+            && at + interval > now
+        {
+            return Lapse::Extended(at + interval);
+        }
+        tokens.remove(&id);
+        Lapse::Expired
     }
 
     fn signal(&self, token: &str, signal: TokenSignal) -> Result<(), TaskTokenError> {
-        let mut tokens = lock(&self.tokens);
-        let Some(sender) = tokens.get(token) else {
-            return Err(if self.issued_here(token) {
-                TaskTokenError::TaskTimedOut
-            } else {
-                TaskTokenError::TaskDoesNotExist
-            });
+        let Some((id, tag)) = Self::parse_token(token) else {
+            return Err(TaskTokenError::TaskDoesNotExist);
         };
-        let closes = !matches!(signal, TokenSignal::Heartbeat(_));
-        if sender.send(signal).is_err() {
-            // The waiting task is gone (its execution ended).
-            tokens.remove(token);
-            return Err(TaskTokenError::TaskTimedOut);
+        let mut tokens = lock(&self.tokens);
+        let open = match tokens.entry(id) {
+            Entry::Occupied(open) if open.get().tag == tag => open,
+            _ => {
+                drop(tokens);
+                return Err(if self.issued_here(id, &tag) {
+                    TaskTokenError::TaskTimedOut
+                } else {
+                    TaskTokenError::TaskDoesNotExist
+                });
+            }
+        };
+        match signal {
+            TokenSignal::Heartbeat(at) => {
+                if open.get().answer.is_closed() {
+                    // The waiting task is gone (its execution ended).
+                    open.remove();
+                    return Err(TaskTokenError::TaskTimedOut);
+                }
+                let mut open = open;
+                open.get_mut().last_heartbeat = Some(at);
+                Ok(())
+            }
+            TokenSignal::Answer(answer) => open
+                .remove()
+                .answer
+                .send(answer)
+                // The waiting task is gone (its execution ended).
+                .map_err(|_| TaskTokenError::TaskTimedOut),
         }
-        if closes {
-            tokens.remove(token);
-        }
-        Ok(())
     }
 
     /// Forgets a finished execution's record, keeping its name's hash so the name stays
@@ -222,14 +357,14 @@ impl Registry {
 }
 
 /// Closes a task token when the task stops waiting for it, however that happens.
-pub(crate) struct TokenGuard {
-    pub(crate) registry: Arc<Registry>,
-    pub(crate) token: String,
+pub(crate) struct TokenGuard<'r> {
+    pub(crate) registry: &'r Registry,
+    pub(crate) id: u64,
 }
 
-impl Drop for TokenGuard {
+impl Drop for TokenGuard<'_> {
     fn drop(&mut self) {
-        self.registry.close_token(&self.token);
+        self.registry.close_token(self.id);
     }
 }
 
@@ -655,7 +790,8 @@ impl Executor {
 
     /// Completes a `.waitForTaskToken` task with `output` as its result.
     pub fn send_task_success(&self, token: &str, output: Value) -> Result<(), TaskTokenError> {
-        self.registry.signal(token, TokenSignal::Success(output))
+        self.registry
+            .signal(token, TokenSignal::Answer(TokenAnswer::Success(output)))
     }
 
     /// Fails a `.waitForTaskToken` task with the given error name and cause.
@@ -667,10 +803,10 @@ impl Executor {
     ) -> Result<(), TaskTokenError> {
         self.registry.signal(
             token,
-            TokenSignal::Failure {
+            TokenSignal::Answer(TokenAnswer::Failure {
                 error: error.to_owned(),
                 cause: cause.to_owned(),
-            },
+            }),
         )
     }
 
@@ -737,35 +873,69 @@ mod tests {
     #[test]
     fn tokens_report_unknown_and_closed() {
         let registry = Registry::new(fastrand::Rng::with_seed(0));
+        let success = |value| TokenSignal::Answer(TokenAnswer::Success(value));
         assert_eq!(
-            registry.signal("nope", TokenSignal::Success(Value::Null)),
+            registry.signal("nope", success(Value::Null)),
             Err(TaskTokenError::TaskDoesNotExist)
         );
-        let t = registry.new_token();
-        let mut receiver = registry.open_token(&t);
-        registry
-            .signal(&t, TokenSignal::Heartbeat(tokio::time::Instant::now()))
-            .unwrap();
-        registry
-            .signal(&t, TokenSignal::Success(Value::Bool(true)))
-            .unwrap();
+        let issued = registry.new_token();
+        let (t, id) = (issued.text.clone(), issued.id);
+        assert_ne!(t, registry.new_token().text);
+        assert_eq!(t.len(), TOKEN_LENGTH);
+        let mut receiver = registry.open_token(&issued);
+        // An open token's number with a forged tag is not that token.
+        let forged = format!("{}{}", &t[..TOKEN_ID_DIGITS], "0".repeat(32));
         assert_eq!(
-            registry.signal(&t, TokenSignal::Success(Value::Null)),
+            registry.signal(&forged, success(Value::Null)),
+            Err(TaskTokenError::TaskDoesNotExist)
+        );
+        let at = tokio::time::Instant::now();
+        registry.signal(&t, TokenSignal::Heartbeat(at)).unwrap();
+        assert!(matches!(
+            registry.lapse(id, Some(Duration::from_secs(5)), at),
+            Lapse::Extended(until) if until == at + Duration::from_secs(5)
+        ));
+        registry.signal(&t, success(Value::Bool(true))).unwrap();
+        assert_eq!(
+            registry.signal(&t, success(Value::Null)),
             Err(TaskTokenError::TaskTimedOut)
         );
-        // Closed tokens are forgotten; one with a forged tag was never issued.
+        // Closed tokens are forgotten; one with a forged tag was never issued, nor was
+        // one with a number not yet given out or in capitals.
         assert!(lock(&registry.tokens).is_empty());
-        let forged = format!("{}{}", &t[..32], "0".repeat(32));
         assert_eq!(
-            registry.signal(&forged, TokenSignal::Success(Value::Null)),
+            registry.signal(&forged, success(Value::Null)),
             Err(TaskTokenError::TaskDoesNotExist)
         );
-        assert!(matches!(receiver.try_recv(), Ok(TokenSignal::Heartbeat(_))));
+        let later = registry.new_token().text;
+        assert_eq!(
+            registry.signal(&later.to_uppercase(), success(Value::Null)),
+            Err(TaskTokenError::TaskDoesNotExist)
+        );
         assert!(matches!(
             receiver.try_recv(),
-            Ok(TokenSignal::Success(Value::Bool(true)))
+            Ok(TokenAnswer::Success(Value::Bool(true)))
         ));
-        // Already closed by the success, so a timeout must read the signal instead.
-        assert!(!registry.close_token(&t));
+        // Already closed by the success, so a timeout must read the answer instead.
+        assert!(!registry.close_token(id));
+        assert!(matches!(registry.lapse(id, None, at), Lapse::Answered));
+    }
+
+    #[tokio::test]
+    async fn a_token_lapses_without_a_heartbeat_and_then_is_timed_out() {
+        let registry = Registry::new(fastrand::Rng::with_seed(0));
+        let issued = registry.new_token();
+        let (t, id) = (issued.text.clone(), issued.id);
+        let receiver = registry.open_token(&issued);
+        let now = tokio::time::Instant::now();
+        assert!(matches!(
+            registry.lapse(id, Some(Duration::from_secs(5)), now),
+            Lapse::Expired
+        ));
+        assert_eq!(
+            registry.signal(&t, TokenSignal::Heartbeat(now)),
+            Err(TaskTokenError::TaskTimedOut)
+        );
+        drop(receiver);
     }
 }
