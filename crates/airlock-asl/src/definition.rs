@@ -73,7 +73,8 @@ pub(crate) struct StateMachine {
 
 #[derive(Debug)]
 pub(crate) struct State {
-    pub(crate) name: String,
+    /// Shared with the history events that name the state.
+    pub(crate) name: Arc<str>,
     /// `>`-separated location for messages, e.g. `Fan > Branches[0] > Step`.
     pub(crate) display: String,
     /// `None` when the field is `null` (the state then sees `{}`).
@@ -152,6 +153,9 @@ pub(crate) enum Amount {
 #[derive(Debug)]
 pub(crate) struct TaskState {
     pub(crate) resource: String,
+    /// The resource as task events name it: AWS's `resourceType` and `resource` pair,
+    /// made once for every event of every attempt.
+    pub(crate) event_resource: (Arc<str>, Arc<str>),
     pub(crate) handler_key: String,
     pub(crate) wait_for_task_token: bool,
     pub(crate) parameters: Option<Template>,
@@ -713,7 +717,7 @@ fn check_transitions(machine: &StateMachine) -> Result<(), DefinitionError> {
     if let Some(state) = machine
         .states
         .values()
-        .find(|s| !reached.contains(s.name.as_str()))
+        .find(|s| !reached.contains(&*s.name))
     {
         return Err(DefinitionError::new(
             Some(&state.display),
@@ -1301,7 +1305,7 @@ fn parse_state(
         _ => unreachable!("type names were checked against allowed_fields"),
     };
     Ok(State {
-        name: name.to_owned(),
+        name: name.into(),
         display: display.to_owned(),
         input_path,
         output_path,
@@ -1379,6 +1383,7 @@ fn parse_task(p: &StateParser<'_>) -> Result<TaskState, DefinitionError> {
     }
     Ok(TaskState {
         resource: resource.to_owned(),
+        event_resource: crate::history::split_resource(resource),
         handler_key,
         wait_for_task_token,
         parameters,

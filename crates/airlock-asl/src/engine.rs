@@ -22,7 +22,7 @@ use crate::executor::{
     ExecutionShared, ExecutorOptions, IssuedToken, Lapse, Registry, TaskHandler, TaskRequest,
     TokenAnswer, TokenGuard, lock,
 };
-use crate::history::{EventDetails, ExecutionStatus, HistoryEventType, JsonText, split_resource};
+use crate::history::{EventDetails, ExecutionStatus, HistoryEventType, JsonText};
 use crate::jsonata::{States as JsonataStates, Template as JsonataTemplate};
 use crate::objects::ObjectStore;
 use crate::path::{JsonPath, Root, Scope};
@@ -309,7 +309,7 @@ impl Run {
                 "Name": machine_name,
             },
             "State": {
-                "Name": visit.state.name,
+                "Name": &*visit.state.name,
                 "EnteredTime": timestamp(visit.entered_at),
             },
         });
@@ -1007,7 +1007,6 @@ async fn run_task_attempt(
         )?),
         None => None,
     };
-    let (resource_type, resource) = split_resource(&task.resource);
     // A Lambda function ARN as the resource (not the `lambda:invoke` integration) is
     // logged with Step Functions' `LambdaFunction*` events.
     let lambda = !task.wait_for_task_token && task.resource.starts_with("arn:aws:lambda:");
@@ -1018,7 +1017,6 @@ async fn run_task_attempt(
         lambda,
         || parameters_text.unwrap_or_else(|| JsonText::new(&parameters)),
         (timeout, heartbeat),
-        (&resource_type, &resource),
     );
     let handler = run
         .handlers
@@ -1037,14 +1035,14 @@ async fn run_task_attempt(
     } else {
         run.emit(cursor, HistoryEventType::TaskStarted, || {
             EventDetails::TaskStarted {
-                resource_type: resource_type.clone(),
-                resource: resource.clone(),
+                resource_type: Arc::clone(&task.event_resource.0),
+                resource: Arc::clone(&task.event_resource.1),
             }
         });
     }
     let request = TaskRequest {
         resource: task.resource.clone(),
-        state_name: state.name.clone(),
+        state_name: state.name.to_string(),
         execution_name: run.execution.name.clone(),
         parameters,
         task_token: token.as_ref().map(|t| t.text.clone()),
@@ -1055,7 +1053,6 @@ async fn run_task_attempt(
         timeout,
         heartbeat,
     };
-    let resource_names = (resource_type, resource);
     let outcome = match token {
         None => match tokio::time::timeout_at(limits.deadline, invoke(handler, request)).await {
             Ok(result) => result,
@@ -1069,7 +1066,7 @@ async fn run_task_attempt(
                 request,
                 &token,
                 &limits,
-                &resource_names,
+                &task.event_resource,
                 cursor,
             )
             .await
@@ -1085,7 +1082,7 @@ async fn run_task_attempt(
         let (event_type, details) = lambda_outcome_event(&outcome);
         run.emit(cursor, event_type, details);
     } else {
-        let (event_type, details) = task_outcome_event(&outcome, resource_names);
+        let (event_type, details) = task_outcome_event(&outcome, &task.event_resource);
         run.emit(cursor, event_type, details);
     }
     outcome.map(|(result, _)| result)
@@ -1099,12 +1096,13 @@ fn emit_scheduled(
     lambda: bool,
     parameters: impl FnOnce() -> JsonText,
     (timeout, heartbeat): (u64, Option<u64>),
-    (resource_type, resource): (&str, &str),
 ) {
+    let (resource_type, resource) = &task.event_resource;
     if lambda {
         run.emit(cursor, HistoryEventType::LambdaFunctionScheduled, || {
             EventDetails::LambdaScheduled {
-                resource: task.resource.clone(),
+                // A Lambda function's ARN whole.
+                resource: Arc::clone(resource),
                 input: parameters(),
                 timeout_seconds: Some(timeout),
             }
@@ -1112,8 +1110,8 @@ fn emit_scheduled(
     } else {
         run.emit(cursor, HistoryEventType::TaskScheduled, || {
             EventDetails::TaskScheduled {
-                resource_type: resource_type.to_owned(),
-                resource: resource.to_owned(),
+                resource_type: Arc::clone(resource_type),
+                resource: Arc::clone(resource),
                 parameters: parameters(),
                 timeout_seconds: Some(timeout),
                 heartbeat_seconds: heartbeat,
@@ -1150,10 +1148,10 @@ fn lambda_outcome_event(
 }
 
 /// The `TaskSucceeded` / `TaskFailed` / `TaskTimedOut` event closing an attempt.
-fn task_outcome_event(
-    outcome: &TaskOutcome,
-    (resource_type, resource): (String, String),
-) -> (HistoryEventType, impl FnOnce() -> EventDetails + '_) {
+fn task_outcome_event<'a>(
+    outcome: &'a TaskOutcome,
+    (resource_type, resource): &'a (Arc<str>, Arc<str>),
+) -> (HistoryEventType, impl FnOnce() -> EventDetails + 'a) {
     let event_type = match outcome {
         Ok(_) => HistoryEventType::TaskSucceeded,
         Err(error) if error.error == names::TIMEOUT => HistoryEventType::TaskTimedOut,
@@ -1161,13 +1159,13 @@ fn task_outcome_event(
     };
     (event_type, move || match outcome {
         Ok(result) => EventDetails::TaskOutput {
-            resource_type,
-            resource,
+            resource_type: Arc::clone(resource_type),
+            resource: Arc::clone(resource),
             output: result_text(result),
         },
         Err(error) => EventDetails::TaskError {
-            resource_type,
-            resource,
+            resource_type: Arc::clone(resource_type),
+            resource: Arc::clone(resource),
             error: error.error.clone(),
             cause: error.cause.clone(),
         },
@@ -1191,7 +1189,7 @@ async fn run_callback(
     request: TaskRequest,
     token: &IssuedToken,
     limits: &TaskLimits,
-    (resource_type, resource): &(String, String),
+    (resource_type, resource): &(Arc<str>, Arc<str>),
     cursor: &mut u64,
 ) -> Result<Value, StateError> {
     // Open before submitting: a fast worker may answer before the handler returns.
@@ -1213,8 +1211,8 @@ async fn run_callback(
         Some(Err(error)) => return Err(error),
         Some(Ok(submit_output)) => run.emit(cursor, HistoryEventType::TaskSubmitted, || {
             EventDetails::TaskOutput {
-                resource_type: resource_type.clone(),
-                resource: resource.clone(),
+                resource_type: Arc::clone(resource_type),
+                resource: Arc::clone(resource),
                 output: JsonText::new(&submit_output),
             }
         }),

@@ -384,40 +384,40 @@ pub enum EventDetails {
         cause: Option<String>,
     },
     StateEntered {
-        name: String,
+        name: Arc<str>,
         input: JsonText,
     },
     StateExited {
-        name: String,
+        name: Arc<str>,
         output: JsonText,
     },
     TaskScheduled {
-        resource_type: String,
-        resource: String,
+        resource_type: Arc<str>,
+        resource: Arc<str>,
         parameters: JsonText,
         timeout_seconds: Option<u64>,
         heartbeat_seconds: Option<u64>,
     },
     TaskStarted {
-        resource_type: String,
-        resource: String,
+        resource_type: Arc<str>,
+        resource: Arc<str>,
     },
     /// `TaskSubmitted` and `TaskSucceeded`.
     TaskOutput {
-        resource_type: String,
-        resource: String,
+        resource_type: Arc<str>,
+        resource: Arc<str>,
         output: JsonText,
     },
     /// `TaskFailed` and `TaskTimedOut`.
     TaskError {
-        resource_type: String,
-        resource: String,
+        resource_type: Arc<str>,
+        resource: Arc<str>,
         error: String,
         cause: String,
     },
     /// `LambdaFunctionScheduled`: a Task whose resource is a Lambda function ARN.
     LambdaScheduled {
-        resource: String,
+        resource: Arc<str>,
         input: JsonText,
         timeout_seconds: Option<u64>,
     },
@@ -434,7 +434,7 @@ pub enum EventDetails {
         length: usize,
     },
     MapIteration {
-        name: String,
+        name: Arc<str>,
         index: usize,
     },
     /// `MapRunStarted`: a Distributed Map state's Map Run.
@@ -500,10 +500,10 @@ impl Serialize for HistoryEvent {
                 Some(Value::Object(d))
             }
             EventDetails::StateEntered { name, input } => Some(json!({
-                "name": name, "input": input.as_str(), "inputDetails": not_truncated,
+                "name": &**name, "input": input.as_str(), "inputDetails": not_truncated,
             })),
             EventDetails::StateExited { name, output } => Some(json!({
-                "name": name, "output": output.as_str(), "outputDetails": not_truncated,
+                "name": &**name, "output": output.as_str(), "outputDetails": not_truncated,
             })),
             EventDetails::TaskScheduled {
                 resource_type,
@@ -513,7 +513,7 @@ impl Serialize for HistoryEvent {
                 heartbeat_seconds,
             } => {
                 let mut d = json!({
-                    "resourceType": resource_type, "resource": resource,
+                    "resourceType": &**resource_type, "resource": &**resource,
                     "region": "local", "parameters": parameters.as_str(),
                 });
                 if let Some(t) = timeout_seconds {
@@ -528,14 +528,14 @@ impl Serialize for HistoryEvent {
                 resource_type,
                 resource,
             } => Some(json!({
-                "resourceType": resource_type, "resource": resource,
+                "resourceType": &**resource_type, "resource": &**resource,
             })),
             EventDetails::TaskOutput {
                 resource_type,
                 resource,
                 output,
             } => Some(json!({
-                "resourceType": resource_type, "resource": resource,
+                "resourceType": &**resource_type, "resource": &**resource,
                 "output": output.as_str(), "outputDetails": not_truncated,
             })),
             EventDetails::TaskError {
@@ -544,7 +544,7 @@ impl Serialize for HistoryEvent {
                 error,
                 cause,
             } => Some(json!({
-                "resourceType": resource_type, "resource": resource, "error": error, "cause": cause,
+                "resourceType": &**resource_type, "resource": &**resource, "error": error, "cause": cause,
             })),
             EventDetails::LambdaScheduled {
                 resource,
@@ -552,7 +552,7 @@ impl Serialize for HistoryEvent {
                 timeout_seconds,
             } => {
                 let mut d = json!({
-                    "resource": resource, "input": input.as_str(), "inputDetails": not_truncated,
+                    "resource": &**resource, "input": input.as_str(), "inputDetails": not_truncated,
                 });
                 if let Some(t) = timeout_seconds {
                     d["timeoutInSeconds"] = json!(t);
@@ -575,7 +575,9 @@ impl Serialize for HistoryEvent {
 fn map_details(details: &EventDetails) -> Option<Value> {
     match details {
         EventDetails::MapStarted { length } => Some(json!({ "length": length })),
-        EventDetails::MapIteration { name, index } => Some(json!({ "name": name, "index": index })),
+        EventDetails::MapIteration { name, index } => {
+            Some(json!({ "name": &**name, "index": index }))
+        }
         EventDetails::MapRunStarted { map_run_arn } => Some(json!({ "mapRunArn": map_run_arn })),
         _ => None,
     }
@@ -583,19 +585,19 @@ fn map_details(details: &EventDetails) -> Option<Value> {
 
 /// Splits a resource into AWS's `resourceType`/`resource` pair for task events:
 /// `arn:aws:states:::sqs:sendMessage.waitForTaskToken` → (`sqs`, `sendMessage.waitForTaskToken`).
-pub(crate) fn split_resource(resource: &str) -> (String, String) {
+pub(crate) fn split_resource(resource: &str) -> (Arc<str>, Arc<str>) {
     if let Some(rest) = resource.strip_prefix("arn:aws:states:::")
         && let Some((service, action)) = rest.split_once(':')
     {
-        return (service.to_owned(), action.to_owned());
+        return (service.into(), action.into());
     }
     let mut parts = resource.split(':');
     if parts.next() == Some("arn")
         && let (Some(_partition), Some(service)) = (parts.next(), parts.next())
     {
-        return (service.to_owned(), resource.to_owned());
+        return (service.into(), resource.into());
     }
-    (String::new(), resource.to_owned())
+    ("".into(), resource.into())
 }
 
 #[cfg(test)]
@@ -695,7 +697,7 @@ mod tests {
         );
         assert_eq!(
             split_resource("local-thing"),
-            (String::new(), "local-thing".into())
+            ("".into(), "local-thing".into())
         );
     }
 
