@@ -1313,14 +1313,19 @@ fn parse_state(
         assign,
         jsonata,
         kind,
-        context_reads: if !any_string(raw, &may_read_context) {
-            ContextReads::Nothing
-        } else if any_string(raw, &reads_context_beyond_task_token) {
-            ContextReads::Everything
-        } else {
-            ContextReads::TaskToken
-        },
+        context_reads: context_reads(raw),
     })
+}
+
+/// What a state's fields (`raw`) may read of the context object.
+fn context_reads(raw: &Value) -> ContextReads {
+    if !any_string(raw, &may_read_context) {
+        ContextReads::Nothing
+    } else if any_string(raw, &reads_context_beyond_task_token) {
+        ContextReads::Everything
+    } else {
+        ContextReads::TaskToken
+    }
 }
 
 /// Whether a field's text may read anything of the context object but its task token,
