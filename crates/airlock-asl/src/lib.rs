@@ -51,13 +51,16 @@
 //!
 //! | workload | transitions/s | memory with history |
 //! | --- | ---: | ---: |
-//! | inline Map, 1,000 / 10,000 / 100,000 items of three Pass states | 670k / 950k / 560k | about 250 bytes per event |
+//! | inline Map, 1,000 / 10,000 / 100,000 items of three Pass states | 670k-1,080k / 950k-990k / 560k-820k | about 250 bytes per event |
 //! | Distributed Map, 10,000 items | about 130k | |
-//! | pipeline definition, instant tasks, 1,000 / 10,000 executions at once | 57k-101k / 41k-61k | about 20 KB per execution |
+//! | pipeline definition, instant tasks, 1,000 / 10,000 executions at once | 88k-167k / 80k-137k | about 16 KB per execution |
 //!
 //! A finished execution's [`History`] is shared by every reader rather than copied, its
-//! payloads are [`JsonText`] written once per state, and with
-//! [`ExecutorOptions::keep_history`] off no event is built at all.
+//! payloads are [`JsonText`] written once per state and its state and resource names
+//! shared with the definition, and with [`ExecutorOptions::keep_history`] off no event is
+//! built at all. A `.waitForTaskToken` task costs one keyed hash for its token (a
+//! sequence number and a 128-bit tag), a one-shot channel for the answer and one timer;
+//! its handler runs in the execution's own task, a panic caught as `States.TaskFailed`.
 
 mod choice;
 mod definition;
