@@ -20,9 +20,17 @@ done
 
 started=$(date +%s)
 cargo lambda build "${profile[@]}" --locked -p airlock-lambda --bins "$@"
+# provided.al2023, the functions' runtime, has glibc 2.34: a binary that needs a newer one
+# fails at cold start there, whatever it does on this machine.
+runtime_glibc=2.34
 for function in sign ingest worker; do
   bootstrap=target/lambda/$function/bootstrap
   [ -x "$bootstrap" ] || { echo "build-lambda: $bootstrap was not built" >&2; exit 1; }
-  printf 'build-lambda: %-7s %s (%s bytes)\n' "$function" "$bootstrap" "$(stat -c %s "$bootstrap")"
+  needs=$(objdump -T "$bootstrap" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1)
+  if [ "$(printf '%s\n%s\n' "$needs" "$runtime_glibc" | sort -V | tail -1)" != "$runtime_glibc" ]; then
+    echo "build-lambda: $bootstrap needs glibc $needs; the Lambda runtime has $runtime_glibc" >&2
+    exit 1
+  fi
+  printf 'build-lambda: %-7s %s (%s bytes, glibc >= %s)\n' "$function" "$bootstrap" "$(stat -c %s "$bootstrap")" "$needs"
 done
 echo "build-lambda: done in $(( $(date +%s) - started )) s" >&2

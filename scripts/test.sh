@@ -13,6 +13,11 @@ scripts/check-iac.sh
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The Lambda functions as `sam build` builds them: `cargo lambda build --release`, linked by
+# Zig for the Lambda runtime's glibc (x86_64 here; the template defaults to arm64). Without
+# optimization: what this checks (every function compiles and links for Lambda) does not
+# depend on it, and an optimized build would take a third of the CI run on two cores.
+CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_DEBUG=false scripts/build-lambda.sh
 # The upload page that `airlock dev` serves, end to end in headless Chromium: a photo, the
 # EICAR file and a 200 MiB multipart upload through the page, against the debug binary.
 cargo build -p airlock-cli --locked
