@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cases;
 pub mod console;
 pub mod dead_letters;
+pub mod http_server;
 pub mod lock;
 pub mod media_cli;
 pub mod pipeline;
