@@ -10,6 +10,9 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
+pub use airlock_embedded::console::DEV_PREFIX as CONSOLE_PREFIX;
+use airlock_embedded::console::Console;
+
 /// Largest API request body read (API bodies are small JSON documents).
 const MAX_BODY: usize = 1 << 20;
 
@@ -24,6 +27,8 @@ pub struct AppState {
     pub cors_origins: Vec<String>,
     /// The S3 endpoint's origin: the page uploads to it and shows images from it.
     pub s3_origin: String,
+    /// The quarantine review console, under [`CONSOLE_PREFIX`].
+    pub console: Option<Arc<Console>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -51,6 +56,13 @@ fn is_api_path(path: &str) -> bool {
 }
 
 async fn answer(state: &AppState, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    if let Some(console) = state
+        .console
+        .as_ref()
+        .filter(|console| console.owns(request.uri().path()))
+    {
+        return console.answer(request).await;
+    }
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
     let origin = parts
