@@ -6,6 +6,7 @@
 //! captured events through it.
 
 pub mod bench;
+pub mod bench_quarantine;
 pub mod cases;
 pub mod console;
 pub mod dead_letters;
