@@ -196,6 +196,7 @@ fn snapshot(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // Reason: one job, killed, resumed, checked, rerun, in order.
 async fn a_rescan_killed_midway_and_rerun_handles_every_upload_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -237,7 +238,9 @@ async fn a_rescan_killed_midway_and_rerun_handles_every_upload_once() {
     // Every detected upload revoked once: in quarantine, out of trusted/, one audit entry.
     let revokes = json(
         &data,
-        &["audit", "list", "--action", "revoke", "--limit", "10000", "--json"],
+        &[
+            "audit", "list", "--action", "revoke", "--limit", "10000", "--json",
+        ],
     );
     let revokes = revokes.as_array().unwrap();
     let mut subjects: Vec<&str> = revokes

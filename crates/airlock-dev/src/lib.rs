@@ -20,7 +20,7 @@ use airlock_core::intake::parse_event;
 use airlock_core::keys::TenantId;
 use airlock_core::policy::Policies;
 use airlock_core::ports::{Clock, SystemClock};
-use airlock_embedded::console::{ConsoleConfig, ConsoleScanner};
+use airlock_embedded::console::{AccessArgs, Console, ConsoleConfig, ConsoleScanner};
 use airlock_embedded::review_cli::ReviewDataArgs;
 use airlock_embedded::{EmbeddedPipeline, PipelineConfig, Settlement};
 use airlock_presign::{Addressing, PresignConfig, Presigner};
@@ -242,28 +242,8 @@ pub async fn serve(
     if web_dir.is_none() {
         tracing::warn!(dir = %args.web_dir.display(), "no upload page built there (scripts/build-web.sh)");
     }
-    let (console_tokens, console_token) = airlock_embedded::console::AccessArgs {
-        tokens_file: args.console_tokens_file.clone(),
-        tokens: args.console_tokens.clone(),
-        session_hours: 8,
-    }
-    .tokens()?;
-    let console = airlock_embedded::console::Console::open(ConsoleConfig {
-        data: ReviewDataArgs {
-            data_dir: args.data_dir.clone(),
-            bucket: args.bucket.clone(),
-        },
-        tokens: console_tokens,
-        session_lifetime: Duration::from_secs(8 * 3600),
-        scanner: ConsoleScanner::Running {
-            scanner,
-            policies: console_policies,
-        },
-        prefix: server::CONSOLE_PREFIX.to_owned(),
-        addr: api_listener.local_addr()?,
-    })
-    .await
-    .context("opening the quarantine console")?;
+    let (console, console_token) =
+        open_console(args, api_listener.local_addr()?, scanner, console_policies).await?;
     let state = Arc::new(server::AppState {
         api,
         verifier,
@@ -311,6 +291,36 @@ pub async fn serve(
     }
     drop(managed_clamd);
     Ok(())
+}
+
+/// The quarantine console at [`server::CONSOLE_PREFIX`] on the API's address, judging with
+/// the pipeline's scanner; and the admin token generated when none is configured.
+async fn open_console(
+    args: &ServeArgs,
+    addr: SocketAddr,
+    scanner: Arc<dyn airlock_core::ports::Scanner>,
+    policies: Policies,
+) -> anyhow::Result<(Console, Option<String>)> {
+    let access = AccessArgs {
+        tokens_file: args.console_tokens_file.clone(),
+        tokens: args.console_tokens.clone(),
+        session_hours: 8,
+    };
+    let (tokens, generated) = access.tokens()?;
+    let console = Console::open(ConsoleConfig {
+        data: ReviewDataArgs {
+            data_dir: args.data_dir.clone(),
+            bucket: args.bucket.clone(),
+        },
+        tokens,
+        session_lifetime: access.lifetime(),
+        scanner: ConsoleScanner::Running { scanner, policies },
+        prefix: server::CONSOLE_PREFIX.to_owned(),
+        addr,
+    })
+    .await
+    .context("opening the quarantine console")?;
+    Ok((console, generated))
 }
 
 /// The S3 endpoint over the pipeline's store; browsers on the API's origin may upload.

@@ -10,8 +10,8 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
-pub use airlock_embedded::console::DEV_PREFIX as CONSOLE_PREFIX;
 use airlock_embedded::console::Console;
+pub use airlock_embedded::console::DEV_PREFIX as CONSOLE_PREFIX;
 
 /// Largest API request body read (API bodies are small JSON documents).
 const MAX_BODY: usize = 1 << 20;

@@ -102,7 +102,11 @@ fn write_records(bucket: &Path, count: usize) -> anyhow::Result<()> {
             reason,
             detail: format!("generated record {n}"),
             signature: infected.then(|| format!("Bench.Signature.{}", (n / 7) % 50)),
-            stage: if infected { Stage::Scan } else { Stage::Inspect },
+            stage: if infected {
+                Stage::Scan
+            } else {
+                Stage::Inspect
+            },
             sha256: format!("{n:064x}"),
             size: bytes.len() as u64,
             bucket: BUCKET.to_owned(),
@@ -277,7 +281,14 @@ pub async fn run(args: BenchQuarantineArgs) -> anyhow::Result<u8> {
         "index: {indexed} records indexed in {:.2} s (0 when indexed by an earlier run)",
         started.elapsed().as_secs_f64()
     );
+    query_times(&args, &local).await?;
+    command_times(&args, &data).await?;
+    rescan_rates(&args, &local, trusted_size).await?;
+    Ok(0)
+}
 
+/// `list` (first page) and `counts` with several filters, in the process.
+async fn query_times(args: &BenchQuarantineArgs, local: &LocalReview) -> anyhow::Result<()> {
     let month_ago = Utc::now() - chrono::Duration::days(30);
     let filters: [(&str, QuarantineFilter); 6] = [
         ("no filter", QuarantineFilter::default()),
@@ -342,7 +353,11 @@ pub async fn run(args: BenchQuarantineArgs) -> anyhow::Result<u8> {
             list_median, list_max, stats_median, stats_max, counts.total
         );
     }
+    Ok(())
+}
 
+/// Whole `airlock quarantine` commands: process start, opening the stores, the query.
+async fn command_times(args: &BenchQuarantineArgs, data: &Path) -> anyhow::Result<()> {
     let airlock = std::env::current_exe().context("finding the airlock binary")?;
     let data_arg = data.to_string_lossy().into_owned();
     let commands: [(&str, Vec<&str>); 3] = [
@@ -360,7 +375,10 @@ pub async fn run(args: BenchQuarantineArgs) -> anyhow::Result<u8> {
                 "--json",
             ],
         ),
-        ("airlock quarantine stats", vec!["quarantine", "stats", "--json"]),
+        (
+            "airlock quarantine stats",
+            vec!["quarantine", "stats", "--json"],
+        ),
         (
             "airlock quarantine stats --reason infected",
             vec!["quarantine", "stats", "--reason", "infected", "--json"],
@@ -383,9 +401,7 @@ pub async fn run(args: BenchQuarantineArgs) -> anyhow::Result<u8> {
         .await?;
         println!("{name:<62} {median:>7.1} / {max:>7.1}");
     }
-
-    rescan_rates(&args, &local, trusted_size).await?;
-    Ok(0)
+    Ok(())
 }
 
 /// A trusted rescan of the generated uploads, and the scan stage over the same objects.

@@ -110,7 +110,8 @@ async fn seed(data_dir: &Path, scratch: &Path) -> Seeded {
     }
 }
 
-const TOKENS: &str = "# the review team\nadmin alice alice-admin-token-0001\nreviewer bob bob-reviewer-token-0002\n";
+const TOKENS: &str =
+    "# the review team\nadmin alice alice-admin-token-0001\nreviewer bob bob-reviewer-token-0002\n";
 const ALICE: &str = "alice-admin-token-0001";
 const BOB: &str = "bob-reviewer-token-0002";
 
@@ -201,7 +202,12 @@ async fn get(console: &ConsoleHandle, session: Option<&str>, path_and_query: &st
 /// A signed-in GET of a page that must answer 200.
 async fn page(console: &ConsoleHandle, session: &str, path_and_query: &str) -> String {
     let reply = get(console, Some(session), path_and_query).await;
-    assert_eq!(reply.status, StatusCode::OK, "{path_and_query}: {}", reply.text());
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "{path_and_query}: {}",
+        reply.text()
+    );
     reply.text()
 }
 
@@ -441,13 +447,21 @@ async fn reviewers_sign_in_and_review_and_the_console_guards_its_actions_by_role
     assert_eq!(alice_token, token_of(&script_item), "one token per session");
     let bob_token = token_of(&bob_item);
     assert_ne!(alice_token, bob_token, "the token is the session's");
-    let missing = get(&console, Some(&alice), &item_path("quarantine/acme/avatar/nope")).await;
+    let missing = get(
+        &console,
+        Some(&alice),
+        &item_path("quarantine/acme/avatar/nope"),
+    )
+    .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 
     // Another name for this address (DNS rebinding) gets nothing.
     let response = client()
         .get(format!("{}/", console.url()))
-        .header("host", format!("attacker.example:{}", console.addr().port()))
+        .header(
+            "host",
+            format!("attacker.example:{}", console.addr().port()),
+        )
         .header("cookie", &alice)
         .send()
         .await
@@ -461,7 +475,11 @@ async fn reviewers_sign_in_and_review_and_the_console_guards_its_actions_by_role
     let why = "purged after review";
     let zeros = "0".repeat(64);
     for (session, origin, fields) in [
-        (Some(&alice), Some(own_origin.as_str()), vec![("key", key), ("why", why)]),
+        (
+            Some(&alice),
+            Some(own_origin.as_str()),
+            vec![("key", key), ("why", why)],
+        ),
         (
             Some(&alice),
             Some(own_origin.as_str()),
@@ -488,7 +506,14 @@ async fn reviewers_sign_in_and_review_and_the_console_guards_its_actions_by_role
             vec![("key", key), ("why", why), ("csrf", alice_token.as_str())],
         ),
     ] {
-        let reply = post(&console, session.map(String::as_str), "/purge", origin, &fields).await;
+        let reply = post(
+            &console,
+            session.map(String::as_str),
+            "/purge",
+            origin,
+            &fields,
+        )
+        .await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{origin:?} {fields:?}");
         assert!(reply.text().contains("refused"), "{}", reply.text());
     }
@@ -528,13 +553,21 @@ async fn reviewers_sign_in_and_review_and_the_console_guards_its_actions_by_role
     )
     .await;
     assert_eq!(unforced.status, StatusCode::CONFLICT, "{}", unforced.text());
-    assert!(unforced.text().contains("only a forced release"), "{}", unforced.text());
+    assert!(
+        unforced.text().contains("only a forced release"),
+        "{}",
+        unforced.text()
+    );
     let no_reason = post(
         &console,
         Some(&bob),
         "/release",
         Some(&own_origin),
-        &[("key", &seeded.script_text), ("why", "   "), ("csrf", &bob_token)],
+        &[
+            ("key", &seeded.script_text),
+            ("why", "   "),
+            ("csrf", &bob_token),
+        ],
     )
     .await;
     assert_eq!(no_reason.status, StatusCode::BAD_REQUEST);
@@ -559,7 +592,12 @@ async fn reviewers_sign_in_and_review_and_the_console_guards_its_actions_by_role
         ],
     )
     .await;
-    assert_eq!(rescanned.status, StatusCode::SEE_OTHER, "{}", rescanned.text());
+    assert_eq!(
+        rescanned.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        rescanned.text()
+    );
     assert_eq!(
         rescanned.location.as_deref(),
         Some(format!("{}&done=rescanned", item_path(&seeded.plain_text)).as_str())
@@ -579,7 +617,11 @@ async fn reviewers_sign_in_and_review_and_the_console_guards_its_actions_by_role
     )
     .await;
     assert_eq!(not_outage.status, StatusCode::CONFLICT);
-    assert!(not_outage.text().contains("for an outage"), "{}", not_outage.text());
+    assert!(
+        not_outage.text().contains("for an outage"),
+        "{}",
+        not_outage.text()
+    );
 
     // A reviewer exports: the zip, as an attachment, encrypted with `infected`.
     let export = post(
@@ -643,7 +685,11 @@ async fn reviewers_sign_in_and_review_and_the_console_guards_its_actions_by_role
         Some(format!("{}&done=released", item_path(key)).as_str())
     );
     assert!(!bucket.join(key).exists());
-    assert!(bucket.join(key.replacen("quarantine/", "trusted/", 1)).is_file());
+    assert!(
+        bucket
+            .join(key.replacen("quarantine/", "trusted/", 1))
+            .is_file()
+    );
 
     // An admin purges: the object goes, the record and a tombstone stay.
     let script_key = seeded.script_text.as_str();
@@ -671,9 +717,17 @@ async fn reviewers_sign_in_and_review_and_the_console_guards_its_actions_by_role
     )
     .unwrap();
     assert_eq!(tombstone["purgedBy"], "alice");
-    let item = page(&console, &alice, &format!("{}&done=purged", item_path(script_key))).await;
+    let item = page(
+        &console,
+        &alice,
+        &format!("{}&done=purged", item_path(script_key)),
+    )
+    .await;
     assert!(item.contains("Purged; a tombstone was kept."), "{item}");
-    assert!(!item.contains("action=\"purge\""), "a purged item offers actions");
+    assert!(
+        !item.contains("action=\"purge\""),
+        "a purged item offers actions"
+    );
 
     // The audit trail: every action under the signed-in name, the chain intact.
     let audit = page(&console, &alice, "/audit").await;
@@ -717,7 +771,11 @@ async fn reviewers_sign_in_and_review_and_the_console_guards_its_actions_by_role
         Some(&alice),
         "/purge",
         Some(&own_origin),
-        &[("key", &seeded.plain_text), ("why", why), ("csrf", &alice_token)],
+        &[
+            ("key", &seeded.plain_text),
+            ("why", why),
+            ("csrf", &alice_token),
+        ],
     )
     .await;
     assert_eq!(after.status, StatusCode::FORBIDDEN);
@@ -728,7 +786,10 @@ async fn reviewers_sign_in_and_review_and_the_console_guards_its_actions_by_role
 
     // Without configured tokens, one admin token is generated, and signs in.
     let generated = start(&data, None).await;
-    let token = generated.generated_token.clone().expect("a generated token");
+    let token = generated
+        .generated_token
+        .clone()
+        .expect("a generated token");
     assert_eq!(token.len(), 64);
     let admin = sign_in(&generated, &token).await;
     assert!(

@@ -115,7 +115,9 @@ impl Tokens {
                     words.len()
                 );
             };
-            let role: Role = role.parse().map_err(|e: String| anyhow::anyhow!("{}: {e}", at()))?;
+            let role: Role = role
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("{}: {e}", at()))?;
             let sha256 = match secret.strip_prefix("sha256:") {
                 Some(hash) => hex::decode(hash)
                     .ok()
@@ -232,7 +234,10 @@ impl Sessions {
             csrf: random_secret()?,
             expires: Instant::now() + self.lifetime,
         };
-        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         open.retain(|_, s| s.expires > now);
         open.insert(id.clone(), session);
@@ -242,7 +247,10 @@ impl Sessions {
     /// The session of `id`, if it is open and not expired.
     #[must_use]
     pub fn get(&self, id: &str) -> Option<Session> {
-        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match open.get(id) {
             Some(session) if session.expires > Instant::now() => Some(session.clone()),
             Some(_) => {
@@ -279,9 +287,7 @@ mod tests {
     fn token_lines_parse_and_mistakes_are_named() {
         let hashed = hex::encode(sha256("reviewer-token-0002"));
         let tokens = Tokens::parse(
-            &format!(
-                "# the team\nadmin alice admin-token-00001\n\nreviewer bob sha256:{hashed}\n"
-            ),
+            &format!("# the team\nadmin alice admin-token-00001\n\nreviewer bob sha256:{hashed}\n"),
             "tokens.txt",
         )
         .unwrap();
@@ -296,8 +302,11 @@ mod tests {
         assert_eq!(tokens.check("admin-token-00002"), None);
         assert_eq!(tokens.check(""), None);
         // `;` separates entries too (one environment variable).
-        let both = Tokens::parse("admin a aaaaaaaaaaaaaaaa; reviewer b bbbbbbbbbbbbbbbb", "env")
-            .unwrap();
+        let both = Tokens::parse(
+            "admin a aaaaaaaaaaaaaaaa; reviewer b bbbbbbbbbbbbbbbb",
+            "env",
+        )
+        .unwrap();
         assert_eq!(both.tokens.len(), 2);
         for (text, problem) in [
             ("owner x xxxxxxxxxxxxxxxx", "unknown role"),
@@ -324,7 +333,7 @@ mod tests {
         let (tokens, secret) = Tokens::generated_admin("admin").unwrap();
         assert_eq!(secret.len(), 64);
         assert_eq!(tokens.check(&secret), Some(("admin".into(), Role::Admin)));
-        let sessions = Sessions::new(Duration::from_secs(3600));
+        let sessions = Sessions::new(Duration::from_hours(1));
         let id = sessions.open("alice".into(), Role::Admin).unwrap();
         let session = sessions.get(&id).unwrap();
         assert_eq!(session.name, "alice");

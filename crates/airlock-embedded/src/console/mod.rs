@@ -70,7 +70,7 @@ pub const GENERATED_ADMIN: &str = "admin";
 pub struct AccessArgs {
     /// Sign-in tokens, one a line: `ROLE NAME TOKEN`, ROLE `reviewer` or `admin`, TOKEN the
     /// token (16 characters or more) or `sha256:` and its hex SHA-256. Without tokens here
-    /// or in AIRLOCK_CONSOLE_TOKENS, one admin token is generated and printed at start.
+    /// or in `AIRLOCK_CONSOLE_TOKENS`, one admin token is generated and printed at start.
     #[arg(long, env = "AIRLOCK_CONSOLE_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
     /// Tokens as in --tokens-file, entries separated by newlines or `;` (best given in the
@@ -93,8 +93,10 @@ impl AccessArgs {
         Ok((tokens, None))
     }
 
-    fn lifetime(&self) -> Duration {
-        Duration::from_secs(u64::from(self.session_hours) * 3600)
+    /// How long a session lasts.
+    #[must_use]
+    pub fn lifetime(&self) -> Duration {
+        Duration::from_hours(u64::from(self.session_hours))
     }
 }
 
@@ -1073,9 +1075,7 @@ fn actions_section(body: &mut String, console: &Cx<'_>, detail: &ItemDetail) {
             "Purge",
         );
     } else {
-        body.push_str(
-            "<p class=\"note\">Purging and forced releases need the admin role.</p>",
-        );
+        body.push_str("<p class=\"note\">Purging and forced releases need the admin role.</p>");
     }
     body.push_str("</section>");
 }
@@ -1563,7 +1563,10 @@ impl Console {
     async fn judge(&self) -> anyhow::Result<&Judge> {
         self.judge
             .get_or_try_init(|| async {
-                let args = self.scanner.as_ref().context("the console has no scanner")?;
+                let args = self
+                    .scanner
+                    .as_ref()
+                    .context("the console has no scanner")?;
                 let (scanner, managed, policies) =
                     crate::review_cli::rescanning_parts(args).await?;
                 Ok(Judge {
