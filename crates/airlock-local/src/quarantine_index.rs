@@ -5,7 +5,8 @@
 //! it remembers each folder under `quarantine/` with its modification time, reads again only
 //! the folders that changed (adding a file changes its folder's time), and parses only the
 //! records it has not indexed. A folder changed within the last [`RACY_WINDOW`] is never
-//! taken as read, since another file may land in it within the same clock tick.
+//! taken as read, since another file may land in it within the same clock tick: it is
+//! remembered as unread and listed again at the next catch-up.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -98,7 +99,8 @@ struct Found {
 /// What one catching-up pass read from disk.
 #[derive(Default)]
 struct Scanned {
-    /// Folders to remember as read (path relative to the root, mtime).
+    /// Folders to remember (path relative to the root, mtime as read; empty for one
+    /// changed too recently to count as read, which is then listed again next time).
     settled: Vec<(String, String)>,
     /// Folders that are gone.
     gone: Vec<String>,
@@ -258,9 +260,15 @@ fn scan_folders(root: &Path, known: Vec<(String, String)>) -> Result<Scanned, Qu
                 scanned.candidates.push(key);
             }
         }
-        if modified < racy_before {
-            scanned.settled.push((folder, mtime));
-        }
+        // A folder changed too recently is remembered too, with no time: next time it is
+        // listed again even if its parent, unchanged, is not (a new file in it does not
+        // change its parent's time).
+        let settled = if modified < racy_before {
+            mtime
+        } else {
+            String::new()
+        };
+        scanned.settled.push((folder, settled));
     }
     Ok(scanned)
 }
