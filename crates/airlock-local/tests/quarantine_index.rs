@@ -451,7 +451,7 @@ fn set_mtime(path: &std::path::Path, at: std::time::SystemTime) {
 async fn a_new_folder_still_changing_is_listed_again_though_its_parent_is_not() {
     let Fixture { dir, store, index } = fixture().await;
     let root = dir.path().join("bucket");
-    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_hours(1);
     quarantined(
         &store,
         ("acme", "avatar", 1),
