@@ -19,11 +19,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # depend on it, and an optimized build would take a third of the CI run on two cores.
 CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_DEBUG=false scripts/build-lambda.sh
 # The upload page that `airlock dev` serves, end to end in headless Chromium: a photo, the
-# EICAR file and a 200 MiB multipart upload through the page, against the debug binary.
+# EICAR file and a 200 MiB multipart upload through the page, against the debug binary. Then
+# the quarantine console (standalone and under `airlock dev`): sign-in with tokens and
+# roles, a hostile filename shown as text, release, export, purge, forged posts refused.
 cargo build -p airlock-cli --locked
 scripts/build-web.sh
 node --test web/tests/lib.test.mjs
 node web/tests/upload.mjs
+node web/tests/console.mjs
 
 if cargo nextest --version >/dev/null 2>&1; then
   # nextest does not run doctests; they go first so the run ends with nextest's summary.

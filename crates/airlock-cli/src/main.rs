@@ -67,6 +67,9 @@ enum BenchCommand {
     /// `POST /uploads` end to end against an in-process `airlock dev`: requests per second
     /// and latency percentiles; prints JSON.
     Api(airlock_dev::bench::BenchApiArgs),
+    /// Quarantine review over many generated records: list and stats times, and the rate of
+    /// a trusted rescan next to the scan stage's.
+    Quarantine(airlock_embedded::bench_quarantine::BenchQuarantineArgs),
 }
 
 /// The log level filter: `AIRLOCK_LOG`, else `RUST_LOG`, else `warn` (which keeps replay's
@@ -137,6 +140,9 @@ fn main() -> ExitCode {
                 airlock_embedded::bench::run_replay(args).await
             }
             Command::Bench(BenchCommand::Api(args)) => airlock_dev::bench::run_api(args).await,
+            Command::Bench(BenchCommand::Quarantine(args)) => {
+                airlock_embedded::bench_quarantine::run(args).await
+            }
         }
     });
     finish(result)

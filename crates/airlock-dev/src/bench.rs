@@ -431,6 +431,8 @@ pub async fn run_api(args: BenchApiArgs) -> anyhow::Result<u8> {
         jwt_public_key: None,
         jwt_algorithm: "RS256".to_owned(),
         tenant_claim: airlock_api::identity::DEFAULT_TENANT_CLAIM.to_owned(),
+        console_tokens_file: None,
+        console_tokens: None,
     };
     let (ready, is_ready) = tokio::sync::oneshot::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

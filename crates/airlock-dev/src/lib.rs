@@ -20,6 +20,8 @@ use airlock_core::intake::parse_event;
 use airlock_core::keys::TenantId;
 use airlock_core::policy::Policies;
 use airlock_core::ports::{Clock, SystemClock};
+use airlock_embedded::console::{AccessArgs, Console, ConsoleConfig, ConsoleScanner};
+use airlock_embedded::review_cli::ReviewDataArgs;
 use airlock_embedded::{EmbeddedPipeline, PipelineConfig, Settlement};
 use airlock_presign::{Addressing, PresignConfig, Presigner};
 use anyhow::{Context as _, bail};
@@ -117,6 +119,14 @@ pub struct ServeArgs {
     /// The claim that names the tenant.
     #[arg(long, default_value = airlock_api::identity::DEFAULT_TENANT_CLAIM)]
     pub tenant_claim: String,
+    /// Sign-in tokens of the quarantine console at /console/ (lines `ROLE NAME TOKEN`, as
+    /// `airlock console --tokens-file`); without any, an admin token is generated and
+    /// printed.
+    #[arg(long, env = "AIRLOCK_CONSOLE_TOKENS_FILE")]
+    pub console_tokens_file: Option<PathBuf>,
+    /// Console tokens as in --console-tokens-file, separated by newlines or `;`.
+    #[arg(long, env = "AIRLOCK_CONSOLE_TOKENS", hide_env_values = true)]
+    pub console_tokens: Option<String>,
 }
 
 /// Where everything is, once it runs.
@@ -128,6 +138,11 @@ pub struct DevInfo {
     pub s3: String,
     pub bucket: String,
     pub token: String,
+    /// The quarantine review console.
+    pub console: String,
+    /// The console's admin token, generated because none was configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub console_token: Option<String>,
     pub data_dir: PathBuf,
 }
 
@@ -194,9 +209,10 @@ pub async fn serve(
     let mut config = PipelineConfig::new(
         &args.data_dir,
         &args.bucket,
-        scanner,
+        Arc::clone(&scanner),
         Arc::new(airlock_media::ImageProcessor),
     );
+    let console_policies = policies.clone();
     let policies = Arc::new(policies);
     config.policies = Arc::clone(&policies);
     let pipeline = Arc::new(EmbeddedPipeline::start(config)?);
@@ -226,12 +242,15 @@ pub async fn serve(
     if web_dir.is_none() {
         tracing::warn!(dir = %args.web_dir.display(), "no upload page built there (scripts/build-web.sh)");
     }
+    let (console, console_token) =
+        open_console(args, api_listener.local_addr()?, scanner, console_policies).await?;
     let state = Arc::new(server::AppState {
         api,
         verifier,
         web_dir,
         cors_origins: args.cors_origins.clone(),
         s3_origin: s3_origin.clone(),
+        console: Some(Arc::new(console)),
     });
     let server = server::serve(api_listener, state)?;
 
@@ -248,6 +267,8 @@ pub async fn serve(
     )?;
     let info = DevInfo {
         page: format!("{api_origin}/#token={token}"),
+        console: format!("{api_origin}{}/", server::CONSOLE_PREFIX),
+        console_token,
         api: api_origin,
         s3: s3_origin,
         bucket: args.bucket.clone(),
@@ -270,6 +291,36 @@ pub async fn serve(
     }
     drop(managed_clamd);
     Ok(())
+}
+
+/// The quarantine console at [`server::CONSOLE_PREFIX`] on the API's address, judging with
+/// the pipeline's scanner; and the admin token generated when none is configured.
+async fn open_console(
+    args: &ServeArgs,
+    addr: SocketAddr,
+    scanner: Arc<dyn airlock_core::ports::Scanner>,
+    policies: Policies,
+) -> anyhow::Result<(Console, Option<String>)> {
+    let access = AccessArgs {
+        tokens_file: args.console_tokens_file.clone(),
+        tokens: args.console_tokens.clone(),
+        session_hours: 8,
+    };
+    let (tokens, generated) = access.tokens()?;
+    let console = Console::open(ConsoleConfig {
+        data: ReviewDataArgs {
+            data_dir: args.data_dir.clone(),
+            bucket: args.bucket.clone(),
+        },
+        tokens,
+        session_lifetime: access.lifetime(),
+        scanner: ConsoleScanner::Running { scanner, policies },
+        prefix: server::CONSOLE_PREFIX.to_owned(),
+        addr,
+    })
+    .await
+    .context("opening the quarantine console")?;
+    Ok((console, generated))
 }
 
 /// The S3 endpoint over the pipeline's store; browsers on the API's origin may upload.
@@ -426,6 +477,10 @@ fn print_ready(info: &DevInfo) {
     println!("  API          {}  (docs/api.md)", info.api);
     println!("  S3 endpoint  {}  bucket {}", info.s3, info.bucket);
     println!("  token        {}", info.token);
+    println!("  console      {}  (quarantine review)", info.console);
+    if let Some(token) = &info.console_token {
+        println!("  console token {token}  (admin; generated, valid until this stops)");
+    }
     println!("  data         {}", info.data_dir.display());
     println!("try:  curl -s {}/config", info.api);
 }

@@ -1,7 +1,5 @@
 //! The local HTTP server: the upload API (same handler as the Lambda) and the upload page.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -10,10 +8,10 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+
+use airlock_embedded::console::Console;
+pub use airlock_embedded::console::DEV_PREFIX as CONSOLE_PREFIX;
 
 /// Largest API request body read (API bodies are small JSON documents).
 const MAX_BODY: usize = 1 << 20;
@@ -29,6 +27,8 @@ pub struct AppState {
     pub cors_origins: Vec<String>,
     /// The S3 endpoint's origin: the page uploads to it and shows images from it.
     pub s3_origin: String,
+    /// The quarantine review console, under [`CONSOLE_PREFIX`].
+    pub console: Option<Arc<Console>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -40,57 +40,15 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// A running server; dropping it stops accepting connections.
-#[derive(Debug)]
-pub struct ServerHandle {
-    pub addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
+pub use airlock_embedded::http_server::ServerHandle;
 
-impl ServerHandle {
-    /// Stops accepting connections and waits for the requests in flight.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-    }
-}
-
-/// Serves `state` on `listener` until the handle is shut down.
+/// Serves `state` on `listener` until the handle is shut down: the console's paths (under
+/// [`CONSOLE_PREFIX`]) to the console when there is one, the rest to the API and the page.
 pub fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<ServerHandle> {
-    let addr = listener.local_addr()?;
-    let (stop, mut stopped) = watch::channel(false);
-    let task = tokio::spawn(async move {
-        let mut connections = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let state = Arc::clone(&state);
-                    let mut stop = stopped.clone();
-                    connections.spawn(async move {
-                        let service = hyper::service::service_fn(move |request| {
-                            let state = Arc::clone(&state);
-                            async move { Ok::<_, Infallible>(answer(&state, request).await) }
-                        });
-                        let builder = auto::Builder::new(TokioExecutor::new());
-                        let connection = builder.serve_connection(TokioIo::new(stream), service);
-                        tokio::pin!(connection);
-                        tokio::select! {
-                            _ = connection.as_mut() => {}
-                            _ = stop.changed() => {
-                                connection.as_mut().graceful_shutdown();
-                                let _ = connection.await;
-                            }
-                        }
-                    });
-                }
-                _ = stopped.changed() => break,
-            }
-        }
-        while connections.join_next().await.is_some() {}
-    });
-    Ok(ServerHandle { addr, stop, task })
+    airlock_embedded::http_server::serve(listener, move |request| {
+        let state = Arc::clone(&state);
+        async move { answer(&state, request).await }
+    })
 }
 
 fn is_api_path(path: &str) -> bool {
@@ -98,6 +56,13 @@ fn is_api_path(path: &str) -> bool {
 }
 
 async fn answer(state: &AppState, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    if let Some(console) = state
+        .console
+        .as_ref()
+        .filter(|console| console.owns(request.uri().path()))
+    {
+        return console.answer(request).await;
+    }
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
     let origin = parts

@@ -6,9 +6,11 @@
 //! captured events through it.
 
 pub mod bench;
+pub mod bench_quarantine;
 pub mod cases;
 pub mod console;
 pub mod dead_letters;
+pub mod http_server;
 pub mod lock;
 pub mod media_cli;
 pub mod pipeline;

@@ -5,7 +5,8 @@
 //! it remembers each folder under `quarantine/` with its modification time, reads again only
 //! the folders that changed (adding a file changes its folder's time), and parses only the
 //! records it has not indexed. A folder changed within the last [`RACY_WINDOW`] is never
-//! taken as read, since another file may land in it within the same clock tick.
+//! taken as read, since another file may land in it within the same clock tick: it is
+//! remembered as unread and listed again at the next catch-up.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -48,6 +49,18 @@ CREATE INDEX IF NOT EXISTS quarantine_items_tenant
     ON quarantine_items(tenant, quarantined_at DESC);
 CREATE INDEX IF NOT EXISTS quarantine_items_reason
     ON quarantine_items(reason, quarantined_at DESC);
+CREATE INDEX IF NOT EXISTS quarantine_items_uploader
+    ON quarantine_items(uploader, quarantined_at DESC, quarantine_key DESC);
+CREATE INDEX IF NOT EXISTS quarantine_items_signature
+    ON quarantine_items(signature, quarantined_at DESC, quarantine_key DESC);
+CREATE INDEX IF NOT EXISTS quarantine_items_status
+    ON quarantine_items(status, quarantined_at DESC, quarantine_key DESC);
+CREATE INDEX IF NOT EXISTS quarantine_items_purpose
+    ON quarantine_items(purpose, quarantined_at DESC, quarantine_key DESC);
+-- Covers counts under any filter: they read this index, never the records, grouped in
+-- its order.
+CREATE INDEX IF NOT EXISTS quarantine_items_facets
+    ON quarantine_items(reason, tenant, status, signature, purpose, uploader, quarantined_at);
 CREATE TABLE IF NOT EXISTS quarantine_folders (
     path  TEXT PRIMARY KEY,
     mtime TEXT NOT NULL
@@ -98,7 +111,8 @@ struct Found {
 /// What one catching-up pass read from disk.
 #[derive(Default)]
 struct Scanned {
-    /// Folders to remember as read (path relative to the root, mtime).
+    /// Folders to remember (path relative to the root, mtime as read; empty for one
+    /// changed too recently to count as read, which is then listed again next time).
     settled: Vec<(String, String)>,
     /// Folders that are gone.
     gone: Vec<String>,
@@ -258,9 +272,15 @@ fn scan_folders(root: &Path, known: Vec<(String, String)>) -> Result<Scanned, Qu
                 scanned.candidates.push(key);
             }
         }
-        if modified < racy_before {
-            scanned.settled.push((folder, mtime));
-        }
+        // A folder changed too recently is remembered too, with no time: next time it is
+        // listed again even if its parent, unchanged, is not (a new file in it does not
+        // change its parent's time).
+        let settled = if modified < racy_before {
+            mtime
+        } else {
+            String::new()
+        };
+        scanned.settled.push((folder, settled));
     }
     Ok(scanned)
 }
@@ -458,7 +478,8 @@ impl QuarantineIndex for LocalQuarantine {
         self.sync().await?;
         let (clause, values) = where_clause(filter);
         let sql = format!(
-            "SELECT reason, signature, tenant, status FROM quarantine_items WHERE {clause}"
+            "SELECT reason, tenant, status, signature, count(*) FROM quarantine_items
+             WHERE {clause} GROUP BY reason, tenant, status, signature"
         );
         self.db
             .read(move |conn| {
@@ -471,17 +492,19 @@ impl QuarantineIndex for LocalQuarantine {
                 let mut signatures = HashMap::new();
                 let mut tenants = HashMap::new();
                 let mut statuses = HashMap::new();
-                let bump = |map: &mut HashMap<String, u64>, value: Option<String>| {
+                let add = |map: &mut HashMap<String, u64>, value: Option<String>, n: u64| {
                     *map.entry(value.unwrap_or_else(|| "-".to_owned()))
-                        .or_insert(0) += 1;
+                        .or_insert(0) += n;
                 };
                 while let Some(row) = rows.next().map_err(|e| sqlite_err(&e))? {
-                    total += 1;
                     let text = |i| row.get::<_, Option<String>>(i).map_err(|e| sqlite_err(&e));
-                    bump(&mut reasons, text(0)?);
-                    bump(&mut signatures, text(1)?);
-                    bump(&mut tenants, text(2)?);
-                    bump(&mut statuses, text(3)?);
+                    let n = u64::try_from(row.get::<_, i64>(4).map_err(|e| sqlite_err(&e))?)
+                        .unwrap_or(0);
+                    total += n;
+                    add(&mut reasons, text(0)?, n);
+                    add(&mut tenants, text(1)?, n);
+                    add(&mut statuses, text(2)?, n);
+                    add(&mut signatures, text(3)?, n);
                 }
                 Ok(QuarantineCounts {
                     total,

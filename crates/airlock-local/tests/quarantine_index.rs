@@ -441,3 +441,59 @@ async fn an_exported_sample_is_an_encrypted_zip_with_its_record() {
         assert_eq!(output.stdout, b"object 7");
     }
 }
+
+/// Sets a folder's modification time (to make it old enough to count as read).
+fn set_mtime(path: &std::path::Path, at: std::time::SystemTime) {
+    std::fs::File::open(path).unwrap().set_modified(at).unwrap();
+}
+
+#[tokio::test]
+async fn a_new_folder_still_changing_is_listed_again_though_its_parent_is_not() {
+    let Fixture { dir, store, index } = fixture().await;
+    let root = dir.path().join("bucket");
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_hours(1);
+    quarantined(
+        &store,
+        ("acme", "avatar", 1),
+        ReasonCode::Infected,
+        EICAR,
+        1,
+    )
+    .await;
+    for folder in ["quarantine", "quarantine/acme", "quarantine/acme/avatar"] {
+        set_mtime(&root.join(folder), hour_ago);
+    }
+    assert_eq!(index.sync().await.unwrap(), 1);
+
+    // A new folder: its parent changes (and, here, is old again at once); the new folder
+    // itself is too recent to count as read.
+    quarantined(
+        &store,
+        ("acme", "document", 2),
+        ReasonCode::Infected,
+        EICAR,
+        2,
+    )
+    .await;
+    set_mtime(
+        &root.join("quarantine/acme"),
+        hour_ago + std::time::Duration::from_secs(1),
+    );
+    assert_eq!(index.sync().await.unwrap(), 1);
+
+    // Another record in it: its parent does not change, and it is still found.
+    quarantined(
+        &store,
+        ("acme", "document", 3),
+        ReasonCode::Infected,
+        EICAR,
+        3,
+    )
+    .await;
+    assert_eq!(index.sync().await.unwrap(), 1);
+    let all = index
+        .list(&QuarantineFilter::default(), &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 3);
+}

@@ -95,6 +95,10 @@ pub enum ReviewError {
     NotReleasable { key: String, reason: ReasonCode },
     #[error("{key} cannot be released: {detail}")]
     CannotRelease { key: String, detail: String },
+    #[error(
+        "{key} is quarantined as {reason}: a rescan is for uploads quarantined for an outage (scan-unavailable, inspect-unavailable, media-unavailable); a release judges it again"
+    )]
+    NotRescannable { key: String, reason: ReasonCode },
     #[error("{key}")]
     Stage {
         key: String,
@@ -139,6 +143,7 @@ impl ReviewError {
                 | Self::WrongStatus { .. }
                 | Self::NotReleasable { .. }
                 | Self::CannotRelease { .. }
+                | Self::NotRescannable { .. }
         )
     }
 
@@ -961,6 +966,43 @@ pub async fn rescan_quarantined(
     }
 }
 
+/// Rescans one upload quarantined for an outage (see [`rescan_quarantined`]) and promotes
+/// it if it is clean now, audited as `rescan`. Refuses items quarantined for any other
+/// reason ([`ReviewError::NotRescannable`]) and items no longer quarantined.
+pub async fn rescan_item(
+    review: &Review<'_>,
+    rescanning: &Rescanning<'_>,
+    key: &str,
+    actor: &str,
+    why: &str,
+) -> Result<ReleaseReport, ReviewError> {
+    let why = required(why)?;
+    let item = item(review, key).await?;
+    if !item.record.reason.is_transient() {
+        return Err(ReviewError::NotRescannable {
+            key: key.to_owned(),
+            reason: item.record.reason,
+        });
+    }
+    if item.status != QuarantineStatus::Quarantined {
+        return Err(ReviewError::WrongStatus {
+            key: key.to_owned(),
+            status: item.status,
+            detail: "only a quarantined upload is rescanned",
+        });
+    }
+    release_item(
+        review,
+        rescanning,
+        &item,
+        actor,
+        why,
+        false,
+        AuditAction::Rescan,
+    )
+    .await
+}
+
 /// Trusted uploads rescanned between two checkpoints.
 const RESCAN_BATCH: usize = 100;
 
@@ -1186,7 +1228,8 @@ async fn revoke(
         .get(intent.id)
         .await?
         .unwrap_or_else(|| intent.clone());
-    finish_revocation(review, &upload, &revoked, key, &destination).await?;
+    // Audited before the trusted objects are removed: a run killed in between leaves the
+    // trusted object, and the rerun finishes the removal without a second entry.
     audit(review, actor, why, Audited {
         action: AuditAction::Revoke,
         subject: &destination,
@@ -1199,6 +1242,7 @@ async fn revoke(
         )),
     })
     .await?;
+    finish_revocation(review, &upload, &revoked, key, &destination).await?;
     Ok(destination)
 }
 
@@ -1287,6 +1331,21 @@ async fn finish_revocations(
                 continue;
             }
             finish_revocation(review, &upload, &intent, trusted_key, item.key()).await?;
+            // A run killed after its audit entry (before the removal) has audited it.
+            let audited = !review
+                .audit
+                .list(&AuditFilter {
+                    subject: Some(item.key().to_owned()),
+                    action: Some(AuditAction::Revoke),
+                    limit: 1,
+                    ..AuditFilter::default()
+                })
+                .await?
+                .is_empty();
+            if audited {
+                finished += 1;
+                continue;
+            }
             audit(
                 review,
                 actor,

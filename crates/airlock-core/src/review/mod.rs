@@ -14,7 +14,7 @@ mod index;
 pub use actions::{
     ExportReport, ItemDetail, PurgeReport, ReleaseOutcome, ReleaseReport, RescanProgress,
     RescanSummary, Rescanning, Review, ReviewError, Tombstone, describe, export, purge,
-    purge_older_than, release, rescan_quarantined, rescan_trusted, tombstone_key,
+    purge_older_than, release, rescan_item, rescan_quarantined, rescan_trusted, tombstone_key,
 };
 pub use audit::{
     AuditAction, AuditCheck, AuditEntry, AuditError, AuditFilter, AuditRecord, AuditTrail,

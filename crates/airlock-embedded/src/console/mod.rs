@@ -2,22 +2,29 @@
 //!
 //! The same actions as `airlock quarantine` over the same local stores: a filtered list with
 //! counts by reason, an item page (record, intent transitions, audit entries, the first bytes
-//! as an escaped hex dump), release and purge forms that need a written reason, and the
-//! audit trail with the result of checking its hash chain.
+//! as an escaped hex dump), release (forced by admins), rescan, purge (admins) and export
+//! forms that need a written reason, and the audit trail with the result of checking its
+//! hash chain. Served by `airlock console`, and by `airlock dev` under `/console/`.
 //!
 //! The console defends itself: it listens only on a loopback address and answers only to
-//! the `Host` names of that address (a DNS-rebinding page gets nothing); actions are POST
-//! only and need both this process's random token in a hidden field and an `Origin` of the
-//! console itself (CSRF); every page carries a Content-Security-Policy that allows no script
-//! at all; every value, above all those from an upload (filenames, uploaders, signature
-//! names, the bytes), is HTML-escaped, with control and bidirectional-override characters
-//! shown as escapes. Uploaded bytes are never served: only their hex dump.
+//! the `Host` names of that address (a DNS-rebinding page gets nothing); every page but the
+//! sign-in needs a session, opened by signing in with a configured token (roles `reviewer`
+//! and `admin`, see [`access`]); actions are POST only and need both the session's random
+//! token in a hidden field and an `Origin` of the console itself (CSRF); every page carries
+//! a Content-Security-Policy that allows no script at all; every value, above all those from
+//! an upload (filenames, uploaders, signature names, the bytes), is HTML-escaped, with
+//! control and bidirectional-override characters shown as escapes. Uploaded bytes are never
+//! served, except as an export: a zip encrypted with the password `infected`, as an
+//! attachment.
+
+pub mod access;
 
 use std::borrow::Cow;
-use std::convert::Infallible;
 use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use airlock_clamd::ManagedClamd;
 use airlock_core::policy::Policies;
@@ -25,20 +32,20 @@ use airlock_core::ports::Scanner;
 use airlock_core::review::{
     self, AuditAction, AuditCheck, AuditEntry, AuditFilter, AuditTrail, Count, ItemDetail,
     PageRequest, QuarantineFilter, QuarantineIndex, QuarantineItem, QuarantineStatus,
-    ReleaseOutcome, Rescanning, ReviewError, hex_dump,
+    ReleaseOutcome, ReleaseReport, Rescanning, ReviewError, hex_dump,
 };
 use airlock_core::verdict::ReasonCode;
 use anyhow::Context as _;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::{OnceCell, watch};
+use tokio::sync::OnceCell;
 
+use self::access::{Role, Session, Sessions, Tokens};
+use crate::http_server::ServerHandle;
 use crate::review_cli::{LocalReview, ReviewDataArgs, ScannerArgs, parse_when};
 
 /// The policy of every response: no script, no plugins, no frames, styles and forms from the
@@ -46,30 +53,68 @@ use crate::review_cli::{LocalReview, ReviewDataArgs, ScannerArgs, parse_when};
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; \
      img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// Where `airlock dev` serves the console.
+pub const DEV_PREFIX: &str = "/console";
+
 /// Largest form body read (a key, a reason and the token).
 const MAX_FORM: usize = 64 << 10;
 /// Items on a list page.
 const PAGE_SIZE: usize = 50;
 /// Entries on an audit page.
 const AUDIT_PAGE: usize = 200;
+/// The name of the admin whose token is generated when none are configured.
+pub const GENERATED_ADMIN: &str = "admin";
+
+/// Who may sign in, and for how long.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AccessArgs {
+    /// Sign-in tokens, one a line: `ROLE NAME TOKEN`, ROLE `reviewer` or `admin`, TOKEN the
+    /// token (16 characters or more) or `sha256:` and its hex SHA-256. Without tokens here
+    /// or in `AIRLOCK_CONSOLE_TOKENS`, one admin token is generated and printed at start.
+    #[arg(long, env = "AIRLOCK_CONSOLE_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Tokens as in --tokens-file, entries separated by newlines or `;` (best given in the
+    /// environment, not on a command line others can see).
+    #[arg(long, env = "AIRLOCK_CONSOLE_TOKENS", hide_env_values = true)]
+    pub tokens: Option<String>,
+    /// How long a sign-in lasts, in hours.
+    #[arg(long, default_value_t = 8)]
+    pub session_hours: u32,
+}
+
+impl AccessArgs {
+    /// The configured tokens, or one generated admin token (returned, to be shown once).
+    pub fn tokens(&self) -> anyhow::Result<(Tokens, Option<String>)> {
+        let tokens = Tokens::load(self.tokens_file.as_deref(), self.tokens.as_deref())?;
+        if tokens.is_empty() {
+            let (tokens, secret) = Tokens::generated_admin(GENERATED_ADMIN)?;
+            return Ok((tokens, Some(secret)));
+        }
+        Ok((tokens, None))
+    }
+
+    /// How long a session lasts.
+    #[must_use]
+    pub fn lifetime(&self) -> Duration {
+        Duration::from_hours(u64::from(self.session_hours))
+    }
+}
 
 /// `airlock console`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConsoleArgs {
     #[command(flatten)]
     pub data: ReviewDataArgs,
-    /// Where to listen: a loopback address only (the console has no sign-in of its own).
+    /// Where to listen: a loopback address only.
     #[arg(long, default_value = "127.0.0.1:8740", env = "AIRLOCK_CONSOLE_LISTEN")]
     pub listen: SocketAddr,
-    /// The reviewer's name, recorded in the audit trail with every action; without it the
-    /// console is read-only.
-    #[arg(long, env = "AIRLOCK_REVIEWER")]
-    pub reviewer: Option<String>,
+    #[command(flatten)]
+    pub access: AccessArgs,
     #[command(flatten)]
     pub scanner: ScannerArgs,
 }
 
-/// The scanner and policies a release judges bytes with, started on the first release.
+/// The scanner and policies a release judges bytes with.
 struct Judge {
     scanner: Arc<dyn Scanner>,
     /// Stopped when the console is dropped.
@@ -78,56 +123,144 @@ struct Judge {
     media_permits: Arc<tokio::sync::Semaphore>,
 }
 
-/// The console's state: the stores, who acts, and what guards the actions.
+/// What releases and rescans judge bytes with.
+pub enum ConsoleScanner {
+    /// Started on the first release, stopped with the console (`--clamd`, or a private
+    /// clamd from `--signatures`).
+    OnFirstUse(ScannerArgs),
+    /// One already running (the pipeline's, in `airlock dev`).
+    Running {
+        scanner: Arc<dyn Scanner>,
+        policies: Policies,
+    },
+}
+
+impl fmt::Debug for ConsoleScanner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OnFirstUse(args) => f.debug_tuple("OnFirstUse").field(args).finish(),
+            Self::Running { .. } => f.write_str("Running"),
+        }
+    }
+}
+
+/// Everything a console is made of.
+#[derive(Debug)]
+pub struct ConsoleConfig {
+    pub data: ReviewDataArgs,
+    pub tokens: Tokens,
+    pub session_lifetime: Duration,
+    pub scanner: ConsoleScanner,
+    /// Where its pages are: `""` for the root, or e.g. [`DEV_PREFIX`].
+    pub prefix: String,
+    /// The address its server listens on (for the `Host` and `Origin` checks).
+    pub addr: SocketAddr,
+}
+
+/// The console's state: the stores, who may sign in, the open sessions.
 pub struct Console {
     local: LocalReview,
-    reviewer: Option<String>,
-    /// This process's anti-CSRF token: every form carries it, every action checks it.
-    csrf_token: String,
+    tokens: Tokens,
+    sessions: Sessions,
+    /// `""` or a path prefix such as `/console` (no trailing slash).
+    prefix: String,
+    /// The session cookie's name (with the port: cookies do not tell ports apart).
+    cookie_name: String,
     /// `Host` values the console answers to (its own address, and `localhost`).
     hosts: Vec<String>,
     /// `Origin` values an action is accepted from.
     origins: Vec<String>,
-    scanner: ScannerArgs,
+    scanner: Option<ScannerArgs>,
     judge: OnceCell<Judge>,
 }
 
 impl fmt::Debug for Console {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Console")
-            .field("reviewer", &self.reviewer)
+            .field("prefix", &self.prefix)
             .field("hosts", &self.hosts)
+            .field("tokens", &self.tokens)
             .finish_non_exhaustive()
     }
 }
 
-/// A running console; [`ConsoleHandle::shutdown`] stops it.
+/// A running `airlock console`.
 #[derive(Debug)]
 pub struct ConsoleHandle {
-    /// The address it listens on.
-    pub addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    pub server: ServerHandle,
+    /// The admin token generated because none was configured (shown once, at start).
+    pub generated_token: Option<String>,
 }
 
 impl ConsoleHandle {
     /// The console's URL.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
+    }
+
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr
     }
 
     /// Stops accepting connections and waits for the requests in flight.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
+        self.server.shutdown().await;
     }
 }
 
-fn random_token() -> anyhow::Result<String> {
-    let mut buffer = [0u8; 32];
-    getrandom::fill(&mut buffer).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    Ok(hex::encode(buffer))
+impl Console {
+    /// Opens the data dir's stores for a console served at `config.addr`.
+    pub async fn open(config: ConsoleConfig) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            config.prefix.is_empty()
+                || (config.prefix.starts_with('/') && !config.prefix.ends_with('/')),
+            "a console prefix starts with / and does not end with one: {:?}",
+            config.prefix
+        );
+        let local = LocalReview::open(&config.data).await?;
+        let addr = config.addr;
+        let hosts = vec![addr.to_string(), format!("localhost:{}", addr.port())];
+        let origins = hosts.iter().map(|host| format!("http://{host}")).collect();
+        let judge = OnceCell::new();
+        let scanner = match config.scanner {
+            ConsoleScanner::OnFirstUse(args) => Some(args),
+            ConsoleScanner::Running { scanner, policies } => {
+                let _ = judge.set(Judge {
+                    scanner,
+                    _managed: Mutex::new(None),
+                    policies,
+                    media_permits: crate::review_cli::media_permits(),
+                });
+                None
+            }
+        };
+        Ok(Self {
+            local,
+            tokens: config.tokens,
+            sessions: Sessions::new(config.session_lifetime),
+            prefix: config.prefix,
+            cookie_name: format!("airlock-console-{}", addr.port()),
+            hosts,
+            origins,
+            scanner,
+            judge,
+        })
+    }
+
+    /// Whether `path` is one of the console's (under its prefix).
+    #[must_use]
+    pub fn owns(&self, path: &str) -> bool {
+        path.strip_prefix(&self.prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    /// The console's home page.
+    #[must_use]
+    pub fn home(&self) -> String {
+        format!("{}/", self.prefix)
+    }
 }
 
 /// Opens the data dir's stores and serves the console on `args.listen` (a loopback address;
@@ -138,43 +271,42 @@ pub async fn start(args: &ConsoleArgs) -> anyhow::Result<ConsoleHandle> {
         "--listen {}: the console serves this machine only; give a loopback address such as 127.0.0.1:8740",
         args.listen
     );
-    let reviewer = args
-        .reviewer
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned);
-    let local = LocalReview::open(&args.data).await?;
+    let (tokens, generated_token) = args.access.tokens()?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let mut hosts = vec![addr.to_string()];
-    hosts.push(format!("localhost:{}", addr.port()));
-    let origins = hosts.iter().map(|host| format!("http://{host}")).collect();
-    let console = Arc::new(Console {
-        local,
-        reviewer,
-        csrf_token: random_token()?,
-        hosts,
-        origins,
-        scanner: args.scanner.clone(),
-        judge: OnceCell::new(),
-    });
-    Ok(serve(listener, console, addr))
+    let console = Arc::new(
+        Console::open(ConsoleConfig {
+            data: args.data.clone(),
+            tokens,
+            session_lifetime: args.access.lifetime(),
+            scanner: ConsoleScanner::OnFirstUse(args.scanner.clone()),
+            prefix: String::new(),
+            addr,
+        })
+        .await?,
+    );
+    let server = crate::http_server::serve(listener, move |request| {
+        let console = Arc::clone(&console);
+        async move { console.answer(request).await }
+    })?;
+    Ok(ConsoleHandle {
+        server,
+        generated_token,
+    })
 }
 
 /// `airlock console`: serves until interrupted.
 pub async fn run(args: ConsoleArgs) -> anyhow::Result<u8> {
     let handle = start(&args).await?;
-    println!(
-        "airlock console on {} ({}); Ctrl-C stops it",
-        handle.url(),
-        match args.reviewer.as_deref().map(str::trim) {
-            Some(name) if !name.is_empty() => format!("reviewer {name}"),
-            _ => "read-only: no --reviewer".to_owned(),
-        }
-    );
+    println!("airlock console on {}/ ; Ctrl-C stops it", handle.url());
+    match &handle.generated_token {
+        Some(token) => println!(
+            "no tokens configured (--tokens-file, AIRLOCK_CONSOLE_TOKENS): sign in as {GENERATED_ADMIN} (admin) with this token, valid until the console stops:\n    {token}"
+        ),
+        None => println!("sign in with your console token"),
+    }
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
@@ -182,60 +314,40 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<u8> {
     Ok(crate::review_cli::EXIT_OK)
 }
 
-fn serve(listener: TcpListener, console: Arc<Console>, addr: SocketAddr) -> ConsoleHandle {
-    let (stop, mut stopped) = watch::channel(false);
-    let task = tokio::spawn(async move {
-        let mut connections = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let console = Arc::clone(&console);
-                    let mut stop = stopped.clone();
-                    connections.spawn(async move {
-                        let service = hyper::service::service_fn(move |request| {
-                            let console = Arc::clone(&console);
-                            async move { Ok::<_, Infallible>(answer(&console, request).await) }
-                        });
-                        let builder = auto::Builder::new(TokioExecutor::new());
-                        let connection = builder.serve_connection(TokioIo::new(stream), service);
-                        tokio::pin!(connection);
-                        tokio::select! {
-                            _ = connection.as_mut() => {}
-                            _ = stop.changed() => {
-                                connection.as_mut().graceful_shutdown();
-                                let _ = connection.await;
-                            }
-                        }
-                    });
-                }
-                _ = stopped.changed() => break,
-            }
-        }
-        while connections.join_next().await.is_some() {}
-    });
-    ConsoleHandle { addr, stop, task }
+/// The console as one request sees it: who is signed in, if anyone.
+struct Cx<'a> {
+    console: &'a Console,
+    session: Option<Session>,
 }
 
-/// A page or a redirect, before the common headers.
+impl std::ops::Deref for Cx<'_> {
+    type Target = Console;
+    fn deref(&self) -> &Console {
+        self.console
+    }
+}
+
+/// A page, a redirect or a download, before the common headers.
 struct Answer {
     status: StatusCode,
-    body: String,
+    body: Bytes,
     content_type: &'static str,
     location: Option<String>,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Answer {
-    fn page(status: StatusCode, title: &str, console: &Console, body: &str) -> Self {
+    fn page(status: StatusCode, title: &str, console: &Cx<'_>, body: &str) -> Self {
         Self {
             status,
-            body: layout(title, console, body),
+            body: Bytes::from(layout(title, console, body)),
             content_type: "text/html; charset=utf-8",
             location: None,
+            headers: Vec::new(),
         }
     }
 
-    fn problem(status: StatusCode, console: &Console, message: &str, back: Option<&str>) -> Self {
+    fn problem(status: StatusCode, console: &Cx<'_>, message: &str, back: Option<&str>) -> Self {
         let mut body = format!(
             "<h1>{}</h1><p class=\"problem\">{}</p>",
             Text(status.canonical_reason().unwrap_or("Refused")),
@@ -244,7 +356,7 @@ impl Answer {
         if let Some(key) = back {
             let _ = write!(
                 body,
-                "<p><a href=\"/item?key={}\">Back to the item</a></p>",
+                "<p><a href=\"item?key={}\">Back to the item</a></p>",
                 Text(&url_encode(key))
             );
         }
@@ -254,62 +366,149 @@ impl Answer {
     fn redirect(location: String) -> Self {
         Self {
             status: StatusCode::SEE_OTHER,
-            body: String::new(),
+            body: Bytes::new(),
             content_type: "text/plain; charset=utf-8",
             location: Some(location),
+            headers: Vec::new(),
+        }
+    }
+
+    fn with_header(mut self, name: HeaderName, value: &str) -> Self {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            self.headers.push((name, value));
+        }
+        self
+    }
+}
+
+/// The console's pages, relative to its prefix.
+const PAGES: [&str; 10] = [
+    "/",
+    "/item",
+    "/audit",
+    "/console.css",
+    "/signin",
+    "/signout",
+    "/release",
+    "/rescan",
+    "/purge",
+    "/export",
+];
+
+impl Console {
+    /// Answers one request for a path under the console's prefix.
+    pub async fn answer(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (parts, body) = request.into_parts();
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let session = self.session_of(&parts.headers);
+        let cx = Cx {
+            console: self,
+            session,
+        };
+        let answer = if host.is_some_and(|host| self.hosts.iter().any(|h| h == host)) {
+            let path = parts.uri.path();
+            let page = path.strip_prefix(&self.prefix).unwrap_or(path);
+            self.route(&cx, &parts, page, body).await
+        } else {
+            // A page on another site whose name resolves here (DNS rebinding) reads nothing.
+            Answer::problem(
+                StatusCode::MISDIRECTED_REQUEST,
+                &cx,
+                "this console answers only to its own address (the Host header names another)",
+                None,
+            )
+        };
+        respond(&parts.method, answer)
+    }
+
+    async fn route(
+        &self,
+        cx: &Cx<'_>,
+        parts: &http::request::Parts,
+        page: &str,
+        body: Incoming,
+    ) -> Answer {
+        let query = parts.uri.query().unwrap_or("");
+        let method = &parts.method;
+        let reading = method == Method::GET || method == Method::HEAD;
+        match (reading, method == Method::POST, page) {
+            (_, _, "") => Answer::redirect(self.home()),
+            (true, _, "/console.css") => Answer {
+                status: StatusCode::OK,
+                body: Bytes::from_static(STYLE.as_bytes()),
+                content_type: "text/css; charset=utf-8",
+                location: None,
+                headers: Vec::new(),
+            },
+            (true, _, "/signin") => signin_page(cx, StatusCode::OK, None),
+            (_, true, "/signin") => sign_in(cx, &parts.headers, body).await,
+            (_, _, page) if !PAGES.contains(&page) => Answer::problem(
+                StatusCode::NOT_FOUND,
+                cx,
+                &format!("no page {}", parts.uri.path()),
+                None,
+            ),
+            (true, _, "/" | "/item" | "/audit") if cx.session.is_none() => {
+                Answer::redirect(format!("{}/signin", self.prefix))
+            }
+            (true, _, "/") => list_page(cx, query).await,
+            (true, _, "/item") => item_page(cx, query).await,
+            (true, _, "/audit") => audit_page(cx, query).await,
+            (_, true, "/signout" | "/release" | "/rescan" | "/purge" | "/export") => {
+                action(cx, page, &parts.headers, body).await
+            }
+            _ => Answer::problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                cx,
+                &format!("{method} is not allowed here"),
+                None,
+            ),
+        }
+    }
+
+    fn session_of(&self, headers: &http::HeaderMap) -> Option<Session> {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .find_map(|value| access::cookie(value, &self.cookie_name))
+            .and_then(|id| self.sessions.get(id))
+    }
+
+    fn session_id<'h>(&self, headers: &'h http::HeaderMap) -> Option<&'h str> {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .find_map(|value| access::cookie(value, &self.cookie_name))
+    }
+
+    /// The `Set-Cookie` value that holds session `id` (or, `None`, that ends it).
+    fn cookie(&self, id: Option<&str>) -> String {
+        let path = self.home();
+        match id {
+            Some(id) => format!(
+                "{}={id}; HttpOnly; SameSite=Strict; Path={path}; Max-Age={}",
+                self.cookie_name,
+                self.sessions.lifetime.as_secs()
+            ),
+            None => format!(
+                "{}=; HttpOnly; SameSite=Strict; Path={path}; Max-Age=0",
+                self.cookie_name
+            ),
         }
     }
 }
 
-async fn answer(console: &Console, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let (parts, body) = request.into_parts();
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
-    let answer = if host.is_some_and(|host| console.hosts.iter().any(|h| h == host)) {
-        let query = parts.uri.query().unwrap_or("");
-        match (&parts.method, parts.uri.path()) {
-            (&Method::GET | &Method::HEAD, "/") => list_page(console, query).await,
-            (&Method::GET | &Method::HEAD, "/item") => item_page(console, query).await,
-            (&Method::GET | &Method::HEAD, "/audit") => audit_page(console, query).await,
-            (&Method::GET | &Method::HEAD, "/console.css") => Answer {
-                status: StatusCode::OK,
-                body: STYLE.to_owned(),
-                content_type: "text/css; charset=utf-8",
-                location: None,
-            },
-            (&Method::POST, path @ ("/release" | "/purge")) => {
-                action(console, path, &parts.headers, body).await
-            }
-            (_, "/" | "/item" | "/audit" | "/console.css" | "/release" | "/purge") => {
-                Answer::problem(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    console,
-                    &format!("{} is not allowed here", parts.method),
-                    None,
-                )
-            }
-            (_, path) => Answer::problem(
-                StatusCode::NOT_FOUND,
-                console,
-                &format!("no page {path}"),
-                None,
-            ),
-        }
-    } else {
-        // A page on another site whose name resolves here (DNS rebinding) reads nothing.
-        Answer::problem(
-            StatusCode::MISDIRECTED_REQUEST,
-            console,
-            "this console answers only to its own address (the Host header names another)",
-            None,
-        )
-    };
-    let mut response = Response::new(if parts.method == Method::HEAD {
+/// The response, with the headers every answer carries.
+fn respond(method: &Method, answer: Answer) -> Response<Full<Bytes>> {
+    let mut response = Response::new(if method == Method::HEAD {
         Full::new(Bytes::new())
     } else {
-        Full::new(Bytes::from(answer.body))
+        Full::new(answer.body)
     });
     *response.status_mut() = answer.status;
     let headers = response.headers_mut();
@@ -338,6 +537,9 @@ async fn answer(console: &Console, request: Request<Incoming>) -> Response<Full<
     }
     if let Some(location) = answer.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
         headers.insert(header::LOCATION, location);
+    }
+    for (name, value) in answer.headers {
+        headers.append(name, value);
     }
     response
 }
@@ -440,28 +642,37 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// Equal, in time that does not depend on where they differ.
 fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    access::same_bytes(a.as_bytes(), b.as_bytes())
 }
 
 // ---------------------------------------------------------------------------------------
 // Pages
 
-fn layout(title: &str, console: &Console, body: &str) -> String {
-    let who = match &console.reviewer {
-        Some(name) => format!("reviewer <strong>{}</strong>", Text(name)),
-        None => "read-only (no reviewer)".to_owned(),
+fn layout(title: &str, console: &Cx<'_>, body: &str) -> String {
+    // Links are relative: the same pages work under any prefix.
+    let who = match &console.session {
+        Some(session) => format!(
+            "<span class=\"who\"><strong>{}</strong> ({})</span>\
+             <form class=\"signout\" method=\"post\" action=\"signout\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <button type=\"submit\">Sign out</button></form>",
+            Text(&session.name),
+            session.role,
+            Text(&session.csrf)
+        ),
+        None => "<span class=\"who\">not signed in</span>".to_owned(),
+    };
+    let nav = if console.session.is_some() {
+        "<nav><a href=\"./\">Quarantine</a><a href=\"audit\">Audit trail</a></nav>"
+    } else {
+        "<nav></nav>"
     };
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · airlock console</title><link rel=\"stylesheet\" href=\"/console.css\">\
-         </head><body><header><a class=\"brand\" href=\"/\">airlock console</a>\
-         <nav><a href=\"/\">Quarantine</a><a href=\"/audit\">Audit trail</a></nav>\
-         <span class=\"who\">{who}</span></header><main>{body}</main></body></html>\n",
+         <title>{} · airlock console</title><link rel=\"stylesheet\" href=\"console.css\">\
+         </head><body><header><a class=\"brand\" href=\"./\">airlock console</a>\
+         {nav}{who}</header><main>{body}</main></body></html>\n",
         Text(title)
     )
 }
@@ -547,10 +758,10 @@ fn list_href(fields: &[(String, String)], extra: &[(&str, &str)]) -> String {
             .iter()
             .map(|(name, value)| format!("{}={}", url_encode(name), url_encode(value))),
     );
-    format!("/?{}", pairs.join("&"))
+    format!("./?{}", pairs.join("&"))
 }
 
-async fn list_page(console: &Console, query: &str) -> Answer {
+async fn list_page(console: &Cx<'_>, query: &str) -> Answer {
     let query = match list_query(query) {
         Ok(query) => query,
         Err(problem) => {
@@ -607,7 +818,7 @@ async fn list_page(console: &Console, query: &str) -> Answer {
 
 fn filter_form(body: &mut String, query: &ListQuery) {
     let value = |name: &str| field(&query.fields, name).unwrap_or("");
-    body.push_str("<form class=\"filters\" method=\"get\" action=\"/\">");
+    body.push_str("<form class=\"filters\" method=\"get\" action=\"./\">");
     for (name, label, hint) in [
         ("tenant", "Tenant", ""),
         ("purpose", "Purpose", ""),
@@ -648,7 +859,7 @@ fn filter_form(body: &mut String, query: &ListQuery) {
     }
     body.push_str(
         "</select></label><button type=\"submit\">Filter</button>\
-         <a class=\"clear\" href=\"/\">Clear</a></form>",
+         <a class=\"clear\" href=\"./\">Clear</a></form>",
     );
 }
 
@@ -670,7 +881,7 @@ fn list_row(body: &mut String, item: &QuarantineItem) {
     let record = &item.record;
     let _ = write!(
         body,
-        "<tr><td><a href=\"/item?key={}\">{}</a></td><td class=\"status {status}\">{status}</td>\
+        "<tr><td><a href=\"item?key={}\">{}</a></td><td class=\"status {status}\">{status}</td>\
          <td class=\"code\">{}</td><td>{}</td><td>{}</td><td class=\"name\">{}</td>\
          <td>{}</td><td class=\"num\">{}</td></tr>",
         Text(&url_encode(item.key())),
@@ -685,7 +896,7 @@ fn list_row(body: &mut String, item: &QuarantineItem) {
     );
 }
 
-async fn item_page(console: &Console, query: &str) -> Answer {
+async fn item_page(console: &Cx<'_>, query: &str) -> Answer {
     let fields = match form_fields(query) {
         Ok(fields) => fields,
         Err(problem) => return Answer::problem(StatusCode::BAD_REQUEST, console, &problem, None),
@@ -710,6 +921,7 @@ async fn item_page(console: &Console, query: &str) -> Answer {
     );
     match field(&fields, "done") {
         Some("released") => body.push_str("<p class=\"done\">Released.</p>"),
+        Some("rescanned") => body.push_str("<p class=\"done\">Rescanned clean and released.</p>"),
         Some("purged") => body.push_str("<p class=\"done\">Purged; a tombstone was kept.</p>"),
         _ => {}
     }
@@ -800,42 +1012,70 @@ fn record_section(body: &mut String, detail: &ItemDetail) {
     body.push_str("</tbody></table></section>");
 }
 
-fn actions_section(body: &mut String, console: &Console, detail: &ItemDetail) {
+fn actions_section(body: &mut String, console: &Cx<'_>, detail: &ItemDetail) {
     if detail.item.status != QuarantineStatus::Quarantined {
         return;
     }
-    body.push_str("<section class=\"actions\"><h2>Actions</h2>");
-    if console.reviewer.is_none() {
-        body.push_str(
-            "<p class=\"note\">Read-only: start the console with <code>--reviewer NAME</code> \
-             (or <code>AIRLOCK_REVIEWER</code>) to release or purge.</p></section>",
-        );
+    let Some(session) = &console.session else {
         return;
-    }
+    };
+    let admin = session.role == Role::Admin;
+    let reason = detail.item.record.reason;
+    body.push_str("<section class=\"actions\"><h2>Actions</h2>");
     let key = Text(detail.item.key());
-    let token = Text(&console.csrf_token);
-    for (path, button, help) in [
-        (
-            "release",
-            "Release",
-            "Rescans the bytes with the current scanner and promotes them if clean \
-             (images are sanitized by the media stage first).",
-        ),
-        (
-            "purge",
-            "Purge",
-            "Deletes the quarantined object; its record and a tombstone stay.",
-        ),
-    ] {
+    let token = Text(&session.csrf);
+    let why = "<label>Why (recorded in the audit trail)\
+               <textarea name=\"why\" required minlength=\"3\" rows=\"2\"></textarea></label>";
+    let form = |body: &mut String, path: &str, help: &str, extra: &str, button: &str| {
         let _ = write!(
             body,
-            "<form class=\"action {path}\" method=\"post\" action=\"/{path}\">\
+            "<form class=\"action {path}\" method=\"post\" action=\"{path}\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
              <input type=\"hidden\" name=\"key\" value=\"{key}\">\
-             <p>{help}</p><label>Why (recorded in the audit trail)\
-             <textarea name=\"why\" required minlength=\"3\" rows=\"2\"></textarea></label>\
-             <button type=\"submit\">{button}</button></form>"
+             <p>{help}</p>{why}{extra}<button type=\"submit\">{button}</button></form>"
         );
+    };
+    let release_help = if reason.release_can_fix() {
+        "Rescans the bytes with the current scanner and promotes them if clean \
+         (images are sanitized by the media stage first)."
+    } else {
+        "Its reason describes the upload itself, not a verdict: only an admin's forced \
+         release can override it (the bytes are still scanned, images still sanitized)."
+    };
+    let force = if admin {
+        "<label class=\"force\"><input type=\"checkbox\" name=\"force\" value=\"1\"> \
+         Force: accept another size, the type the bytes have, no declared checksum</label>"
+    } else {
+        ""
+    };
+    form(body, "release", release_help, force, "Release");
+    if reason.is_transient() {
+        form(
+            body,
+            "rescan",
+            "Quarantined for an outage: rescans the bytes now and promotes them if clean.",
+            "",
+            "Rescan",
+        );
+    }
+    form(
+        body,
+        "export",
+        "Downloads the object and its record as a zip encrypted with the password \
+         <code>infected</code>, named by its SHA-256.",
+        "",
+        "Export",
+    );
+    if admin {
+        form(
+            body,
+            "purge",
+            "Deletes the quarantined object; its record and a tombstone stay.",
+            "",
+            "Purge",
+        );
+    } else {
+        body.push_str("<p class=\"note\">Purging and forced releases need the admin role.</p>");
     }
     body.push_str("</section>");
 }
@@ -889,7 +1129,7 @@ fn audit_table(body: &mut String, entries: &[AuditEntry], with_subject: bool) {
         if with_subject {
             let _ = write!(
                 body,
-                "<td><a href=\"/item?key={}\">{}</a></td>",
+                "<td><a href=\"item?key={}\">{}</a></td>",
                 Text(&url_encode(&record.subject)),
                 Text(&record.subject)
             );
@@ -904,7 +1144,7 @@ fn audit_table(body: &mut String, entries: &[AuditEntry], with_subject: bool) {
     body.push_str("</tbody></table></section>");
 }
 
-async fn audit_page(console: &Console, query: &str) -> Answer {
+async fn audit_page(console: &Cx<'_>, query: &str) -> Answer {
     let fields = match form_fields(query) {
         Ok(fields) => fields,
         Err(problem) => return Answer::problem(StatusCode::BAD_REQUEST, console, &problem, None),
@@ -966,7 +1206,7 @@ async fn audit_page(console: &Console, query: &str) -> Answer {
     let value = |name: &str| field(&fields, name).unwrap_or("");
     let _ = write!(
         body,
-        "<form class=\"filters\" method=\"get\" action=\"/audit\">\
+        "<form class=\"filters\" method=\"get\" action=\"audit\">\
          <label>Reviewer<input name=\"actor\" value=\"{}\"></label>\
          <label>Subject<input name=\"subject\" value=\"{}\"></label>\
          <label>Action<select name=\"action\"><option value=\"\">any</option>",
@@ -986,7 +1226,7 @@ async fn audit_page(console: &Console, query: &str) -> Answer {
     }
     body.push_str(
         "</select></label><button type=\"submit\">Filter</button>\
-         <a class=\"clear\" href=\"/audit\">Clear</a></form>",
+         <a class=\"clear\" href=\"audit\">Clear</a></form>",
     );
     audit_table(&mut body, &entries, true);
     if let (true, Some(last)) = (entries.len() == AUDIT_PAGE, entries.last()) {
@@ -997,7 +1237,7 @@ async fn audit_page(console: &Console, query: &str) -> Answer {
         pairs.push(format!("before={}", last.seq));
         let _ = write!(
             body,
-            "<p class=\"more\"><a href=\"/audit?{}\">Older entries →</a></p>",
+            "<p class=\"more\"><a href=\"audit?{}\">Older entries →</a></p>",
             Text(&pairs.join("&"))
         );
     }
@@ -1007,7 +1247,7 @@ async fn audit_page(console: &Console, query: &str) -> Answer {
 // ---------------------------------------------------------------------------------------
 // Actions
 
-fn failure(console: &Console, error: &dyn std::error::Error, back: Option<&str>) -> Answer {
+fn failure(console: &Cx<'_>, error: &dyn std::error::Error, back: Option<&str>) -> Answer {
     tracing::error!(error = %airlock_core::stages::error_chain(error), "console request failed");
     Answer::problem(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -1017,7 +1257,7 @@ fn failure(console: &Console, error: &dyn std::error::Error, back: Option<&str>)
     )
 }
 
-fn review_problem(console: &Console, err: &ReviewError, back: Option<&str>) -> Answer {
+fn review_problem(console: &Cx<'_>, err: &ReviewError, back: Option<&str>) -> Answer {
     match err {
         ReviewError::NotFound(_) => {
             Answer::problem(StatusCode::NOT_FOUND, console, &err.to_string(), None)
@@ -1032,9 +1272,9 @@ fn review_problem(console: &Console, err: &ReviewError, back: Option<&str>) -> A
     }
 }
 
-/// The fields of an action's form, once its origin, shape and anti-CSRF token are checked.
+/// The fields of a form posted to the console, once its origin and shape are checked.
 async fn checked_form(
-    console: &Console,
+    console: &Cx<'_>,
     headers: &http::HeaderMap,
     body: Incoming,
 ) -> Result<Vec<(String, String)>, Answer> {
@@ -1074,40 +1314,109 @@ async fn checked_form(
             ));
         }
     };
-    let fields = match std::str::from_utf8(&bytes)
+    std::str::from_utf8(&bytes)
         .map_err(|_| "the form is not UTF-8".to_owned())
         .and_then(form_fields)
-    {
+        .map_err(|problem| Answer::problem(StatusCode::BAD_REQUEST, console, &problem, None))
+}
+
+fn signin_page(console: &Cx<'_>, status: StatusCode, problem: Option<&str>) -> Answer {
+    let mut body = String::from("<h1>Sign in</h1>");
+    if let Some(problem) = problem {
+        let _ = write!(body, "<p class=\"problem\">{}</p>", Text(problem));
+    }
+    if let Some(session) = &console.session {
+        let _ = write!(
+            body,
+            "<p class=\"note\">Signed in as {} ({}). Signing in again replaces that.</p>",
+            Text(&session.name),
+            session.role
+        );
+    }
+    body.push_str(
+        "<form class=\"signin\" method=\"post\" action=\"signin\">\
+         <label>Console token<input type=\"password\" name=\"token\" required \
+         autocomplete=\"current-password\" autofocus></label>\
+         <button type=\"submit\">Sign in</button></form>\
+         <p class=\"note\">Tokens come from the console's tokens file or \
+         <code>AIRLOCK_CONSOLE_TOKENS</code>; without them, the console printed an admin \
+         token when it started.</p>",
+    );
+    Answer::page(status, "Sign in", console, &body)
+}
+
+/// Checks a posted token and opens a session: a new id each time (a session id known
+/// before signing in is never the one after).
+async fn sign_in(console: &Cx<'_>, headers: &http::HeaderMap, body: Incoming) -> Answer {
+    let fields = match checked_form(console, headers, body).await {
         Ok(fields) => fields,
-        Err(problem) => {
-            return Err(Answer::problem(
-                StatusCode::BAD_REQUEST,
-                console,
-                &problem,
-                None,
-            ));
-        }
+        Err(refused) => return refused,
     };
-    if !field(&fields, "csrf").is_some_and(|token| same_secret(token, &console.csrf_token)) {
-        return Err(Answer::problem(
+    let Some((name, role)) = field(&fields, "token").and_then(|t| console.tokens.check(t)) else {
+        return signin_page(
+            console,
+            StatusCode::FORBIDDEN,
+            Some("refused: that is not a console token"),
+        );
+    };
+    if let Some(old) = console.session_id(headers) {
+        console.sessions.close(old);
+    }
+    match console.sessions.open(name, role) {
+        Ok(id) => Answer::redirect(console.home())
+            .with_header(header::SET_COOKIE, &console.cookie(Some(&id))),
+        Err(e) => Answer::problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            console,
+            &format!("{e:#}"),
+            None,
+        ),
+    }
+}
+
+/// The action a form asks for, with what it needs.
+enum Act {
+    Release { force: bool },
+    Rescan,
+    Purge,
+    Export,
+}
+
+async fn action(console: &Cx<'_>, page: &str, headers: &http::HeaderMap, body: Incoming) -> Answer {
+    let fields = match checked_form(console, headers, body).await {
+        Ok(fields) => fields,
+        Err(refused) => return refused,
+    };
+    let Some(session) = &console.session else {
+        return Answer::problem(
+            StatusCode::FORBIDDEN,
+            console,
+            "refused: sign in first (no session, or it expired)",
+            None,
+        );
+    };
+    if !field(&fields, "csrf").is_some_and(|token| same_secret(token, &session.csrf)) {
+        return Answer::problem(
             StatusCode::FORBIDDEN,
             console,
             "refused: the form's token is missing or stale (reload the page and try again)",
             None,
-        ));
+        );
     }
-    Ok(fields)
-}
-
-async fn action(
-    console: &Console,
-    path: &str,
-    headers: &http::HeaderMap,
-    body: Incoming,
-) -> Answer {
-    let fields = match checked_form(console, headers, body).await {
-        Ok(fields) => fields,
-        Err(refused) => return refused,
+    if page == "/signout" {
+        if let Some(id) = console.session_id(headers) {
+            console.sessions.close(id);
+        }
+        return Answer::redirect(format!("{}/signin", console.prefix))
+            .with_header(header::SET_COOKIE, &console.cookie(None));
+    }
+    let act = match page {
+        "/release" => Act::Release {
+            force: field(&fields, "force").is_some(),
+        },
+        "/rescan" => Act::Rescan,
+        "/purge" => Act::Purge,
+        _ => Act::Export,
     };
     let Some(key) = field(&fields, "key") else {
         return Answer::problem(
@@ -1117,14 +1426,22 @@ async fn action(
             None,
         );
     };
-    let Some(reviewer) = console.reviewer.as_deref() else {
+    let needs_admin = match act {
+        Act::Purge => Some("purging"),
+        Act::Release { force: true } => Some("a forced release"),
+        _ => None,
+    };
+    if let (Some(what), Role::Reviewer) = (needs_admin, session.role) {
         return Answer::problem(
             StatusCode::FORBIDDEN,
             console,
-            "refused: the console is read-only (start it with --reviewer NAME)",
+            &format!(
+                "refused: {what} needs the admin role; {} is signed in as a reviewer",
+                session.name
+            ),
             Some(key),
         );
-    };
+    }
     let Some(why) = field(&fields, "why") else {
         return Answer::problem(
             StatusCode::BAD_REQUEST,
@@ -1134,12 +1451,41 @@ async fn action(
         );
     };
     let review = console.local.review();
-    if path == "/purge" {
-        return match review::purge(&review, key, reviewer, why).await {
-            Ok(_) => Answer::redirect(format!("/item?key={}&done=purged", url_encode(key))),
+    let reviewer = session.name.as_str();
+    let done = |what: &str| {
+        Answer::redirect(format!(
+            "{}/item?key={}&done={what}",
+            console.prefix,
+            url_encode(key)
+        ))
+    };
+    match act {
+        Act::Purge => match review::purge(&review, key, reviewer, why).await {
+            Ok(_) => done("purged"),
             Err(err) => review_problem(console, &err, Some(key)),
-        };
+        },
+        Act::Export => export(console, key, reviewer, why).await,
+        Act::Release { force } => {
+            judged(console, key, "released", |rescanning| async move {
+                review::release(&review, &rescanning, key, reviewer, why, force).await
+            })
+            .await
+        }
+        Act::Rescan => {
+            judged(console, key, "rescanned", |rescanning| async move {
+                review::rescan_item(&review, &rescanning, key, reviewer, why).await
+            })
+            .await
+        }
     }
+}
+
+/// Runs a release or rescan with the console's scanner, and answers with its outcome.
+async fn judged<'a, F, Fut>(console: &'a Cx<'_>, key: &str, done: &str, run: F) -> Answer
+where
+    F: FnOnce(Rescanning<'a>) -> Fut,
+    Fut: std::future::Future<Output = Result<ReleaseReport, ReviewError>>,
+{
     let judge = match console.judge().await {
         Ok(judge) => judge,
         Err(e) => {
@@ -1159,11 +1505,13 @@ async fn action(
         media: Arc::new(airlock_media::ImageProcessor),
         media_permits: Arc::clone(&judge.media_permits),
     };
-    match review::release(&review, &rescanning, key, reviewer, why, false).await {
+    match run(rescanning).await {
         Ok(report) => match report.outcome {
-            ReleaseOutcome::Released { .. } => {
-                Answer::redirect(format!("/item?key={}&done=released", url_encode(key)))
-            }
+            ReleaseOutcome::Released { .. } => Answer::redirect(format!(
+                "{}/item?key={}&done={done}",
+                console.prefix,
+                url_encode(key)
+            )),
             ReleaseOutcome::Rejected(rejection) => Answer::problem(
                 StatusCode::CONFLICT,
                 console,
@@ -1178,14 +1526,49 @@ async fn action(
     }
 }
 
+/// The export as a download: a zip encrypted with the password `infected`, as an
+/// attachment that no browser renders.
+async fn export(console: &Cx<'_>, key: &str, reviewer: &str, why: &str) -> Answer {
+    let spool = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => return failure(console, &e, Some(key)),
+    };
+    let sink = airlock_local::EncryptedZipFile {
+        path: spool.path().join("sample.zip"),
+    };
+    let report = match review::export(&console.local.review(), key, reviewer, why, &sink).await {
+        Ok(report) => report,
+        Err(err) => return review_problem(console, &err, Some(key)),
+    };
+    let bytes = match tokio::fs::read(&sink.path).await {
+        Ok(bytes) => bytes,
+        Err(e) => return failure(console, &e, Some(key)),
+    };
+    Answer {
+        status: StatusCode::OK,
+        body: Bytes::from(bytes),
+        content_type: "application/zip",
+        location: None,
+        headers: Vec::new(),
+    }
+    .with_header(
+        header::CONTENT_DISPOSITION,
+        &format!("attachment; filename=\"{}.zip\"", report.sha256),
+    )
+}
+
 impl Console {
-    /// The scanner and policies releases use: `--clamd`, or a clamd started on the first
-    /// release and stopped with the console.
+    /// The scanner and policies releases use: a running one, or `--clamd`, or a clamd
+    /// started on the first release and stopped with the console.
     async fn judge(&self) -> anyhow::Result<&Judge> {
         self.judge
             .get_or_try_init(|| async {
+                let args = self
+                    .scanner
+                    .as_ref()
+                    .context("the console has no scanner")?;
                 let (scanner, managed, policies) =
-                    crate::review_cli::rescanning_parts(&self.scanner).await?;
+                    crate::review_cli::rescanning_parts(args).await?;
                 Ok(Judge {
                     scanner,
                     _managed: Mutex::new(managed),
@@ -1236,6 +1619,12 @@ form.purge button{color:var(--bad)}
 .problem,.verify.broken{color:var(--bad);font-weight:600}
 .done,.verify.intact{color:var(--good);font-weight:600}
 .note,.empty{color:var(--muted)}
+form.signout{margin:0}
+form.signout button{padding:.15rem .6rem}
+form.signin{display:flex;gap:.6rem;align-items:end;margin:1rem 0}
+form.signin label{display:flex;flex-direction:column;font-size:.8rem;color:var(--muted)}
+form.signin input{min-width:24rem}
+label.force{display:block;margin-bottom:.5rem;color:var(--bad)}
 ";
 
 #[cfg(test)]
