@@ -15,6 +15,42 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A private clamd on the project's test signatures.
+///
+/// # Panics
+/// When clamd cannot start (install `clamav-daemon`: `scripts/setup.sh`).
+#[must_use]
+pub fn start_clamd() -> airlock_clamd::ManagedClamd {
+    airlock_clamd::ManagedClamd::builder()
+        .database_dir(repo_root().join("fixtures/clamav"))
+        .start()
+        .expect("clamd starts (install clamav-daemon: scripts/setup.sh)")
+}
+
+/// The bundled fixture cases (`fixtures/cases/*.json`), in file name order.
+///
+/// # Panics
+/// When a case file cannot be read or is not a case.
+#[must_use]
+pub fn load_cases() -> Vec<airlock_embedded::cases::Case> {
+    let mut paths: Vec<_> = std::fs::read_dir(repo_root().join("fixtures/cases"))
+        .expect("fixtures/cases is readable")
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p).expect("a readable case file");
+            let value: serde_json::Value =
+                serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            airlock_embedded::cases::Case::from_value(p, value)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        })
+        .collect()
+}
+
 /// Every file below `root` (relative path -> SHA-256 of its content).
 #[must_use]
 pub fn snapshot(root: &Path) -> BTreeMap<String, String> {

@@ -9,15 +9,8 @@ use airlock_clamd::ManagedClamd;
 use airlock_core::verdict::ReasonCode;
 use airlock_embedded::cases::eicar;
 use airlock_embedded::{EmbeddedPipeline, PipelineConfig, Settlement};
-use airlock_tests::repo_root;
+use airlock_tests::{repo_root, start_clamd};
 use zip::write::SimpleFileOptions;
-
-fn start_clamd() -> ManagedClamd {
-    ManagedClamd::builder()
-        .database_dir(repo_root().join("fixtures/clamav"))
-        .start()
-        .expect("clamd starts (install clamav-daemon: scripts/setup.sh)")
-}
 
 fn pipeline_at(data_dir: &Path, clamd: &ManagedClamd) -> EmbeddedPipeline {
     let mut config = PipelineConfig::new(

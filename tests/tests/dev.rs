@@ -39,6 +39,8 @@ impl Dev {
             jwt_public_key: None,
             jwt_algorithm: "RS256".into(),
             tenant_claim: "tenant".into(),
+            console_tokens_file: None,
+            console_tokens: None,
         };
         let (ready_tx, ready_rx) = oneshot::channel();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -11,32 +11,8 @@ use airlock_core::ports::Scanner;
 use airlock_embedded::cases::Case;
 use airlock_embedded::pipeline::PIPELINE_DEFINITION;
 use airlock_embedded::{EmbeddedPipeline, PipelineConfig, PipelineRun, Settlement};
-use airlock_tests::{repo_root, run_case};
+use airlock_tests::{load_cases, repo_root, run_case, start_clamd};
 use serde_json::Value;
-
-fn start_clamd() -> ManagedClamd {
-    ManagedClamd::builder()
-        .database_dir(repo_root().join("fixtures/clamav"))
-        .start()
-        .expect("clamd starts (install clamav-daemon: scripts/setup.sh)")
-}
-
-fn load_cases() -> Vec<Case> {
-    let dir = repo_root().join("fixtures/cases");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    paths.sort();
-    paths
-        .iter()
-        .map(|p| {
-            let value: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
-            Case::from_value(p, value).unwrap()
-        })
-        .collect()
-}
 
 fn pipeline_with(data_dir: &Path, scanner: Arc<dyn Scanner>, definition: &str) -> EmbeddedPipeline {
     let mut config = PipelineConfig::new(
