@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every check and every test: formatting, lints, then all tests against real servers
-# (each test starts the clamd it needs on 127.0.0.1 and stops it after), and the upload page
-# in headless Chromium.
+# Every check and every test: the template and state machine checkers, formatting, lints,
+# the Lambda functions' build, the upload page and the quarantine console in headless
+# Chromium, then all tests against real servers (each test starts the clamd or AWS emulator
+# it needs on 127.0.0.1 and stops it after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
