@@ -4,6 +4,8 @@
 //! mismatch), purged, exported; a rescan with a new signature revokes a trusted upload; the
 //! audit trail records it all, and an edit to it is found.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -449,13 +451,10 @@ fn a_reviewer_lists_releases_refuses_purges_exports_and_rescans() {
         && e["uploadId"] == "01937a3b-4370-70de-a013-1a2b3c4e179a"));
 
     // Again: nothing changes.
-    let before = (airlock_tests_snapshot(&bucket), events(&data).len());
+    let before = (common::snapshot(&bucket), events(&data).len());
     let second = ok(&airlock(&data, &rescan_args));
     assert!(second.contains("0 revoked"), "{second}");
-    assert_eq!(
-        (airlock_tests_snapshot(&bucket), events(&data).len()),
-        before
-    );
+    assert_eq!((common::snapshot(&bucket), events(&data).len()), before);
 
     // The audit trail has every action, and verifies; an edit is named.
     let audit = json(&airlock(&data, &["audit", "list", "--json"]));
@@ -494,21 +493,4 @@ fn hex_of(bytes: &[u8]) -> String {
         let _ = write!(hex, "{b:02x}");
         hex
     })
-}
-
-/// Every file under `root` with its content.
-fn airlock_tests_snapshot(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(dir: &Path, out: &mut std::collections::BTreeMap<PathBuf, Vec<u8>>) {
-        for entry in std::fs::read_dir(dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else {
-                out.insert(path.clone(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    let mut out = std::collections::BTreeMap::new();
-    walk(root, &mut out);
-    out
 }

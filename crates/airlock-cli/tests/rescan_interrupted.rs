@@ -4,6 +4,8 @@
 //! and its quarantined copy and record in place; the clean ones stay trusted; and a further
 //! run changes nothing. A real clamd (started by each run) and the real binary.
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -179,22 +181,6 @@ fn run_and_kill(data_dir: &Path, args: &[&str], after: usize) {
     );
 }
 
-fn snapshot(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(dir: &Path, out: &mut std::collections::BTreeMap<PathBuf, Vec<u8>>) {
-        for entry in std::fs::read_dir(dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else {
-                out.insert(path.clone(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    let mut out = std::collections::BTreeMap::new();
-    walk(root, &mut out);
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::too_many_lines)] // Reason: one job, killed, resumed, checked, rerun, in order.
 async fn a_rescan_killed_midway_and_rerun_handles_every_upload_once() {
@@ -285,7 +271,7 @@ async fn a_rescan_killed_midway_and_rerun_handles_every_upload_once() {
     for key in &infected {
         assert!(!bucket.join(key).exists(), "{key} is still trusted");
     }
-    let trusted_left = snapshot(&bucket.join("trusted")).len();
+    let trusted_left = common::snapshot(&bucket.join("trusted")).len();
     assert_eq!(trusted_left, UPLOADS - infected.len());
     let verified = ok(&command(&data, &["audit", "verify"]).output().unwrap());
     assert!(
@@ -294,7 +280,7 @@ async fn a_rescan_killed_midway_and_rerun_handles_every_upload_once() {
     );
 
     // Again: nothing changes.
-    let before = snapshot(&bucket);
+    let before = common::snapshot(&bucket);
     let again = ok(&command(&data, &args).output().unwrap());
     assert!(
         again.contains(&format!(
@@ -304,7 +290,7 @@ async fn a_rescan_killed_midway_and_rerun_handles_every_upload_once() {
             && !again.contains("resumed"),
         "{again}"
     );
-    assert_eq!(snapshot(&bucket), before);
+    assert_eq!(common::snapshot(&bucket), before);
     let verified = ok(&command(&data, &["audit", "verify"]).output().unwrap());
     assert!(
         verified.contains(&format!("intact: {} entries", infected.len())),
