@@ -6,44 +6,19 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
 use airlock_embedded::cases::{self, Case, Prepared};
 use airlock_embedded::{EmbeddedPipeline, PipelineConfig, Settlement};
+use common::{ok, repo, snapshot, text};
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn airlock(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .current_dir(repo())
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("AIRLOCK_CLAMD")
-        .env_remove("AIRLOCK_REVIEWER")
-        .env("NO_COLOR", "1")
+    common::command(data_dir, args)
         .output()
         .expect("airlock runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn ok(output: &Output) -> String {
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-    text(&output.stdout)
 }
 
 fn json(output: &Output) -> Value {
@@ -451,10 +426,10 @@ fn a_reviewer_lists_releases_refuses_purges_exports_and_rescans() {
         && e["uploadId"] == "01937a3b-4370-70de-a013-1a2b3c4e179a"));
 
     // Again: nothing changes.
-    let before = (common::snapshot(&bucket), events(&data).len());
+    let before = (snapshot(&bucket), events(&data).len());
     let second = ok(&airlock(&data, &rescan_args));
     assert!(second.contains("0 revoked"), "{second}");
-    assert_eq!((common::snapshot(&bucket), events(&data).len()), before);
+    assert_eq!((snapshot(&bucket), events(&data).len()), before);
 
     // The audit trail has every action, and verifies; an edit is named.
     let audit = json(&airlock(&data, &["audit", "list", "--json"]));

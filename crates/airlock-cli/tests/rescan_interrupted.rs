@@ -8,12 +8,13 @@ mod common;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 
 use airlock_core::intent::{IntentOutcome, IntentState, UploadIntent};
 use airlock_core::keys::{Purpose, TenantId, UploadId};
 use airlock_core::ports::{IntentStore, Transition, TransitionResult};
 use airlock_local::SqliteIntentStore;
+use common::{command, ok, repo, snapshot, text};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
@@ -22,38 +23,6 @@ const UPLOADS: usize = 400;
 /// Every this many uploads holds the text the new signature detects.
 const INFECTED_EVERY: usize = 8;
 const DETECTED: &[u8] = b"ship the pipeline";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn command(data_dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_airlock"));
-    command
-        .current_dir(repo())
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("AIRLOCK_CLAMD")
-        .env_remove("AIRLOCK_REVIEWER")
-        .env("NO_COLOR", "1");
-    command
-}
-
-fn ok(output: &Output) -> String {
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-    text(&output.stdout)
-}
 
 fn json(data_dir: &Path, args: &[&str]) -> Value {
     serde_json::from_str(&ok(&command(data_dir, args).output().unwrap())).unwrap()
@@ -271,7 +240,7 @@ async fn a_rescan_killed_midway_and_rerun_handles_every_upload_once() {
     for key in &infected {
         assert!(!bucket.join(key).exists(), "{key} is still trusted");
     }
-    let trusted_left = common::snapshot(&bucket.join("trusted")).len();
+    let trusted_left = snapshot(&bucket.join("trusted")).len();
     assert_eq!(trusted_left, UPLOADS - infected.len());
     let verified = ok(&command(&data, &["audit", "verify"]).output().unwrap());
     assert!(
@@ -280,7 +249,7 @@ async fn a_rescan_killed_midway_and_rerun_handles_every_upload_once() {
     );
 
     // Again: nothing changes.
-    let before = common::snapshot(&bucket);
+    let before = snapshot(&bucket);
     let again = ok(&command(&data, &args).output().unwrap());
     assert!(
         again.contains(&format!(
@@ -290,7 +259,7 @@ async fn a_rescan_killed_midway_and_rerun_handles_every_upload_once() {
             && !again.contains("resumed"),
         "{again}"
     );
-    assert_eq!(common::snapshot(&bucket), before);
+    assert_eq!(snapshot(&bucket), before);
     let verified = ok(&command(&data, &["audit", "verify"]).output().unwrap());
     assert!(
         verified.contains(&format!("intact: {} entries", infected.len())),
