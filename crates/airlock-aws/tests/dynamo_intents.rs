@@ -59,15 +59,7 @@ fn to(state: IntentState, from: &[IntentState]) -> Transition {
 
 /// The raw item at `pk`, as the table holds it.
 async fn raw(moto: &Moto, pk: &str) -> Option<std::collections::HashMap<String, AttributeValue>> {
-    moto.dynamodb()
-        .get_item()
-        .table_name(TABLE)
-        .key("pk", AttributeValue::S(pk.to_owned()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
+    moto.raw_item(TABLE, pk).await
 }
 
 #[tokio::test]

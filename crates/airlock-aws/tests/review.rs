@@ -723,16 +723,9 @@ fn audit_record(n: u32) -> AuditRecord {
     }
 }
 
-async fn raw(moto: &Moto, pk: &str) -> Option<HashMap<String, AttributeValue>> {
-    moto.dynamodb()
-        .get_item()
-        .table_name(TABLE)
-        .key("pk", AttributeValue::S(pk.to_owned()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
+/// The raw item at `pk`, as the table holds it.
+async fn raw(moto: &Moto, pk: &str) -> Option<std::collections::HashMap<String, AttributeValue>> {
+    moto.raw_item(TABLE, pk).await
 }
 
 #[tokio::test]

@@ -47,6 +47,26 @@ m.run_simple = lambda *a, **k: run(*a, **{**k, 'threaded': False})
 m.main(sys.argv[1:])";
 
 impl Moto {
+    /// The raw item of `table` at `pk`, as the table holds it (a consistent read).
+    pub async fn raw_item(
+        &self,
+        table: &str,
+        pk: &str,
+    ) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        self.dynamodb()
+            .get_item()
+            .table_name(table)
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(pk.to_owned()),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+    }
+
     /// Starts the emulator on a free port and waits until it answers HTTP.
     pub async fn start() -> Self {
         let port = free_port();
